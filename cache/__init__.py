@@ -1,0 +1,7 @@
+"""Teacher side: task data, the teacher runner, and the cache of its targets."""
+
+__version__ = "0.1.0"
+
+from .reader import Cache, CachedBlock, open_cache  # noqa: E402
+
+__all__ = ["Cache", "CachedBlock", "open_cache", "__version__"]

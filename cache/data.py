@@ -1,0 +1,232 @@
+"""Read task data into `Examples`: GLUE files, generic CSV/TSV/JSONL, and plain text.
+
+Every problem is reported as a `DataError` naming the file and the 1-based line, so a bad row in a
+67k-line file is found at once. Readers stop at `limit` examples.
+"""
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError, UserError
+from .tasks import GENERIC_TASKS, GLUE_TASKS, TASK_ALIASES, TaskSpec
+
+Row = tuple[int, dict | list]  # (line number, fields by name or by position)
+
+
+@dataclass(frozen=True)
+class Examples:
+    """A split of a task, ready to tokenise."""
+
+    task: str
+    split: str
+    path: Path
+    """The file the examples were read from."""
+    texts: list[str]
+    pairs: list[str] | None
+    """Second texts for sentence-pair tasks, else None."""
+    labels: np.ndarray | None
+    """int64 class ids, float32 regression targets, or None for unlabelled data."""
+    label_names: tuple[str, ...] | None
+    """Class names in id order (None for regression and unlabelled data)."""
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """Options for generic files: which columns hold the texts and the label."""
+
+    text: str = "text"
+    pair: str | None = None
+    label: str | None = None
+    """Label column; None means "label" when the file has one, else unlabelled."""
+    labels: tuple[str, ...] | None = None
+    """Class names in id order; None means the sorted distinct values of the file."""
+    regression: bool = False
+
+
+def canonical_task(task: str) -> str:
+    """Lower-case a task name and resolve aliases; raise on unknown names."""
+    name = TASK_ALIASES.get(task.lower(), task.lower())
+    if name not in GLUE_TASKS and name not in GENERIC_TASKS:
+        known = ", ".join([*GLUE_TASKS, *GENERIC_TASKS])
+        raise UserError(f"--task: unknown task {task!r} (known: {known})")
+    return name
+
+
+def resolve_data_file(task: str, data: Path, split: str) -> Path:
+    """`data` is a file, or a folder holding `<split>.<ext>` in the task's layout."""
+    if data.is_dir():
+        ext = {"csv": "csv", "jsonl": "jsonl", "text": "txt"}.get(task, "tsv")
+        data = data / f"{split}.{ext}"
+    if not data.is_file():
+        raise DataError(str(data), None, "no such file")
+    return data
+
+
+def load_examples(task: str, data: Path | str, split: str, *, columns: ColumnSpec = ColumnSpec(),
+                  limit: int | None = None) -> Examples:
+    """Read `split` of `task` from `data` (a file or a GLUE-style folder)."""
+    task = canonical_task(task)
+    path = resolve_data_file(task, Path(data), split)
+    if task == "text":
+        return _plain_text(path, split, limit)
+    rows = _jsonl_rows(path) if task == "jsonl" else _table_rows(path, task)
+    spec = _spec_for(task, split, columns)
+    return _examples_from_rows(spec, task, split, path, rows, limit)
+
+
+def _spec_for(task: str, split: str, columns: ColumnSpec) -> TaskSpec:
+    if task in GLUE_TASKS:
+        spec = GLUE_TASKS[task]
+        if split.startswith("test"):  # official test files: header row, no label column
+            text = spec.test_text if spec.test_text is not None else spec.text
+            return TaskSpec(spec.name, text, spec.pair, None, spec.labels, spec.metric)
+        return spec
+    labels = None if columns.regression else (columns.labels or ())
+    return TaskSpec(task, columns.text, columns.pair, columns.label or "label", labels, "accuracy",
+                    label_required=columns.label is not None)
+
+
+def _decode(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(str(path), line, f"not valid UTF-8 (byte 0x{raw[e.start]:02x})") from None
+
+
+def _table_rows(path: Path, task: str) -> Iterator[Row]:
+    text = _decode(path)
+    if not text.strip():
+        raise DataError(str(path), None, "file is empty")
+    if task == "csv":
+        reader = csv.reader(text.splitlines(keepends=True))
+    else:  # GLUE TSVs contain bare quotes: no quoting at all
+        reader = csv.reader(text.splitlines(keepends=True), delimiter="\t", quoting=csv.QUOTE_NONE)
+    for fields in reader:
+        if fields:
+            yield reader.line_num, fields
+
+
+def _jsonl_rows(path: Path) -> Iterator[Row]:
+    text = _decode(path)
+    if not text.strip():
+        raise DataError(str(path), None, "file is empty")
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(str(path), line_no, f"not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise DataError(str(path), line_no, "expected a JSON object per line")
+        yield line_no, obj
+
+
+def _examples_from_rows(spec: TaskSpec, task: str, split: str, path: Path, rows: Iterator[Row],
+                        limit: int | None) -> Examples:
+    rows = iter(rows)
+    header = None
+    if spec.header and task != "jsonl":
+        try:
+            _, header = next(rows)
+        except StopIteration:
+            raise DataError(str(path), None, "file is empty") from None
+    pick = _column_picker(spec, path, header, task)
+    texts, pairs, raw_labels = [], [], []
+    for line, fields in rows:
+        if limit is not None and len(texts) >= limit:
+            break
+        text, pair, label = pick(line, fields)
+        texts.append(text)
+        pairs.append(pair)
+        raw_labels.append((line, label))
+    if not texts:
+        raise DataError(str(path), None, "no examples (header only?)")
+    labels, names = _parse_labels(spec, path, raw_labels)
+    return Examples(task, split, path, texts, pairs if spec.pair is not None else None, labels, names)
+
+
+def _column_picker(spec: TaskSpec, path: Path, header: list | None, task: str):
+    """Return f(line, fields) -> (text, pair, raw label) for this file's layout."""
+    label_col = spec.label
+    if not spec.label_required and header is not None and label_col not in header:
+        label_col = None
+
+    def index_of(col: str | int | None) -> int | str | None:
+        if col is None or isinstance(col, int) or header is None:
+            return col
+        if col not in header:
+            raise DataError(str(path), 1, f"no column {col!r} (columns: {', '.join(header)})")
+        return header.index(col)
+
+    positions = [index_of(spec.text), index_of(spec.pair), index_of(label_col)]
+
+    def field(line: int, fields, pos, what: str) -> str | None:
+        if pos is None:
+            return None
+        try:
+            value = fields[pos]
+        except (IndexError, KeyError):
+            if what == "label" and not spec.label_required:
+                return None
+            if isinstance(pos, str):
+                raise DataError(str(path), line, f"missing key {pos!r}") from None
+            raise DataError(str(path), line, f"row has {len(fields)} fields, needs column {pos + 1}") from None
+        if what != "label" and (not isinstance(value, str) or not value.strip()):
+            raise DataError(str(path), line, f"empty {what}")
+        return value
+
+    def pick(line: int, fields):
+        if header is not None and task != "jsonl" and len(fields) != len(header):
+            raise DataError(str(path), line, f"row has {len(fields)} fields, header has {len(header)}")
+        text = field(line, fields, positions[0], "text")
+        pair = field(line, fields, positions[1], "second text")
+        return text, pair, field(line, fields, positions[2], "label")
+
+    return pick
+
+
+def _parse_labels(spec: TaskSpec, path: Path, raw: list[tuple[int, object]]):
+    if all(label is None for _, label in raw):
+        return None, None
+    if spec.is_regression:
+        values = []
+        for line, label in raw:
+            try:
+                values.append(float(label))
+            except (TypeError, ValueError):
+                raise DataError(str(path), line, f"label {label!r} is not a number") from None
+        return np.asarray(values, dtype=np.float32), None
+    names = spec.labels or _sorted_label_names(str(label) for _, label in raw)
+    ids = {name: i for i, name in enumerate(names)}
+    out = np.empty(len(raw), dtype=np.int64)
+    for k, (line, label) in enumerate(raw):
+        label = str(label).strip()
+        if label not in ids:
+            raise DataError(str(path), line, f"label {label!r} is not one of {', '.join(names)}")
+        out[k] = ids[label]
+    return out, tuple(names)
+
+
+def _sorted_label_names(values) -> tuple[str, ...]:
+    distinct = {v.strip() for v in values}
+    numeric = all(v.lstrip("-").isdigit() for v in distinct)
+    return tuple(sorted(distinct, key=int if numeric else str))
+
+
+def _plain_text(path: Path, split: str, limit: int | None) -> Examples:
+    """One example per line; blank lines separate documents and are skipped."""
+    lines = [line for line in _decode(path).splitlines() if line.strip()]
+    if not lines:
+        raise DataError(str(path), None, "file is empty")
+    return Examples("text", split, path, lines[:limit], None, None, None)

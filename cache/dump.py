@@ -1,0 +1,298 @@
+"""The dump recipe: run the teacher once over a data set and write every target to a cache.
+
+Read top to bottom: `dump_teacher` loads data and teacher, plans blocks, checks any existing cache
+against this run, then computes blocks in length-sorted batches while a background thread writes
+the previous block. A block is committed atomically; the manifest is marked complete only after
+every block is in, so a killed dump resumes where it stopped and ends identical to an
+uninterrupted one (batches never span blocks, so each block is computed the same way).
+"""
+
+import datetime
+import hashlib
+import shlex
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import __version__
+from .data import ColumnSpec, Examples, load_examples
+from .dtypes import numpy_dtype, to_storage
+from .errors import CacheError, UserError
+from .layout import BlockIndex, Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
+from .manifest import FORMAT_NAME, FORMAT_VERSION, identity_mismatches, manifest_path, read_manifest, write_manifest
+from .store import INDEX, Store, block_unit, check_compression, open_store
+from .teacher import TeacherInfo, default_teacher_path, load_teacher, teacher_forward
+from .tokenize import Tokenized, tokenize, tokenizer_fingerprint
+
+
+@dataclass(frozen=True)
+class DumpConfig:
+    """Everything that decides a dump; built once from the CLI flags."""
+
+    task: str
+    data: Path
+    split: str
+    out: Path
+    teacher: str | None = None
+    """Teacher folder or hub id; None means the packaged MiniLM."""
+    format: str = "zarr"
+    layers: tuple[int, ...] | None = None
+    """Teacher layers to store (0 = embeddings); None means all."""
+    attention: str = "scores"
+    dtype: str = "float16"
+    compression: str = "none"
+    max_seq_len: int = 128
+    batch_size: int = 64
+    limit: int | None = None
+    block_mb: float = 32.0
+    """Target size of a block, the unit of committing and streaming."""
+    columns: ColumnSpec = field(default_factory=ColumnSpec)
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class DumpReport:
+    path: Path
+    examples: int
+    written_examples: int
+    """Examples computed by this run (0 when the cache was already complete)."""
+    truncated: int
+    seconds: float
+
+
+def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool = True) -> DumpReport:
+    """Run the dump described by `config`; `command` is recorded in the manifest."""
+    started = datetime.datetime.now(datetime.timezone.utc)
+    check_compression(config.format, config.compression)
+    out = _check_out_path(config.out)
+    device = _device(config.device)
+    examples = load_examples(config.task, config.data, config.split, columns=config.columns, limit=config.limit)
+    model, tokenizer, teacher = load_teacher(config.teacher or default_teacher_path(), config.attention, device)
+    tokens = tokenize(examples, tokenizer, config.max_seq_len)
+    geometry = _geometry(config, teacher)
+    block_starts = plan_blocks(tokens.lengths, geometry, int(config.block_mb * 2**20))
+    manifest = _new_manifest(config, command, examples, tokens, teacher, tokenizer_fingerprint(tokenizer),
+                             geometry, len(block_starts) - 1)
+    manifest, store = _open_for_writing(out, manifest, config)
+    if manifest["complete"]:
+        return DumpReport(out, len(examples), 0, tokens.truncated, _since(started))
+    if not store.has_unit(INDEX):
+        store.write_unit(INDEX, _index_arrays(tokens.lengths, block_starts), {"examples": len(examples)})
+    pending = sorted(set(range(len(block_starts) - 1)) - store.committed_blocks())
+    done = len(examples) - sum(int(block_starts[k + 1] - block_starts[k]) for k in pending)
+    written = _dump_blocks(model, store, tokens, examples.labels, geometry, block_starts, pending,
+                           config, device, progress, done)
+    _mark_complete(out, store, manifest, block_starts)
+    return DumpReport(out, len(examples), written, tokens.truncated, _since(started))
+
+
+def _check_out_path(out: Path) -> Path:
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out: {out} is a file, not a cache directory")
+    if out.is_dir() and any(out.iterdir()) and not manifest_path(out).exists():
+        raise UserError(f"--out: {out} is a non-empty folder that is not a cache; choose another path")
+    return out
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _geometry(config: DumpConfig, teacher: TeacherInfo) -> Geometry:
+    all_layers = tuple(range(teacher.num_layers + 1))
+    layers = tuple(sorted(set(config.layers))) if config.layers is not None else all_layers
+    bad = [layer for layer in layers if layer not in all_layers]
+    if bad:
+        raise UserError(f"--layers: teacher has layers 0..{teacher.num_layers} (0 = embeddings), not {bad}")
+    return Geometry(teacher.hidden_size, teacher.num_heads, layers,
+                    tuple(layer for layer in layers if layer > 0), numpy_dtype(config.dtype).itemsize)
+
+
+def _new_manifest(config: DumpConfig, command: str | None, examples: Examples, tokens: Tokenized,
+                  teacher: TeacherInfo, tokenizer_sha: str, geometry: Geometry, num_blocks: int) -> dict:
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "project_version": __version__,
+        "created": now,
+        "command": command or shlex.join(sys.argv),
+        "resumed": [],
+        "complete": False,
+        "completed": None,
+        "teacher": asdict(teacher),
+        "tokenizer": {"fingerprint": tokenizer_sha},
+        "data": {
+            "task": examples.task, "split": examples.split, "file": str(examples.path),
+            "sha256": _file_sha256(examples.path), "examples": len(examples), "truncated": tokens.truncated,
+            "label_names": list(examples.label_names) if examples.label_names else None,
+            "label_kind": _label_kind(examples),
+        },
+        "max_seq_len": config.max_seq_len,
+        "layers": list(geometry.hidden_layers),
+        "attention_layers": list(geometry.attention_layers),
+        "attention": config.attention,
+        "dtype": config.dtype,
+        "storage": config.format,
+        "compression": config.compression,
+        "block_bytes": int(config.block_mb * 2**20),
+        "num_blocks": num_blocks,
+        "batch_size": config.batch_size,
+        "stats": {"tokens": int(tokens.lengths.sum()),
+                  "ideal_bytes": int(geometry.example_values(tokens.lengths).sum() * 2)},
+    }
+
+
+def _label_kind(examples: Examples) -> str:
+    if examples.labels is None:
+        return "none"
+    return "regression" if examples.label_names is None else "classification"
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _open_for_writing(out: Path, manifest: dict, config: DumpConfig) -> tuple[dict, Store]:
+    """Create a new cache, or check an existing one against this run and continue it."""
+    if manifest_path(out).exists():
+        existing = read_manifest(out)
+        mismatches = identity_mismatches(existing, manifest)
+        if mismatches:
+            raise CacheError(f"{out}: existing cache was made differently ({'; '.join(mismatches)}); "
+                             "refusing to mix targets: choose another --out")
+        store = open_store(out, existing["storage"], existing["compression"])
+        if not existing["complete"]:
+            existing["resumed"].append(manifest["command"])
+            store.clean_staging()
+        return existing, store
+    store = open_store(out, config.format, config.compression)
+    store.create()
+    write_manifest(out, manifest)
+    return manifest, store
+
+
+def _index_arrays(lengths: np.ndarray, block_starts: np.ndarray) -> dict:
+    return {"lengths": (lengths, (chunk_length(len(lengths), 4),)),
+            "block_starts": (block_starts, (len(block_starts),))}
+
+
+def _dump_blocks(model, store: Store, tokens: Tokenized, labels: np.ndarray | None, geometry: Geometry,
+                 block_starts: np.ndarray, pending: list[int], config: DumpConfig, device: torch.device,
+                 progress: bool, done: int) -> int:
+    """Compute and write the pending blocks; returns the number of examples written."""
+    bar = tqdm(total=len(tokens.lengths), initial=done, unit="ex", desc="dump-teacher", disable=not progress,
+               dynamic_ncols=True)
+    writer = BackgroundWriter(store)
+    written = 0
+    try:
+        for k in pending:
+            start, stop = int(block_starts[k]), int(block_starts[k + 1])
+            block = BlockIndex.build(start, tokens.lengths[start:stop], geometry.num_heads)
+            arrays = _compute_block(model, tokens, block, geometry, config, device)
+            if labels is not None:
+                arrays["label"] = (labels[start:stop], (stop - start,))
+            writer.submit(block_unit(k), arrays, {"start": start, "stop": stop})
+            written += stop - start
+            bar.update(stop - start)
+            bar.set_postfix_str(f"written {writer.bytes_written / 1e6:,.1f} MB", refresh=False)
+        writer.wait()
+    finally:
+        writer.close()
+        bar.close()
+    return written
+
+
+def _compute_block(model, tokens: Tokenized, block: BlockIndex, geometry: Geometry, config: DumpConfig,
+                   device: torch.device) -> dict:
+    """Teacher targets of one block, in dataset order, as chunked arrays ready to write."""
+    token_offsets = tokens.offsets
+    stored = numpy_dtype(config.dtype)
+    n_tokens, n_attn = int(block.tokens[-1]), int(block.attention[-1])
+    hidden = np.empty((len(geometry.hidden_layers), n_tokens, geometry.hidden_size), stored)
+    attention = np.empty((len(geometry.attention_layers), n_attn), stored)
+    logits = []
+    order = np.argsort(block.lengths, kind="stable")  # length-sorted batches: little padding
+    for batch in np.split(order, range(config.batch_size, len(order), config.batch_size)):
+        lengths = block.lengths[batch]
+        ids = pad_ragged(tokens.input_ids, token_offsets[block.start + batch], lengths)
+        types = pad_ragged(tokens.token_type_ids, token_offsets[block.start + batch], lengths)
+        real = torch.from_numpy(np.arange(ids.shape[1]) < lengths[:, None]).to(device)  # (B, L)
+        out = teacher_forward(model, torch.from_numpy(ids).long().to(device),
+                              torch.from_numpy(types).long().to(device), real.long())
+        h = torch.stack([out.hidden[layer] for layer in geometry.hidden_layers])  # (Kh, B, L, d)
+        hidden[:, ragged_positions(block.tokens[batch], lengths)] = to_storage(h[:, real], config.dtype)
+        if geometry.attention_layers:
+            pairs = (real[:, None, :, None] & real[:, None, None, :]).expand(-1, geometry.num_heads, -1, -1)
+            a = torch.stack([out.attention[layer - 1] for layer in geometry.attention_layers])  # (Ka, B, h, L, L)
+            positions = ragged_positions(block.attention[batch], geometry.num_heads * lengths**2)
+            attention[:, positions] = to_storage(a[:, pairs], config.dtype)  # (Ka, sum h*L_i^2)
+        if out.logits is not None:
+            logits.append((batch, out.logits.float().cpu().numpy()))
+    t0, t1 = token_offsets[block.start], token_offsets[block.start + len(block)]
+    arrays = {
+        "input_ids": (tokens.input_ids[t0:t1], (max(n_tokens, 1),)),
+        "token_type_ids": (tokens.token_type_ids[t0:t1], (max(n_tokens, 1),)),
+        "hidden": (hidden, (1, chunk_length(n_tokens, geometry.hidden_size * stored.itemsize),
+                            geometry.hidden_size)),
+    }
+    if geometry.attention_layers:
+        arrays["attention"] = (attention, (1, chunk_length(n_attn, stored.itemsize)))
+    if logits:
+        merged = np.empty((len(block), logits[0][1].shape[1]), np.float32)
+        for batch, values in logits:
+            merged[batch] = values
+        arrays["logits"] = (merged, merged.shape)
+    return arrays
+
+
+class BackgroundWriter:
+    """Writes blocks on one thread while the teacher computes the next (one block in flight)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.bytes_written = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer")
+        self._pending: Future | None = None
+
+    def submit(self, unit: str, arrays: dict, attrs: dict) -> None:
+        self.wait()
+        self._pending = self._pool.submit(self._write, unit, arrays, attrs)
+
+    def _write(self, unit: str, arrays: dict, attrs: dict) -> None:
+        self.store.write_unit(unit, arrays, attrs)
+        self.bytes_written += sum(data.nbytes for data, _ in arrays.values())
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()  # re-raises a failed write here, in the main thread
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _mark_complete(out: Path, store: Store, manifest: dict, block_starts: np.ndarray) -> None:
+    missing = sorted(set(range(len(block_starts) - 1)) - store.committed_blocks())
+    if missing:  # another writer still owns these blocks (or they were lost): do not claim completion
+        raise CacheError(f"{out}: blocks {missing[:5]} are not written yet; run the same command again")
+    manifest["complete"] = True
+    manifest["completed"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    manifest["stats"]["bytes"] = store.nbytes()
+    write_manifest(out, manifest)
+
+
+def _since(started: datetime.datetime) -> float:
+    return (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()

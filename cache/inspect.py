@@ -1,0 +1,163 @@
+"""`cache info`, `cache verify` and `cache ls`: what a cache is, whether it is intact, which exist."""
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .errors import CacheError
+from .layout import BlockIndex
+from .manifest import MANIFEST, read_manifest
+from .store import INDEX, Store, array_checksum, block_unit, open_store
+
+
+def _store(path: Path, manifest: dict) -> Store:
+    return open_store(path, manifest["storage"], manifest["compression"])
+
+
+def cache_summary(path: Path) -> dict:
+    """The manifest plus sizes: on disk, per example, and against the ragged and padded baselines."""
+    manifest = read_manifest(path)
+    store = _store(path, manifest)
+    teacher, n = manifest["teacher"], manifest["data"]["examples"]
+    on_disk = store.nbytes()
+    padded_values = n * (len(manifest["layers"]) * manifest["max_seq_len"] * teacher["hidden_size"]
+                         + len(manifest["attention_layers"]) * teacher["num_heads"] * manifest["max_seq_len"] ** 2)
+    sizes = {
+        "bytes": on_disk,
+        "bytes_per_example": on_disk / n,
+        "ideal_ragged_float16_bytes": manifest["stats"]["ideal_bytes"],
+        "padded_float32_bytes": padded_values * 4,
+        "committed_blocks": len(store.committed_blocks()),
+    }
+    return manifest | {"path": str(path), "sizes": sizes}
+
+
+def format_summary(summary: dict) -> str:
+    """The summary as aligned `key: value` lines for people."""
+    s, t, d = summary["sizes"], summary["teacher"], summary["data"]
+    state = "complete" if summary["complete"] else f"INCOMPLETE ({s['committed_blocks']}/{summary['num_blocks']} blocks)"
+    rows = [
+        ("cache", f"{summary['path']} ({state})"),
+        ("teacher", f"{t['path']} ({t['architecture']}, {t['num_layers']} layers, {t['num_heads']} heads, "
+                    f"d={t['hidden_size']}, weights sha256 {t['weights_sha256'][:12]})"),
+        ("tokenizer", summary["tokenizer"]["fingerprint"][:12]),
+        ("data", f"{d['task']} {d['split']}: {d['examples']} examples from {d['file']} "
+                 f"(sha256 {d['sha256'][:12]}), {d['truncated']} truncated at {summary['max_seq_len']} tokens"),
+        ("labels", d["label_kind"] + (f" {d['label_names']}" if d["label_names"] else "")),
+        ("layers", f"hidden {summary['layers']}, attention {summary['attention_layers']} ({summary['attention']})"),
+        ("storage", f"{summary['storage']}, {summary['dtype']}, compression {summary['compression']}, "
+                    f"{summary['num_blocks']} blocks"),
+        ("size", f"{_mb(s['bytes'])} = {s['bytes_per_example'] / 1e3:,.1f} kB/example; "
+                 f"x{s['bytes'] / s['ideal_ragged_float16_bytes']:.3f} of ragged float16, "
+                 f"x{s['bytes'] / s['padded_float32_bytes']:.3f} of padded float32 ({_mb(s['padded_float32_bytes'])})"),
+        ("created", f"{summary['created']} by {summary['project_version']}: {summary['command']}"),
+    ]
+    rows += [("resumed", command) for command in summary["resumed"]]
+    width = max(len(key) for key, _ in rows)
+    return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def verify_cache(path: Path, progress: bool = False) -> list[str]:
+    """Re-read every chunk (checksums are checked on read) and check shapes and value checksums.
+
+    Returns the problems found, each naming the block, its example range and the array.
+    """
+    manifest = read_manifest(path)
+    store = _store(path, manifest)
+    problems = []
+    if not store.has_unit(INDEX):
+        return [f"{path}: index is missing"]
+    lengths, block_starts = store.read(INDEX, "lengths"), store.read(INDEX, "block_starts")
+    committed = store.committed_blocks()
+    if not manifest["complete"]:
+        problems.append(f"cache is incomplete ({len(committed)}/{manifest['num_blocks']} blocks)")
+    for k in tqdm(range(len(block_starts) - 1), desc="verify", unit="block", disable=not progress):
+        start, stop = int(block_starts[k]), int(block_starts[k + 1])
+        where = f"block {k} (examples {start}-{stop - 1})"
+        if k not in committed:
+            if manifest["complete"]:
+                problems.append(f"{where}: missing")
+            continue
+        expected = _expected_shapes(manifest, BlockIndex.build(start, lengths[start:stop],
+                                                                manifest["teacher"]["num_heads"]))
+        problems += [f"{where}: {p}" for p in _verify_block(store, block_unit(k), expected)]
+    return problems
+
+
+def _expected_shapes(manifest: dict, block: BlockIndex) -> dict[str, Callable[[tuple], bool]]:
+    t = manifest["teacher"]
+    n_tokens, n_attn, b = int(block.tokens[-1]), int(block.attention[-1]), len(block)
+    shapes = {
+        "input_ids": lambda s: s == (n_tokens,),
+        "token_type_ids": lambda s: s == (n_tokens,),
+        "hidden": lambda s: s == (len(manifest["layers"]), n_tokens, t["hidden_size"]),
+    }
+    if manifest["attention_layers"]:
+        shapes["attention"] = lambda s: s == (len(manifest["attention_layers"]), n_attn)
+    if manifest["data"]["label_kind"] != "none":
+        shapes["label"] = lambda s: s == (b,)
+    if t["num_labels"]:
+        shapes["logits"] = lambda s: s == (b, t["num_labels"])
+    return shapes
+
+
+def _verify_block(store: Store, unit: str, expected: dict) -> list[str]:
+    try:
+        checksums = store.attrs(unit)["crc32c"]
+        names = store.array_names(unit)
+    except Exception as e:  # noqa: BLE001 - any failure to open is a finding, not a crash
+        return [f"unreadable ({type(e).__name__}: {e})"]
+    problems = [f"array {name!r} is missing" for name in expected if name not in names]
+    for name in names:
+        try:
+            values = store.read(unit, name)
+        except Exception as e:  # noqa: BLE001
+            problems.append(f"array {name!r}: {type(e).__name__}: {e}")
+            continue
+        if name in expected and not expected[name](values.shape):
+            problems.append(f"array {name!r}: unexpected shape {values.shape}")
+        elif array_checksum(values) != checksums.get(name):
+            problems.append(f"array {name!r}: values do not match the checksum written with them")
+    return problems
+
+
+def list_caches(root: Path) -> list[dict]:
+    """Every cache under `root` (not descending into caches), with what a team needs to pick one."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        if MANIFEST not in files:
+            continue
+        dirs.clear()
+        try:
+            summary = cache_summary(Path(folder))
+        except CacheError as e:
+            found.append({"path": folder, "error": str(e)})
+            continue
+        t, d = summary["teacher"], summary["data"]
+        found.append({
+            "path": folder, "teacher": f"{Path(t['path']).name}@{t['weights_sha256'][:8]}",
+            "data": f"{d['task']}/{d['split']}", "layers": ",".join(map(str, summary["layers"])),
+            "attention": summary["attention"], "dtype": summary["dtype"], "examples": d["examples"],
+            "size": _mb(summary["sizes"]["bytes"]), "complete": summary["complete"],
+        })
+    return sorted(found, key=lambda row: row["path"])
+
+
+def format_table(rows: list[dict]) -> str:
+    """Rows of dicts as a plain aligned table (errors on their own lines)."""
+    good = [r for r in rows if "error" not in r]
+    lines = []
+    if good:
+        keys = list(good[0])
+        widths = {k: max(len(k), *(len(str(r[k])) for r in good)) for k in keys}
+        lines.append("  ".join(k.upper().ljust(widths[k]) for k in keys))
+        lines += ["  ".join(str(r[k]).ljust(widths[k]) for k in keys) for r in good]
+    lines += [f"{r['path']}: {r['error']}" for r in rows if "error" in r]
+    return "\n".join(lines) if lines else "no caches found"
+

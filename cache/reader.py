@@ -1,0 +1,158 @@
+"""Read a cache: `open_cache(path)[i]` for one example, `iter_blocks()` for streaming.
+
+A block read costs one read call per array whatever the number of examples in it (zarr-python
+spends about a millisecond per call, which caps per-example reads near a thousand examples a
+second); a layer subset reads only the chunks of those layers.
+"""
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .dtypes import from_storage
+from .errors import CacheError
+from .layout import BlockIndex
+from .manifest import read_manifest
+from .store import INDEX, Store, block_unit, open_store
+
+
+@dataclass(frozen=True)
+class CachedBlock:
+    """Targets of consecutive examples `[start, start + len)`, flat as stored."""
+
+    index: BlockIndex
+    input_ids: np.ndarray  # (T,)
+    token_type_ids: np.ndarray  # (T,)
+    labels: np.ndarray | None  # (B,)
+    logits: np.ndarray | None  # (B, C)
+    hidden: dict[int, np.ndarray]  # layer -> (T, d)
+    attention: dict[int, np.ndarray]  # layer -> (sum h*L_i^2,)
+    num_heads: int
+    dtype: str
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def start(self) -> int:
+        return self.index.start
+
+    def example(self, j: int) -> dict:
+        """Example `start + j` as torch tensors (views of the block, in the stored dtype)."""
+        t0, t1 = self.index.tokens[j], self.index.tokens[j + 1]
+        a0, a1 = self.index.attention[j], self.index.attention[j + 1]
+        length = int(t1 - t0)
+        item = {
+            "input_ids": torch.from_numpy(self.input_ids[t0:t1].astype(np.int64)),
+            "token_type_ids": torch.from_numpy(self.token_type_ids[t0:t1].astype(np.int64)),
+            "hidden": {layer: from_storage(h[t0:t1], self.dtype) for layer, h in self.hidden.items()},
+            "attention": {layer: from_storage(a[a0:a1], self.dtype).view(self.num_heads, length, length)
+                          for layer, a in self.attention.items()},
+        }
+        if self.labels is not None:
+            item["label"] = torch.tensor(self.labels[j])
+        if self.logits is not None:
+            item["logits"] = torch.from_numpy(self.logits[j])
+        return item
+
+    def __iter__(self) -> Iterator[dict]:
+        return (self.example(j) for j in range(len(self)))
+
+
+class Cache:
+    """A read-only teacher cache. Use `open_cache` to get one."""
+
+    def __init__(self, path: Path, manifest: dict, store: Store, layers: Iterable[int] | None = None):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.store = store
+        self.lengths: np.ndarray = store.read(INDEX, "lengths")
+        self.block_starts: np.ndarray = store.read(INDEX, "block_starts")
+        stored_hidden, stored_attention = manifest["layers"], manifest["attention_layers"]
+        wanted = sorted(set(layers)) if layers is not None else stored_hidden
+        missing = [layer for layer in wanted if layer not in stored_hidden]
+        if missing:
+            raise CacheError(f"{path}: teacher layers {missing} are not in this cache "
+                             f"(it stores {stored_hidden}); dump them with --layers")
+        self.hidden_layers = [layer for layer in wanted if layer in stored_hidden]
+        self.attention_layers = [layer for layer in wanted if layer in stored_attention]
+        self._hidden_rows = _rows(stored_hidden, self.hidden_layers)
+        self._attention_rows = _rows(stored_attention, self.attention_layers)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.block_starts) - 1
+
+    @property
+    def num_heads(self) -> int:
+        return self.manifest["teacher"]["num_heads"]
+
+    @cached_property
+    def _array_names(self) -> set[str]:
+        return set(self.store.array_names(block_unit(0)))
+
+    def block_of(self, i: int) -> int:
+        if not 0 <= i < len(self):
+            raise IndexError(f"example {i} out of range for a cache of {len(self)}")
+        return int(np.searchsorted(self.block_starts, i, side="right") - 1)
+
+    def __getitem__(self, i: int) -> dict:
+        k = self.block_of(i)
+        j = i - int(self.block_starts[k])
+        return self.read_block(k, j, j + 1).example(0)
+
+    def read_block(self, k: int, first: int = 0, stop: int | None = None) -> CachedBlock:
+        """Examples `[first, stop)` of block k (all of it by default), one read call per array."""
+        start, end = int(self.block_starts[k]), int(self.block_starts[k + 1])
+        stop = end - start if stop is None else stop
+        whole = BlockIndex.build(start, self.lengths[start:end], self.num_heads)
+        t0, t1 = int(whole.tokens[first]), int(whole.tokens[stop])
+        a0, a1 = int(whole.attention[first]), int(whole.attention[stop])
+        unit = block_unit(k)
+
+        def read(name, *selection):
+            return self.store.read(unit, name, selection) if name in self._array_names else None
+
+        hidden = read("hidden", self._hidden_rows, slice(t0, t1)) if self.hidden_layers else None
+        attention = read("attention", self._attention_rows, slice(a0, a1)) if self.attention_layers else None
+        return CachedBlock(
+            index=BlockIndex.build(start + first, self.lengths[start + first:start + stop], self.num_heads),
+            input_ids=read("input_ids", slice(t0, t1)),
+            token_type_ids=read("token_type_ids", slice(t0, t1)),
+            labels=read("label", slice(first, stop)),
+            logits=read("logits", slice(first, stop)),
+            hidden=dict(zip(self.hidden_layers, hidden if hidden is not None else [])),
+            attention=dict(zip(self.attention_layers, attention if attention is not None else [])),
+            num_heads=self.num_heads,
+            dtype=self.manifest["dtype"],
+        )
+
+    def iter_blocks(self, order: Iterable[int] | None = None) -> Iterator[CachedBlock]:
+        """Stream whole blocks, in `order` (block numbers) or in storage order."""
+        for k in order if order is not None else range(self.num_blocks):
+            yield self.read_block(k)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _rows(stored: list[int], wanted: list[int]):
+    """Selection of the wanted layers' rows: a slice when all are wanted (one contiguous read)."""
+    if wanted == stored:
+        return slice(None)
+    return np.asarray([stored.index(layer) for layer in wanted], dtype=np.int64)
+
+
+def open_cache(path: str | Path, layers: Iterable[int] | None = None, allow_incomplete: bool = False) -> Cache:
+    """Open a cache read-only; `layers` restricts what is read to those teacher layers."""
+    manifest = read_manifest(Path(path))
+    if not manifest["complete"] and not allow_incomplete:
+        raise CacheError(f"{path}: cache is incomplete; run the same dump-teacher command again to finish it")
+    return Cache(Path(path), manifest, open_store(Path(path), manifest["storage"], manifest["compression"]), layers)

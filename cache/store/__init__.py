@@ -1,0 +1,16 @@
+"""Storage backends behind one contract (`Store`): Zarr v3 (default) and HDF5."""
+
+from pathlib import Path
+
+from .base import BLOCKS, COMPRESSIONS, INDEX, Store, array_checksum, block_unit, check_compression
+from .hdf5_store import HDF5Store
+from .zarr_store import ZarrStore
+
+BACKENDS: dict[str, type[Store]] = {"zarr": ZarrStore, "hdf5": HDF5Store}
+
+
+def open_store(path: Path, format: str, compression: str = "none") -> Store:
+    return BACKENDS[format](path, compression)
+
+
+__all__ = ["BACKENDS", "BLOCKS", "INDEX", "COMPRESSIONS", "Store", "array_checksum", "block_unit", "check_compression", "open_store"]

@@ -1,0 +1,150 @@
+"""The storage contract shared by the Zarr and HDF5 backends.
+
+A cache directory holds `manifest.json` and *units*: the index and one unit per block. A unit is
+written whole into `.staging/` and committed by one atomic rename, so a unit either exists
+complete or not at all, whatever kills the writer, and independent processes writing disjoint
+blocks never touch the same file or chunk.
+"""
+
+import os
+import shutil
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from pathlib import Path
+
+import google_crc32c
+import numpy as np
+
+from ..errors import UserError
+
+COMPRESSIONS: dict[str, tuple[str, ...]] = {"zarr": ("none", "zstd", "lz4", "gzip"), "hdf5": ("none", "gzip", "lzf")}
+STAGING = ".staging"
+BLOCKS = "blocks"
+INDEX = "index"
+
+ArrayPlan = tuple[np.ndarray, tuple[int, ...]]  # data, chunk shape
+
+
+def check_compression(format: str, compression: str) -> None:
+    if compression not in COMPRESSIONS[format]:
+        raise UserError(f"--compression {compression} is not available with --format {format} "
+                        f"(choose {', '.join(COMPRESSIONS[format])})")
+
+
+def block_unit(k: int) -> str:
+    return f"{BLOCKS}/{k:06d}"
+
+
+class Store(ABC):
+    """One cache directory in one on-disk format."""
+
+    format: str
+    suffix: str
+    """Appended to a unit's name to get its path (a file extension, or "" for directories)."""
+
+    def __init__(self, path: Path, compression: str = "none", open_units: int = 64):
+        check_compression(self.format, compression)
+        self.path = Path(path)
+        self.compression = compression
+        self._open: OrderedDict[str, object] = OrderedDict()
+        self._open_limit = open_units
+
+    # -- writing -------------------------------------------------------------------------------
+    def create(self) -> None:
+        """Lay out an empty cache directory (idempotent)."""
+        (self.path / BLOCKS).mkdir(parents=True, exist_ok=True)
+
+    def write_unit(self, unit: str, arrays: dict[str, ArrayPlan], attrs: dict) -> None:
+        """Write `arrays` and `attrs` as `unit`, committed atomically by a rename.
+
+        The attributes also get each array's value checksum (`crc32c`), which `cache verify` checks.
+        """
+        attrs = attrs | {"crc32c": {name: array_checksum(data) for name, (data, _) in arrays.items()}}
+        staging = self.path / STAGING / f"{unit.replace('/', '-')}.{os.getpid()}{self.suffix}"
+        _remove(staging)
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        self._write(staging, arrays, attrs)
+        final = self.unit_path(unit)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(staging, final)
+
+    def clean_staging(self) -> None:
+        """Drop half-written units left by a killed writer."""
+        _remove(self.path / STAGING)
+
+    # -- reading -------------------------------------------------------------------------------
+    def unit_path(self, unit: str) -> Path:
+        return self.path / f"{unit}{self.suffix}"
+
+    def has_unit(self, unit: str) -> bool:
+        return self.unit_path(unit).exists()
+
+    def committed_blocks(self) -> set[int]:
+        names = os.listdir(self.path / BLOCKS) if (self.path / BLOCKS).is_dir() else []
+        return {int(n.removesuffix(self.suffix)) for n in names if n.removesuffix(self.suffix).isdigit()}
+
+    def read(self, unit: str, name: str, selection: tuple = ()) -> np.ndarray:
+        """Read `name` of `unit`; `selection` is orthogonal (ints, slices or sorted index arrays)."""
+        return self._read(self._handle(unit), name, selection)
+
+    def attrs(self, unit: str) -> dict:
+        return self._attrs(self._handle(unit))
+
+    def array_names(self, unit: str) -> list[str]:
+        return self._array_names(self._handle(unit))
+
+    def nbytes(self) -> int:
+        """Bytes of all files under the cache directory (apparent size)."""
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+    def close(self) -> None:
+        while self._open:
+            self._close(self._open.popitem()[1])
+
+    def _handle(self, unit: str):
+        """An open handle on a unit, from a small LRU (HDF5 files hold file descriptors)."""
+        if unit in self._open:
+            self._open.move_to_end(unit)
+            return self._open[unit]
+        if not self.has_unit(unit):
+            raise FileNotFoundError(f"{self.unit_path(unit)}: missing")
+        handle = self._open_unit(self.unit_path(unit))
+        self._open[unit] = handle
+        if len(self._open) > self._open_limit:
+            self._close(self._open.popitem(last=False)[1])
+        return handle
+
+    def __getstate__(self):  # DataLoader workers re-open their own handles
+        return {**self.__dict__, "_open": OrderedDict()}
+
+    # -- backend -------------------------------------------------------------------------------
+    @abstractmethod
+    def _write(self, path: Path, arrays: dict[str, ArrayPlan], attrs: dict) -> None: ...
+
+    @abstractmethod
+    def _open_unit(self, path: Path): ...
+
+    @abstractmethod
+    def _read(self, handle, name: str, selection: tuple) -> np.ndarray: ...
+
+    @abstractmethod
+    def _attrs(self, handle) -> dict: ...
+
+    @abstractmethod
+    def _array_names(self, handle) -> list[str]: ...
+
+    def _close(self, handle) -> None:
+        """Release a unit handle (nothing to do for Zarr)."""
+
+
+def array_checksum(array: np.ndarray) -> str:
+    """CRC32C of an array's values. Per-chunk codec checksums catch flipped bytes; this also catches
+    a chunk file that went missing and would read back as fill values."""
+    return f"{google_crc32c.value(np.ascontiguousarray(array)):08x}"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()

