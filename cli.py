@@ -5,14 +5,17 @@ Heavy imports (torch, transformers, zarr) happen inside the commands so `--help`
 
 import json
 import shlex
-import sys
 from pathlib import Path
 
 import click
 
 
 class Group(click.Group):
-    """A click group that turns user mistakes into one-line errors without tracebacks."""
+    """A click group that records the command line and turns user mistakes into one-line errors."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta.setdefault("argv", list(args))  # the top-level group sees the whole command line
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
         from cache.errors import UserError
@@ -31,7 +34,7 @@ def _quiet_transformers() -> None:
 
 
 def _command_line() -> str:
-    return shlex.join(["python", "cli.py", *sys.argv[1:]])
+    return shlex.join(["python", "cli.py", *click.get_current_context().meta["argv"]])
 
 
 def _parse_layers(ctx, param, value: str) -> tuple[int, ...] | None:

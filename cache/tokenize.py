@@ -1,6 +1,7 @@
 """Tokenise examples with the teacher's tokenizer into flat (ragged) token arrays."""
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,10 +46,17 @@ def tokenize(examples: Examples, tokenizer, max_seq_len: int) -> Tokenized:
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """sha256 of the tokenizer's full serialisation (vocab, normaliser, special tokens)."""
+    """sha256 of the tokenizer's serialisation (vocab, normaliser, special tokens, templates).
+
+    Truncation and padding are left out: they are per-call state that a tokenizer call leaves
+    behind, not part of what the tokenizer is.
+    """
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        blob = backend.to_str()
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+        blob = json.dumps(spec, sort_keys=True)
     else:  # a slow tokenizer: its vocabulary and casing decide the ids
         blob = repr((sorted(tokenizer.get_vocab().items()), getattr(tokenizer, "do_lower_case", None)))
     return hashlib.sha256(blob.encode()).hexdigest()

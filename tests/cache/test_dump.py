@@ -1,0 +1,125 @@
+"""dump-teacher writes exactly what a fresh teacher forward computes, for every format and kind."""
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from cache import open_cache
+from cache.dump import DumpConfig, dump_teacher
+from cache.errors import CacheError, UserError
+from tests.reference import load_reference, reference_targets
+
+TOLERANCE = {"float16": 2e-3, "bfloat16": 1.6e-2, "float32": 1e-5}
+
+
+def dump(teacher, glue, out, **overrides):
+    options = dict(task="sst2", data=glue / "SST-2", split="train", out=out, teacher=str(teacher), limit=24,
+                   block_mb=0.01, batch_size=5) | overrides
+    return dump_teacher(DumpConfig(**options), command="test", progress=False)
+
+
+def assert_matches_reference(cache_path, teacher, dtype="float16"):
+    cache, model = open_cache(cache_path), load_reference(teacher)
+    kind, tol = cache.manifest["attention"], TOLERANCE[dtype]
+    assert len(cache) == cache.manifest["data"]["examples"] > 0
+    for i in range(len(cache)):
+        item = cache[i]
+        ref = reference_targets(model, item["input_ids"], item["token_type_ids"])
+        for layer, hidden in item["hidden"].items():
+            torch.testing.assert_close(hidden.float(), ref["hidden"][layer], rtol=tol, atol=tol)
+        for layer, attention in item["attention"].items():
+            torch.testing.assert_close(attention.float(), ref[kind][layer - 1], rtol=tol, atol=tol)
+        if ref["logits"] is not None:
+            torch.testing.assert_close(item["logits"], ref["logits"], rtol=1e-4, atol=1e-4)
+        else:
+            assert "logits" not in item
+
+
+@pytest.mark.parametrize("storage", ["zarr", "hdf5"])
+@pytest.mark.parametrize("attention", ["scores", "probs"])
+@pytest.mark.parametrize("task", ["sst2", "mrpc"])
+def test_stored_targets_equal_fresh_forward(tmp_path, glue, tiny_teacher, storage, attention, task):
+    data = glue / ("SST-2" if task == "sst2" else "MRPC")
+    out = tmp_path / "cache"
+    report = dump(tiny_teacher, glue, out, task=task, data=data, format=storage, attention=attention)
+    assert report.written_examples == 24
+    cache = open_cache(out)
+    assert cache.num_blocks > 2  # batches and blocks both cut the data
+    if task == "mrpc":
+        assert all(cache[i]["token_type_ids"].max() == 1 for i in range(3))  # pairs carry segment ids
+    assert_matches_reference(out, tiny_teacher)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_other_dtypes(tmp_path, glue, tiny_teacher, dtype):
+    dump(tiny_teacher, glue, tmp_path / "c", dtype=dtype, format="hdf5" if dtype == "bfloat16" else "zarr")
+    assert open_cache(tmp_path / "c")[0]["hidden"][0].dtype == getattr(torch, dtype)
+    assert_matches_reference(tmp_path / "c", tiny_teacher, dtype)
+
+
+def test_bare_model_and_layer_subset(tmp_path, glue, tiny_bare_teacher):
+    dump(tiny_bare_teacher, glue, tmp_path / "c", layers=(0, 2))
+    cache = open_cache(tmp_path / "c")
+    assert cache.manifest["layers"] == [0, 2] and cache.manifest["attention_layers"] == [2]
+    item = cache[3]
+    assert set(item["hidden"]) == {0, 2} and set(item["attention"]) == {2} and "logits" not in item
+    assert_matches_reference(tmp_path / "c", tiny_bare_teacher)
+
+
+def test_truncation_is_counted(tmp_path, glue, tiny_teacher):
+    report = dump(tiny_teacher, glue, tmp_path / "c", max_seq_len=8)
+    cache = open_cache(tmp_path / "c")
+    assert max(cache.lengths) == 8
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
+    lines = (glue / "SST-2" / "train.tsv").read_text().splitlines()[1:25]
+    too_long = sum(len(tokenizer(line.split("\t")[0])["input_ids"]) > 8 for line in lines)
+    assert report.truncated == cache.manifest["data"]["truncated"] == too_long > 0
+
+
+def test_complete_cache_is_left_alone(tmp_path, glue, tiny_teacher):
+    dump(tiny_teacher, glue, tmp_path / "c")
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "c").rglob("*")}
+    assert dump(tiny_teacher, glue, tmp_path / "c").written_examples == 0
+    assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "c").rglob("*")}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"limit": 20}, "example count"),
+    ({"split": "dev"}, "split"),
+    ({"attention": "probs"}, "--attention"),
+    ({"layers": (0, 1)}, "--layers"),
+    ({"dtype": "float32"}, "--dtype"),
+])
+def test_mismatched_run_is_refused(tmp_path, glue, tiny_teacher, change, message):
+    dump(tiny_teacher, glue, tmp_path / "c")
+    with pytest.raises(CacheError, match=message):
+        dump(tiny_teacher, glue, tmp_path / "c", **change)
+
+
+def test_other_teacher_or_tokenizer_is_refused(tmp_path, glue, tiny_teacher, tiny_bare_teacher):
+    from tests.conftest import _vocabulary, save_tiny_teacher
+
+    dump(tiny_teacher, glue, tmp_path / "c", limit=6)
+    with pytest.raises(CacheError, match="teacher weights"):
+        dump(tiny_bare_teacher, glue, tmp_path / "c", limit=6)
+    vocab = _vocabulary()
+    vocab[10], vocab[11] = vocab[11], vocab[10]  # same weights, different tokenizer
+    other = save_tiny_teacher(tmp_path / "other_tok", head=True, vocab=vocab)
+    with pytest.raises(CacheError, match="tokenizer"):
+        dump(other, glue, tmp_path / "c", limit=6)
+
+
+def test_bad_destinations_and_options(tmp_path, glue, tiny_teacher):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        dump(tiny_teacher, glue, tmp_path / "file")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    with pytest.raises(UserError, match="not a cache"):
+        dump(tiny_teacher, glue, tmp_path / "notes")
+    with pytest.raises(UserError, match="--layers"):
+        dump(tiny_teacher, glue, tmp_path / "c", layers=(0, 9))
+    with pytest.raises(UserError, match="--compression"):
+        dump(tiny_teacher, glue, tmp_path / "c", format="hdf5", compression="zstd")
+    with pytest.raises(UserError, match="--teacher"):
+        dump(tmp_path / "notes", glue, tmp_path / "c")

