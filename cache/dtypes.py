@@ -8,6 +8,10 @@ _TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch
 _NUMPY = {"float16": np.float16, "bfloat16": np.uint16, "float32": np.float32}
 
 
+def torch_dtype(name: str) -> torch.dtype:
+    return _TORCH[name]
+
+
 def numpy_dtype(name: str) -> np.dtype:
     return np.dtype(_NUMPY[name])
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .data import ColumnSpec, Examples, load_examples
-from .dtypes import numpy_dtype, to_storage
+from .dtypes import numpy_dtype, to_storage, torch_dtype
 from .errors import CacheError, UserError
 from .layout import BlockIndex, Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
 from .manifest import FORMAT_NAME, FORMAT_VERSION, identity_mismatches, manifest_path, read_manifest, write_manifest
@@ -74,7 +74,7 @@ def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool 
     examples = load_examples(config.task, config.data, config.split, columns=config.columns, limit=config.limit)
     model, tokenizer, teacher = load_teacher(config.teacher or default_teacher_path(), config.attention, device)
     tokens = tokenize(examples, tokenizer, config.max_seq_len)
-    geometry = _geometry(config, teacher)
+    geometry = stored_geometry(config, teacher)
     block_starts = plan_blocks(tokens.lengths, geometry, int(config.block_mb * 2**20))
     manifest = _new_manifest(config, command, examples, tokens, teacher, tokenizer_fingerprint(tokenizer),
                              geometry, len(block_starts) - 1)
@@ -106,7 +106,8 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _geometry(config: DumpConfig, teacher: TeacherInfo) -> Geometry:
+def stored_geometry(config: DumpConfig, teacher: TeacherInfo) -> Geometry:
+    """Shapes of what this dump stores; rejects layers the teacher does not have."""
     all_layers = tuple(range(teacher.num_layers + 1))
     layers = tuple(sorted(set(config.layers))) if config.layers is not None else all_layers
     bad = [layer for layer in layers if layer not in all_layers]
@@ -217,45 +218,58 @@ def _dump_blocks(model, store: Store, tokens: Tokenized, labels: np.ndarray | No
 
 def _compute_block(model, tokens: Tokenized, block: BlockIndex, geometry: Geometry, config: DumpConfig,
                    device: torch.device) -> dict:
-    """Teacher targets of one block, in dataset order, as chunked arrays ready to write."""
-    token_offsets = tokens.offsets
-    stored = numpy_dtype(config.dtype)
-    n_tokens, n_attn = int(block.tokens[-1]), int(block.attention[-1])
-    hidden = np.empty((len(geometry.hidden_layers), n_tokens, geometry.hidden_size), stored)
-    attention = np.empty((len(geometry.attention_layers), n_attn), stored)
-    logits = []
-    order = np.argsort(block.lengths, kind="stable")  # length-sorted batches: little padding
-    for batch in np.split(order, range(config.batch_size, len(order), config.batch_size)):
+    """Teacher targets of one block, in dataset order, as chunked arrays ready to write.
+
+    Each batch's real tokens are gathered on the device in the stored dtype and copied straight to
+    their place in the block buffers (`index_copy_`): no padded copy and no per-example loop.
+    """
+    dtype, itemsize = torch_dtype(config.dtype), numpy_dtype(config.dtype).itemsize
+    n_tokens, n_attn, heads = int(block.tokens[-1]), int(block.attention[-1]), geometry.num_heads
+    hidden = torch.empty((len(geometry.hidden_layers), n_tokens, geometry.hidden_size), dtype=dtype)
+    attention = torch.empty((len(geometry.attention_layers), n_attn), dtype=dtype)
+    logits = None
+    for batch, ids, types, real in block_batches(tokens, block, config.batch_size, device):
         lengths = block.lengths[batch]
-        ids = pad_ragged(tokens.input_ids, token_offsets[block.start + batch], lengths)
-        types = pad_ragged(tokens.token_type_ids, token_offsets[block.start + batch], lengths)
-        real = torch.from_numpy(np.arange(ids.shape[1]) < lengths[:, None]).to(device)  # (B, L)
-        out = teacher_forward(model, torch.from_numpy(ids).long().to(device),
-                              torch.from_numpy(types).long().to(device), real.long())
-        h = torch.stack([out.hidden[layer] for layer in geometry.hidden_layers])  # (Kh, B, L, d)
-        hidden[:, ragged_positions(block.tokens[batch], lengths)] = to_storage(h[:, real], config.dtype)
+        out = teacher_forward(model, ids, types, real.long())
+        rows = torch.from_numpy(ragged_positions(block.tokens[batch], lengths))
+        for i, layer in enumerate(geometry.hidden_layers):
+            hidden[i].index_copy_(0, rows, out.hidden[layer][real].to(dtype).cpu())  # (sum L_i, d)
         if geometry.attention_layers:
-            pairs = (real[:, None, :, None] & real[:, None, None, :]).expand(-1, geometry.num_heads, -1, -1)
-            a = torch.stack([out.attention[layer - 1] for layer in geometry.attention_layers])  # (Ka, B, h, L, L)
-            positions = ragged_positions(block.attention[batch], geometry.num_heads * lengths**2)
-            attention[:, positions] = to_storage(a[:, pairs], config.dtype)  # (Ka, sum h*L_i^2)
+            pairs = (real[:, None, :, None] & real[:, None, None, :]).expand(-1, heads, -1, -1)  # (B, h, L, L)
+            cells = torch.from_numpy(ragged_positions(block.attention[batch], heads * lengths**2))
+            for i, layer in enumerate(geometry.attention_layers):
+                attention[i].index_copy_(0, cells, out.attention[layer - 1][pairs].to(dtype).cpu())
         if out.logits is not None:
-            logits.append((batch, out.logits.float().cpu().numpy()))
-    t0, t1 = token_offsets[block.start], token_offsets[block.start + len(block)]
+            logits = torch.empty((len(block), out.logits.shape[1])) if logits is None else logits
+            logits[torch.from_numpy(batch)] = out.logits.float().cpu()  # (B, C)
+    t0, t1 = tokens.offsets[block.start], tokens.offsets[block.start + len(block)]
     arrays = {
         "input_ids": (tokens.input_ids[t0:t1], (max(n_tokens, 1),)),
         "token_type_ids": (tokens.token_type_ids[t0:t1], (max(n_tokens, 1),)),
-        "hidden": (hidden, (1, chunk_length(n_tokens, geometry.hidden_size * stored.itemsize),
-                            geometry.hidden_size)),
+        "hidden": (to_storage(hidden, config.dtype),
+                   (1, chunk_length(n_tokens, geometry.hidden_size * itemsize), geometry.hidden_size)),
     }
     if geometry.attention_layers:
-        arrays["attention"] = (attention, (1, chunk_length(n_attn, stored.itemsize)))
-    if logits:
-        merged = np.empty((len(block), logits[0][1].shape[1]), np.float32)
-        for batch, values in logits:
-            merged[batch] = values
-        arrays["logits"] = (merged, merged.shape)
+        arrays["attention"] = (to_storage(attention, config.dtype), (1, chunk_length(n_attn, itemsize)))
+    if logits is not None:
+        arrays["logits"] = (logits.numpy(), tuple(logits.shape))
     return arrays
+
+
+def block_batches(tokens: Tokenized, block: BlockIndex, batch_size: int, device: torch.device):
+    """Length-sorted batches of one block, each padded to its longest example.
+
+    Yields (positions in the block (B,), input_ids (B, L), token_type_ids (B, L), real-token mask (B, L)).
+    """
+    token_offsets = tokens.offsets[block.start:block.start + len(block)]
+    order = np.argsort(block.lengths, kind="stable")  # sorted by length: little padding
+    for batch in np.split(order, range(batch_size, len(order), batch_size)):
+        lengths = block.lengths[batch]
+        ids = pad_ragged(tokens.input_ids, token_offsets[batch], lengths)
+        types = pad_ragged(tokens.token_type_ids, token_offsets[batch], lengths)
+        real = torch.from_numpy(np.arange(ids.shape[1]) < lengths[:, None])
+        yield (batch, torch.from_numpy(ids).long().to(device), torch.from_numpy(types).long().to(device),
+               real.to(device))
 
 
 class BackgroundWriter:

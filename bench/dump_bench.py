@@ -1,0 +1,136 @@
+"""Dump benchmark: throughput against the bare teacher forward, size, and what compression buys.
+
+Everything it compares runs in this one process, alternating, and the table reports ratios
+(machines here are shared and noisy). Reproduce:
+
+    python bench/dump_bench.py                      # real MiniLM, first 2000 SST-2 sentences
+    python bench/dump_bench.py --teacher-shape base # random BERT-base-shaped teacher
+
+Writes bench/results/dump-<teacher>.json.
+"""
+
+import json
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+from transformers import BertConfig, BertModel, BertTokenizer
+
+from cache import open_cache
+from cache.data import load_examples
+from cache.dump import DumpConfig, block_batches, dump_teacher, stored_geometry
+from cache.inspect import cache_summary
+from cache.layout import BlockIndex, plan_blocks
+from cache.teacher import default_teacher_path, load_teacher, teacher_forward
+from cache.tokenize import tokenize
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def base_shaped_teacher(folder: Path) -> str:
+    """A randomly initialised BERT-base shape (12 x 768, 12 heads) with MiniLM's vocabulary:
+    speed depends on shape, not on weights."""
+    config = BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
+    torch.manual_seed(0)
+    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    BertTokenizer(vocab=str(Path(default_teacher_path()) / "vocab.txt")).save_pretrained(folder)
+    return str(folder)
+
+
+def bare_forward_seconds(config: DumpConfig) -> float:
+    """Load, tokenise and run the dump's exact batches through the same teacher and attention
+    function, outputs discarded: everything the dump does except storing (and hashing)."""
+    started = time.perf_counter()
+    model, tokenizer, info = load_teacher(config.teacher, config.attention, torch.device("cpu"))
+    examples = load_examples(config.task, config.data, config.split, limit=config.limit)
+    tokens = tokenize(examples, tokenizer, config.max_seq_len)
+    geometry = stored_geometry(config, info)
+    starts = plan_blocks(tokens.lengths, geometry, int(config.block_mb * 2**20))
+    for k in range(len(starts) - 1):
+        block = BlockIndex.build(int(starts[k]), tokens.lengths[starts[k]:starts[k + 1]], geometry.num_heads)
+        for _, ids, types, real in block_batches(tokens, block, config.batch_size, torch.device("cpu")):
+            teacher_forward(model, ids, types, real.long())
+    return time.perf_counter() - started
+
+
+def dump_seconds(config: DumpConfig) -> float:
+    started = time.perf_counter()
+    dump_teacher(config, command="bench", progress=False)
+    return time.perf_counter() - started
+
+
+def read_rates(path: Path, samples: int = 300) -> dict:
+    """Examples/s for random single-example reads and for whole-block streaming."""
+    cache = open_cache(path)
+    rng = np.random.default_rng(0)
+    started = time.perf_counter()
+    for i in rng.integers(0, len(cache), samples):
+        cache[int(i)]
+    random_rate = samples / (time.perf_counter() - started)
+    started = time.perf_counter()
+    n = sum(len(block) for block in cache.iter_blocks())
+    return {"random_examples_per_s": random_rate, "block_examples_per_s": n / (time.perf_counter() - started)}
+
+
+@click.command()
+@click.option("--limit", default=2000, help="First N SST-2 training sentences.")
+@click.option("--teacher-shape", type=click.Choice(["minilm", "base"]), default="minilm")
+@click.option("--rounds", default=3, help="Alternating rounds of bare forward and dump; medians reported.")
+@click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
+def main(limit, teacher_shape, rounds, data):
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        teacher = default_teacher_path() if teacher_shape == "minilm" else base_shaped_teacher(tmp / "base")
+        config = DumpConfig(task="sst2", data=data, split="train", out=tmp / "c", teacher=teacher, limit=limit)
+        bare, dumped = [], []
+        for r in range(rounds):
+            bare.append(bare_forward_seconds(config))
+            dumped.append(dump_seconds(replace(config, out=tmp / f"round{r}.zarr")))
+        summary = cache_summary(tmp / "round0.zarr")
+        sizes = summary["sizes"]
+        codecs = {"none": {"bytes": sizes["bytes"], **read_rates(tmp / "round0.zarr")}}
+        for compression in ["lz4", "zstd", "gzip"]:
+            out = tmp / f"{compression}.zarr"
+            seconds = dump_seconds(replace(config, out=out, compression=compression))
+            codecs[compression] = {"bytes": cache_summary(out)["sizes"]["bytes"], "dump_seconds": seconds,
+                                   **read_rates(out)}
+    bare_s, dump_s = statistics.median(bare), statistics.median(dumped)
+    result = {
+        "machine": f"{platform.node()} {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}",
+        "teacher": teacher_shape, "examples": limit,
+        "bare_forward_examples_per_s": limit / bare_s, "dump_examples_per_s": limit / dump_s,
+        "dump_over_bare": bare_s / dump_s,
+        "bytes_per_example": sizes["bytes_per_example"],
+        "over_ragged_float16_ideal": sizes["bytes"] / sizes["ideal_ragged_float16_bytes"],
+        "padded_float32_bytes_per_example": sizes["padded_float32_bytes"] / limit,
+        "padded_float32_over_cache": sizes["padded_float32_bytes"] / sizes["bytes"],
+        "compression": {name: {**c, "size_vs_none": c["bytes"] / sizes["bytes"],
+                               "random_read_vs_none": c["random_examples_per_s"] / codecs["none"]["random_examples_per_s"],
+                               "block_read_vs_none": c["block_examples_per_s"] / codecs["none"]["block_examples_per_s"]}
+                        for name, c in codecs.items()},
+        "rounds": {"bare_seconds": bare, "dump_seconds": dumped},
+    }
+    out = REPO / "bench" / "results" / f"dump-{teacher_shape}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"teacher {teacher_shape}, {limit} SST-2 sentences, {result['machine']}")
+    print(f"dump {result['dump_examples_per_s']:.1f} ex/s vs bare forward {result['bare_forward_examples_per_s']:.1f} "
+          f"ex/s: ratio {result['dump_over_bare']:.3f}")
+    print(f"size {result['bytes_per_example'] / 1e3:.1f} kB/example = x{result['over_ragged_float16_ideal']:.3f} of "
+          f"ragged float16; padded float32 would be {result['padded_float32_bytes_per_example'] / 1e3:.1f} kB "
+          f"(x{result['padded_float32_over_cache']:.1f} larger)")
+    print(f"{'compression':<12}{'size':>8}{'random read':>13}{'block read':>12}")
+    for name, c in result["compression"].items():
+        print(f"{name:<12}{c['size_vs_none']:>8.3f}{c['random_read_vs_none']:>13.3f}{c['block_read_vs_none']:>12.3f}")
+    print(f"(ratios vs none; written to {out.relative_to(REPO)})")
+
+
+if __name__ == "__main__":
+    main()
