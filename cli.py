@@ -111,6 +111,74 @@ def dump_teacher_command(task, data, split, out, teacher, format_, layers, atten
                f"{report.truncated} truncated at {max_seq_len} tokens")
 
 
+@cli.command("train-student")
+@click.option("--cache", "cache_path", required=True, type=click.Path(path_type=Path), help="Teacher cache to distil from.")
+@click.option("--student", default="tinybert4",
+              help="tinybert4, tinybert6, sizes layers=M,hidden=d,ffn=d',heads=h, or a checkpoint folder.")
+@click.option("--stage", type=click.Choice(["intermediate", "prediction", "all"]), default="all",
+              help="intermediate: embedding+hidden+attention; prediction: logits; all: one then the other.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder (students, logs, checkpoint).")
+@click.option("--layer-map", default="uniform", help="'uniform' (g(m) = m*N/M) or teacher layers per student layer, e.g. 2,4,6.")
+@click.option("--layer-weights", default=None, help="lambda_m for m = 0..M+1, comma-separated (default: all 1).")
+@click.option("--eval-data", type=click.Path(path_type=Path), default=None, help="Task data to evaluate on.")
+@click.option("--eval-split", default="dev")
+@click.option("--epochs-intermediate", type=click.IntRange(1), default=None,
+              help="Default: the paper's (20; CoLA 50; MNLI, QQP, QNLI 10).")
+@click.option("--epochs-prediction", type=click.IntRange(1), default=3)
+@click.option("--batch-size", type=click.IntRange(1), default=32)
+@click.option("--lr-intermediate", type=float, default=5e-5)
+@click.option("--lr-prediction", type=float, default=3e-5)
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0)
+@click.option("--attention-loss", type=click.Choice(["scores", "probs"]), default=None,
+              help="Compare scores or probabilities (default: what the cache stores).")
+@click.option("--shared-projection", is_flag=True, help="One W for embeddings and hidden states (reference code).")
+@click.option("--init", type=click.Choice(["random", "teacher"]), default="random",
+              help="teacher: copy the teacher's mapped layers (equal widths only).")
+@click.option("--seed", type=int, default=42)
+@click.option("--max-steps", type=click.IntRange(1), default=None, help="Stop each stage after N steps.")
+@click.option("--eval-every", type=click.IntRange(1), default=None, help="Also evaluate every N steps.")
+@click.option("--save-every", type=click.IntRange(1), default=200, help="Checkpoint every N steps.")
+@click.option("--workers", type=click.IntRange(0), default=1, help="DataLoader workers reading the cache.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--device", default="auto")
+def train_student_command(cache_path, student, stage, out, layer_map, layer_weights, eval_data, eval_split,
+                          epochs_intermediate, epochs_prediction, batch_size, lr_intermediate, lr_prediction,
+                          temperature, attention_loss, shared_projection, init, seed, max_steps, eval_every,
+                          save_every, workers, resume, device):
+    """Distil a TinyBERT student from a teacher cache; the teacher is never loaded."""
+    from student.trainer import TrainConfig, train_student
+
+    _quiet_transformers()
+    weights = tuple(float(w) for w in layer_weights.split(",")) if layer_weights else None
+    config = TrainConfig(cache=cache_path, out=out, student=student, stage=stage, layer_map=layer_map,
+                         layer_weights=weights, eval_data=eval_data, eval_split=eval_split,
+                         epochs_intermediate=epochs_intermediate, epochs_prediction=epochs_prediction,
+                         batch_size=batch_size, lr_intermediate=lr_intermediate, lr_prediction=lr_prediction,
+                         temperature=temperature, attention_loss=attention_loss,
+                         shared_projection=shared_projection, init=init, seed=seed, max_steps=max_steps,
+                         eval_every=eval_every, save_every=save_every, workers=workers, resume=resume,
+                         device=device)
+    metrics = train_student(config, command=_command_line())
+    click.echo(f"{out}: student saved in {out / 'last'}" + (f"; dev {json.dumps(metrics)}" if metrics else ""))
+
+
+@cli.command("evaluate")
+@click.option("--model", required=True, type=click.Path(path_type=Path), help="A saved student or teacher folder.")
+@click.option("--task", required=True)
+@click.option("--data", required=True, type=click.Path(path_type=Path))
+@click.option("--split", default="dev")
+@click.option("--max-seq-len", type=click.IntRange(4, 512), default=128)
+@click.option("--json", "as_json", is_flag=True)
+def evaluate_command(model, task, data, split, max_seq_len, as_json):
+    """Score a saved sequence classifier with the task's GLUE metric."""
+    from student.evaluate import evaluate_saved
+
+    _quiet_transformers()
+    result = evaluate_saved(model, task, data, split, max_seq_len)
+    click.echo(json.dumps(result) if as_json else
+               ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+
+
 @cli.group("cache", cls=Group)
 def cache_group():
     """Inspect, verify and find teacher caches."""

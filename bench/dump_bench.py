@@ -95,11 +95,11 @@ def main(limit, teacher_shape, rounds, data):
             dumped.append(dump_seconds(replace(config, out=tmp / f"round{r}.zarr")))
         summary = cache_summary(tmp / "round0.zarr")
         sizes = summary["sizes"]
-        codecs = {"none": {"bytes": sizes["bytes"], **read_rates(tmp / "round0.zarr")}}
+        codecs = {"none": {"bytes": sizes["target_bytes"], **read_rates(tmp / "round0.zarr")}}
         for compression in ["lz4", "zstd", "gzip"]:
             out = tmp / f"{compression}.zarr"
             seconds = dump_seconds(replace(config, out=out, compression=compression))
-            codecs[compression] = {"bytes": cache_summary(out)["sizes"]["bytes"], "dump_seconds": seconds,
+            codecs[compression] = {"bytes": cache_summary(out)["sizes"]["target_bytes"], "dump_seconds": seconds,
                                    **read_rates(out)}
     bare_s, dump_s = statistics.median(bare), statistics.median(dumped)
     result = {
@@ -108,10 +108,10 @@ def main(limit, teacher_shape, rounds, data):
         "bare_forward_examples_per_s": limit / bare_s, "dump_examples_per_s": limit / dump_s,
         "dump_over_bare": bare_s / dump_s,
         "bytes_per_example": sizes["bytes_per_example"],
-        "over_ragged_float16_ideal": sizes["bytes"] / sizes["ideal_ragged_float16_bytes"],
+        "over_ragged_float16_ideal": sizes["target_bytes"] / sizes["ideal_ragged_float16_bytes"],
         "padded_float32_bytes_per_example": sizes["padded_float32_bytes"] / limit,
-        "padded_float32_over_cache": sizes["padded_float32_bytes"] / sizes["bytes"],
-        "compression": {name: {**c, "size_vs_none": c["bytes"] / sizes["bytes"],
+        "padded_float32_over_cache": sizes["padded_float32_bytes"] / sizes["target_bytes"],
+        "compression": {name: {**c, "size_vs_none": c["bytes"] / sizes["target_bytes"],
                                "random_read_vs_none": c["random_examples_per_s"] / codecs["none"]["random_examples_per_s"],
                                "block_read_vs_none": c["block_examples_per_s"] / codecs["none"]["block_examples_per_s"]}
                         for name, c in codecs.items()},

@@ -9,7 +9,9 @@ uninterrupted one (batches never span blocks, so each block is computed the same
 
 import datetime
 import hashlib
+import os
 import shlex
+import shutil
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -24,7 +26,7 @@ from .data import ColumnSpec, Examples, load_examples
 from .dtypes import numpy_dtype, to_storage, torch_dtype
 from .errors import CacheError, UserError
 from .layout import BlockIndex, Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
-from .manifest import FORMAT_NAME, FORMAT_VERSION, identity_mismatches, manifest_path, read_manifest, write_manifest
+from .manifest import FORMAT_NAME, TOKENIZER, FORMAT_VERSION, identity_mismatches, manifest_path, read_manifest, write_manifest
 from .store import INDEX, Store, block_unit, check_compression, open_store
 from .teacher import TeacherInfo, default_teacher_path, load_teacher, teacher_forward
 from .tokenize import Tokenized, tokenize, tokenizer_fingerprint
@@ -79,6 +81,8 @@ def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool 
     manifest = _new_manifest(config, command, examples, tokens, teacher, tokenizer_fingerprint(tokenizer),
                              geometry, len(block_starts) - 1)
     manifest, store = _open_for_writing(out, manifest, config)
+    if not (out / TOKENIZER).exists():
+        _save_tokenizer(tokenizer, out)
     if manifest["complete"]:
         return DumpReport(out, len(examples), 0, tokens.truncated, _since(started))
     if not store.has_unit(INDEX):
@@ -183,6 +187,14 @@ def _open_for_writing(out: Path, manifest: dict, config: DumpConfig) -> tuple[di
     store.create()
     write_manifest(out, manifest)
     return manifest, store
+
+
+def _save_tokenizer(tokenizer, out: Path) -> None:
+    """Keep the teacher's tokenizer in the cache: students need it, and must not need the teacher."""
+    staging = out / f".{TOKENIZER}.{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    tokenizer.save_pretrained(staging)
+    os.rename(staging, out / TOKENIZER)
 
 
 def _index_arrays(lengths: np.ndarray, block_starts: np.ndarray) -> dict:

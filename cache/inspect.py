@@ -26,6 +26,7 @@ def cache_summary(path: Path) -> dict:
                          + len(manifest["attention_layers"]) * teacher["num_heads"] * manifest["max_seq_len"] ** 2)
     sizes = {
         "bytes": on_disk,
+        "target_bytes": store.target_nbytes(),
         "bytes_per_example": on_disk / n,
         "ideal_ragged_float16_bytes": manifest["stats"]["ideal_bytes"],
         "padded_float32_bytes": padded_values * 4,
@@ -49,9 +50,10 @@ def format_summary(summary: dict) -> str:
         ("layers", f"hidden {summary['layers']}, attention {summary['attention_layers']} ({summary['attention']})"),
         ("storage", f"{summary['storage']}, {summary['dtype']}, compression {summary['compression']}, "
                     f"{summary['num_blocks']} blocks"),
-        ("size", f"{_mb(s['bytes'])} = {s['bytes_per_example'] / 1e3:,.1f} kB/example; "
-                 f"x{s['bytes'] / s['ideal_ragged_float16_bytes']:.3f} of ragged float16, "
-                 f"x{s['bytes'] / s['padded_float32_bytes']:.3f} of padded float32 ({_mb(s['padded_float32_bytes'])})"),
+        ("size", f"{_mb(s['bytes'])} = {s['bytes_per_example'] / 1e3:,.1f} kB/example; targets (index + blocks) "
+                 f"x{s['target_bytes'] / s['ideal_ragged_float16_bytes']:.3f} of ragged float16, "
+                 f"x{s['target_bytes'] / s['padded_float32_bytes']:.3f} of padded float32 "
+                 f"({_mb(s['padded_float32_bytes'])})"),
         ("created", f"{summary['created']} by {summary['project_version']}: {summary['command']}"),
     ]
     rows += [("resumed", command) for command in summary["resumed"]]

@@ -11,6 +11,8 @@ from pathlib import Path
 from .errors import CacheError
 
 MANIFEST = "manifest.json"
+TOKENIZER = "tokenizer"
+"""Folder of the teacher's tokenizer inside a cache."""
 FORMAT_NAME = "tinybert-distill-cache"
 FORMAT_VERSION = 1
 

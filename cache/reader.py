@@ -16,7 +16,7 @@ import torch
 from .dtypes import from_storage
 from .errors import CacheError
 from .layout import BlockIndex
-from .manifest import read_manifest
+from .manifest import TOKENIZER, read_manifest
 from .store import INDEX, Store, block_unit, open_store
 
 
@@ -138,6 +138,19 @@ class Cache:
         """Stream whole blocks, in `order` (block numbers) or in storage order."""
         for k in order if order is not None else range(self.num_blocks):
             yield self.read_block(k)
+
+    def load_tokenizer(self):
+        """The teacher's tokenizer, saved with the cache; refused if it is not the one recorded."""
+        from transformers import AutoTokenizer
+
+        from .tokenize import tokenizer_fingerprint
+
+        if not (self.path / TOKENIZER).is_dir():
+            raise CacheError(f"{self.path}: the cache has no {TOKENIZER}/ folder; dump the teacher again")
+        tokenizer = AutoTokenizer.from_pretrained(self.path / TOKENIZER)
+        if tokenizer_fingerprint(tokenizer) != self.manifest["tokenizer"]["fingerprint"]:
+            raise CacheError(f"{self.path / TOKENIZER}: tokenizer does not match the manifest's fingerprint")
+        return tokenizer
 
     def close(self) -> None:
         self.store.close()

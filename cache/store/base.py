@@ -95,7 +95,11 @@ class Store(ABC):
 
     def nbytes(self) -> int:
         """Bytes of all files under the cache directory (apparent size)."""
-        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        return _tree_bytes(self.path)
+
+    def target_nbytes(self) -> int:
+        """Bytes of the targets alone: the index and the blocks (no manifest, no tokenizer)."""
+        return _tree_bytes(self.path / BLOCKS) + _tree_bytes(self.unit_path(INDEX))
 
     def close(self) -> None:
         while self._open:
@@ -141,6 +145,12 @@ def array_checksum(array: np.ndarray) -> str:
     """CRC32C of an array's values. Per-chunk codec checksums catch flipped bytes; this also catches
     a chunk file that went missing and would read back as fill values."""
     return f"{google_crc32c.value(np.ascontiguousarray(array)):08x}"
+
+
+def _tree_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def _remove(path: Path) -> None:

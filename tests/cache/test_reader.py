@@ -70,3 +70,15 @@ def test_lengths_index_matches_tokens(cache_path):
     cache = open_cache(cache_path)
     assert [len(cache[i]["input_ids"]) for i in range(len(cache))] == list(cache.lengths)
     assert np.all(np.diff(cache.block_starts) > 0) and cache.block_starts[-1] == len(cache)
+
+
+def test_cache_carries_the_teacher_tokenizer(cache_path, tiny_teacher):
+    from transformers import AutoTokenizer
+
+    cache = open_cache(cache_path)
+    ours, theirs = cache.load_tokenizer(), AutoTokenizer.from_pretrained(tiny_teacher)
+    assert ours("a good film", "bad")["input_ids"] == theirs("a good film", "bad")["input_ids"]
+    vocab = cache_path / "tokenizer" / "tokenizer.json"
+    vocab.write_text(vocab.read_text().replace('"film"', '"flim"'))
+    with pytest.raises(CacheError, match="tokenizer does not match"):
+        cache.load_tokenizer()

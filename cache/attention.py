@@ -1,0 +1,33 @@
+"""Attention functions that expose what TinyBERT distils: pre-softmax scores or probabilities.
+
+Hugging Face BERT exposes only post-softmax probabilities, while TinyBERT's reference code
+distils the pre-softmax scores QK^T/sqrt(d_k). These functions compute eager attention and return
+the requested kind as the layer's attention weights. Each is registered together with the eager
+mask function: transformers passes *no* padding mask to an attention function it has no mask
+function for, which would silently attend to padding. Teacher and student use the same ones.
+"""
+
+import torch
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+
+def _capturing_attention(kind: str):
+    def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+        scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, h, L, L)
+        masked = scores if attention_mask is None else scores + attention_mask
+        probs = masked.softmax(dim=-1)
+        weights = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
+        output = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (B, L, h, d_k)
+        return output, scores if kind == "scores" else probs
+
+    return attention
+
+
+def capture_implementation(kind: str) -> str:
+    """Register (once) and return the attn_implementation name that captures `kind`."""
+    name = f"tinybert_{kind}"
+    if name not in AttentionInterface._global_mapping:
+        AttentionInterface.register(name, _capturing_attention(kind))
+        AttentionMaskInterface.register(name, eager_mask)
+    return name

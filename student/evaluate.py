@@ -1,0 +1,58 @@
+"""Evaluate a sequence classifier (any saved student or teacher) on a task split."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cache.data import Examples, load_examples
+from cache.errors import UserError
+from cache.layout import pad_ragged
+from cache.tasks import GLUE_TASKS
+from cache.tokenize import tokenize
+from student.metrics import glue_metrics
+
+
+def metric_for(task: str) -> str:
+    return GLUE_TASKS[task].metric if task in GLUE_TASKS else "accuracy"
+
+
+@torch.inference_mode()
+def predict(model, tokenizer, examples: Examples, max_seq_len: int, batch_size: int = 128) -> np.ndarray:
+    """Logits (n, C) for every example, in batches sorted by length."""
+    tokens = tokenize(examples, tokenizer, max_seq_len)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    order = np.argsort(tokens.lengths, kind="stable")
+    out = None
+    for batch in np.split(order, range(batch_size, len(order), batch_size)):
+        lengths = tokens.lengths[batch]
+        ids = torch.from_numpy(pad_ragged(tokens.input_ids, tokens.offsets[batch], lengths)).long()
+        types = torch.from_numpy(pad_ragged(tokens.token_type_ids, tokens.offsets[batch], lengths)).long()
+        mask = (torch.arange(ids.shape[1])[None] < torch.from_numpy(lengths)[:, None]).long()
+        logits = model(input_ids=ids.to(device), token_type_ids=types.to(device), attention_mask=mask.to(device)).logits
+        out = np.empty((len(order), logits.shape[1]), np.float32) if out is None else out
+        out[batch] = logits.float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def evaluate(model, tokenizer, examples: Examples, max_seq_len: int) -> dict[str, float]:
+    if examples.labels is None:
+        raise UserError(f"{examples.path}: no labels to evaluate against")
+    return glue_metrics(metric_for(examples.task), predict(model, tokenizer, examples, max_seq_len), examples.labels)
+
+
+def evaluate_saved(model_dir: Path, task: str, data: Path, split: str, max_seq_len: int) -> dict:
+    """Load a saved sequence classifier with its tokenizer and evaluate it."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--model: {model_dir} is not a saved sequence classifier ({e})") from None
+    examples = load_examples(task, data, split)
+    metrics = evaluate(model.to("cuda" if torch.cuda.is_available() else "cpu"), tokenizer, examples, max_seq_len)
+    return {"model": str(model_dir), "task": examples.task, "split": split, "examples": len(examples), **metrics}

@@ -1,0 +1,61 @@
+"""TinyBERT's distillation losses as small pure functions.
+
+Every MSE averages over *real* positions only (the mask), where the reference implementation
+averages over padded tensors with padding zeroed. Padding adds zeros to its numerator and
+positions to its denominator, so its loss scale depends on how a batch happens to be padded; ours
+does not. The price is a different loss scale from the reference code (documented in the README).
+"""
+
+import torch
+import torch.nn.functional as F
+
+
+def attention_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(1/h) sum_i MSE(A_i^S, A_i^T) over real (query, key) pairs.
+
+    student, teacher: (B, h, L, L) attention scores or probabilities; mask: (B, L) bool, True on
+    real tokens. Heads weigh equally, so this is the mean over every real cell of every head.
+    """
+    pairs = (mask[:, None, :, None] & mask[:, None, None, :]).to(student.dtype)  # (B, 1, L, L)
+    squared = (student - teacher).square() * pairs
+    cells = pairs.sum() * student.shape[1]
+    return squared.sum() / cells.clamp(min=1)
+
+
+def hidden_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor,
+               projection: torch.nn.Module) -> torch.Tensor:
+    """MSE(H^S W, H^T) over real tokens; with W = W_h for hidden states, W_e for embeddings.
+
+    student: (B, L, d') student width; teacher: (B, L, d) teacher width; mask: (B, L) bool;
+    projection: d' -> d.
+    """
+    weights = mask.to(student.dtype)[..., None]  # (B, L, 1)
+    squared = (projection(student) - teacher).square() * weights
+    return squared.sum() / (weights.sum() * teacher.shape[-1]).clamp(min=1)
+
+
+def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                       temperature: float = 1.0) -> torch.Tensor:
+    """-sum softmax(z^T / t) * log_softmax(z^S / t), averaged over the batch. Logits: (B, C)."""
+    targets = F.softmax(teacher_logits / temperature, dim=-1)
+    return -(targets * F.log_softmax(student_logits / temperature, dim=-1)).sum(-1).mean()
+
+
+def regression_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """MSE against the teacher's prediction for regression tasks (STS-B). Logits: (B, 1)."""
+    return F.mse_loss(student_logits, teacher_logits)
+
+
+def probabilities_from_scores(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over real keys: turns cached scores into the probabilities a probs loss needs.
+
+    scores: (B, h, L, L); mask: (B, L) bool. Rows of padding queries come out as zeros.
+    """
+    keys = mask[:, None, None, :]  # (B, 1, 1, L)
+    probs = scores.float().masked_fill(~keys, float("-inf")).softmax(dim=-1)
+    return probs.masked_fill(~mask[:, None, :, None], 0.0).to(scores.dtype)
+
+
+def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
+    """g(m) = m * N / M for m = 1..M (rounded down when M does not divide N)."""
+    return [m * teacher_layers // student_layers for m in range(1, student_layers + 1)]

@@ -1,0 +1,206 @@
+"""Stream distillation targets from a cache: shuffled windows of blocks, batches padded per batch.
+
+An epoch's order is a pure function of (seed, epoch) and the cache's lengths: blocks in random
+order, grouped into windows of `window_blocks` (the shuffle buffer), examples shuffled inside a
+window and cut into batches. A window is one DataLoader item, so workers read and gather whole
+windows ahead of the trainer, memory stays bounded by a few windows whatever the cache size, and
+the batch sequence does not depend on the number of workers: resuming skips windows, then batches.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cache import Cache
+from cache.layout import offsets, ragged_positions
+from student.losses import probabilities_from_scores
+
+
+@dataclass(frozen=True)
+class RaggedBatch:
+    """Examples of one batch, flat as stored: token rows and attention cells concatenated."""
+
+    indices: np.ndarray  # (B,) example numbers in the cache
+    lengths: np.ndarray  # (B,)
+    input_ids: np.ndarray  # (T,)
+    token_type_ids: np.ndarray  # (T,)
+    labels: np.ndarray | None  # (B,)
+    logits: np.ndarray | None  # (B, C)
+    hidden: dict[int, np.ndarray]  # layer -> (T, d)
+    attention: dict[int, np.ndarray]  # layer -> (sum h*L_i^2,)
+
+
+@dataclass
+class Batch:
+    """A padded batch on one device; `mask` is True on real tokens."""
+
+    input_ids: torch.Tensor  # (B, L)
+    token_type_ids: torch.Tensor  # (B, L)
+    mask: torch.Tensor  # (B, L) bool
+    labels: torch.Tensor | None  # (B,)
+    logits: torch.Tensor | None  # (B, C)
+    hidden: dict[int, torch.Tensor]  # layer -> (B, L, d) float32
+    attention: dict[int, torch.Tensor]  # layer -> (B, h, L, L) float32
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+class EpochPlan:
+    """Which examples form which batch, for every epoch, computed from lengths alone."""
+
+    def __init__(self, block_starts: np.ndarray, batch_size: int, window_blocks: int, seed: int):
+        self.block_starts, self.batch_size, self.window_blocks, self.seed = block_starts, batch_size, window_blocks, seed
+
+    def windows(self, epoch: int) -> list[np.ndarray]:
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.block_starts) - 1)
+        return [order[i:i + self.window_blocks] for i in range(0, len(order), self.window_blocks)]
+
+    def batches(self, epoch: int, window: int, blocks: np.ndarray) -> list[np.ndarray]:
+        """Example indices (into the window's concatenated blocks) of each batch of a window."""
+        size = int(sum(self.block_starts[k + 1] - self.block_starts[k] for k in blocks))
+        order = np.random.default_rng([self.seed, epoch, window]).permutation(size)
+        return [order[i:i + self.batch_size] for i in range(0, size, self.batch_size)]
+
+    def steps_per_epoch(self, epoch: int) -> int:
+        return sum(len(self.batches(epoch, w, blocks)) for w, blocks in enumerate(self.windows(epoch)))
+
+
+class WindowDataset(Dataset):
+    """Item w: the ragged batches of window w of one epoch (read in a DataLoader worker)."""
+
+    def __init__(self, cache: Cache, plan: EpochPlan, epoch: int):
+        self.cache, self.plan, self.epoch = cache, plan, epoch
+        self.windows = plan.windows(epoch)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, w: int) -> list[RaggedBatch]:
+        blocks = [self.cache.read_block(int(k)) for k in self.windows[w]]
+        window = _concatenate(blocks)
+        return [_take(window, rows, self.cache.num_heads) for rows in self.plan.batches(self.epoch, w, self.windows[w])]
+
+
+def _concatenate(blocks) -> RaggedBatch:
+    def cat(arrays):
+        return np.concatenate(arrays) if arrays[0] is not None else None
+
+    return RaggedBatch(
+        indices=np.concatenate([b.start + np.arange(len(b)) for b in blocks]),
+        lengths=np.concatenate([b.index.lengths for b in blocks]),
+        input_ids=cat([b.input_ids for b in blocks]),
+        token_type_ids=cat([b.token_type_ids for b in blocks]),
+        labels=cat([b.labels for b in blocks]),
+        logits=cat([b.logits for b in blocks]),
+        hidden={layer: np.concatenate([b.hidden[layer] for b in blocks]) for layer in blocks[0].hidden},
+        attention={layer: np.concatenate([b.attention[layer] for b in blocks]) for layer in blocks[0].attention},
+    )
+
+
+def _take(window: RaggedBatch, rows: np.ndarray, heads: int) -> RaggedBatch:
+    """The examples `rows` of a window, gathered with one fancy index per array."""
+    lengths = window.lengths[rows]
+    tokens = ragged_positions(offsets(window.lengths)[rows], lengths)
+    cells = ragged_positions(offsets(heads * window.lengths.astype(np.int64) ** 2)[rows], heads * lengths.astype(np.int64) ** 2)
+    return RaggedBatch(
+        indices=window.indices[rows],
+        lengths=lengths,
+        input_ids=window.input_ids[tokens],
+        token_type_ids=window.token_type_ids[tokens],
+        labels=window.labels[rows] if window.labels is not None else None,
+        logits=window.logits[rows] if window.logits is not None else None,
+        hidden={layer: h[tokens] for layer, h in window.hidden.items()},
+        attention={layer: a[cells] for layer, a in window.attention.items()},
+    )
+
+
+def pad_batch(ragged: RaggedBatch, heads: int, dtype: str, device: torch.device, probabilities: bool) -> Batch:
+    """Pad a ragged batch to its longest example (dynamic padding), as float32 targets on `device`.
+
+    With `probabilities`, cached scores become probabilities (softmax over real keys).
+    """
+    from cache.dtypes import from_storage
+
+    lengths = torch.from_numpy(ragged.lengths.astype(np.int64))
+    b, longest = len(lengths), int(lengths.max())
+    mask = torch.arange(longest)[None, :] < lengths[:, None]  # (B, L)
+    token_slots = torch.nonzero(mask.reshape(-1)).squeeze(1)  # row-major: example, then position
+    cell_slots = _attention_slots(lengths, heads, longest)
+
+    def tokens(values: np.ndarray) -> torch.Tensor:
+        out = torch.zeros(b * longest, dtype=torch.long)
+        return out.index_copy_(0, token_slots, torch.from_numpy(values.astype(np.int64))).view(b, longest)
+
+    def hidden(values: np.ndarray) -> torch.Tensor:
+        flat = from_storage(values, dtype).float()  # (T, d)
+        out = torch.zeros(b * longest, flat.shape[1])
+        return out.index_copy_(0, token_slots, flat).view(b, longest, -1)
+
+    def attention(values: np.ndarray) -> torch.Tensor:
+        out = torch.zeros(b * heads * longest * longest)
+        out = out.index_copy_(0, cell_slots, from_storage(values, dtype).float()).view(b, heads, longest, longest)
+        return probabilities_from_scores(out, mask) if probabilities else out
+
+    batch = Batch(
+        input_ids=tokens(ragged.input_ids), token_type_ids=tokens(ragged.token_type_ids), mask=mask,
+        labels=torch.from_numpy(ragged.labels) if ragged.labels is not None else None,
+        logits=torch.from_numpy(ragged.logits) if ragged.logits is not None else None,
+        hidden={layer: hidden(h) for layer, h in ragged.hidden.items()},
+        attention={layer: attention(a) for layer, a in ragged.attention.items()},
+    )
+    return to_device(batch, device)
+
+
+def _attention_slots(lengths: torch.Tensor, heads: int, longest: int) -> torch.Tensor:
+    """Flat positions in (B, h, L, L) of each example's (h, L_i, L_i) cells, in stored order."""
+    sizes = heads * lengths**2
+    example = torch.repeat_interleave(torch.arange(len(lengths)), sizes)
+    local = torch.arange(int(sizes.sum())) - torch.repeat_interleave(torch.cumsum(sizes, 0) - sizes, sizes)
+    length = lengths[example]
+    head, cell = local // length**2, local % length**2
+    query, key = cell // length, cell % length
+    return ((example * heads + head) * longest + query) * longest + key
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    if device.type == "cpu":
+        return batch
+
+    def move(t):
+        return t.to(device, non_blocking=True) if t is not None else None
+
+    return Batch(move(batch.input_ids), move(batch.token_type_ids), move(batch.mask), move(batch.labels),
+                 move(batch.logits), {k: move(v) for k, v in batch.hidden.items()},
+                 {k: move(v) for k, v in batch.attention.items()})
+
+
+def _as_is(window: list[RaggedBatch]) -> list[RaggedBatch]:
+    """A window's batches are already batches: no collation."""
+    return window
+
+
+def stream_batches(cache: Cache, plan: EpochPlan, epoch: int, skip: int, workers: int) -> Iterator[RaggedBatch]:
+    """The epoch's ragged batches in plan order, after skipping the first `skip` (for resume)."""
+    dataset = WindowDataset(cache, plan, epoch)
+    first, counted = 0, 0
+    for w, blocks in enumerate(dataset.windows):  # whole windows to skip, from lengths alone
+        n = len(plan.batches(epoch, w, blocks))
+        if counted + n > skip:
+            break
+        first, counted = w + 1, counted + n
+    # Its own generator: a DataLoader otherwise draws its base seed from the global torch RNG,
+    # which would shift the student's dropout masks after a resume.
+    loader = DataLoader(dataset, batch_size=None, sampler=range(first, len(dataset)), num_workers=workers,
+                        prefetch_factor=2 if workers else None, collate_fn=_as_is,
+                        generator=torch.Generator().manual_seed(plan.seed))
+    to_skip = skip - counted
+    for window in loader:
+        for ragged in window:
+            if to_skip:
+                to_skip -= 1
+                continue
+            yield ragged

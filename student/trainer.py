@@ -1,0 +1,375 @@
+"""The distillation recipe: a TinyBERT student trained from a teacher cache, teacher never loaded.
+
+Read top to bottom: `train_student` resolves and checks the whole configuration against the cache
+before any work, then runs the stages (intermediate: embedding + hidden + attention losses;
+prediction: logits), evaluating and checkpointing as it goes. A checkpoint holds model,
+projections, optimizer, scheduler, RNG states and the stream position, so `--resume` continues
+exactly where an interrupted run stopped.
+"""
+
+import datetime
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cache import Cache, open_cache
+from cache.attention import capture_implementation
+from cache.data import load_examples
+from cache.errors import UserError
+from student.evaluate import evaluate, metric_for
+from student.losses import attention_mse, hidden_mse, regression_mse, soft_cross_entropy, uniform_layer_map
+from student.metrics import MAIN_METRIC
+from student.model import Projections, build_student, init_from_teacher, parse_student
+from student.stream import EpochPlan, pad_batch, stream_batches
+
+STAGES = ("intermediate", "prediction", "all")
+INTERMEDIATE_EPOCHS = {"cola": 50, "mnli": 10, "qqp": 10, "qnli": 10}  # the paper's; 20 otherwise
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; built once from the CLI flags."""
+
+    cache: Path
+    out: Path
+    student: str = "tinybert4"
+    stage: str = "all"
+    layer_map: str = "uniform"
+    """`uniform` (g(m) = m*N/M) or teacher layers for student layers 1..M, e.g. `2,4,6`."""
+    layer_weights: tuple[float, ...] | None = None
+    """lambda_m for m = 0..M+1; all 1 by default."""
+    eval_data: Path | None = None
+    eval_split: str = "dev"
+    epochs_intermediate: int | None = None
+    """None: the paper's (20; 50 for CoLA; 10 for MNLI, QQP, QNLI)."""
+    epochs_prediction: int = 3
+    batch_size: int = 32
+    lr_intermediate: float = 5e-5
+    lr_prediction: float = 3e-5
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    temperature: float = 1.0
+    attention_loss: str | None = None
+    """`scores` or `probs`; None: what the cache stores."""
+    shared_projection: bool = False
+    init: str = "random"
+    """`random` (or the --student checkpoint), or `teacher`: copy the teacher's mapped layers."""
+    seed: int = 42
+    max_steps: int | None = None
+    """Stop each stage after this many steps (quick runs)."""
+    eval_every: int | None = None
+    save_every: int = 200
+    log_every: int = 10
+    workers: int = 1
+    window_blocks: int = 4
+    resume: bool = False
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    epochs: int
+    lr: float
+
+
+@dataclass
+class RunState:
+    """Where a run is: stage, epoch, batches done in that epoch, optimizer steps in the stage."""
+
+    stage: int = 0
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    best: float | None = None
+    history: list = field(default_factory=list)
+
+
+class Run:
+    """The resolved pieces of one training run (everything `train_student` sets up)."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
+                                   else "cpu" if config.device == "auto" else config.device)
+        manifest = open_cache(config.cache).manifest  # complete caches only
+        self.manifest, self.teacher = manifest, manifest["teacher"]
+        self.task = manifest["data"]["task"]
+        self.regression = manifest["data"]["label_kind"] == "regression"
+        self.stages = resolve_stages(config, self.task)
+        _seed_everything(config.seed)  # the student's random initialisation
+        shape = parse_student(config.student)
+        self.student = build_student(shape, self.teacher["config"], self.num_labels)
+        self.layer_map = resolve_layer_map(config.layer_map, self.student.config.num_hidden_layers,
+                                           self.teacher["num_layers"])
+        self.weights = resolve_layer_weights(config.layer_weights, len(self.layer_map))
+        self.attention_kind = resolve_attention_kind(config.attention_loss, manifest["attention"])
+        check_compatibility(manifest, self.student.config, self.layer_map, self.stages)
+        self.cache: Cache = open_cache(config.cache, layers=[0, *self.layer_map])
+        self.tokenizer = self.cache.load_tokenizer()
+        if config.init == "teacher":
+            init_from_teacher(self.student, self.teacher["path"], self.layer_map)
+        self.student.to(self.device)
+        self.projections = Projections(self.student.config.hidden_size, self.teacher["hidden_size"],
+                                       config.shared_projection).to(self.device)
+        self.eval_examples = load_examples(self.task, config.eval_data, config.eval_split) if config.eval_data else None
+
+    @property
+    def num_labels(self) -> int:
+        if self.teacher["num_labels"]:
+            return self.teacher["num_labels"]
+        names = self.manifest["data"]["label_names"]
+        return 1 if self.regression else len(names) if names else 2
+
+
+def resolve_stages(config: TrainConfig, task: str) -> list[Stage]:
+    if config.stage not in STAGES:
+        raise UserError(f"--stage: {config.stage!r} is not one of {', '.join(STAGES)}")
+    epochs = config.epochs_intermediate or INTERMEDIATE_EPOCHS.get(task, 20)
+    stages = {"intermediate": [Stage("intermediate", epochs, config.lr_intermediate)],
+              "prediction": [Stage("prediction", config.epochs_prediction, config.lr_prediction)]}
+    return stages["intermediate"] + stages["prediction"] if config.stage == "all" else stages[config.stage]
+
+
+def resolve_layer_map(text: str, student_layers: int, teacher_layers: int) -> list[int]:
+    """g(1..M). An explicit list may also start with g(0) = 0."""
+    if text == "uniform":
+        return uniform_layer_map(student_layers, teacher_layers)
+    try:
+        layers = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UserError(f"--layer-map: {text!r} is not 'uniform' or a list of teacher layers") from None
+    if len(layers) == student_layers + 1 and layers[0] == 0:
+        layers = layers[1:]
+    if len(layers) != student_layers or not all(1 <= n <= teacher_layers for n in layers):
+        raise UserError(f"--layer-map: need {student_layers} teacher layers in 1..{teacher_layers} "
+                        f"(one per student layer), got {text!r}")
+    return layers
+
+
+def resolve_layer_weights(weights: tuple[float, ...] | None, student_layers: int) -> list[float]:
+    if weights is None:
+        return [1.0] * (student_layers + 2)
+    if len(weights) != student_layers + 2:
+        raise UserError(f"--layer-weights: need {student_layers + 2} values (m = 0..M+1), got {len(weights)}")
+    return list(weights)
+
+
+def resolve_attention_kind(requested: str | None, cached: str) -> str:
+    kind = requested or cached
+    if kind == "scores" and cached == "probs":
+        raise UserError("--attention-loss scores: the cache stores probabilities, which cannot be turned "
+                        "back into scores; use --attention-loss probs or dump with --attention scores")
+    return kind
+
+
+def check_compatibility(manifest: dict, student_config, layer_map: list[int], stages: list[Stage]) -> None:
+    """Everything the run needs from the cache, checked before any work."""
+    teacher = manifest["teacher"]
+    if student_config.num_attention_heads != teacher["num_heads"]:
+        raise UserError(f"--student: {student_config.num_attention_heads} attention heads, the teacher has "
+                        f"{teacher['num_heads']}; the attention loss needs the same number")
+    if any(s.name == "intermediate" for s in stages):
+        needed = sorted({0, *layer_map})
+        missing = [n for n in needed if n not in manifest["layers"]]
+        if missing:
+            raise UserError(f"--layer-map: teacher layers {missing} are not in the cache {manifest['layers']}; "
+                            "dump them with --layers or choose another map")
+    if any(s.name == "prediction" for s in stages) and not teacher["num_labels"]:
+        raise UserError("--stage: the cache has no teacher logits (its teacher has no classification head); "
+                        "use --stage intermediate, or dump a fine-tuned teacher")
+
+
+def train_student(config: TrainConfig, command: str, progress: bool = True) -> dict:
+    """Run every stage of `config`; returns the final evaluation (empty without --eval-data)."""
+    _check_out(config)
+    run = Run(config)
+    _write_run_files(run, command)
+    state = _load_checkpoint(run) if config.resume else RunState()
+    for index, stage in enumerate(run.stages):
+        if index < state.stage:
+            continue
+        _train_stage(run, stage, index, state, progress)
+        state = RunState(stage=index + 1, best=state.best, history=state.history)
+    _save_student(run, config.out / "last")
+    return state.history[-1]["eval"] if state.history else {}
+
+
+def _check_out(config: TrainConfig) -> None:
+    has_run = (config.out / CHECKPOINT).exists()
+    if config.out.exists() and not config.out.is_dir():
+        raise UserError(f"--out: {config.out} is a file")
+    if has_run and not config.resume:
+        raise UserError(f"--out: {config.out} already holds a run; add --resume to continue it, or choose another --out")
+    if config.resume and not has_run:
+        raise UserError(f"--resume: {config.out} has no checkpoint to resume from")
+
+
+def _write_run_files(run: Run, command: str) -> None:
+    out = run.config.out
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = {key: str(value) if isinstance(value, Path) else value for key, value in asdict(run.config).items()}
+    resolved |= {"layer_map_resolved": run.layer_map, "layer_weights_resolved": run.weights,
+                 "attention_kind": run.attention_kind, "stages": [asdict(s) for s in run.stages],
+                 "teacher_weights_sha256": run.teacher["weights_sha256"], "num_labels": run.num_labels}
+    (out / "train_config.json").write_text(json.dumps(resolved, indent=2))
+    with open(out / "command.txt", "a") as f:
+        f.write(command + "\n")
+
+
+def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: bool) -> None:
+    config = run.config
+    plan = EpochPlan(run.cache.block_starts, config.batch_size, config.window_blocks, config.seed + index)
+    total = sum(plan.steps_per_epoch(e) for e in range(stage.epochs))
+    total = min(total, config.max_steps) if config.max_steps else total
+    intermediate = stage.name == "intermediate"
+    run.student.set_attn_implementation(capture_implementation(run.attention_kind) if intermediate else "sdpa")
+    params = [*run.student.parameters(), *(run.projections.parameters() if intermediate else [])]
+    optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=config.weight_decay)
+    warmup = int(config.warmup * total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / max(warmup, 1), max(total - s, 0) / max(total - warmup, 1)))
+    if state.step:  # resuming inside this stage
+        _restore(run, optimizer, scheduler, state)
+    else:
+        _seed_everything(config.seed + index)
+    bar = tqdm(total=total, initial=state.step, desc=stage.name, unit="step", disable=not progress, dynamic_ncols=True)
+    started, seen = time.perf_counter(), 0
+    run.student.train()
+    while state.step < total and state.epoch < stage.epochs:
+        for ragged in stream_batches(run.cache, plan, state.epoch, state.batch, config.workers):
+            batch = pad_batch(ragged, run.cache.num_heads, run.manifest["dtype"], run.device,
+                              probabilities=run.attention_kind == "probs" and run.manifest["attention"] == "scores")
+            parts = _train_step(run, batch, intermediate, optimizer, scheduler)
+            state.batch, state.step, seen = state.batch + 1, state.step + 1, seen + len(batch)
+            rate = seen / (time.perf_counter() - started)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()} | {"ex/s": f"{rate:.0f}"}, refresh=False)
+            if state.step % config.log_every == 0 or state.step == total:
+                _log(run, {"stage": stage.name, "epoch": state.epoch, "step": state.step, **parts,
+                           "lr": scheduler.get_last_lr()[0], "examples_per_s": rate})
+            if config.eval_every and state.step % config.eval_every == 0:
+                _evaluate(run, stage, state)
+            if state.step % config.save_every == 0:
+                _save_checkpoint(run, optimizer, scheduler, state, index)
+            if state.step >= total:
+                break
+        else:
+            state.epoch, state.batch = state.epoch + 1, 0
+    bar.close()
+    _evaluate(run, stage, state)
+    _save_checkpoint(run, optimizer, scheduler, RunState(stage=index + 1, best=state.best, history=state.history), index + 1)
+
+
+def _train_step(run: Run, batch, intermediate: bool, optimizer, scheduler) -> dict[str, float]:
+    autocast = torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.device.type == "cuda")
+    with autocast:
+        out = run.student(input_ids=batch.input_ids, token_type_ids=batch.token_type_ids,
+                          attention_mask=batch.mask.long(), output_hidden_states=intermediate,
+                          output_attentions=intermediate)
+        parts = intermediate_losses(run, out, batch) if intermediate else prediction_losses(run, out, batch)
+    loss = sum(parts.values())
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]],
+                                   run.config.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"loss": loss.item()} | {name: value.item() for name, value in parts.items()}
+
+
+def intermediate_losses(run: Run, out, batch) -> dict[str, torch.Tensor]:
+    """lambda_0 L_embd + sum_m lambda_m (L_hidn + L_attn), as named parts."""
+    hidden, attention, mask, w = out.hidden_states, out.attentions, batch.mask, run.weights
+    embd = w[0] * hidden_mse(hidden[0].float(), batch.hidden[0], mask, run.projections.embedding)
+    hidn = sum(w[m] * hidden_mse(hidden[m].float(), batch.hidden[n], mask, run.projections.hidden)
+               for m, n in enumerate(run.layer_map, start=1))
+    attn = sum(w[m] * attention_mse(attention[m - 1].float(), batch.attention[n], mask)
+               for m, n in enumerate(run.layer_map, start=1))
+    return {"embd": embd, "hidn": hidn, "attn": attn}
+
+
+def prediction_losses(run: Run, out, batch) -> dict[str, torch.Tensor]:
+    """lambda_{M+1} L_pred: soft cross-entropy on the teacher's logits (MSE for regression)."""
+    logits = out.logits.float()
+    loss = regression_mse(logits, batch.logits) if run.regression else \
+        soft_cross_entropy(logits, batch.logits, run.config.temperature)
+    return {"pred": run.weights[-1] * loss}
+
+
+def _evaluate(run: Run, stage: Stage, state: RunState) -> None:
+    if run.eval_examples is None:
+        return
+    metrics = evaluate(run.student, run.tokenizer, run.eval_examples, run.manifest["max_seq_len"])
+    entry = {"stage": stage.name, "step": state.step, "eval": metrics}
+    state.history.append(entry)
+    _log(run, entry)
+    score = metrics[MAIN_METRIC[metric_for(run.task)]]
+    if stage.name == run.stages[-1].name and (state.best is None or score > state.best):
+        state.best = score
+        _save_student(run, run.config.out / "best")
+
+
+def _log(run: Run, entry: dict) -> None:
+    entry = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")} | entry
+    with open(run.config.out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def _save_student(run: Run, folder: Path) -> None:
+    """A plain transformers checkpoint (loads with pipeline), its tokenizer, and the projections."""
+    current = run.student.config._attn_implementation
+    run.student.set_attn_implementation("sdpa")  # never save our capture function into the config
+    run.student.save_pretrained(folder)
+    run.student.set_attn_implementation(current)
+    run.tokenizer.save_pretrained(folder)
+    torch.save(run.projections.state_dict(), folder / "projections.pt")
+
+
+def _save_checkpoint(run: Run, optimizer, scheduler, state: RunState, stage_index: int) -> None:
+    checkpoint = {
+        "state": asdict(state) | {"stage": stage_index}, "model": run.student.state_dict(),
+        "projections": run.projections.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+    }
+    path = run.config.out / CHECKPOINT
+    tmp = path.with_suffix(".tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)  # a checkpoint is whole or absent, never half-written
+
+
+def _load_checkpoint(run: Run) -> RunState:
+    checkpoint = torch.load(run.config.out / CHECKPOINT, weights_only=False)
+    run.student.load_state_dict(checkpoint["model"])
+    run.projections.load_state_dict(checkpoint["projections"])
+    run.checkpoint = checkpoint
+    return RunState(**checkpoint["state"])
+
+
+def _restore(run: Run, optimizer, scheduler, state: RunState) -> None:
+    checkpoint = run.checkpoint
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    rng = checkpoint["rng"]
+    torch.set_rng_state(rng["torch"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -1,0 +1,84 @@
+"""Each loss against a hand-written loop over examples, heads and real positions."""
+
+import pytest
+import torch
+
+from student.losses import (attention_mse, hidden_mse, probabilities_from_scores, regression_mse,
+                            soft_cross_entropy, uniform_layer_map)
+
+torch.manual_seed(0)
+LENGTHS = [5, 1, 3]  # a single-token example included
+B, H, L, D_S, D_T = 3, 2, 5, 4, 6
+
+
+def mask_of(lengths):
+    return torch.arange(max(lengths))[None] < torch.tensor(lengths)[:, None]
+
+
+def reference_attention(student, teacher, lengths):
+    cells, total = 0, 0.0
+    for b, n in enumerate(lengths):
+        for h in range(student.shape[1]):
+            for i in range(n):
+                for j in range(n):
+                    total += (student[b, h, i, j] - teacher[b, h, i, j]).item() ** 2
+                    cells += 1
+    return total / cells
+
+
+def test_attention_mse_counts_only_real_pairs():
+    student, teacher = torch.randn(B, H, L, L), torch.randn(B, H, L, L)
+    expected = reference_attention(student, teacher, LENGTHS)
+    assert attention_mse(student, teacher, mask_of(LENGTHS)).item() == pytest.approx(expected, rel=1e-5)
+    noisy = student.clone()
+    noisy[1, :, 1:, :] = 1e3  # padding of the single-token example: must not count
+    assert attention_mse(noisy, teacher, mask_of(LENGTHS)).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_hidden_mse_projects_and_masks():
+    student, teacher = torch.randn(B, L, D_S), torch.randn(B, L, D_T)
+    projection = torch.nn.Linear(D_S, D_T)
+    total, count = 0.0, 0
+    for b, n in enumerate(LENGTHS):
+        for t in range(n):
+            total += ((student[b, t] @ projection.weight.T + projection.bias - teacher[b, t]) ** 2).sum().item()
+            count += D_T
+    got = hidden_mse(student, teacher, mask_of(LENGTHS), projection)
+    assert got.item() == pytest.approx(total / count, rel=1e-5)
+    got.backward()
+    assert projection.weight.grad.abs().sum() > 0  # W is learned through the loss
+
+
+def test_single_token_batch():
+    s, t = torch.randn(1, H, 1, 1), torch.randn(1, H, 1, 1)
+    assert attention_mse(s, t, mask_of([1])).item() == pytest.approx(((s - t) ** 2).mean().item(), rel=1e-6)
+
+
+def test_soft_cross_entropy_and_temperature():
+    student, teacher = torch.randn(4, 3), torch.randn(4, 3)
+    for t in (1.0, 2.0):
+        expected = 0.0
+        for b in range(4):
+            p = torch.exp(teacher[b] / t) / torch.exp(teacher[b] / t).sum()
+            log_q = student[b] / t - torch.log(torch.exp(student[b] / t).sum())
+            expected -= (p * log_q).sum().item() / 4
+        assert soft_cross_entropy(student, teacher, t).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_regression_mse():
+    s, t = torch.tensor([[1.0], [3.0]]), torch.tensor([[2.0], [0.0]])
+    assert regression_mse(s, t).item() == pytest.approx((1 + 9) / 2)
+
+
+def test_probabilities_from_scores_softmax_over_real_keys():
+    scores, mask = torch.randn(B, H, L, L), mask_of(LENGTHS)
+    probs = probabilities_from_scores(scores, mask)
+    for b, n in enumerate(LENGTHS):
+        torch.testing.assert_close(probs[b, :, :n, :n], scores[b, :, :n, :n].softmax(-1))
+        assert probs[b, :, :, n:].abs().sum() == 0 and probs[b, :, n:, :].abs().sum() == 0
+
+
+def test_uniform_layer_map():
+    assert uniform_layer_map(4, 12) == [3, 6, 9, 12]
+    assert uniform_layer_map(6, 12) == [2, 4, 6, 8, 10, 12]
+    assert uniform_layer_map(3, 6) == [2, 4, 6] and uniform_layer_map(2, 6) == [3, 6]

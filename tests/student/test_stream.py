@@ -1,0 +1,51 @@
+"""Streaming batches: coverage, padding, determinism across workers, resume."""
+
+import numpy as np
+import torch
+
+from cache import open_cache
+from student.stream import EpochPlan, pad_batch, stream_batches
+
+
+def all_batches(cache, plan, epoch=0, skip=0, workers=0):
+    return list(stream_batches(cache, plan, epoch, skip, workers))
+
+
+def test_every_example_once_per_epoch_in_a_new_order(tiny_cache):
+    cache = open_cache(tiny_cache)
+    plan = EpochPlan(cache.block_starts, 10, window_blocks=2, seed=3)
+    assert cache.num_blocks >= 6
+    epochs = [np.concatenate([b.indices for b in all_batches(cache, plan, e)]) for e in (0, 1)]
+    for order in epochs:
+        assert sorted(order) == list(range(len(cache)))
+    assert not np.array_equal(epochs[0], epochs[1])
+    assert len(all_batches(cache, plan)) == plan.steps_per_epoch(0)
+
+
+def test_padded_batch_matches_cached_examples(tiny_cache):
+    cache = open_cache(tiny_cache)
+    plan = EpochPlan(cache.block_starts, 8, window_blocks=3, seed=0)
+    ragged = all_batches(cache, plan)[1]
+    batch = pad_batch(ragged, cache.num_heads, "float16", torch.device("cpu"), probabilities=False)
+    longest = int(ragged.lengths.max())
+    assert batch.input_ids.shape == (8, longest) and batch.attention[3].shape == (8, 4, longest, longest)
+    for row, i in enumerate(ragged.indices):
+        item, n = cache[int(i)], int(ragged.lengths[row])
+        assert torch.equal(batch.input_ids[row, :n], item["input_ids"]) and batch.mask[row].sum() == n
+        assert torch.equal(batch.hidden[2][row, :n], item["hidden"][2].float())
+        assert torch.equal(batch.attention[3][row, :, :n, :n], item["attention"][3].float())
+        assert batch.hidden[2][row, n:].abs().sum() == 0 and batch.attention[3][row, :, n:].abs().sum() == 0
+        assert torch.equal(batch.logits[row], item["logits"]) and batch.labels[row] == item["label"]
+    probs = pad_batch(ragged, cache.num_heads, "float16", torch.device("cpu"), probabilities=True)
+    n = int(ragged.lengths[0])
+    torch.testing.assert_close(probs.attention[1][0, :, :n, :n], batch.attention[1][0, :, :n, :n].softmax(-1))
+
+
+def test_workers_and_resume_do_not_change_the_sequence(tiny_cache):
+    cache = open_cache(tiny_cache, layers=[0, 3])
+    plan = EpochPlan(cache.block_starts, 7, window_blocks=2, seed=1)
+    alone = [b.indices.tolist() for b in all_batches(cache, plan, epoch=2)]
+    with_workers = [b.indices.tolist() for b in all_batches(cache, plan, epoch=2, workers=2)]
+    assert alone == with_workers
+    for skip in (1, 5, len(alone) - 1, len(alone)):
+        assert [b.indices.tolist() for b in all_batches(cache, plan, epoch=2, skip=skip)] == alone[skip:]

@@ -1,0 +1,137 @@
+"""The trainer: losses from the cache equal losses from a fresh teacher, training works, resumes
+exactly, refuses bad setups before any work, and saves a student transformers can load."""
+
+import json
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification, pipeline
+
+from cache import open_cache
+from cache.attention import capture_implementation
+from cache.errors import UserError
+from cache.teacher import default_teacher_path
+from student.losses import attention_mse, hidden_mse
+from student.stream import EpochPlan, pad_batch, stream_batches
+from student.trainer import TrainConfig, train_student
+from tests.cache.test_dump import dump
+from tests.reference import load_reference, reference_targets
+
+STUDENT = "layers=3,hidden=32,ffn=64,heads=4"
+
+
+def config(cache, out, **overrides):
+    options = dict(cache=cache, out=out, student=STUDENT, epochs_intermediate=1, epochs_prediction=1,
+                   batch_size=8, workers=0, save_every=3, log_every=1, window_blocks=2) | overrides
+    return TrainConfig(**options)
+
+
+def fresh_targets(teacher, batch, layers):
+    """Padded teacher targets from a fresh, unpadded forward of each example."""
+    model = load_reference(teacher)
+    b, longest = batch.input_ids.shape
+    hidden = {n: torch.zeros(b, longest, model.config.hidden_size) for n in layers}
+    attention = {n: torch.zeros(b, model.config.num_attention_heads, longest, longest) for n in layers if n}
+    for row in range(b):
+        n_tokens = int(batch.mask[row].sum())
+        ref = reference_targets(model, batch.input_ids[row, :n_tokens], batch.token_type_ids[row, :n_tokens])
+        for n in layers:
+            hidden[n][row, :n_tokens] = ref["hidden"][n]
+            if n:
+                attention[n][row, :, :n_tokens, :n_tokens] = ref["scores"][n - 1]
+    return hidden, attention
+
+
+@pytest.mark.parametrize("teacher_kind", ["tiny", "minilm"])
+def test_loss_from_cache_equals_loss_from_fresh_teacher(tmp_path, glue, tiny_teacher, teacher_kind):
+    teacher = tiny_teacher if teacher_kind == "tiny" else default_teacher_path()
+    dump(teacher, glue, tmp_path / "c", limit=16, block_mb=1)
+    cache = open_cache(tmp_path / "c")
+    ragged = next(stream_batches(cache, EpochPlan(cache.block_starts, 16, 1, 0), 0, 0, 0))
+    batch = pad_batch(ragged, cache.num_heads, "float16", torch.device("cpu"), probabilities=False)
+    t = cache.manifest["teacher"]
+    student = BertForSequenceClassification(BertConfig(vocab_size=t["config"]["vocab_size"], hidden_size=48,
+                                                       num_hidden_layers=2, num_attention_heads=t["num_heads"],
+                                                       intermediate_size=64))
+    student.set_attn_implementation(capture_implementation("scores"))
+    out = student(input_ids=batch.input_ids, token_type_ids=batch.token_type_ids, attention_mask=batch.mask.long(),
+                  output_hidden_states=True, output_attentions=True)
+    projection = torch.nn.Linear(48, t["hidden_size"])
+    layer = t["num_layers"]
+    hidden, attention = fresh_targets(teacher, batch, [0, layer])
+    for ours, theirs in [(batch.hidden, hidden)]:
+        for m, n in [(0, 0), (2, layer)]:
+            got = hidden_mse(out.hidden_states[m], ours[n], batch.mask, projection)
+            assert got.item() == pytest.approx(hidden_mse(out.hidden_states[m], theirs[n], batch.mask, projection).item(), rel=2e-3)
+    got = attention_mse(out.attentions[1], batch.attention[layer], batch.mask)
+    assert got.item() == pytest.approx(attention_mse(out.attentions[1], attention[layer], batch.mask).item(), rel=2e-3)
+
+
+def logged(out, key="loss"):
+    return [json.loads(line)[key] for line in (out / "metrics.jsonl").read_text().splitlines() if key in line]
+
+
+def test_tiny_run_loss_falls_and_student_loads_with_pipeline(tmp_path, tiny_cache, glue):
+    out = tmp_path / "run"
+    metrics = train_student(config(tiny_cache, out, epochs_intermediate=4, lr_intermediate=2e-3, stage="all",
+                                   eval_data=glue / "SST-2", warmup=0.0), command="test", progress=False)
+    losses = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    intermediate = [e["loss"] for e in losses if e.get("stage") == "intermediate" and "loss" in e]
+    plan = EpochPlan(open_cache(tiny_cache).block_starts, 8, 2, seed=42)  # stage 0 uses the run's seed
+    assert len(intermediate) == sum(plan.steps_per_epoch(e) for e in range(4))
+    assert sum(intermediate[-5:]) / 5 < 0.8 * sum(intermediate[:5]) / 5
+    assert "accuracy" in metrics and [e["stage"] for e in losses if "eval" in e] == ["intermediate", "prediction"]
+    assert (out / "best" / "config.json").exists() and (out / "last" / "projections.pt").exists()
+    assert json.loads((out / "train_config.json").read_text())["layer_map_resolved"] == [1, 2, 3]
+    assert (out / "command.txt").read_text() == "test\n"
+    classify = pipeline("text-classification", model=str(out / "last"))
+    assert classify("a gorgeous , witty , seductive movie")[0]["label"] in {"LABEL_0", "LABEL_1"}
+
+
+@pytest.mark.parametrize("die_at", [5, 9, 12])  # mid stage 1, start of stage 2, mid stage 2 (save_every=3)
+def test_resume_reaches_the_same_weights(tmp_path, tiny_cache, monkeypatch, die_at):
+    import student.trainer as trainer
+
+    whole = tmp_path / "whole"
+    train_student(config(tiny_cache, whole, stage="all", max_steps=7), command="a", progress=False)
+    calls, real_step = [], trainer._train_step
+
+    def dies(*args):
+        calls.append(1)
+        if len(calls) == die_at:
+            raise KeyboardInterrupt
+        return real_step(*args)
+
+    monkeypatch.setattr(trainer, "_train_step", dies)
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        train_student(config(tiny_cache, cut, stage="all", max_steps=7), command="b", progress=False)
+    monkeypatch.undo()
+    with pytest.raises(UserError, match="--resume"):
+        train_student(config(tiny_cache, cut, stage="all", max_steps=7), command="b", progress=False)
+    train_student(config(tiny_cache, cut, stage="all", max_steps=7, resume=True), command="c", progress=False)
+    a = BertForSequenceClassification.from_pretrained(whole / "last").state_dict()
+    b = BertForSequenceClassification.from_pretrained(cut / "last").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    pa, pb = torch.load(whole / "last" / "projections.pt"), torch.load(cut / "last" / "projections.pt")
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"student": "layers=3,hidden=32,ffn=64,heads=2"}, "2 attention heads, the teacher has 4"),
+    ({"layer_map": "1,2,9"}, "--layer-map: need 3 teacher layers in 1..3"),
+    ({"student": "tinybert8"}, "--student: 'tinybert8' is not a preset"),
+])
+def test_bad_setups_fail_before_training(tmp_path, tiny_cache, overrides, message):
+    with pytest.raises(UserError, match=message):
+        train_student(config(tiny_cache, tmp_path / "r", **overrides), command="x", progress=False)
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_layers_absent_from_cache_and_missing_logits(tmp_path, glue, tiny_bare_teacher):
+    dump(tiny_bare_teacher, glue, tmp_path / "c", layers=(0, 1, 2))
+    with pytest.raises(UserError, match=r"teacher layers \[3\] are not in the cache \[0, 1, 2\]"):
+        train_student(config(tmp_path / "c", tmp_path / "r", stage="intermediate"), command="x", progress=False)
+    with pytest.raises(UserError, match="no teacher logits"):
+        train_student(config(tmp_path / "c", tmp_path / "r", layer_map="1,2,2"), command="x", progress=False)
+    assert not (tmp_path / "r").exists()
