@@ -15,10 +15,14 @@ $(VENV)/.installed: pyproject.toml
 
 .PHONY: demo test
 demo: $(VENV)/.installed
+	rm -rf $(DEMO_OUT)/sst2.zarr
 	$(PY) cli.py dump-teacher --task sst2 --data $(DATA)/SST-2 --split train --limit 2000 \
 		--out $(DEMO_OUT)/sst2.zarr
 	$(PY) cli.py cache info $(DEMO_OUT)/sst2.zarr
 	$(PY) cli.py cache verify $(DEMO_OUT)/sst2.zarr
+	rm -rf $(DEMO_OUT)/student
+	$(PY) cli.py train-student --cache $(DEMO_OUT)/sst2.zarr --student layers=3,hidden=192,ffn=768,heads=12 \
+		--stage intermediate --epochs-intermediate 1 --out $(DEMO_OUT)/student
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

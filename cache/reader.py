@@ -15,16 +15,20 @@ import torch
 
 from .dtypes import from_storage
 from .errors import CacheError
-from .layout import BlockIndex
+from .layout import BlockIndex, offsets
 from .manifest import TOKENIZER, read_manifest
 from .store import INDEX, Store, block_unit, open_store
 
 
 @dataclass(frozen=True)
-class CachedBlock:
-    """Targets of consecutive examples `[start, start + len)`, flat as stored."""
+class RaggedExamples:
+    """Targets of several examples, flat as stored: token rows and attention cells concatenated.
 
-    index: BlockIndex
+    A block read is one (its `indices` consecutive); so is a training batch gathered from blocks.
+    """
+
+    indices: np.ndarray  # (B,) example numbers in the cache
+    lengths: np.ndarray  # (B,)
     input_ids: np.ndarray  # (T,)
     token_type_ids: np.ndarray  # (T,)
     labels: np.ndarray | None  # (B,)
@@ -33,18 +37,23 @@ class CachedBlock:
     attention: dict[int, np.ndarray]  # layer -> (sum h*L_i^2,)
     num_heads: int
     dtype: str
+    """Stored dtype of hidden and attention values."""
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.lengths)
 
-    @property
-    def start(self) -> int:
-        return self.index.start
+    @cached_property
+    def token_offsets(self) -> np.ndarray:
+        return offsets(self.lengths)
+
+    @cached_property
+    def attention_offsets(self) -> np.ndarray:
+        return offsets(self.num_heads * self.lengths.astype(np.int64) ** 2)
 
     def example(self, j: int) -> dict:
-        """Example `start + j` as torch tensors (views of the block, in the stored dtype)."""
-        t0, t1 = self.index.tokens[j], self.index.tokens[j + 1]
-        a0, a1 = self.index.attention[j], self.index.attention[j + 1]
+        """The j-th example as torch tensors (views of the flat arrays, in the stored dtype)."""
+        t0, t1 = self.token_offsets[j], self.token_offsets[j + 1]
+        a0, a1 = self.attention_offsets[j], self.attention_offsets[j + 1]
         length = int(t1 - t0)
         item = {
             "input_ids": torch.from_numpy(self.input_ids[t0:t1].astype(np.int64)),
@@ -108,7 +117,7 @@ class Cache:
         j = i - int(self.block_starts[k])
         return self.read_block(k, j, j + 1).example(0)
 
-    def read_block(self, k: int, first: int = 0, stop: int | None = None) -> CachedBlock:
+    def read_block(self, k: int, first: int = 0, stop: int | None = None) -> RaggedExamples:
         """Examples `[first, stop)` of block k (all of it by default), one read call per array."""
         start, end = int(self.block_starts[k]), int(self.block_starts[k + 1])
         stop = end - start if stop is None else stop
@@ -122,8 +131,9 @@ class Cache:
 
         hidden = read("hidden", self._hidden_rows, slice(t0, t1)) if self.hidden_layers else None
         attention = read("attention", self._attention_rows, slice(a0, a1)) if self.attention_layers else None
-        return CachedBlock(
-            index=BlockIndex.build(start + first, self.lengths[start + first:start + stop], self.num_heads),
+        return RaggedExamples(
+            indices=np.arange(start + first, start + stop),
+            lengths=self.lengths[start + first:start + stop],
             input_ids=read("input_ids", slice(t0, t1)),
             token_type_ids=read("token_type_ids", slice(t0, t1)),
             labels=read("label", slice(first, stop)),
@@ -134,7 +144,7 @@ class Cache:
             dtype=self.manifest["dtype"],
         )
 
-    def iter_blocks(self, order: Iterable[int] | None = None) -> Iterator[CachedBlock]:
+    def iter_blocks(self, order: Iterable[int] | None = None) -> Iterator[RaggedExamples]:
         """Stream whole blocks, in `order` (block numbers) or in storage order."""
         for k in order if order is not None else range(self.num_blocks):
             yield self.read_block(k)

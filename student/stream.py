@@ -14,23 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cache import Cache
-from cache.layout import offsets, ragged_positions
+from cache import Cache, RaggedExamples
+from cache.layout import ragged_positions
 from student.losses import probabilities_from_scores
-
-
-@dataclass(frozen=True)
-class RaggedBatch:
-    """Examples of one batch, flat as stored: token rows and attention cells concatenated."""
-
-    indices: np.ndarray  # (B,) example numbers in the cache
-    lengths: np.ndarray  # (B,)
-    input_ids: np.ndarray  # (T,)
-    token_type_ids: np.ndarray  # (T,)
-    labels: np.ndarray | None  # (B,)
-    logits: np.ndarray | None  # (B, C)
-    hidden: dict[int, np.ndarray]  # layer -> (T, d)
-    attention: dict[int, np.ndarray]  # layer -> (sum h*L_i^2,)
 
 
 @dataclass
@@ -79,52 +65,51 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getitem__(self, w: int) -> list[RaggedBatch]:
+    def __getitem__(self, w: int) -> list[RaggedExamples]:
         blocks = [self.cache.read_block(int(k)) for k in self.windows[w]]
         window = _concatenate(blocks)
-        return [_take(window, rows, self.cache.num_heads) for rows in self.plan.batches(self.epoch, w, self.windows[w])]
+        return [_take(window, rows) for rows in self.plan.batches(self.epoch, w, self.windows[w])]
 
 
-def _concatenate(blocks) -> RaggedBatch:
+def _concatenate(blocks: list[RaggedExamples]) -> RaggedExamples:
     def cat(arrays):
         return np.concatenate(arrays) if arrays[0] is not None else None
 
-    return RaggedBatch(
-        indices=np.concatenate([b.start + np.arange(len(b)) for b in blocks]),
-        lengths=np.concatenate([b.index.lengths for b in blocks]),
-        input_ids=cat([b.input_ids for b in blocks]),
-        token_type_ids=cat([b.token_type_ids for b in blocks]),
-        labels=cat([b.labels for b in blocks]),
-        logits=cat([b.logits for b in blocks]),
-        hidden={layer: np.concatenate([b.hidden[layer] for b in blocks]) for layer in blocks[0].hidden},
-        attention={layer: np.concatenate([b.attention[layer] for b in blocks]) for layer in blocks[0].attention},
+    first = blocks[0]
+    return RaggedExamples(
+        indices=cat([b.indices for b in blocks]), lengths=cat([b.lengths for b in blocks]),
+        input_ids=cat([b.input_ids for b in blocks]), token_type_ids=cat([b.token_type_ids for b in blocks]),
+        labels=cat([b.labels for b in blocks]), logits=cat([b.logits for b in blocks]),
+        hidden={layer: cat([b.hidden[layer] for b in blocks]) for layer in first.hidden},
+        attention={layer: cat([b.attention[layer] for b in blocks]) for layer in first.attention},
+        num_heads=first.num_heads, dtype=first.dtype,
     )
 
 
-def _take(window: RaggedBatch, rows: np.ndarray, heads: int) -> RaggedBatch:
+def _take(window: RaggedExamples, rows: np.ndarray) -> RaggedExamples:
     """The examples `rows` of a window, gathered with one fancy index per array."""
     lengths = window.lengths[rows]
-    tokens = ragged_positions(offsets(window.lengths)[rows], lengths)
-    cells = ragged_positions(offsets(heads * window.lengths.astype(np.int64) ** 2)[rows], heads * lengths.astype(np.int64) ** 2)
-    return RaggedBatch(
-        indices=window.indices[rows],
-        lengths=lengths,
-        input_ids=window.input_ids[tokens],
-        token_type_ids=window.token_type_ids[tokens],
+    tokens = ragged_positions(window.token_offsets[rows], lengths)
+    cells = ragged_positions(window.attention_offsets[rows], window.num_heads * lengths.astype(np.int64) ** 2)
+    return RaggedExamples(
+        indices=window.indices[rows], lengths=lengths,
+        input_ids=window.input_ids[tokens], token_type_ids=window.token_type_ids[tokens],
         labels=window.labels[rows] if window.labels is not None else None,
         logits=window.logits[rows] if window.logits is not None else None,
         hidden={layer: h[tokens] for layer, h in window.hidden.items()},
         attention={layer: a[cells] for layer, a in window.attention.items()},
+        num_heads=window.num_heads, dtype=window.dtype,
     )
 
 
-def pad_batch(ragged: RaggedBatch, heads: int, dtype: str, device: torch.device, probabilities: bool) -> Batch:
+def pad_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool) -> Batch:
     """Pad a ragged batch to its longest example (dynamic padding), as float32 targets on `device`.
 
     With `probabilities`, cached scores become probabilities (softmax over real keys).
     """
     from cache.dtypes import from_storage
 
+    heads, dtype = ragged.num_heads, ragged.dtype
     lengths = torch.from_numpy(ragged.lengths.astype(np.int64))
     b, longest = len(lengths), int(lengths.max())
     mask = torch.arange(longest)[None, :] < lengths[:, None]  # (B, L)
@@ -178,12 +163,12 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
                  {k: move(v) for k, v in batch.attention.items()})
 
 
-def _as_is(window: list[RaggedBatch]) -> list[RaggedBatch]:
+def _as_is(window: list[RaggedExamples]) -> list[RaggedExamples]:
     """A window's batches are already batches: no collation."""
     return window
 
 
-def stream_batches(cache: Cache, plan: EpochPlan, epoch: int, skip: int, workers: int) -> Iterator[RaggedBatch]:
+def stream_batches(cache: Cache, plan: EpochPlan, epoch: int, skip: int, workers: int) -> Iterator[RaggedExamples]:
     """The epoch's ragged batches in plan order, after skipping the first `skip` (for resume)."""
     dataset = WindowDataset(cache, plan, epoch)
     first, counted = 0, 0

@@ -247,7 +247,7 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     run.student.train()
     while state.step < total and state.epoch < stage.epochs:
         for ragged in stream_batches(run.cache, plan, state.epoch, state.batch, config.workers):
-            batch = pad_batch(ragged, run.cache.num_heads, run.manifest["dtype"], run.device,
+            batch = pad_batch(ragged, run.device,
                               probabilities=run.attention_kind == "probs" and run.manifest["attention"] == "scores")
             parts = _train_step(run, batch, intermediate, optimizer, scheduler)
             state.batch, state.step, seen = state.batch + 1, state.step + 1, seen + len(batch)

@@ -19,7 +19,7 @@ def test_blocks_hold_the_same_examples_as_indexing(cache_path):
     cache = open_cache(cache_path)
     seen = 0
     for block in cache.iter_blocks():
-        assert block.start == seen
+        assert block.indices.tolist() == list(range(seen, seen + len(block)))
         for j, item in enumerate(block):
             single = cache[seen + j]
             assert single.keys() == item.keys() == {"input_ids", "token_type_ids", "label", "logits", "hidden", "attention"}

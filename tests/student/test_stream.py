@@ -26,7 +26,7 @@ def test_padded_batch_matches_cached_examples(tiny_cache):
     cache = open_cache(tiny_cache)
     plan = EpochPlan(cache.block_starts, 8, window_blocks=3, seed=0)
     ragged = all_batches(cache, plan)[1]
-    batch = pad_batch(ragged, cache.num_heads, "float16", torch.device("cpu"), probabilities=False)
+    batch = pad_batch(ragged, torch.device("cpu"), probabilities=False)
     longest = int(ragged.lengths.max())
     assert batch.input_ids.shape == (8, longest) and batch.attention[3].shape == (8, 4, longest, longest)
     for row, i in enumerate(ragged.indices):
@@ -36,7 +36,7 @@ def test_padded_batch_matches_cached_examples(tiny_cache):
         assert torch.equal(batch.attention[3][row, :, :n, :n], item["attention"][3].float())
         assert batch.hidden[2][row, n:].abs().sum() == 0 and batch.attention[3][row, :, n:].abs().sum() == 0
         assert torch.equal(batch.logits[row], item["logits"]) and batch.labels[row] == item["label"]
-    probs = pad_batch(ragged, cache.num_heads, "float16", torch.device("cpu"), probabilities=True)
+    probs = pad_batch(ragged, torch.device("cpu"), probabilities=True)
     n = int(ragged.lengths[0])
     torch.testing.assert_close(probs.attention[1][0, :, :n, :n], batch.attention[1][0, :, :n, :n].softmax(-1))
 

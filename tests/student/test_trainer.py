@@ -48,7 +48,7 @@ def test_loss_from_cache_equals_loss_from_fresh_teacher(tmp_path, glue, tiny_tea
     dump(teacher, glue, tmp_path / "c", limit=16, block_mb=1)
     cache = open_cache(tmp_path / "c")
     ragged = next(stream_batches(cache, EpochPlan(cache.block_starts, 16, 1, 0), 0, 0, 0))
-    batch = pad_batch(ragged, cache.num_heads, "float16", torch.device("cpu"), probabilities=False)
+    batch = pad_batch(ragged, torch.device("cpu"), probabilities=False)
     t = cache.manifest["teacher"]
     student = BertForSequenceClassification(BertConfig(vocab_size=t["config"]["vocab_size"], hidden_size=48,
                                                        num_hidden_layers=2, num_attention_heads=t["num_heads"],
@@ -68,7 +68,8 @@ def test_loss_from_cache_equals_loss_from_fresh_teacher(tmp_path, glue, tiny_tea
 
 
 def logged(out, key="loss"):
-    return [json.loads(line)[key] for line in (out / "metrics.jsonl").read_text().splitlines() if key in line]
+    entries = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [entry[key] for entry in entries if key in entry]
 
 
 def test_tiny_run_loss_falls_and_student_loads_with_pipeline(tmp_path, tiny_cache, glue):

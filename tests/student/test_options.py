@@ -1,0 +1,93 @@
+"""Trainer options: initialisation, checkpoints as students, projections, weights, attention kinds,
+regression, and the train-student / evaluate commands."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertForSequenceClassification
+
+from cache.data import load_examples
+from cache.errors import UserError
+from cli import cli
+from student.model import Projections, build_student, init_from_teacher, parse_student
+from student.trainer import train_student
+from tests.cache.test_dump import dump
+from tests.conftest import save_tiny_teacher
+from tests.student.test_trainer import config, logged
+
+
+def test_init_from_teacher_copies_mapped_layers(tiny_teacher):
+    teacher = BertForSequenceClassification.from_pretrained(tiny_teacher)
+    student = build_student(parse_student("layers=2,hidden=32,ffn=64,heads=4"), teacher.config.to_dict(), 2)
+    init_from_teacher(student, str(tiny_teacher), [1, 3])
+    for m, n in enumerate([1, 3]):
+        for (name, a), b in zip(student.bert.encoder.layer[m].state_dict().items(),
+                                teacher.bert.encoder.layer[n - 1].state_dict().values()):
+            assert torch.equal(a, b), name
+    assert torch.equal(student.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight)
+    wide = build_student(parse_student("layers=2,hidden=64,ffn=64,heads=4"), teacher.config.to_dict(), 2)
+    with pytest.raises(UserError, match="--init teacher"):
+        init_from_teacher(wide, str(tiny_teacher), [1, 3])
+
+
+def test_projections_shared_or_separate():
+    assert len(list(Projections(8, 16).parameters())) == 4
+    shared = Projections(8, 16, shared=True)
+    assert shared.embedding is shared.hidden and len(list(shared.parameters())) == 2
+
+
+def test_checkpoint_student_weights_and_probs_loss(tmp_path, tiny_cache):
+    first = tmp_path / "general"
+    train_student(config(tiny_cache, first, stage="intermediate", max_steps=3), command="x", progress=False)
+    second = tmp_path / "task"
+    train_student(config(tiny_cache, second, student=str(first / "last"), stage="intermediate", max_steps=3,
+                         attention_loss="probs", layer_weights=(0, 1, 1, 1, 1)), command="x", progress=False)
+    assert logged(second, "embd") == [0.0, 0.0, 0.0]  # lambda_0 = 0 switches the embedding loss off
+    attn = logged(second, "attn")
+    assert all(0 < a < 1 for a in attn)  # probabilities, not scores: squared errors of values in [0, 1]
+    resolved = json.loads((second / "train_config.json").read_text())
+    assert resolved["attention_kind"] == "probs" and resolved["layer_weights_resolved"] == [0, 1, 1, 1, 1]
+
+
+def test_regression_task_trains_against_teacher_predictions(tmp_path, glue):
+    rows = [line.split("\t") for line in (glue / "MRPC" / "train.tsv").read_text(encoding="utf-8-sig").splitlines()[1:41]]
+    rng = np.random.default_rng(0)
+    header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"
+    lines = [f"{i}\tnews\tf\t2012\t{i}\tnone\tnone\t{r[3]}\t{r[4]}\t{rng.uniform(0, 5):.3f}" for i, r in enumerate(rows)]
+    (tmp_path / "train.tsv").write_text("\n".join([header, *lines]) + "\n")
+    (tmp_path / "dev.tsv").write_text("\n".join([header, *lines[:20]]) + "\n")
+    teacher = tmp_path / "teacher"
+    save_tiny_teacher(teacher, head=True)
+    model = BertForSequenceClassification.from_pretrained(teacher, num_labels=1, problem_type="regression",
+                                                          ignore_mismatched_sizes=True)
+    model.save_pretrained(teacher)
+    dump(teacher, glue, tmp_path / "c", task="stsb", data=tmp_path, limit=None, block_mb=0.5)
+    metrics = train_student(config(tmp_path / "c", tmp_path / "r", max_steps=4, eval_data=tmp_path),
+                            command="x", progress=False)
+    assert set(metrics) == {"pearson", "spearman"}
+    assert BertForSequenceClassification.from_pretrained(tmp_path / "r" / "last").config.num_labels == 1
+    assert all(p > 0 for p in logged(tmp_path / "r", "pred"))
+
+
+def test_train_and_evaluate_commands(tmp_path, tiny_cache, glue):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train-student", "--cache", str(tiny_cache), "--student",
+                                      "layers=2,hidden=32,ffn=64,heads=4", "--out", str(out), "--max-steps", "2",
+                                      "--workers", "0", "--eval-data", str(glue / "SST-2")])
+    assert result.exit_code == 0, result.output
+    assert (out / "command.txt").read_text().startswith("python cli.py train-student --cache")
+    result = CliRunner().invoke(cli, ["evaluate", "--model", str(out / "last"), "--task", "sst2", "--data",
+                                      str(glue / "SST-2"), "--json"])
+    assert result.exit_code == 0, result.output
+    reported = json.loads(result.output)
+    model = AutoModelForSequenceClassification.from_pretrained(out / "last").eval()
+    tokenizer = AutoTokenizer.from_pretrained(out / "last")
+    examples = load_examples("sst2", glue / "SST-2", "dev")
+    with torch.no_grad():  # one example at a time, no padding: an independent computation
+        predictions = [model(**tokenizer(text, return_tensors="pt")).logits.argmax().item() for text in examples.texts]
+    assert reported["accuracy"] == pytest.approx(np.mean(np.array(predictions) == examples.labels))
+    again = CliRunner().invoke(cli, ["train-student", "--cache", str(tiny_cache), "--out", str(out)])
+    assert again.exit_code == 1 and "already holds a run" in again.output
