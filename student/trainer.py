@@ -266,7 +266,8 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
         else:
             state.epoch, state.batch = state.epoch + 1, 0
     bar.close()
-    _evaluate(run, stage, state)
+    if not (config.eval_every and state.step % config.eval_every == 0):  # else just evaluated
+        _evaluate(run, stage, state)
     _save_checkpoint(run, optimizer, scheduler, RunState(stage=index + 1, best=state.best, history=state.history), index + 1)
 
 

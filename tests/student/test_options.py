@@ -91,3 +91,18 @@ def test_train_and_evaluate_commands(tmp_path, tiny_cache, glue):
     assert reported["accuracy"] == pytest.approx(np.mean(np.array(predictions) == examples.labels))
     again = CliRunner().invoke(cli, ["train-student", "--cache", str(tiny_cache), "--out", str(out)])
     assert again.exit_code == 1 and "already holds a run" in again.output
+
+
+def test_training_never_opens_the_teacher(tmp_path, glue, tiny_teacher):
+    import shutil
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_teacher, teacher)
+    dump(teacher, glue, tmp_path / "c", limit=40, block_mb=0.1)
+    shutil.rmtree(teacher)  # gone: the run must need nothing but the cache
+    out = tmp_path / "r"
+    train_student(config(tmp_path / "c", out, stage="all", max_steps=4, eval_every=2, eval_data=glue / "SST-2"),
+                  command="x", progress=False)
+    evaluations = [(e["stage"], e["step"]) for e in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+                   if "eval" in e]
+    assert evaluations == [("intermediate", 2), ("intermediate", 4), ("prediction", 2), ("prediction", 4)]
