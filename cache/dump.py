@@ -8,6 +8,7 @@ uninterrupted one (batches never span blocks, so each block is computed the same
 """
 
 import datetime
+import errno
 import hashlib
 import os
 import shlex
@@ -26,7 +27,9 @@ from .data import ColumnSpec, Examples, load_examples
 from .dtypes import numpy_dtype, to_storage, torch_dtype
 from .errors import CacheError, UserError
 from .layout import BlockIndex, Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
-from .manifest import FORMAT_NAME, TOKENIZER, FORMAT_VERSION, identity_mismatches, manifest_path, read_manifest, write_manifest
+from .lock import LOCK, WriterLock
+from .manifest import (FORMAT_NAME, FORMAT_VERSION, TOKENIZER, identity_mismatches, manifest_path, read_manifest,
+                       write_manifest)
 from .store import INDEX, Store, block_unit, check_compression, open_store
 from .teacher import TeacherInfo, default_teacher_path, load_teacher, teacher_forward
 from .tokenize import Tokenized, tokenize, tokenizer_fingerprint
@@ -70,10 +73,24 @@ class DumpReport:
 def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool = True) -> DumpReport:
     """Run the dump described by `config`; `command` is recorded in the manifest."""
     started = datetime.datetime.now(datetime.timezone.utc)
+    command = command or shlex.join(sys.argv)
     check_compression(config.format, config.compression)
     out = _check_out_path(config.out)
-    device = _device(config.device)
     examples = load_examples(config.task, config.data, config.split, columns=config.columns, limit=config.limit)
+    with WriterLock(out, command):
+        try:
+            written, truncated = _dump_into(out, config, command, examples, progress)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise CacheError(f"{out}: no space left on device ({e.filename or 'while writing'}); the blocks "
+                             "already committed are kept: free space and run the same command again") from None
+    return DumpReport(out, len(examples), written, truncated, _since(started))
+
+
+def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples, progress: bool) -> tuple[int, int]:
+    """Everything after the lock is held; returns (examples written, examples truncated)."""
+    device = _device(config.device)
     model, tokenizer, teacher = load_teacher(config.teacher or default_teacher_path(), config.attention, device)
     tokens = tokenize(examples, tokenizer, config.max_seq_len)
     geometry = stored_geometry(config, teacher)
@@ -84,7 +101,7 @@ def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool 
     if not (out / TOKENIZER).exists():
         _save_tokenizer(tokenizer, out)
     if manifest["complete"]:
-        return DumpReport(out, len(examples), 0, tokens.truncated, _since(started))
+        return 0, tokens.truncated
     if not store.has_unit(INDEX):
         store.write_unit(INDEX, _index_arrays(tokens.lengths, block_starts), {"examples": len(examples)})
     pending = sorted(set(range(len(block_starts) - 1)) - store.committed_blocks())
@@ -92,14 +109,14 @@ def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool 
     written = _dump_blocks(model, store, tokens, examples.labels, geometry, block_starts, pending,
                            config, device, progress, done)
     _mark_complete(out, store, manifest, block_starts)
-    return DumpReport(out, len(examples), written, tokens.truncated, _since(started))
+    return written, tokens.truncated
 
 
 def _check_out_path(out: Path) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} is a file, not a cache directory")
-    if out.is_dir() and any(out.iterdir()) and not manifest_path(out).exists():
+    if out.is_dir() and any(p.name != LOCK for p in out.iterdir()) and not manifest_path(out).exists():
         raise UserError(f"--out: {out} is a non-empty folder that is not a cache; choose another path")
     return out
 
@@ -121,7 +138,7 @@ def stored_geometry(config: DumpConfig, teacher: TeacherInfo) -> Geometry:
                     tuple(layer for layer in layers if layer > 0), numpy_dtype(config.dtype).itemsize)
 
 
-def _new_manifest(config: DumpConfig, command: str | None, examples: Examples, tokens: Tokenized,
+def _new_manifest(config: DumpConfig, command: str, examples: Examples, tokens: Tokenized,
                   teacher: TeacherInfo, tokenizer_sha: str, geometry: Geometry, num_blocks: int) -> dict:
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return {
@@ -129,7 +146,7 @@ def _new_manifest(config: DumpConfig, command: str | None, examples: Examples, t
         "format_version": FORMAT_VERSION,
         "project_version": __version__,
         "created": now,
-        "command": command or shlex.join(sys.argv),
+        "command": command,
         "resumed": [],
         "complete": False,
         "completed": None,

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from .errors import CacheError
+from .failpoints import failpoint
 
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer"
@@ -63,6 +64,7 @@ def write_manifest(cache: Path, manifest: dict) -> None:
         json.dump(manifest, f, indent=2)
         f.flush()
         os.fsync(f.fileno())
+    failpoint("manifest-written")
     os.rename(tmp, path)
 
 

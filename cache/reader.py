@@ -17,7 +17,7 @@ from .dtypes import from_storage
 from .errors import CacheError
 from .layout import BlockIndex, offsets
 from .manifest import TOKENIZER, read_manifest
-from .store import INDEX, Store, block_unit, open_store
+from .store import INDEX, Store, block_unit, open_store, slab_checksums
 
 
 @dataclass(frozen=True)
@@ -118,26 +118,26 @@ class Cache:
         return self.read_block(k, j, j + 1).example(0)
 
     def read_block(self, k: int, first: int = 0, stop: int | None = None) -> RaggedExamples:
-        """Examples `[first, stop)` of block k (all of it by default), one read call per array."""
+        """Examples `[first, stop)` of block k (all of it by default), one read call per array.
+
+        A whole-block read is checked against the checksums written with the block (per layer for
+        hidden states and attention); any damage raises CacheError naming block, examples and array.
+        """
         start, end = int(self.block_starts[k]), int(self.block_starts[k + 1])
         stop = end - start if stop is None else stop
         whole = BlockIndex.build(start, self.lengths[start:end], self.num_heads)
         t0, t1 = int(whole.tokens[first]), int(whole.tokens[stop])
         a0, a1 = int(whole.attention[first]), int(whole.attention[stop])
-        unit = block_unit(k)
-
-        def read(name, *selection):
-            return self.store.read(unit, name, selection) if name in self._array_names else None
-
-        hidden = read("hidden", self._hidden_rows, slice(t0, t1)) if self.hidden_layers else None
-        attention = read("attention", self._attention_rows, slice(a0, a1)) if self.attention_layers else None
+        block = _BlockReader(self, k, check=(first, stop) == (0, end - start))
+        hidden = block.read("hidden", self._hidden_rows, slice(t0, t1)) if self.hidden_layers else None
+        attention = block.read("attention", self._attention_rows, slice(a0, a1)) if self.attention_layers else None
         return RaggedExamples(
             indices=np.arange(start + first, start + stop),
             lengths=self.lengths[start + first:start + stop],
-            input_ids=read("input_ids", slice(t0, t1)),
-            token_type_ids=read("token_type_ids", slice(t0, t1)),
-            labels=read("label", slice(first, stop)),
-            logits=read("logits", slice(first, stop)),
+            input_ids=block.read("input_ids", slice(t0, t1)),
+            token_type_ids=block.read("token_type_ids", slice(t0, t1)),
+            labels=block.read("label", slice(first, stop)),
+            logits=block.read("logits", slice(first, stop)),
             hidden=dict(zip(self.hidden_layers, hidden if hidden is not None else [])),
             attention=dict(zip(self.attention_layers, attention if attention is not None else [])),
             num_heads=self.num_heads,
@@ -164,6 +164,43 @@ class Cache:
 
     def close(self) -> None:
         self.store.close()
+
+
+class _BlockReader:
+    """Reads one block's arrays, turning any failure into a CacheError that says where."""
+
+    def __init__(self, cache: "Cache", k: int, check: bool):
+        self.cache, self.unit, self.check = cache, block_unit(k), check
+        start, end = cache.block_starts[k], cache.block_starts[k + 1]
+        self.where = f"{cache.path}: block {k} (examples {start}-{end - 1})"
+
+    def read(self, name: str, *selection) -> np.ndarray | None:
+        try:
+            if name not in self.cache._array_names:
+                return None
+            values = self.cache.store.read(self.unit, name, selection)
+            if self.check:
+                self._check(name, values, selection[0])
+            return values
+        except CacheError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways; all mean the same
+            raise CacheError(f"{self.where}: array {name!r} cannot be read ({_first_line(e)}); "
+                             f"run `cache verify {self.cache.path}`") from None
+
+    def _check(self, name: str, values: np.ndarray, rows) -> None:
+        record = self.cache.store.attrs(self.unit)["crc32c"][name]
+        slabs = record["slabs"]
+        if isinstance(rows, np.ndarray):  # a layer subset: one slab per stored layer
+            slabs = [slabs[r] for r in rows]
+        if slab_checksums(values, record["rows"]) != slabs:
+            raise CacheError(f"{self.where}: array {name!r} does not match its checksum; "
+                             f"run `cache verify {self.cache.path}`")
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _rows(stored: list[int], wanted: list[int]):

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cache import Cache, RaggedExamples
+from cache.errors import CacheError
 from cache.layout import ragged_positions
 from student.losses import probabilities_from_scores
 
@@ -65,8 +66,11 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getitem__(self, w: int) -> list[RaggedExamples]:
-        blocks = [self.cache.read_block(int(k)) for k in self.windows[w]]
+    def __getitem__(self, w: int) -> list[RaggedExamples] | CacheError:
+        try:
+            blocks = [self.cache.read_block(int(k)) for k in self.windows[w]]
+        except CacheError as error:  # handed back as a value: a worker's raise would add its traceback
+            return error
         window = _concatenate(blocks)
         return [_take(window, rows) for rows in self.plan.batches(self.epoch, w, self.windows[w])]
 
@@ -184,6 +188,8 @@ def stream_batches(cache: Cache, plan: EpochPlan, epoch: int, skip: int, workers
                         generator=torch.Generator().manual_seed(plan.seed))
     to_skip = skip - counted
     for window in loader:
+        if isinstance(window, CacheError):
+            raise window
         for ragged in window:
             if to_skip:
                 to_skip -= 1

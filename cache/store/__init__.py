@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from .base import BLOCKS, COMPRESSIONS, INDEX, Store, array_checksum, block_unit, check_compression
+from .base import BLOCKS, COMPRESSIONS, INDEX, Store, array_checksum, block_unit, check_compression, slab_checksums
 from .hdf5_store import HDF5Store
 from .zarr_store import ZarrStore
 
@@ -13,4 +13,5 @@ def open_store(path: Path, format: str, compression: str = "none") -> Store:
     return BACKENDS[format](path, compression)
 
 
-__all__ = ["BACKENDS", "BLOCKS", "INDEX", "COMPRESSIONS", "Store", "array_checksum", "block_unit", "check_compression", "open_store"]
+__all__ = ["BACKENDS", "BLOCKS", "INDEX", "COMPRESSIONS", "Store", "array_checksum", "block_unit", "check_compression", "open_store",
+           "slab_checksums"]

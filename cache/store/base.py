@@ -16,6 +16,7 @@ import google_crc32c
 import numpy as np
 
 from ..errors import UserError
+from ..failpoints import failpoint
 
 COMPRESSIONS: dict[str, tuple[str, ...]] = {"zarr": ("none", "zstd", "lz4", "gzip"), "hdf5": ("none", "gzip", "lzf")}
 STAGING = ".staging"
@@ -57,13 +58,17 @@ class Store(ABC):
     def write_unit(self, unit: str, arrays: dict[str, ArrayPlan], attrs: dict) -> None:
         """Write `arrays` and `attrs` as `unit`, committed atomically by a rename.
 
-        The attributes also get each array's value checksum (`crc32c`), which `cache verify` checks.
+        The attributes also get value checksums (`crc32c`): one per slab of `chunks[0]` rows along
+        the first axis (per layer for hidden states and attention), so that a read of some layers
+        can be checked too. `cache verify` and block reads check them.
         """
-        attrs = attrs | {"crc32c": {name: array_checksum(data) for name, (data, _) in arrays.items()}}
+        attrs = attrs | {"crc32c": {name: {"rows": chunks[0], "slabs": slab_checksums(data, chunks[0])}
+                                    for name, (data, chunks) in arrays.items()}}
         staging = self.path / STAGING / f"{unit.replace('/', '-')}.{os.getpid()}{self.suffix}"
         _remove(staging)
         staging.parent.mkdir(parents=True, exist_ok=True)
         self._write(staging, arrays, attrs)
+        failpoint("unit-staged")
         final = self.unit_path(unit)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.rename(staging, final)
@@ -145,6 +150,11 @@ def array_checksum(array: np.ndarray) -> str:
     """CRC32C of an array's values. Per-chunk codec checksums catch flipped bytes; this also catches
     a chunk file that went missing and would read back as fill values."""
     return f"{google_crc32c.value(np.ascontiguousarray(array)):08x}"
+
+
+def slab_checksums(array: np.ndarray, rows: int) -> list[str]:
+    """Checksums of consecutive slabs of `rows` rows along the first axis."""
+    return [array_checksum(array[i:i + rows]) for i in range(0, max(len(array), 1), max(rows, 1))]
 
 
 def _tree_bytes(path: Path) -> int:

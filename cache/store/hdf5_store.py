@@ -7,6 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..failpoints import failpoint
 from .base import ArrayPlan, Store
 
 FILTERS = {"none": {}, "gzip": {"compression": "gzip", "compression_opts": 1}, "lzf": {"compression": "lzf"}}
@@ -21,6 +22,7 @@ class HDF5Store(Store):
             f.attrs["tinybert"] = json.dumps(attrs)
             for name, (data, chunks) in arrays.items():
                 f.create_dataset(name, data=data, chunks=chunks, fletcher32=True, **FILTERS[self.compression])
+                failpoint("unit-mid-write")
 
     def _open_unit(self, path: Path):
         return h5py.File(path, "r")

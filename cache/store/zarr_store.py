@@ -12,6 +12,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
 from zarr.storage import LocalStore
 
+from ..failpoints import failpoint
 from .base import BLOCKS, ArrayPlan, Store
 
 CODECS = {
@@ -41,6 +42,7 @@ class ZarrStore(Store):
                 config={"write_empty_chunks": True},
             )
             array[...] = data
+            failpoint("unit-mid-write")
 
     def _open_unit(self, path: Path):
         group = zarr.open_group(LocalStore(path, read_only=True), mode="r")

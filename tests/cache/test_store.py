@@ -31,7 +31,9 @@ class StoreSuite:
         rows = np.array([0, 2])
         np.testing.assert_array_equal(store.read("blocks/000003", "hidden", (rows, slice(5, 40))), hidden[rows, 5:40])
         attrs = store.attrs("blocks/000003")
-        assert attrs["start"] == 7 and attrs["crc32c"]["hidden"] == array_checksum(hidden)
+        assert attrs["start"] == 7
+        assert attrs["crc32c"]["hidden"] == {"rows": 1, "slabs": [array_checksum(layer[None]) for layer in hidden]}
+        assert attrs["crc32c"]["ids"] == {"rows": 50, "slabs": [array_checksum(arrays()["ids"][0])]}
 
     def test_failed_write_commits_nothing(self, store, monkeypatch):
         def half_write(path, arrays, attrs):
