@@ -103,6 +103,9 @@ def dump_teacher_command(task, data, split, out, teacher, format_, layers, atten
                         max_seq_len=max_seq_len, batch_size=batch_size, limit=limit, block_mb=block_mb,
                         columns=columns, device=device)
     report = dump_teacher(config, command=_command_line())
+    if report.stale_lock:
+        click.echo(f"note: took over the lock of a writer that died (pid {report.stale_lock.get('pid')}: "
+                   f"{report.stale_lock.get('command')})", err=True)
     if report.written_examples == 0:
         click.echo(f"{out}: cache is already complete ({report.examples} examples); nothing to do")
         return

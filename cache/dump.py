@@ -28,7 +28,7 @@ from .dtypes import numpy_dtype, to_storage, torch_dtype
 from .errors import CacheError, UserError
 from .layout import BlockIndex, Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
 from .lock import LOCK, WriterLock
-from .manifest import (FORMAT_NAME, FORMAT_VERSION, TOKENIZER, identity_mismatches, manifest_path, read_manifest,
+from .manifest import (FORMAT_NAME, FORMAT_VERSION, MANIFEST, TOKENIZER, identity_mismatches, manifest_path, read_manifest,
                        write_manifest)
 from .store import INDEX, Store, block_unit, check_compression, open_store
 from .teacher import TeacherInfo, default_teacher_path, load_teacher, teacher_forward
@@ -68,6 +68,8 @@ class DumpReport:
     """Examples computed by this run (0 when the cache was already complete)."""
     truncated: int
     seconds: float
+    stale_lock: dict | None = None
+    """The holder recorded in a lock left by a killed writer, which this run took over."""
 
 
 def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool = True) -> DumpReport:
@@ -77,7 +79,7 @@ def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool 
     check_compression(config.format, config.compression)
     out = _check_out_path(config.out)
     examples = load_examples(config.task, config.data, config.split, columns=config.columns, limit=config.limit)
-    with WriterLock(out, command):
+    with WriterLock(out, command) as lock:
         try:
             written, truncated = _dump_into(out, config, command, examples, progress)
         except OSError as e:
@@ -85,7 +87,7 @@ def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool 
                 raise
             raise CacheError(f"{out}: no space left on device ({e.filename or 'while writing'}); the blocks "
                              "already committed are kept: free space and run the same command again") from None
-    return DumpReport(out, len(examples), written, truncated, _since(started))
+    return DumpReport(out, len(examples), written, truncated, _since(started), lock.stale_holder)
 
 
 def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples, progress: bool) -> tuple[int, int]:
@@ -116,7 +118,8 @@ def _check_out_path(out: Path) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} is a file, not a cache directory")
-    if out.is_dir() and any(p.name != LOCK for p in out.iterdir()) and not manifest_path(out).exists():
+    ours = (LOCK, f".{MANIFEST}.")  # what a dump killed before its first manifest can leave behind
+    if out.is_dir() and any(not p.name.startswith(ours) for p in out.iterdir()) and not manifest_path(out).exists():
         raise UserError(f"--out: {out} is a non-empty folder that is not a cache; choose another path")
     return out
 
@@ -199,10 +202,12 @@ def _open_for_writing(out: Path, manifest: dict, config: DumpConfig) -> tuple[di
         if not existing["complete"]:
             existing["resumed"].append(manifest["command"])
             store.clean_staging()
+            store.create()  # idempotent: a kill may have come between the manifest and the layout
         return existing, store
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, manifest)  # first: from here on the folder is recognisably this cache
     store = open_store(out, config.format, config.compression)
     store.create()
-    write_manifest(out, manifest)
     return manifest, store
 
 

@@ -72,13 +72,14 @@ def verify_cache(path: Path, progress: bool = False) -> list[str]:
     """
     manifest = read_manifest(path)
     store = _store(path, manifest)
-    problems = []
-    if not store.has_unit(INDEX):
-        return [f"{path}: index is missing"]
-    lengths, block_starts = store.read(INDEX, "lengths"), store.read(INDEX, "block_starts")
     committed = store.committed_blocks()
-    if not manifest["complete"]:
-        problems.append(f"cache is incomplete ({len(committed)}/{manifest['num_blocks']} blocks)")
+    problems = [] if manifest["complete"] else [f"cache is incomplete ({len(committed)}/{manifest['num_blocks']} blocks)"]
+    if not store.has_unit(INDEX):
+        return problems + (["index is missing"] if manifest["complete"] or committed else [])
+    problems += [f"index: {p}" for p in _verify_block(store, INDEX, {})]
+    if problems[-1:] and problems[-1].startswith("index:"):
+        return problems
+    lengths, block_starts = store.read(INDEX, "lengths"), store.read(INDEX, "block_starts")
     for k in tqdm(range(len(block_starts) - 1), desc="verify", unit="block", disable=not progress):
         start, stop = int(block_starts[k]), int(block_starts[k + 1])
         where = f"block {k} (examples {start}-{stop - 1})"

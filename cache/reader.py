@@ -215,4 +215,11 @@ def open_cache(path: str | Path, layers: Iterable[int] | None = None, allow_inco
     manifest = read_manifest(Path(path))
     if not manifest["complete"] and not allow_incomplete:
         raise CacheError(f"{path}: cache is incomplete; run the same dump-teacher command again to finish it")
-    return Cache(Path(path), manifest, open_store(Path(path), manifest["storage"], manifest["compression"]), layers)
+    store = open_store(Path(path), manifest["storage"], manifest["compression"])
+    if manifest["complete"]:
+        missing = sorted(set(range(manifest["num_blocks"])) - store.committed_blocks())
+        if missing or not store.has_unit(INDEX):
+            what = f"blocks {missing[:5]}" if missing else "the index"
+            raise CacheError(f"{path}: cache is damaged: {what} missing; run `cache verify {path}` "
+                             "and dump the teacher again")
+    return Cache(Path(path), manifest, store, layers)

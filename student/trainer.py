@@ -116,6 +116,7 @@ class Run:
         check_compatibility(manifest, self.student.config, self.layer_map, self.stages)
         self.cache: Cache = open_cache(config.cache, layers=[0, *self.layer_map])
         self.tokenizer = self.cache.load_tokenizer()
+        check_student_tokenizer(shape, manifest)
         if config.init == "teacher":
             init_from_teacher(self.student, self.teacher["path"], self.layer_map)
         self.student.to(self.device)
@@ -187,6 +188,19 @@ def check_compatibility(manifest: dict, student_config, layer_map: list[int], st
     if any(s.name == "prediction" for s in stages) and not teacher["num_labels"]:
         raise UserError("--stage: the cache has no teacher logits (its teacher has no classification head); "
                         "use --stage intermediate, or dump a fine-tuned teacher")
+
+
+def check_student_tokenizer(student, manifest: dict) -> None:
+    """A checkpoint student that carries a tokenizer must carry the cache's."""
+    if not isinstance(student, Path) or not (student / "tokenizer_config.json").exists():
+        return
+    from transformers import AutoTokenizer
+
+    from cache.tokenize import tokenizer_fingerprint
+
+    if tokenizer_fingerprint(AutoTokenizer.from_pretrained(student)) != manifest["tokenizer"]["fingerprint"]:
+        raise UserError(f"--student: {student} has another tokenizer than the cache's teacher; a student "
+                        "must read the same token ids as the targets were computed on")
 
 
 def train_student(config: TrainConfig, command: str, progress: bool = True) -> dict:

@@ -31,7 +31,7 @@ class ZarrStore(Store):
         super().create()
         for group in (self.path, self.path / BLOCKS):  # Zarr v3 needs metadata on every group
             if not (group / "zarr.json").exists():
-                zarr.open_group(LocalStore(group), mode="w")
+                zarr.open_group(LocalStore(group), mode="a")  # "w" would delete everything already there
 
     def _write(self, path: Path, arrays: dict[str, ArrayPlan], attrs: dict) -> None:
         group = zarr.open_group(LocalStore(path), mode="w", attributes=json.loads(json.dumps(attrs)))

@@ -70,9 +70,10 @@ def test_verify_finds_a_missing_block(cache_path):
 
 
 def _range(cache_path, k):
-    from cache import open_cache
+    from cache.manifest import read_manifest
+    from cache.store import INDEX, open_store
 
-    starts = open_cache(cache_path).block_starts
+    starts = open_store(cache_path, read_manifest(cache_path)["storage"]).read(INDEX, "block_starts")
     return f"{starts[k]}-{starts[k + 1] - 1}"
 
 

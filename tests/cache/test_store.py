@@ -53,6 +53,15 @@ class StoreSuite:
         store.write_unit("blocks/000000", {"a": (zeros, (1, 20))}, {})
         assert store.nbytes() >= zeros.nbytes
 
+    def test_create_keeps_what_is_there(self, store):
+        """Laying out (again, on resume) must never delete the manifest or committed units."""
+        (store.path / "manifest.json").write_text("{}")
+        store.write_unit("blocks/000000", arrays(), {})
+        for marker in store.path.rglob("zarr.json"):
+            marker.unlink()
+        store.create()
+        assert (store.path / "manifest.json").read_text() == "{}" and store.committed_blocks() == {0}
+
     def test_bad_compression_names_the_option(self, tmp_path):
         with pytest.raises(UserError, match="--compression"):
             self.store_class(tmp_path, compression="nope")
