@@ -142,12 +142,14 @@ def dump_teacher_command(task, data, split, out, teacher, format_, layers, atten
 @click.option("--eval-every", type=click.IntRange(1), default=None, help="Also evaluate every N steps.")
 @click.option("--save-every", type=click.IntRange(1), default=200, help="Checkpoint every N steps.")
 @click.option("--workers", type=click.IntRange(0), default=1, help="DataLoader workers reading the cache.")
+@click.option("--window-blocks", type=click.IntRange(1), default=4,
+              help="Blocks shuffled together (the shuffle buffer; memory grows with it).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--device", default="auto")
 def train_student_command(cache_path, student, stage, out, layer_map, layer_weights, eval_data, eval_split,
                           epochs_intermediate, epochs_prediction, batch_size, lr_intermediate, lr_prediction,
                           temperature, attention_loss, shared_projection, init, seed, max_steps, eval_every,
-                          save_every, workers, resume, device):
+                          save_every, workers, window_blocks, resume, device):
     """Distil a TinyBERT student from a teacher cache; the teacher is never loaded."""
     from student.trainer import TrainConfig, train_student
 
@@ -159,8 +161,8 @@ def train_student_command(cache_path, student, stage, out, layer_map, layer_weig
                          batch_size=batch_size, lr_intermediate=lr_intermediate, lr_prediction=lr_prediction,
                          temperature=temperature, attention_loss=attention_loss,
                          shared_projection=shared_projection, init=init, seed=seed, max_steps=max_steps,
-                         eval_every=eval_every, save_every=save_every, workers=workers, resume=resume,
-                         device=device)
+                         eval_every=eval_every, save_every=save_every, workers=workers,
+                         window_blocks=window_blocks, resume=resume, device=device)
     metrics = train_student(config, command=_command_line())
     click.echo(f"{out}: student saved in {out / 'last'}" + (f"; dev {json.dumps(metrics)}" if metrics else ""))
 

@@ -19,3 +19,11 @@ class DataError(UserError):
 
 class CacheError(UserError):
     """A cache that cannot be used as asked (mismatch, incomplete, corrupt, wrong version)."""
+
+
+def describe(error: BaseException) -> str:
+    """One line for an exception from a storage library (whose messages can span many lines)."""
+    text = str(error).strip()
+    if "checksum" in text.lower():  # zarr's crc32c codec, HDF5's fletcher32
+        return "a chunk fails its checksum"
+    return text.splitlines()[0] if text else type(error).__name__

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .errors import CacheError
+from .errors import CacheError, describe
 from .layout import BlockIndex
 from .manifest import MANIFEST, read_manifest
 from .store import INDEX, Store, block_unit, open_store, slab_checksums
@@ -115,13 +115,13 @@ def _verify_block(store: Store, unit: str, expected: dict) -> list[str]:
         checksums = store.attrs(unit)["crc32c"]
         names = store.array_names(unit)
     except Exception as e:  # noqa: BLE001 - any failure to open is a finding, not a crash
-        return [f"unreadable ({type(e).__name__}: {e})"]
+        return [f"unreadable ({describe(e)})"]
     problems = [f"array {name!r} is missing" for name in expected if name not in names]
     for name in names:
         try:
             values = store.read(unit, name)
         except Exception as e:  # noqa: BLE001
-            problems.append(f"array {name!r}: {type(e).__name__}: {e}")
+            problems.append(f"array {name!r}: {describe(e)}")
             continue
         if name in expected and not expected[name](values.shape):
             problems.append(f"array {name!r}: unexpected shape {values.shape}")

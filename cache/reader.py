@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .dtypes import from_storage
-from .errors import CacheError
+from .errors import CacheError, describe
 from .layout import BlockIndex, offsets
 from .manifest import TOKENIZER, read_manifest
 from .store import INDEX, Store, block_unit, open_store, slab_checksums
@@ -185,7 +185,7 @@ class _BlockReader:
         except CacheError:
             raise
         except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways; all mean the same
-            raise CacheError(f"{self.where}: array {name!r} cannot be read ({_first_line(e)}); "
+            raise CacheError(f"{self.where}: array {name!r} cannot be read ({describe(e)}); "
                              f"run `cache verify {self.cache.path}`") from None
 
     def _check(self, name: str, values: np.ndarray, rows) -> None:
@@ -196,11 +196,6 @@ class _BlockReader:
         if slab_checksums(values, record["rows"]) != slabs:
             raise CacheError(f"{self.where}: array {name!r} does not match its checksum; "
                              f"run `cache verify {self.cache.path}`")
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _rows(stored: list[int], wanted: list[int]):

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassification, BertModel
 
 from .attention import capture_implementation
-from .errors import UserError
+from .errors import UserError, describe
 
 
 def default_teacher_path() -> str:
@@ -49,7 +49,7 @@ def load_teacher(path: str, attention: str, device: torch.device):
         config = AutoConfig.from_pretrained(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:
-        raise UserError(f"--teacher: {path} is not a Hugging Face checkpoint ({first_line(e)})") from None
+        raise UserError(f"--teacher: {path} is not a Hugging Face checkpoint ({describe(e)})") from None
     if config.model_type != "bert":
         raise UserError(f"--teacher: {path} is a {config.model_type!r} model; only BERT is supported")
     with_head = "BertForSequenceClassification" in (config.architectures or [])
@@ -66,10 +66,6 @@ def load_teacher(path: str, attention: str, device: torch.device):
         num_labels=config.num_labels if with_head else 0,
     )
     return model, tokenizer, info
-
-
-def first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def weights_sha256(model: torch.nn.Module) -> str:

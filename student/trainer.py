@@ -23,6 +23,7 @@ from cache import Cache, open_cache
 from cache.attention import capture_implementation
 from cache.data import load_examples
 from cache.errors import UserError
+from cache.failpoints import failpoint
 from student.evaluate import evaluate, metric_for
 from student.losses import attention_mse, hidden_mse, regression_mse, soft_cross_entropy, uniform_layer_map
 from student.metrics import MAIN_METRIC
@@ -361,6 +362,7 @@ def _save_checkpoint(run: Run, optimizer, scheduler, state: RunState, stage_inde
     path = run.config.out / CHECKPOINT
     tmp = path.with_suffix(".tmp")
     torch.save(checkpoint, tmp)
+    failpoint("checkpoint-written")
     os.replace(tmp, path)  # a checkpoint is whole or absent, never half-written
 
 

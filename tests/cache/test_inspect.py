@@ -50,7 +50,7 @@ def test_verify_finds_a_flipped_byte(cache_path):
     data[len(data) // 2] ^= 0x10
     chunk.write_bytes(bytes(data))
     problems = verify_cache(cache_path)
-    assert len(problems) == 1 and "block" in problems[0] and "(examples " in problems[0]
+    assert len(problems) == 1 and "(examples " in problems[0] and "array '" in problems[0], problems
 
 
 def test_verify_finds_a_missing_chunk_or_truncated_file(cache_path):
@@ -60,7 +60,8 @@ def test_verify_finds_a_missing_chunk_or_truncated_file(cache_path):
     else:
         chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])
     problems = verify_cache(cache_path)
-    assert problems and all("block" in p for p in problems)
+    assert problems and all("(examples " in p for p in problems)
+    assert any("array '" in p or "unreadable" in p for p in problems), problems
 
 
 def test_verify_finds_a_missing_block(cache_path):

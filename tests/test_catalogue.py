@@ -1,0 +1,117 @@
+"""The bad-input catalogue and the compatibility refusals, through the command line: each is one
+line naming the file, row or option, exits 1, and leaves no cache marked complete."""
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from cli import cli
+
+SST2_HEADER = b"sentence\tlabel\n"
+CATALOGUE = [  # (case, train.tsv content, expected message after "Error: ")
+    ("empty file", b"", "train.tsv: file is empty"),
+    ("header only", SST2_HEADER, "train.tsv: no examples (header only?)"),
+    ("missing column", b"label\n1\n", "train.tsv:1: no column 'sentence' (columns: label)"),
+    ("misnamed column", b"sentance\tlabel\nok\t1\n", "train.tsv:1: no column 'sentence' (columns: sentance, label)"),
+    ("ragged row", SST2_HEADER + b"fine\t1\nshort\n", "train.tsv:3: row has 1 fields, header has 2"),
+    ("bad label", SST2_HEADER + b"fine\tpositive\n", "train.tsv:2: label 'positive' is not one of 0, 1"),
+    ("unseen label", SST2_HEADER + b"fine\t1\nodd\t2\n", "train.tsv:3: label '2' is not one of 0, 1"),
+    ("empty text", SST2_HEADER + b"fine\t1\n\t0\n", "train.tsv:3: empty text"),
+    ("whitespace-only text", SST2_HEADER + b"   \t1\n", "train.tsv:2: empty text"),
+    ("undecodable bytes", SST2_HEADER + b"fine\t1\nna\xefve\xff\t0\n", "train.tsv:3: not valid UTF-8 (byte 0xef)"),
+]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def assert_refused(result, expected):
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def no_complete_cache(root):
+    return not any(json.loads(m.read_text()).get("complete") for m in root.rglob("manifest.json"))
+
+
+@pytest.mark.parametrize("case, content, expected", CATALOGUE, ids=[c[0] for c in CATALOGUE])
+def test_malformed_data(tmp_path, tiny_teacher, case, content, expected):
+    (tmp_path / "train.tsv").write_bytes(content)
+    result = run("dump-teacher", "--task", "sst2", "--data", tmp_path, "--teacher", tiny_teacher, "--out", tmp_path / "c")
+    assert_refused(result, str(tmp_path / expected))
+    assert no_complete_cache(tmp_path) and not (tmp_path / "c").exists()
+
+
+def test_long_text_is_truncated_not_refused(tmp_path, tiny_teacher):
+    (tmp_path / "train.tsv").write_bytes(SST2_HEADER + b"fine\t1\n" + b"good " * 2000 + b"\t1\n")
+    result = run("dump-teacher", "--task", "sst2", "--data", tmp_path, "--teacher", tiny_teacher, "--out", tmp_path / "c",
+                 "--max-seq-len", 64)
+    assert result.exit_code == 0 and "1 truncated at 64 tokens" in result.output
+
+
+@pytest.mark.parametrize("case", ["teacher is not a model", "output is a file", "unknown task", "bad layers"])
+def test_bad_options(tmp_path, glue, tiny_teacher, case):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    args = {"teacher": tiny_teacher, "out": tmp_path / "c", "task": "sst2", "layers": "all"}
+    expected = {"teacher is not a model": f"--teacher: {tmp_path / 'empty'} is not a Hugging Face checkpoint",
+                "output is a file": f"--out: {tmp_path / 'file'} is a file, not a cache directory",
+                "unknown task": "--task: unknown task 'sst3'",
+                "bad layers": "--layers: teacher has layers 0..3 (0 = embeddings), not [7]"}[case]
+    args |= {"teacher is not a model": {"teacher": tmp_path / "empty"}, "output is a file": {"out": tmp_path / "file"},
+             "unknown task": {"task": "sst3"}, "bad layers": {"layers": "0,7"}}[case]
+    result = run("dump-teacher", "--task", args["task"], "--data", glue / "SST-2", "--teacher", args["teacher"],
+                 "--out", args["out"], "--layers", args["layers"], "--limit", 8)
+    assert_refused(result, expected)
+    assert no_complete_cache(tmp_path)
+
+
+def _format_version_2(cache):
+    manifest = json.loads((cache / "manifest.json").read_text())
+    (cache / "manifest.json").write_text(json.dumps(manifest | {"format_version": 2}))
+
+
+def _incomplete(cache):
+    manifest = json.loads((cache / "manifest.json").read_text())
+    (cache / "manifest.json").write_text(json.dumps(manifest | {"complete": False}))
+
+
+def _other_tokenizer_student(tmp_path):
+    from tests.conftest import _vocabulary, save_tiny_teacher
+
+    vocab = _vocabulary()
+    vocab[20], vocab[21] = vocab[21], vocab[20]
+    return save_tiny_teacher(tmp_path / "student", head=True, vocab=vocab)
+
+
+COMPATIBILITY = [  # (case, damage to the cache or the student to use, expected message)
+    ("another format version", _format_version_2, "cache format version 2 is not supported (this version reads 1); "
+                                                  "dump the teacher again"),
+    ("incomplete cache", _incomplete, "cache is incomplete; run the same dump-teacher command again to finish it"),
+    ("student with another tokenizer", "student", "has another tokenizer than the cache's teacher"),
+    ("head count", "layers=3,hidden=32,ffn=64,heads=2", "--student: 2 attention heads, the teacher has 4"),
+    ("layer map beyond the cache", "--layer-map=1,2,5", "--layer-map: need 3 teacher layers in 1..3"),
+]
+
+
+@pytest.mark.parametrize("case, change, expected", COMPATIBILITY, ids=[c[0] for c in COMPATIBILITY])
+def test_incompatible_runs_are_refused_before_training(tmp_path, tiny_cache, case, change, expected):
+    cache = tmp_path / "cache"
+    shutil.copytree(tiny_cache, cache)
+    student, extra = "layers=3,hidden=32,ffn=64,heads=4", []
+    if callable(change):
+        change(cache)
+    elif change == "student":
+        student = _other_tokenizer_student(tmp_path)
+    elif change.startswith("--"):
+        extra = [change]
+    else:
+        student = change
+    result = run("train-student", "--cache", cache, "--student", student, "--out", tmp_path / "run", *extra)
+    assert_refused(result, expected)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
