@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data/glue
 DEMO_OUT ?= runs/demo
+DEMO_EXAMPLES ?= 3000
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -14,15 +15,20 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 .PHONY: demo test
+# The main job on a slice of SST-2: fine-tune the packaged MiniLM into a task teacher, run it once
+# into a cache, distil a 2-layer student from the cache (the teacher is not loaded), compare.
 demo: $(VENV)/.installed
-	rm -rf $(DEMO_OUT)/sst2.zarr
-	$(PY) cli.py dump-teacher --task sst2 --data $(DATA)/SST-2 --split train --limit 2000 \
-		--out $(DEMO_OUT)/sst2.zarr
-	$(PY) cli.py cache info $(DEMO_OUT)/sst2.zarr
+	rm -rf $(DEMO_OUT)
+	$(PY) cli.py finetune-teacher --task sst2 --data $(DATA)/SST-2 --out $(DEMO_OUT)/teacher \
+		--limit $(DEMO_EXAMPLES) --epochs 2 --lr 1e-4 --max-seq-len 64
+	$(PY) cli.py dump-teacher --task sst2 --data $(DATA)/SST-2 --teacher $(DEMO_OUT)/teacher \
+		--limit $(DEMO_EXAMPLES) --max-seq-len 64 --out $(DEMO_OUT)/sst2.zarr
 	$(PY) cli.py cache verify $(DEMO_OUT)/sst2.zarr
-	rm -rf $(DEMO_OUT)/student
-	$(PY) cli.py train-student --cache $(DEMO_OUT)/sst2.zarr --student layers=3,hidden=192,ffn=768,heads=12 \
-		--stage intermediate --epochs-intermediate 1 --out $(DEMO_OUT)/student
+	$(PY) cli.py train-student --cache $(DEMO_OUT)/sst2.zarr --student layers=2,hidden=384,ffn=1536,heads=12 \
+		--init teacher --stage all --epochs-intermediate 2 --epochs-prediction 3 --lr-intermediate 1e-4 \
+		--lr-prediction 1e-4 --eval-data $(DATA)/SST-2 --out $(DEMO_OUT)/student
+	$(PY) cli.py compare --model teacher=$(DEMO_OUT)/teacher --model student=$(DEMO_OUT)/student/best \
+		--task sst2 --data $(DATA)/SST-2 --max-seq-len 64 --cache $(DEMO_OUT)/sst2.zarr
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -167,6 +167,29 @@ def train_student_command(cache_path, student, stage, out, layer_map, layer_weig
     click.echo(f"{out}: student saved in {out / 'last'}" + (f"; dev {json.dumps(metrics)}" if metrics else ""))
 
 
+@cli.command("finetune-teacher")
+@click.option("--task", required=True, help="GLUE task, or csv / tsv / jsonl with the column options of dump-teacher.")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Folder with train.tsv (and dev.tsv).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the fine-tuned teacher.")
+@click.option("--base", default=None, help="Pretrained BERT folder. Default: the packaged MiniLM-L6-H384.")
+@click.option("--epochs", type=click.IntRange(1), default=3)
+@click.option("--lr", type=float, default=2e-5)
+@click.option("--batch-size", type=click.IntRange(1), default=32)
+@click.option("--max-seq-len", type=click.IntRange(4, 512), default=128)
+@click.option("--limit", type=click.IntRange(1), default=None, help="Train on the first N examples only.")
+@click.option("--seed", type=int, default=42)
+@click.option("--device", default="auto")
+def finetune_teacher_command(task, data, out, base, epochs, lr, batch_size, max_seq_len, limit, seed, device):
+    """Fine-tune a pretrained BERT into a task teacher with a classification head."""
+    from student.finetune import FinetuneConfig, finetune_teacher
+
+    _quiet_transformers()
+    config = FinetuneConfig(task=task, data=data, out=out, base=base, epochs=epochs, lr=lr, batch_size=batch_size,
+                            max_seq_len=max_seq_len, limit=limit, seed=seed, device=device)
+    metrics = finetune_teacher(config, command=_command_line())
+    click.echo(f"{out}: teacher saved" + (f"; dev {json.dumps(metrics)}" if metrics else ""))
+
+
 @cli.command("evaluate")
 @click.option("--model", required=True, type=click.Path(path_type=Path), help="A saved student or teacher folder.")
 @click.option("--task", required=True)
@@ -182,6 +205,44 @@ def evaluate_command(model, task, data, split, max_seq_len, as_json):
     result = evaluate_saved(model, task, data, split, max_seq_len)
     click.echo(json.dumps(result) if as_json else
                ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+
+
+@cli.command("compare")
+@click.option("--model", "models", multiple=True, required=True,
+              help="NAME=FOLDER of a saved classifier; repeat. The first is the reference (the teacher).")
+@click.option("--task", required=True)
+@click.option("--data", required=True, type=click.Path(path_type=Path))
+@click.option("--split", default="dev")
+@click.option("--max-seq-len", type=click.IntRange(4, 512), default=128)
+@click.option("--cache", "cache_path", type=click.Path(path_type=Path), default=None, help="Also report this cache's size.")
+@click.option("--json", "as_json", is_flag=True)
+def compare_command(models, task, data, split, max_seq_len, cache_path, as_json):
+    """Metric, parameters, latency per example and speed-up of models side by side."""
+    from cache.data import canonical_task
+    from student.compare import compare_models, format_rows
+    from student.evaluate import metric_for
+    from student.metrics import MAIN_METRIC
+
+    _quiet_transformers()
+    named = {}
+    for item in models:
+        name, sep, folder = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not NAME=FOLDER", param_hint="--model")
+        named[name] = Path(folder)
+    rows = compare_models(named, task, data, split, max_seq_len)
+    cache_line = None
+    if cache_path is not None:
+        from cache.inspect import cache_summary
+
+        sizes = cache_summary(cache_path)["sizes"]
+        cache_line = f"cache {cache_path}: {sizes['bytes'] / 1e6:,.1f} MB ({sizes['bytes_per_example'] / 1e3:,.1f} kB/example)"
+    if as_json:
+        click.echo(json.dumps({"models": rows, "cache": cache_line}))
+        return
+    click.echo(format_rows(rows, MAIN_METRIC[metric_for(canonical_task(task))]))
+    if cache_line:
+        click.echo(cache_line)
 
 
 @cli.group("cache", cls=Group)

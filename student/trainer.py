@@ -98,16 +98,16 @@ class RunState:
 class Run:
     """The resolved pieces of one training run (everything `train_student` sets up)."""
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, source=None):
         self.config = config
         self.device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
                                    else "cpu" if config.device == "auto" else config.device)
-        manifest = open_cache(config.cache).manifest  # complete caches only
+        manifest = source.manifest if source is not None else open_cache(config.cache).manifest  # complete only
         self.manifest, self.teacher = manifest, manifest["teacher"]
         self.task = manifest["data"]["task"]
         self.regression = manifest["data"]["label_kind"] == "regression"
         self.stages = resolve_stages(config, self.task)
-        _seed_everything(config.seed)  # the student's random initialisation
+        seed_everything(config.seed)  # the student's random initialisation
         shape = parse_student(config.student)
         self.student = build_student(shape, self.teacher["config"], self.num_labels)
         self.layer_map = resolve_layer_map(config.layer_map, self.student.config.num_hidden_layers,
@@ -115,8 +115,8 @@ class Run:
         self.weights = resolve_layer_weights(config.layer_weights, len(self.layer_map))
         self.attention_kind = resolve_attention_kind(config.attention_loss, manifest["attention"])
         check_compatibility(manifest, self.student.config, self.layer_map, self.stages)
-        self.cache: Cache = open_cache(config.cache, layers=[0, *self.layer_map])
-        self.tokenizer = self.cache.load_tokenizer()
+        self.targets = source if source is not None else CachedTargets(config.cache, [0, *self.layer_map])
+        self.tokenizer = self.targets.load_tokenizer()
         check_student_tokenizer(shape, manifest)
         if config.init == "teacher":
             init_from_teacher(self.student, self.teacher["path"], self.layer_map)
@@ -131,6 +131,27 @@ class Run:
             return self.teacher["num_labels"]
         names = self.manifest["data"]["label_names"]
         return 1 if self.regression else len(names) if names else 2
+
+
+class CachedTargets:
+    """Distillation targets streamed from a teacher cache: what `train-student` always uses.
+
+    The online baseline in bench/online.py provides the same three members with a live teacher.
+    """
+
+    def __init__(self, path: Path, layers: list[int]):
+        self.cache: Cache = open_cache(path, layers=layers)
+        self.manifest = self.cache.manifest
+        self.block_starts = self.cache.block_starts
+
+    def load_tokenizer(self):
+        return self.cache.load_tokenizer()
+
+    def batches(self, plan: EpochPlan, epoch: int, skip: int, workers: int, device: torch.device,
+                probabilities: bool):
+        """The epoch's padded batches in plan order, after the first `skip`."""
+        for ragged in stream_batches(self.cache, plan, epoch, skip, workers):
+            yield pad_batch(ragged, device, probabilities)
 
 
 def resolve_stages(config: TrainConfig, task: str) -> list[Stage]:
@@ -204,10 +225,13 @@ def check_student_tokenizer(student, manifest: dict) -> None:
                         "must read the same token ids as the targets were computed on")
 
 
-def train_student(config: TrainConfig, command: str, progress: bool = True) -> dict:
-    """Run every stage of `config`; returns the final evaluation (empty without --eval-data)."""
+def train_student(config: TrainConfig, command: str, progress: bool = True, source=None) -> dict:
+    """Run every stage of `config`; returns the final evaluation (empty without --eval-data).
+
+    `source` replaces the cache as the provider of targets (the online baseline in bench/).
+    """
     _check_out(config)
-    run = Run(config)
+    run = Run(config, source)
     _write_run_files(run, command)
     state = _load_checkpoint(run) if config.resume else RunState()
     for index, stage in enumerate(run.stages):
@@ -243,27 +267,24 @@ def _write_run_files(run: Run, command: str) -> None:
 
 def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: bool) -> None:
     config = run.config
-    plan = EpochPlan(run.cache.block_starts, config.batch_size, config.window_blocks, config.seed + index)
+    plan = EpochPlan(run.targets.block_starts, config.batch_size, config.window_blocks, config.seed + index)
     total = sum(plan.steps_per_epoch(e) for e in range(stage.epochs))
     total = min(total, config.max_steps) if config.max_steps else total
     intermediate = stage.name == "intermediate"
     run.student.set_attn_implementation(capture_implementation(run.attention_kind) if intermediate else "sdpa")
     params = [*run.student.parameters(), *(run.projections.parameters() if intermediate else [])]
     optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=config.weight_decay)
-    warmup = int(config.warmup * total)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / max(warmup, 1), max(total - s, 0) / max(total - warmup, 1)))
+    scheduler = linear_schedule(optimizer, total, int(config.warmup * total))
     if state.step:  # resuming inside this stage
         _restore(run, optimizer, scheduler, state)
     else:
-        _seed_everything(config.seed + index)
+        seed_everything(config.seed + index)
     bar = tqdm(total=total, initial=state.step, desc=stage.name, unit="step", disable=not progress, dynamic_ncols=True)
     started, seen = time.perf_counter(), 0
     run.student.train()
     while state.step < total and state.epoch < stage.epochs:
-        for ragged in stream_batches(run.cache, plan, state.epoch, state.batch, config.workers):
-            batch = pad_batch(ragged, run.device,
-                              probabilities=run.attention_kind == "probs" and run.manifest["attention"] == "scores")
+        probabilities = run.attention_kind == "probs" and run.manifest["attention"] == "scores"
+        for batch in run.targets.batches(plan, state.epoch, state.batch, config.workers, run.device, probabilities):
             parts = _train_step(run, batch, intermediate, optimizer, scheduler)
             state.batch, state.step, seen = state.batch + 1, state.step + 1, seen + len(batch)
             rate = seen / (time.perf_counter() - started)
@@ -386,7 +407,13 @@ def _restore(run: Run, optimizer, scheduler, state: RunState) -> None:
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
-def _seed_everything(seed: int) -> None:
+def linear_schedule(optimizer, total: int, warmup: int):
+    """Linear warm-up over `warmup` steps, then linear decay to 0 at `total`."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / max(warmup, 1), max(total - s, 0) / max(total - warmup, 1)))
+
+
+def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

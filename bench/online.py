@@ -1,0 +1,69 @@
+"""Online distillation: the baseline that the cache is measured against.
+
+`OnlineTargets` gives the trainer the same batches, in the same order, as `CachedTargets`, but the
+teacher computes them at every step, as the reference code and TextBrewer do. Everything else
+(losses, optimiser, schedule, seeds) is the trainer's own code, so a cached and an online run
+differ only in where the targets come from (and the cache's float16 rounding).
+"""
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from cache.data import load_examples
+from cache.dump import DumpConfig, _new_manifest, stored_geometry
+from cache.layout import pad_ragged, plan_blocks
+from cache.teacher import default_teacher_path, load_teacher, teacher_forward
+from cache.tokenize import tokenize, tokenizer_fingerprint
+from student.losses import probabilities_from_scores
+from student.stream import Batch, EpochPlan
+
+
+class OnlineTargets:
+    """Targets from a live teacher, planned exactly as `dump-teacher` would store them."""
+
+    def __init__(self, config: DumpConfig, device: torch.device | None = None):
+        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        examples = load_examples(config.task, config.data, config.split, columns=config.columns, limit=config.limit)
+        self.model, self._tokenizer, teacher = load_teacher(config.teacher or default_teacher_path(),
+                                                            config.attention, self.device)
+        self.tokens = tokenize(examples, self._tokenizer, config.max_seq_len)
+        geometry = stored_geometry(config, teacher)
+        self.block_starts = plan_blocks(self.tokens.lengths, geometry, int(config.block_mb * 2**20))
+        self.manifest = _new_manifest(config, "online", examples, self.tokens, teacher,
+                                      tokenizer_fingerprint(self._tokenizer), geometry, len(self.block_starts) - 1)
+        self.manifest["complete"] = True
+        self.labels = examples.labels
+
+    def load_tokenizer(self):
+        return self._tokenizer
+
+    def batches(self, plan: EpochPlan, epoch: int, skip: int, workers: int, device: torch.device,
+                probabilities: bool) -> Iterator[Batch]:
+        """Same windows and batches as the cache stream; the teacher runs for each (workers unused)."""
+        done = 0
+        for w, blocks in enumerate(plan.windows(epoch)):
+            window = np.concatenate([np.arange(self.block_starts[k], self.block_starts[k + 1]) for k in blocks])
+            for rows in plan.batches(epoch, w, blocks):
+                done += 1
+                if done > skip:
+                    yield self._batch(window[rows], device, probabilities)
+
+    def _batch(self, indices: np.ndarray, device: torch.device, probabilities: bool) -> Batch:
+        lengths = self.tokens.lengths[indices]
+        starts = self.tokens.offsets[indices]
+        ids = torch.from_numpy(pad_ragged(self.tokens.input_ids, starts, lengths)).long().to(self.device)
+        types = torch.from_numpy(pad_ragged(self.tokens.token_type_ids, starts, lengths)).long().to(self.device)
+        mask = torch.arange(ids.shape[1], device=self.device)[None] < torch.from_numpy(lengths).to(self.device)[:, None]
+        out = teacher_forward(self.model, ids, types, mask.long())
+        hidden = {n: out.hidden[n].float().clone().to(device) for n in self.manifest["layers"]}
+        attention = {n: out.attention[n - 1].float().clone().to(device) for n in self.manifest["attention_layers"]}
+        if probabilities:
+            attention = {n: probabilities_from_scores(a, mask.to(device)) for n, a in attention.items()}
+        return Batch(
+            input_ids=ids.to(device), token_type_ids=types.to(device), mask=mask.to(device),
+            labels=torch.from_numpy(self.labels[indices]).to(device) if self.labels is not None else None,
+            logits=out.logits.float().clone().to(device) if out.logits is not None else None,
+            hidden=hidden, attention=attention,
+        )

@@ -1,0 +1,64 @@
+"""Compare saved models side by side: task metric, size and inference latency (the demo's table)."""
+
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from cache.data import load_examples
+from cache.errors import UserError
+from student.evaluate import evaluate, metric_for
+from student.metrics import MAIN_METRIC
+
+
+def _load(model_dir: Path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        return (AutoModelForSequenceClassification.from_pretrained(model_dir).eval(),
+                AutoTokenizer.from_pretrained(model_dir))
+    except (OSError, ValueError) as e:
+        raise UserError(f"--model: {model_dir} is not a saved sequence classifier ({e})") from None
+
+
+@torch.inference_mode()
+def latency_ms(model, tokenizer, texts: list[str], pairs: list[str] | None, repeats: int = 3) -> float:
+    """Median milliseconds per example at batch size 1 (the interactive case), after a warm-up."""
+    encoded = [tokenizer(text, pair, return_tensors="pt", truncation=True, max_length=128)
+               for text, pair in zip(texts, pairs or [None] * len(texts))]
+    model(**encoded[0])
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for inputs in encoded:
+            model(**inputs)
+        times.append((time.perf_counter() - started) / len(encoded) * 1e3)
+    return statistics.median(times)
+
+
+def compare_models(models: dict[str, Path], task: str, data: Path, split: str, max_seq_len: int,
+                   latency_examples: int = 200) -> list[dict]:
+    """One row per model; `speedup` is relative to the first model."""
+    examples = load_examples(task, data, split)
+    key = MAIN_METRIC[metric_for(examples.task)]
+    texts = examples.texts[:latency_examples]
+    pairs = examples.pairs[:latency_examples] if examples.pairs else None
+    rows = []
+    for name, folder in models.items():
+        model, tokenizer = _load(folder)
+        metrics = evaluate(model, tokenizer, examples, max_seq_len)
+        rows.append({"model": name, "path": str(folder), key: metrics[key],
+                     "parameters": sum(p.numel() for p in model.parameters()),
+                     "latency_ms": latency_ms(model, tokenizer, texts, pairs)})
+    for row in rows:
+        row["speedup"] = rows[0]["latency_ms"] / row["latency_ms"]
+        row["retention"] = row[key] / rows[0][key] if rows[0][key] else float("nan")
+    return rows
+
+
+def format_rows(rows: list[dict], metric: str) -> str:
+    header = f"{'model':<10}{metric:>10}{'retention':>11}{'parameters':>13}{'ms/example':>12}{'speed-up':>10}"
+    lines = [header] + [f"{r['model']:<10}{r[metric]:>10.4f}{r['retention']:>10.1%}{r['parameters'] / 1e6:>12.1f}M"
+                        f"{r['latency_ms']:>12.2f}{r['speedup']:>9.1f}x" for r in rows]
+    return "\n".join(lines)

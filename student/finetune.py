@@ -1,0 +1,116 @@
+"""Fine-tune a pretrained BERT into a task teacher (a classification or regression head).
+
+The packaged MiniLM has no task head; TinyBERT's task-specific distillation needs a fine-tuned
+teacher. This recipe shares tokenisation, padding, optimiser, schedule and evaluation with the
+student trainer and writes a plain `save_pretrained` folder that `dump-teacher --teacher` takes.
+"""
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from transformers import AutoTokenizer, BertForSequenceClassification
+
+from cache.data import load_examples, resolve_data_file
+from cache.errors import UserError
+from cache.layout import pad_ragged
+from cache.teacher import default_teacher_path
+from cache.tokenize import tokenize
+from student.evaluate import evaluate
+from student.trainer import linear_schedule, seed_everything
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    task: str
+    data: Path
+    out: Path
+    base: str | None = None
+    """Pretrained BERT folder; None means the packaged MiniLM."""
+    epochs: int = 3
+    lr: float = 2e-5
+    batch_size: int = 32
+    max_seq_len: int = 128
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 42
+    limit: int | None = None
+    """Train on the first N training examples only (quick runs, the demo)."""
+    eval_split: str = "dev"
+    device: str = "auto"
+
+
+def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True) -> dict:
+    """Fine-tune, evaluate on the dev split after each epoch, save; returns the last evaluation."""
+    if (config.out / "config.json").exists():
+        raise UserError(f"--out: {config.out} already holds a model; choose another --out")
+    seed_everything(config.seed)
+    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
+                          else "cpu" if config.device == "auto" else config.device)
+    base = config.base or default_teacher_path()
+    train = load_examples(config.task, config.data, "train", limit=config.limit)
+    dev = _dev_examples(config)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    regression = train.label_names is None
+    if train.labels is None:
+        raise UserError(f"{train.path}: no labels to fine-tune on")
+    model = BertForSequenceClassification.from_pretrained(
+        base, num_labels=1 if regression else len(train.label_names),
+        problem_type="regression" if regression else "single_label_classification").to(device)
+    tokens = tokenize(train, tokenizer, config.max_seq_len)
+    steps = config.epochs * -(-len(train) // config.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = linear_schedule(optimizer, steps, int(config.warmup * steps))
+    config.out.mkdir(parents=True, exist_ok=True)
+    rng, metrics = np.random.default_rng(config.seed), {}
+    bar = tqdm(total=steps, desc="finetune-teacher", unit="step", disable=not progress, dynamic_ncols=True)
+    for epoch in range(config.epochs):
+        model.train()
+        order = rng.permutation(len(train))
+        for batch in np.split(order, range(config.batch_size, len(order), config.batch_size)):
+            loss = _step(model, tokens, batch, train.labels, device)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        if dev is not None:
+            metrics = evaluate(model, tokenizer, dev, config.max_seq_len)
+            _log(config.out, {"epoch": epoch + 1, "eval": metrics})
+    bar.close()
+    model.save_pretrained(config.out)
+    tokenizer.save_pretrained(config.out)
+    (config.out / "finetune_config.json").write_text(json.dumps(
+        {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()} | {"base_resolved": base},
+        indent=2))
+    (config.out / "command.txt").write_text(command + "\n")
+    return metrics
+
+
+def _dev_examples(config: FinetuneConfig):
+    try:
+        resolve_data_file(config.task, Path(config.data), config.eval_split)
+    except UserError:
+        return None  # no dev file beside the training data: train without evaluating
+    return load_examples(config.task, config.data, config.eval_split)
+
+
+def _step(model, tokens, batch: np.ndarray, labels: np.ndarray, device: torch.device) -> torch.Tensor:
+    lengths = tokens.lengths[batch]
+    ids = torch.from_numpy(pad_ragged(tokens.input_ids, tokens.offsets[batch], lengths)).long()
+    types = torch.from_numpy(pad_ragged(tokens.token_type_ids, tokens.offsets[batch], lengths)).long()
+    mask = (torch.arange(ids.shape[1])[None] < torch.from_numpy(lengths)[:, None]).long()
+    targets = torch.from_numpy(labels[batch])
+    out = model(input_ids=ids.to(device), token_type_ids=types.to(device), attention_mask=mask.to(device),
+                labels=targets.to(device))
+    return out.loss
+
+
+def _log(out: Path, entry: dict) -> None:
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(entry) + "\n")

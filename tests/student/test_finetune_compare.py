@@ -1,0 +1,62 @@
+"""finetune-teacher (real MiniLM) makes a teacher dump-teacher takes; compare reports what it measures."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from transformers import AutoConfig, BertForSequenceClassification
+
+from cache import open_cache
+from cache.data import load_examples
+from cli import cli
+from student.compare import compare_models
+from student.evaluate import evaluate
+from student.finetune import FinetuneConfig, finetune_teacher
+from tests.cache.test_dump import dump
+
+
+@pytest.fixture
+def small_sst2(tmp_path, glue):
+    lines = (glue / "SST-2" / "train.tsv").read_text().splitlines()
+    (tmp_path / "train.tsv").write_text("\n".join(lines[:97]) + "\n")
+    (tmp_path / "dev.tsv").write_text("\n".join([lines[0], *lines[200:240]]) + "\n")
+    return tmp_path
+
+
+def test_finetuned_minilm_becomes_a_teacher_with_logits(tmp_path, small_sst2):
+    out = tmp_path / "teacher"
+    metrics = finetune_teacher(FinetuneConfig(task="sst2", data=small_sst2, out=out, epochs=1, batch_size=16,
+                                              lr=1e-4), command="test", progress=False)
+    assert AutoConfig.from_pretrained(out).architectures == ["BertForSequenceClassification"]
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["eval"] == metrics
+    model = BertForSequenceClassification.from_pretrained(out)
+    from transformers import AutoTokenizer
+
+    assert metrics == evaluate(model, AutoTokenizer.from_pretrained(out), load_examples("sst2", small_sst2, "dev"), 128)
+    dump(out, small_sst2, tmp_path / "c", data=small_sst2, limit=None, block_mb=1)
+    item = open_cache(tmp_path / "c")[0]
+    with torch.no_grad():
+        logits = model(input_ids=item["input_ids"][None], token_type_ids=item["token_type_ids"][None]).logits[0]
+    torch.testing.assert_close(item["logits"], logits, rtol=1e-4, atol=1e-4)
+    again = CliRunner().invoke(cli, ["finetune-teacher", "--task", "sst2", "--data", str(small_sst2), "--out", str(out)])
+    assert again.exit_code == 1 and "already holds a model" in again.output
+
+
+def test_compare_reports_metric_size_and_speed(tmp_path, small_sst2, tiny_teacher):
+    from tests.conftest import save_tiny_teacher
+
+    big = save_tiny_teacher(tmp_path / "big", head=True, layers=6)
+    rows = compare_models({"teacher": big, "student": tiny_teacher}, "sst2", small_sst2, "dev", 128,
+                          latency_examples=20)
+    examples = load_examples("sst2", small_sst2, "dev")
+    from transformers import AutoTokenizer
+
+    for row, folder in zip(rows, [big, tiny_teacher]):
+        model = BertForSequenceClassification.from_pretrained(folder).eval()
+        assert row["accuracy"] == evaluate(model, AutoTokenizer.from_pretrained(folder), examples, 128)["accuracy"]
+        assert row["parameters"] == sum(p.numel() for p in model.parameters())
+    assert rows[0]["speedup"] == 1.0 and rows[1]["speedup"] == pytest.approx(rows[0]["latency_ms"] / rows[1]["latency_ms"])
+    result = CliRunner().invoke(cli, ["compare", "--model", f"teacher={big}", "--model", f"student={tiny_teacher}",
+                                      "--task", "sst2", "--data", str(small_sst2)])
+    assert result.exit_code == 0 and "speed-up" in result.output.splitlines()[0]
