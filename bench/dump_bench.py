@@ -3,8 +3,8 @@
 Everything it compares runs in this one process, alternating, and the table reports ratios
 (machines here are shared and noisy). Reproduce:
 
-    python bench/dump_bench.py                      # real MiniLM, first 2000 SST-2 sentences
-    python bench/dump_bench.py --teacher-shape base # random BERT-base-shaped teacher
+    python -m bench.dump_bench                      # real MiniLM, first 2000 SST-2 sentences
+    python -m bench.dump_bench --teacher-shape base # random BERT-base-shaped teacher
 
 Writes bench/results/dump-<teacher>.json.
 """
@@ -84,6 +84,10 @@ def read_rates(path: Path, samples: int = 300) -> dict:
 @click.option("--rounds", default=3, help="Alternating rounds of bare forward and dump; medians reported.")
 @click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
 def main(limit, teacher_shape, rounds, data):
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -282,8 +282,8 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     bar = tqdm(total=total, initial=state.step, desc=stage.name, unit="step", disable=not progress, dynamic_ncols=True)
     started, seen = time.perf_counter(), 0
     run.student.train()
+    probabilities = run.attention_kind == "probs" and run.manifest["attention"] == "scores"
     while state.step < total and state.epoch < stage.epochs:
-        probabilities = run.attention_kind == "probs" and run.manifest["attention"] == "scores"
         for batch in run.targets.batches(plan, state.epoch, state.batch, config.workers, run.device, probabilities):
             parts = _train_step(run, batch, intermediate, optimizer, scheduler)
             state.batch, state.step, seen = state.batch + 1, state.step + 1, seen + len(batch)
