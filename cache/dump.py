@@ -213,8 +213,9 @@ def _open_for_writing(out: Path, manifest: dict, config: DumpConfig) -> tuple[di
 
 def _save_tokenizer(tokenizer, out: Path) -> None:
     """Keep the teacher's tokenizer in the cache: students need it, and must not need the teacher."""
+    for stale in out.glob(f".{TOKENIZER}.*"):  # left by a writer killed while saving it
+        shutil.rmtree(stale, ignore_errors=True)
     staging = out / f".{TOKENIZER}.{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     tokenizer.save_pretrained(staging)
     os.rename(staging, out / TOKENIZER)
 
