@@ -14,7 +14,7 @@ import torch
 from cache.data import load_examples
 from cache.dump import DumpConfig, _new_manifest, stored_geometry
 from cache.layout import pad_ragged, plan_blocks
-from cache.teacher import default_teacher_path, load_teacher, teacher_forward
+from cache.teacher import default_teacher_path, load_teacher, resolve_device, teacher_forward
 from cache.tokenize import tokenize, tokenizer_fingerprint
 from student.losses import probabilities_from_scores
 from student.stream import Batch, EpochPlan
@@ -24,7 +24,7 @@ class OnlineTargets:
     """Targets from a live teacher, planned exactly as `dump-teacher` would store them."""
 
     def __init__(self, config: DumpConfig, device: torch.device | None = None):
-        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or resolve_device("auto")
         examples = load_examples(config.task, config.data, config.split, columns=config.columns, limit=config.limit)
         self.model, self._tokenizer, teacher = load_teacher(config.teacher or default_teacher_path(),
                                                             config.attention, self.device)

@@ -31,7 +31,7 @@ from .lock import LOCK, WriterLock
 from .manifest import (FORMAT_NAME, FORMAT_VERSION, MANIFEST, TOKENIZER, identity_mismatches, manifest_path, read_manifest,
                        write_manifest)
 from .store import INDEX, Store, block_unit, check_compression, open_store
-from .teacher import TeacherInfo, default_teacher_path, load_teacher, teacher_forward
+from .teacher import TeacherInfo, default_teacher_path, load_teacher, resolve_device, teacher_forward
 from .tokenize import Tokenized, tokenize, tokenizer_fingerprint
 
 
@@ -92,7 +92,7 @@ def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool 
 
 def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples, progress: bool) -> tuple[int, int]:
     """Everything after the lock is held; returns (examples written, examples truncated)."""
-    device = _device(config.device)
+    device = resolve_device(config.device)
     model, tokenizer, teacher = load_teacher(config.teacher or default_teacher_path(), config.attention, device)
     tokens = tokenize(examples, tokenizer, config.max_seq_len)
     geometry = stored_geometry(config, teacher)
@@ -122,12 +122,6 @@ def _check_out_path(out: Path) -> Path:
     if out.is_dir() and any(not p.name.startswith(ours) for p in out.iterdir()) and not manifest_path(out).exists():
         raise UserError(f"--out: {out} is a non-empty folder that is not a cache; choose another path")
     return out
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def stored_geometry(config: DumpConfig, teacher: TeacherInfo) -> Geometry:

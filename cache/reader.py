@@ -188,8 +188,12 @@ class _BlockReader:
             raise CacheError(f"{self.where}: array {name!r} cannot be read ({describe(e)}); "
                              f"run `cache verify {self.cache.path}`") from None
 
+    @cached_property
+    def checksums(self) -> dict:
+        return self.cache.store.attrs(self.unit)["crc32c"]
+
     def _check(self, name: str, values: np.ndarray, rows) -> None:
-        record = self.cache.store.attrs(self.unit)["crc32c"][name]
+        record = self.checksums[name]
         slabs = record["slabs"]
         if isinstance(rows, np.ndarray):  # a layer subset: one slab per stored layer
             slabs = [slabs[r] for r in rows]

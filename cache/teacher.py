@@ -78,6 +78,13 @@ def weights_sha256(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def resolve_device(name: str) -> torch.device:
+    """`auto` means CUDA when there is one, else the CPU; anything else is taken as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 @torch.inference_mode()
 def teacher_forward(model, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
                     attention_mask: torch.Tensor) -> TeacherOutput:

@@ -9,6 +9,7 @@ from cache.data import Examples, load_examples
 from cache.errors import UserError
 from cache.layout import pad_ragged
 from cache.tasks import GLUE_TASKS
+from cache.teacher import resolve_device
 from cache.tokenize import tokenize
 from student.metrics import glue_metrics
 
@@ -54,5 +55,5 @@ def evaluate_saved(model_dir: Path, task: str, data: Path, split: str, max_seq_l
     except (OSError, ValueError) as e:
         raise UserError(f"--model: {model_dir} is not a saved sequence classifier ({e})") from None
     examples = load_examples(task, data, split)
-    metrics = evaluate(model.to("cuda" if torch.cuda.is_available() else "cpu"), tokenizer, examples, max_seq_len)
+    metrics = evaluate(model.to(resolve_device("auto")), tokenizer, examples, max_seq_len)
     return {"model": str(model_dir), "task": examples.task, "split": split, "examples": len(examples), **metrics}

@@ -17,7 +17,7 @@ from transformers import AutoTokenizer, BertForSequenceClassification
 from cache.data import load_examples, resolve_data_file
 from cache.errors import UserError
 from cache.layout import pad_ragged
-from cache.teacher import default_teacher_path
+from cache.teacher import default_teacher_path, resolve_device
 from cache.tokenize import tokenize
 from student.evaluate import evaluate
 from student.trainer import linear_schedule, seed_everything
@@ -48,8 +48,7 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
     if (config.out / "config.json").exists():
         raise UserError(f"--out: {config.out} already holds a model; choose another --out")
     seed_everything(config.seed)
-    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if config.device == "auto" else config.device)
+    device = resolve_device(config.device)
     base = config.base or default_teacher_path()
     train = load_examples(config.task, config.data, "train", limit=config.limit)
     dev = _dev_examples(config)

@@ -24,6 +24,7 @@ from cache.attention import capture_implementation
 from cache.data import load_examples
 from cache.errors import UserError
 from cache.failpoints import failpoint
+from cache.teacher import resolve_device
 from student.evaluate import evaluate, metric_for
 from student.losses import attention_mse, hidden_mse, regression_mse, soft_cross_entropy, uniform_layer_map
 from student.metrics import MAIN_METRIC
@@ -100,8 +101,7 @@ class Run:
 
     def __init__(self, config: TrainConfig, source=None):
         self.config = config
-        self.device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
-                                   else "cpu" if config.device == "auto" else config.device)
+        self.device = resolve_device(config.device)
         manifest = source.manifest if source is not None else open_cache(config.cache).manifest  # complete only
         self.manifest, self.teacher = manifest, manifest["teacher"]
         self.task = manifest["data"]["task"]
