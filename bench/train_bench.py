@@ -1,0 +1,91 @@
+"""Training throughput: the intermediate stage fed from the cache, from RAM, and by a live teacher.
+
+    python -m bench.train_bench                        # real MiniLM teacher
+    python -m bench.train_bench --teacher-shape base   # random BERT-base-shaped teacher
+
+The same TinyBERT4-shaped student (4 layers, d=312, d'=1200, h=12, uniform layer map), the same
+batches and the same trainer code run three ways in one process, alternating: targets streamed
+from the cache (what train-student does), all targets already padded in RAM (the limit), and the
+teacher computing them in the loop (online distillation). Reports examples/s and the ratios;
+writes bench/results/train-<teacher>.json.
+"""
+
+import json
+import platform
+import statistics
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import click
+import torch
+
+from bench.dump_bench import base_shaped_teacher
+from bench.online import OnlineTargets
+from cache.dump import DumpConfig, dump_teacher
+from cache.teacher import default_teacher_path
+from student.losses import uniform_layer_map
+from student.stream import EpochPlan
+from student.trainer import CachedTargets, TrainConfig, train_student
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class InMemoryTargets(CachedTargets):
+    """Every batch of epoch 0 read from the cache and padded before training starts."""
+
+    def __init__(self, path: Path, layers: list[int], config: TrainConfig):
+        super().__init__(path, layers)
+        plan = EpochPlan(self.block_starts, config.batch_size, config.window_blocks, config.seed)
+        self.ready = list(super().batches(plan, 0, 0, 0, torch.device("cpu"), False))
+
+    def batches(self, plan, epoch, skip, workers, device, probabilities):
+        return iter(self.ready[skip:])
+
+
+def examples_per_s(out: Path) -> float:
+    entries = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [e for e in entries if "examples_per_s" in e][-1]["examples_per_s"]
+
+
+@click.command()
+@click.option("--teacher-shape", type=click.Choice(["minilm", "base"]), default="minilm")
+@click.option("--limit", default=1000, help="First N SST-2 training sentences.")
+@click.option("--steps", default=30, help="Intermediate-stage steps per run (batch 32).")
+@click.option("--rounds", default=2)
+@click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
+def main(teacher_shape, limit, steps, rounds, data):
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        teacher = default_teacher_path() if teacher_shape == "minilm" else base_shaped_teacher(tmp / "teacher")
+        dump = DumpConfig(task="sst2", data=data, split="train", out=tmp / "c.zarr", teacher=teacher, limit=limit,
+                          max_seq_len=64)
+        dump_teacher(dump, command="bench", progress=False)
+        config = TrainConfig(cache=dump.out, out=tmp / "run", student="tinybert4", stage="intermediate",
+                             max_steps=steps, epochs_intermediate=1, workers=1, save_every=10**9)
+        num_layers = json.loads((dump.out / "manifest.json").read_text())["teacher"]["num_layers"]
+        needed = [0, *uniform_layer_map(4, num_layers)]  # what tinybert4's uniform map reads
+        rates = {"cache": [], "ram": [], "online": []}
+        for r in range(rounds):
+            sources = {"cache": None, "ram": InMemoryTargets(dump.out, needed, config), "online": OnlineTargets(dump)}
+            for name, source in sources.items():
+                out = tmp / f"{name}{r}"
+                train_student(replace(config, out=out), command="bench", progress=False, source=source)
+                rates[name].append(examples_per_s(out))
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    result = {"machine": f"{platform.machine()}, torch threads {torch.get_num_threads()}", "teacher": teacher_shape,
+              "examples_per_s": median, "cache_over_ram": median["cache"] / median["ram"],
+              "cache_over_online": median["cache"] / median["online"], "rounds": rates}
+    out = REPO / "bench" / "results" / f"train-{teacher_shape}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"teacher {teacher_shape}: " + ", ".join(f"{k} {v:.1f} ex/s" for k, v in median.items()) +
+          f"; cache/RAM {result['cache_over_ram']:.2f}, cache/online {result['cache_over_online']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
