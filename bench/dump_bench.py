@@ -24,11 +24,10 @@ from transformers import BertConfig, BertModel, BertTokenizer
 
 from cache import open_cache
 from cache.data import load_examples
-from cache.dump import DumpConfig, block_batches, dump_teacher, stored_geometry
+from cache.dump import DumpConfig, block_batches, dump_teacher, plan_dump
 from cache.inspect import cache_summary
-from cache.layout import BlockIndex, plan_blocks
-from cache.teacher import default_teacher_path, load_teacher, teacher_forward
-from cache.tokenize import tokenize
+from cache.layout import BlockIndex
+from cache.teacher import default_teacher_path, teacher_forward
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,17 +44,15 @@ def base_shaped_teacher(folder: Path) -> str:
 
 def bare_forward_seconds(config: DumpConfig) -> float:
     """Load, tokenise and run the dump's exact batches through the same teacher and attention
-    function, outputs discarded: everything the dump does except storing (and hashing)."""
+    function, outputs discarded: everything the dump does except storing."""
     started = time.perf_counter()
-    model, tokenizer, info = load_teacher(config.teacher, config.attention, torch.device("cpu"))
     examples = load_examples(config.task, config.data, config.split, limit=config.limit)
-    tokens = tokenize(examples, tokenizer, config.max_seq_len)
-    geometry = stored_geometry(config, info)
-    starts = plan_blocks(tokens.lengths, geometry, int(config.block_mb * 2**20))
+    plan = plan_dump(config, examples, command="bench")
+    starts = plan.block_starts
     for k in range(len(starts) - 1):
-        block = BlockIndex.build(int(starts[k]), tokens.lengths[starts[k]:starts[k + 1]], geometry.num_heads)
-        for _, ids, types, real in block_batches(tokens, block, config.batch_size, torch.device("cpu")):
-            teacher_forward(model, ids, types, real.long())
+        block = BlockIndex.build(int(starts[k]), plan.tokens.lengths[starts[k]:starts[k + 1]], plan.geometry.num_heads)
+        for _, ids, types, real in block_batches(plan.tokens, block, config.batch_size, plan.device):
+            teacher_forward(plan.model, ids, types, real.long())
     return time.perf_counter() - started
 
 

@@ -12,10 +12,9 @@ import numpy as np
 import torch
 
 from cache.data import load_examples
-from cache.dump import DumpConfig, _new_manifest, stored_geometry
-from cache.layout import pad_ragged, plan_blocks
-from cache.teacher import default_teacher_path, load_teacher, resolve_device, teacher_forward
-from cache.tokenize import tokenize, tokenizer_fingerprint
+from cache.dump import DumpConfig, plan_dump
+from cache.layout import pad_ragged
+from cache.teacher import teacher_forward
 from student.losses import probabilities_from_scores
 from student.stream import Batch, EpochPlan
 
@@ -23,18 +22,12 @@ from student.stream import Batch, EpochPlan
 class OnlineTargets:
     """Targets from a live teacher, planned exactly as `dump-teacher` would store them."""
 
-    def __init__(self, config: DumpConfig, device: torch.device | None = None):
-        self.device = device or resolve_device("auto")
+    def __init__(self, config: DumpConfig):
         examples = load_examples(config.task, config.data, config.split, columns=config.columns, limit=config.limit)
-        self.model, self._tokenizer, teacher = load_teacher(config.teacher or default_teacher_path(),
-                                                            config.attention, self.device)
-        self.tokens = tokenize(examples, self._tokenizer, config.max_seq_len)
-        geometry = stored_geometry(config, teacher)
-        self.block_starts = plan_blocks(self.tokens.lengths, geometry, int(config.block_mb * 2**20))
-        self.manifest = _new_manifest(config, "online", examples, self.tokens, teacher,
-                                      tokenizer_fingerprint(self._tokenizer), geometry, len(self.block_starts) - 1)
+        plan = plan_dump(config, examples, command="online")
+        self.model, self._tokenizer, self.tokens, self.device = plan.model, plan.tokenizer, plan.tokens, plan.device
+        self.block_starts, self.manifest, self.labels = plan.block_starts, plan.manifest, examples.labels
         self.manifest["complete"] = True
-        self.labels = examples.labels
 
     def load_tokenizer(self):
         return self._tokenizer

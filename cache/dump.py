@@ -90,8 +90,23 @@ def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool 
     return DumpReport(out, len(examples), written, truncated, _since(started), lock.stale_holder)
 
 
-def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples, progress: bool) -> tuple[int, int]:
-    """Everything after the lock is held; returns (examples written, examples truncated)."""
+@dataclass
+class DumpPlan:
+    """Everything a dump decides before computing any target: also what the online baseline and
+    the benchmarks use, so that they run exactly the dump's batches."""
+
+    examples: Examples
+    model: torch.nn.Module
+    tokenizer: object
+    tokens: Tokenized
+    geometry: Geometry
+    block_starts: np.ndarray  # (n_blocks + 1,)
+    manifest: dict
+    device: torch.device
+
+
+def plan_dump(config: DumpConfig, examples: Examples, command: str) -> DumpPlan:
+    """Load the teacher, tokenise, plan the blocks and draft the manifest."""
     device = resolve_device(config.device)
     model, tokenizer, teacher = load_teacher(config.teacher or default_teacher_path(), config.attention, device)
     tokens = tokenize(examples, tokenizer, config.max_seq_len)
@@ -99,17 +114,24 @@ def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples, 
     block_starts = plan_blocks(tokens.lengths, geometry, int(config.block_mb * 2**20))
     manifest = _new_manifest(config, command, examples, tokens, teacher, tokenizer_fingerprint(tokenizer),
                              geometry, len(block_starts) - 1)
-    manifest, store = _open_for_writing(out, manifest, config)
+    return DumpPlan(examples, model, tokenizer, tokens, geometry, block_starts, manifest, device)
+
+
+def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples, progress: bool) -> tuple[int, int]:
+    """Everything after the lock is held; returns (examples written, examples truncated)."""
+    plan = plan_dump(config, examples, command)
+    tokens, block_starts = plan.tokens, plan.block_starts
+    manifest, store = _open_for_writing(out, plan.manifest, config)
     if not (out / TOKENIZER).exists():
-        _save_tokenizer(tokenizer, out)
+        _save_tokenizer(plan.tokenizer, out)
     if manifest["complete"]:
         return 0, tokens.truncated
     if not store.has_unit(INDEX):
         store.write_unit(INDEX, _index_arrays(tokens.lengths, block_starts), {"examples": len(examples)})
     pending = sorted(set(range(len(block_starts) - 1)) - store.committed_blocks())
     done = len(examples) - sum(int(block_starts[k + 1] - block_starts[k]) for k in pending)
-    written = _dump_blocks(model, store, tokens, examples.labels, geometry, block_starts, pending,
-                           config, device, progress, done)
+    written = _dump_blocks(plan.model, store, tokens, examples.labels, plan.geometry, block_starts, pending,
+                           config, plan.device, progress, done)
     _mark_complete(out, store, manifest, block_starts)
     return written, tokens.truncated
 

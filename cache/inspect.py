@@ -76,9 +76,9 @@ def verify_cache(path: Path, progress: bool = False) -> list[str]:
     problems = [] if manifest["complete"] else [f"cache is incomplete ({len(committed)}/{manifest['num_blocks']} blocks)"]
     if not store.has_unit(INDEX):
         return problems + (["index is missing"] if manifest["complete"] or committed else [])
-    problems += [f"index: {p}" for p in _verify_block(store, INDEX, {})]
-    if problems[-1:] and problems[-1].startswith("index:"):
-        return problems
+    index_problems = [f"index: {p}" for p in _verify_block(store, INDEX, {})]
+    if index_problems:  # without a sound index, blocks cannot be located
+        return problems + index_problems
     lengths, block_starts = store.read(INDEX, "lengths"), store.read(INDEX, "block_starts")
     for k in tqdm(range(len(block_starts) - 1), desc="verify", unit="block", disable=not progress):
         start, stop = int(block_starts[k]), int(block_starts[k + 1])

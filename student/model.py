@@ -6,7 +6,6 @@ Only the math lives here: building, initialising and projecting. No I/O beyond f
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
