@@ -53,6 +53,8 @@ def bare_forward_seconds(config: DumpConfig) -> float:
         block = BlockIndex.build(int(starts[k]), plan.tokens.lengths[starts[k]:starts[k + 1]], plan.geometry.num_heads)
         for _, ids, types, real in block_batches(plan.tokens, block, config.batch_size, plan.device):
             teacher_forward(plan.model, ids, types, real.long())
+    if plan.device.type == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - started
 
 

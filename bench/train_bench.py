@@ -23,7 +23,7 @@ import torch
 from bench.dump_bench import base_shaped_teacher
 from bench.online import OnlineTargets
 from cache.dump import DumpConfig, dump_teacher
-from cache.teacher import default_teacher_path
+from cache.teacher import default_teacher_path, resolve_device
 from student.losses import uniform_layer_map
 from student.stream import EpochPlan
 from student.trainer import CachedTargets, TrainConfig, train_student
@@ -37,7 +37,7 @@ class InMemoryTargets(CachedTargets):
     def __init__(self, path: Path, layers: list[int], config: TrainConfig):
         super().__init__(path, layers)
         plan = EpochPlan(self.block_starts, config.batch_size, config.window_blocks, config.seed)
-        self.ready = list(super().batches(plan, 0, 0, 0, torch.device("cpu"), False))
+        self.ready = list(super().batches(plan, 0, 0, 0, resolve_device(config.device), False))
 
     def batches(self, plan, epoch, skip, workers, device, probabilities):
         return iter(self.ready[skip:])

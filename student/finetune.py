@@ -61,7 +61,8 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
         problem_type="regression" if regression else "single_label_classification").to(device)
     tokens = tokenize(train, tokenizer, config.max_seq_len)
     steps = config.epochs * -(-len(train) // config.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                  fused=device.type == "cuda")
     scheduler = linear_schedule(optimizer, steps, int(config.warmup * steps))
     config.out.mkdir(parents=True, exist_ok=True)
     rng, metrics = np.random.default_rng(config.seed), {}
@@ -77,7 +78,8 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            if bar.n % 50 == 0:  # reading the loss syncs a GPU
+                bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         if dev is not None:
             metrics = evaluate(model, tokenizer, dev, config.max_seq_len)
             _log(config.out, {"epoch": epoch + 1, "eval": metrics})
@@ -105,8 +107,9 @@ def _step(model, tokens, batch: np.ndarray, labels: np.ndarray, device: torch.de
     types = torch.from_numpy(pad_ragged(tokens.token_type_ids, tokens.offsets[batch], lengths)).long()
     mask = (torch.arange(ids.shape[1])[None] < torch.from_numpy(lengths)[:, None]).long()
     targets = torch.from_numpy(labels[batch])
-    out = model(input_ids=ids.to(device), token_type_ids=types.to(device), attention_mask=mask.to(device),
-                labels=targets.to(device))
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        out = model(input_ids=ids.to(device), token_type_ids=types.to(device), attention_mask=mask.to(device),
+                    labels=targets.to(device))
     return out.loss
 
 

@@ -273,7 +273,8 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     intermediate = stage.name == "intermediate"
     run.student.set_attn_implementation(capture_implementation(run.attention_kind) if intermediate else "sdpa")
     params = [*run.student.parameters(), *(run.projections.parameters() if intermediate else [])]
-    optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=config.weight_decay,
+                                  fused=run.device.type == "cuda")
     scheduler = linear_schedule(optimizer, total, int(config.warmup * total))
     if state.step:  # resuming inside this stage
         _restore(run, optimizer, scheduler, state)
@@ -287,10 +288,10 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
         for batch in run.targets.batches(plan, state.epoch, state.batch, config.workers, run.device, probabilities):
             parts = _train_step(run, batch, intermediate, optimizer, scheduler)
             state.batch, state.step, seen = state.batch + 1, state.step + 1, seen + len(batch)
-            rate = seen / (time.perf_counter() - started)
             bar.update(1)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()} | {"ex/s": f"{rate:.0f}"}, refresh=False)
-            if state.step % config.log_every == 0 or state.step == total:
+            if state.step % config.log_every == 0 or state.step == total:  # reading losses syncs a GPU
+                rate, parts = seen / (time.perf_counter() - started), {k: v.item() for k, v in parts.items()}
+                bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()} | {"ex/s": f"{rate:.0f}"}, refresh=False)
                 _log(run, {"stage": stage.name, "epoch": state.epoch, "step": state.step, **parts,
                            "lr": scheduler.get_last_lr()[0], "examples_per_s": rate})
             if config.eval_every and state.step % config.eval_every == 0:
@@ -307,7 +308,8 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     _save_checkpoint(run, optimizer, scheduler, RunState(stage=index + 1, best=state.best, history=state.history), index + 1)
 
 
-def _train_step(run: Run, batch, intermediate: bool, optimizer, scheduler) -> dict[str, float]:
+def _train_step(run: Run, batch, intermediate: bool, optimizer, scheduler) -> dict[str, torch.Tensor]:
+    """One optimiser step; returns the detached loss parts, left on the device so a GPU never waits."""
     autocast = torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.device.type == "cuda")
     with autocast:
         out = run.student(input_ids=batch.input_ids, token_type_ids=batch.token_type_ids,
@@ -321,7 +323,7 @@ def _train_step(run: Run, batch, intermediate: bool, optimizer, scheduler) -> di
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return {"loss": loss.item()} | {name: value.item() for name, value in parts.items()}
+    return {"loss": loss.detach()} | {name: value.detach() for name, value in parts.items()}
 
 
 def intermediate_losses(run: Run, out, batch) -> dict[str, torch.Tensor]:

@@ -89,8 +89,17 @@ class Store(ABC):
         return {int(n.removesuffix(self.suffix)) for n in names if n.removesuffix(self.suffix).isdigit()}
 
     def read(self, unit: str, name: str, selection: tuple = ()) -> np.ndarray:
-        """Read `name` of `unit`; `selection` is orthogonal (ints, slices or sorted index arrays)."""
-        return self._read(self._handle(unit), name, selection)
+        """Read `name` of `unit`; `selection` is orthogonal (ints, slices or sorted index arrays).
+
+        An index array on the first axis (a layer subset) is read as runs of consecutive rows:
+        zarr's and h5py's fancy indexing is over 10x slower than slicing the same chunks.
+        """
+        handle, rows = self._handle(unit), selection[0] if selection else None
+        if not isinstance(rows, np.ndarray):
+            return self._read(handle, name, selection)
+        runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)
+        parts = [self._read(handle, name, (slice(int(run[0]), int(run[-1]) + 1), *selection[1:])) for run in runs]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def attrs(self, unit: str) -> dict:
         return self._attrs(self._handle(unit))
