@@ -109,62 +109,56 @@ def _take(window: RaggedExamples, rows: np.ndarray) -> RaggedExamples:
 def pad_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool) -> Batch:
     """Pad a ragged batch to its longest example (dynamic padding), as float32 targets on `device`.
 
+    The padding runs on `device`: only the real tokens cross to a GPU, in the stored type, and the
+    scatter into (B, h, L, L) happens there, not on the training process's CPU.
     With `probabilities`, cached scores become probabilities (softmax over real keys).
     """
     from cache.dtypes import from_storage
 
     heads, dtype = ragged.num_heads, ragged.dtype
-    lengths = torch.from_numpy(ragged.lengths.astype(np.int64))
-    b, longest = len(lengths), int(lengths.max())
-    mask = torch.arange(longest)[None, :] < lengths[:, None]  # (B, L)
+    b, longest = len(ragged.lengths), int(ragged.lengths.max())
+    lengths = torch.from_numpy(ragged.lengths.astype(np.int64)).to(device)
+    mask = torch.arange(longest, device=device)[None, :] < lengths[:, None]  # (B, L)
     token_slots = torch.nonzero(mask.reshape(-1)).squeeze(1)  # row-major: example, then position
     cell_slots = _attention_slots(lengths, heads, longest)
 
+    def on_device(values: np.ndarray | None) -> torch.Tensor | None:
+        return None if values is None else torch.from_numpy(values).to(device, non_blocking=True)
+
     def tokens(values: np.ndarray) -> torch.Tensor:
-        out = torch.zeros(b * longest, dtype=torch.long)
-        return out.index_copy_(0, token_slots, torch.from_numpy(values.astype(np.int64))).view(b, longest)
+        out = torch.zeros(b * longest, dtype=torch.long, device=device)
+        return out.index_copy_(0, token_slots, on_device(values.astype(np.int64))).view(b, longest)
 
     def hidden(values: np.ndarray) -> torch.Tensor:
-        flat = from_storage(values, dtype).float()  # (T, d)
-        out = torch.zeros(b * longest, flat.shape[1])
+        flat = from_storage(values, dtype).to(device, non_blocking=True).float()  # (T, d)
+        out = torch.zeros(b * longest, flat.shape[1], device=device)
         return out.index_copy_(0, token_slots, flat).view(b, longest, -1)
 
     def attention(values: np.ndarray) -> torch.Tensor:
-        out = torch.zeros(b * heads * longest * longest)
-        out = out.index_copy_(0, cell_slots, from_storage(values, dtype).float()).view(b, heads, longest, longest)
+        flat = from_storage(values, dtype).to(device, non_blocking=True).float()
+        out = torch.zeros(b * heads * longest * longest, device=device)
+        out = out.index_copy_(0, cell_slots, flat).view(b, heads, longest, longest)
         return probabilities_from_scores(out, mask) if probabilities else out
 
-    batch = Batch(
+    return Batch(
         input_ids=tokens(ragged.input_ids), token_type_ids=tokens(ragged.token_type_ids), mask=mask,
-        labels=torch.from_numpy(ragged.labels) if ragged.labels is not None else None,
-        logits=torch.from_numpy(ragged.logits) if ragged.logits is not None else None,
+        labels=on_device(ragged.labels), logits=on_device(ragged.logits),
         hidden={layer: hidden(h) for layer, h in ragged.hidden.items()},
         attention={layer: attention(a) for layer, a in ragged.attention.items()},
     )
-    return to_device(batch, device)
 
 
 def _attention_slots(lengths: torch.Tensor, heads: int, longest: int) -> torch.Tensor:
     """Flat positions in (B, h, L, L) of each example's (h, L_i, L_i) cells, in stored order."""
     sizes = heads * lengths**2
-    example = torch.repeat_interleave(torch.arange(len(lengths)), sizes)
-    local = torch.arange(int(sizes.sum())) - torch.repeat_interleave(torch.cumsum(sizes, 0) - sizes, sizes)
+    total = int(sizes.sum())
+    example = torch.repeat_interleave(torch.arange(len(lengths), device=lengths.device), sizes, output_size=total)
+    local = torch.arange(total, device=lengths.device) - torch.repeat_interleave(torch.cumsum(sizes, 0) - sizes,
+                                                                                 sizes, output_size=total)
     length = lengths[example]
     head, cell = local // length**2, local % length**2
     query, key = cell // length, cell % length
     return ((example * heads + head) * longest + query) * longest + key
-
-
-def to_device(batch: Batch, device: torch.device) -> Batch:
-    if device.type == "cpu":
-        return batch
-
-    def move(t):
-        return t.to(device, non_blocking=True) if t is not None else None
-
-    return Batch(move(batch.input_ids), move(batch.token_type_ids), move(batch.mask), move(batch.labels),
-                 move(batch.logits), {k: move(v) for k, v in batch.hidden.items()},
-                 {k: move(v) for k, v in batch.attention.items()})
 
 
 def _as_is(window: list[RaggedExamples]) -> list[RaggedExamples]:
