@@ -8,7 +8,7 @@ the batch sequence does not depend on the number of workers: resuming skips wind
 """
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -72,7 +72,29 @@ class WindowDataset(Dataset):
         except CacheError as error:  # handed back as a value: a worker's raise would add its traceback
             return error
         window = _concatenate(blocks)
-        return [_take(window, rows) for rows in self.plan.batches(self.epoch, w, self.windows[w])]
+        return [_as_tensors(_take(window, rows)) for rows in self.plan.batches(self.epoch, w, self.windows[w])]
+
+
+def _map_arrays(ragged: RaggedExamples, fn) -> RaggedExamples:
+    def apply(a):
+        return fn(a) if a is not None else None
+
+    return replace(ragged, indices=apply(ragged.indices), lengths=apply(ragged.lengths),
+                   input_ids=apply(ragged.input_ids), token_type_ids=apply(ragged.token_type_ids),
+                   labels=apply(ragged.labels), logits=apply(ragged.logits),
+                   hidden={k: apply(v) for k, v in ragged.hidden.items()},
+                   attention={k: apply(v) for k, v in ragged.attention.items()})
+
+
+def _as_tensors(ragged: RaggedExamples) -> RaggedExamples:
+    """Torch views of a batch's arrays: a worker hands tensors over in shared memory, where numpy
+    arrays would be pickled through a pipe (four copies of every value instead of one)."""
+    return _map_arrays(ragged, lambda a: torch.from_numpy(a.view(np.int16) if a.dtype == np.uint16 else a))
+
+
+def _as_arrays(ragged: RaggedExamples) -> RaggedExamples:
+    """The numpy views back, bfloat16 bits as uint16 again (no other array is 16-bit integer)."""
+    return _map_arrays(ragged, lambda t: t.numpy().view(np.uint16) if t.dtype == torch.int16 else t.numpy())
 
 
 def _concatenate(blocks: list[RaggedExamples]) -> RaggedExamples:
@@ -109,33 +131,35 @@ def _take(window: RaggedExamples, rows: np.ndarray) -> RaggedExamples:
 def pad_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool) -> Batch:
     """Pad a ragged batch to its longest example (dynamic padding), as float32 targets on `device`.
 
-    The padding runs on `device`: only the real tokens cross to a GPU, in the stored type, and the
-    scatter into (B, h, L, L) happens there, not on the training process's CPU.
-    With `probabilities`, cached scores become probabilities (softmax over real keys).
+    The padding runs on `device`: only the real tokens cross to a GPU, in the stored type, from
+    pinned memory, and the scatter into (B, h, L, L) happens there. Every size comes from the
+    host's lengths, so nothing here waits for the GPU: the next batch is queued while the last
+    step still runs. With `probabilities`, cached scores become probabilities (softmax over real keys).
     """
     from cache.dtypes import from_storage
 
     heads, dtype = ragged.num_heads, ragged.dtype
-    b, longest = len(ragged.lengths), int(ragged.lengths.max())
-    lengths = torch.from_numpy(ragged.lengths.astype(np.int64)).to(device)
+    host_lengths = ragged.lengths.astype(np.int64)
+    b, longest = len(host_lengths), int(host_lengths.max())
+    lengths = _to_device(torch.from_numpy(host_lengths), device)
     mask = torch.arange(longest, device=device)[None, :] < lengths[:, None]  # (B, L)
-    token_slots = torch.nonzero(mask.reshape(-1)).squeeze(1)  # row-major: example, then position
-    cell_slots = _attention_slots(lengths, heads, longest)
+    token_slots = _token_slots(lengths, int(host_lengths.sum()), longest)
+    cell_slots = _attention_slots(lengths, int(heads * (host_lengths**2).sum()), heads, longest)
 
     def on_device(values: np.ndarray | None) -> torch.Tensor | None:
-        return None if values is None else torch.from_numpy(values).to(device, non_blocking=True)
+        return None if values is None else _to_device(torch.from_numpy(values), device)
 
     def tokens(values: np.ndarray) -> torch.Tensor:
         out = torch.zeros(b * longest, dtype=torch.long, device=device)
         return out.index_copy_(0, token_slots, on_device(values.astype(np.int64))).view(b, longest)
 
     def hidden(values: np.ndarray) -> torch.Tensor:
-        flat = from_storage(values, dtype).to(device, non_blocking=True).float()  # (T, d)
+        flat = _to_device(from_storage(values, dtype), device).float()  # (T, d)
         out = torch.zeros(b * longest, flat.shape[1], device=device)
         return out.index_copy_(0, token_slots, flat).view(b, longest, -1)
 
     def attention(values: np.ndarray) -> torch.Tensor:
-        flat = from_storage(values, dtype).to(device, non_blocking=True).float()
+        flat = _to_device(from_storage(values, dtype), device).float()
         out = torch.zeros(b * heads * longest * longest, device=device)
         out = out.index_copy_(0, cell_slots, flat).view(b, heads, longest, longest)
         return probabilities_from_scores(out, mask) if probabilities else out
@@ -148,13 +172,28 @@ def pad_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool)
     )
 
 
-def _attention_slots(lengths: torch.Tensor, heads: int, longest: int) -> torch.Tensor:
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """An asynchronous copy to a GPU (through pinned memory: a pageable copy would wait for the GPU)."""
+    return t if device.type == "cpu" else t.pin_memory().to(device, non_blocking=True)
+
+
+def _ragged_cells(sizes: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(example, index within the example) of every cell of examples holding `sizes` cells each,
+    in stored order; `total`, their sum known on the host, keeps repeat_interleave from syncing a GPU."""
+    example = torch.repeat_interleave(torch.arange(len(sizes), device=sizes.device), sizes, output_size=total)
+    starts = torch.repeat_interleave(torch.cumsum(sizes, 0) - sizes, sizes, output_size=total)
+    return example, torch.arange(total, device=sizes.device) - starts
+
+
+def _token_slots(lengths: torch.Tensor, total: int, longest: int) -> torch.Tensor:
+    """Flat positions in (B, L) of each example's real tokens."""
+    example, position = _ragged_cells(lengths, total)
+    return example * longest + position
+
+
+def _attention_slots(lengths: torch.Tensor, total: int, heads: int, longest: int) -> torch.Tensor:
     """Flat positions in (B, h, L, L) of each example's (h, L_i, L_i) cells, in stored order."""
-    sizes = heads * lengths**2
-    total = int(sizes.sum())
-    example = torch.repeat_interleave(torch.arange(len(lengths), device=lengths.device), sizes, output_size=total)
-    local = torch.arange(total, device=lengths.device) - torch.repeat_interleave(torch.cumsum(sizes, 0) - sizes,
-                                                                                 sizes, output_size=total)
+    example, local = _ragged_cells(heads * lengths**2, total)
     length = lengths[example]
     head, cell = local // length**2, local % length**2
     query, key = cell // length, cell % length
@@ -188,4 +227,4 @@ def stream_batches(cache: Cache, plan: EpochPlan, epoch: int, skip: int, workers
             if to_skip:
                 to_skip -= 1
                 continue
-            yield ragged
+            yield _as_arrays(ragged)
