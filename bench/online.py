@@ -33,25 +33,27 @@ class OnlineTargets:
         return self._tokenizer
 
     def batches(self, plan: EpochPlan, epoch: int, skip: int, workers: int, device: torch.device,
-                probabilities: bool) -> Iterator[Batch]:
-        """Same windows and batches as the cache stream; the teacher runs for each (workers unused)."""
+                probabilities: bool, intermediate: bool) -> Iterator[Batch]:
+        """Same windows and batches as the cache stream; the teacher runs for each (workers unused)
+        and hands over its layers only for the intermediate stage."""
         done = 0
         for w, blocks in enumerate(plan.windows(epoch)):
             window = np.concatenate([np.arange(self.block_starts[k], self.block_starts[k + 1]) for k in blocks])
             for rows in plan.batches(epoch, w, blocks):
                 done += 1
                 if done > skip:
-                    yield self._batch(window[rows], device, probabilities)
+                    yield self._batch(window[rows], device, probabilities, intermediate)
 
-    def _batch(self, indices: np.ndarray, device: torch.device, probabilities: bool) -> Batch:
+    def _batch(self, indices: np.ndarray, device: torch.device, probabilities: bool, intermediate: bool) -> Batch:
         lengths = self.tokens.lengths[indices]
         starts = self.tokens.offsets[indices]
         ids = torch.from_numpy(pad_ragged(self.tokens.input_ids, starts, lengths)).long().to(self.device)
         types = torch.from_numpy(pad_ragged(self.tokens.token_type_ids, starts, lengths)).long().to(self.device)
         mask = torch.arange(ids.shape[1], device=self.device)[None] < torch.from_numpy(lengths).to(self.device)[:, None]
         out = teacher_forward(self.model, ids, types, mask.long())
-        hidden = {n: out.hidden[n].float().clone().to(device) for n in self.manifest["layers"]}
-        attention = {n: out.attention[n - 1].float().clone().to(device) for n in self.manifest["attention_layers"]}
+        hidden = {n: out.hidden[n].float().clone().to(device) for n in self.manifest["layers"] if intermediate}
+        attention = {n: out.attention[n - 1].float().clone().to(device) for n in self.manifest["attention_layers"]
+                     if intermediate}
         if probabilities:
             attention = {n: probabilities_from_scores(a, mask.to(device)) for n, a in attention.items()}
         return Batch(

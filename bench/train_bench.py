@@ -37,15 +37,23 @@ class InMemoryTargets(CachedTargets):
     def __init__(self, path: Path, layers: list[int], config: TrainConfig):
         super().__init__(path, layers)
         plan = EpochPlan(self.block_starts, config.batch_size, config.window_blocks, config.seed)
-        self.ready = list(super().batches(plan, 0, 0, 0, resolve_device(config.device), False))
+        self.ready = list(super().batches(plan, 0, 0, 0, resolve_device(config.device), False, True))
 
-    def batches(self, plan, epoch, skip, workers, device, probabilities):
+    def batches(self, plan, epoch, skip, workers, device, probabilities, intermediate):
         return iter(self.ready[skip:])
 
 
-def examples_per_s(out: Path) -> float:
+def examples_per_s(out: Path, batch_size: int = 32) -> float:
+    """Steady-state rate: from the log entry a fifth of the way in to the last, so that starting the
+    reader processes and filling the first window do not count (both are paid once per stage)."""
     entries = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [e for e in entries if "examples_per_s" in e][-1]["examples_per_s"]
+    logged = [e for e in entries if "examples_per_s" in e]
+    first, last = next(e for e in logged if e["step"] >= logged[-1]["step"] / 5), logged[-1]
+
+    def elapsed(e):  # the logged rate is cumulative: examples seen so far over time so far
+        return e["step"] * batch_size / e["examples_per_s"]
+
+    return (last["step"] - first["step"]) * batch_size / (elapsed(last) - elapsed(first))
 
 
 @click.command()
@@ -53,8 +61,9 @@ def examples_per_s(out: Path) -> float:
 @click.option("--limit", default=1000, help="First N SST-2 training sentences.")
 @click.option("--steps", default=30, help="Intermediate-stage steps per run (batch 32).")
 @click.option("--rounds", default=2)
+@click.option("--workers", default=1, help="Reader processes of the cached run.")
 @click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
-def main(teacher_shape, limit, steps, rounds, data):
+def main(teacher_shape, limit, steps, rounds, workers, data):
     from transformers.utils import logging
 
     logging.set_verbosity_error()
@@ -66,7 +75,8 @@ def main(teacher_shape, limit, steps, rounds, data):
                           max_seq_len=64)
         dump_teacher(dump, command="bench", progress=False)
         config = TrainConfig(cache=dump.out, out=tmp / "run", student="tinybert4", stage="intermediate",
-                             max_steps=steps, epochs_intermediate=1, workers=1, save_every=10**9)
+                             max_steps=steps, epochs_intermediate=-(-steps * 32 // limit), workers=workers,
+                             save_every=10**9)
         num_layers = json.loads((dump.out / "manifest.json").read_text())["teacher"]["num_layers"]
         needed = [0, *uniform_layer_map(4, num_layers)]  # what tinybert4's uniform map reads
         rates = {"cache": [], "ram": [], "online": []}

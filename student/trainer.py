@@ -141,6 +141,7 @@ class CachedTargets:
 
     def __init__(self, path: Path, layers: list[int]):
         self.cache: Cache = open_cache(path, layers=layers)
+        self.logits_only: Cache = open_cache(path, layers=[])  # the prediction stage reads no layer
         self.manifest = self.cache.manifest
         self.block_starts = self.cache.block_starts
 
@@ -148,9 +149,11 @@ class CachedTargets:
         return self.cache.load_tokenizer()
 
     def batches(self, plan: EpochPlan, epoch: int, skip: int, workers: int, device: torch.device,
-                probabilities: bool):
-        """The epoch's padded batches in plan order, after the first `skip`."""
-        for ragged in stream_batches(self.cache, plan, epoch, skip, workers):
+                probabilities: bool, intermediate: bool):
+        """The epoch's padded batches in plan order, after the first `skip`; the layers' targets
+        only for the intermediate stage."""
+        cache = self.cache if intermediate else self.logits_only
+        for ragged in stream_batches(cache, plan, epoch, skip, workers):
             yield pad_batch(ragged, device, probabilities)
 
 
@@ -285,7 +288,8 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     run.student.train()
     probabilities = run.attention_kind == "probs" and run.manifest["attention"] == "scores"
     while state.step < total and state.epoch < stage.epochs:
-        for batch in run.targets.batches(plan, state.epoch, state.batch, config.workers, run.device, probabilities):
+        for batch in run.targets.batches(plan, state.epoch, state.batch, config.workers, run.device, probabilities,
+                                         intermediate):
             parts = _train_step(run, batch, intermediate, optimizer, scheduler)
             state.batch, state.step, seen = state.batch + 1, state.step + 1, seen + len(batch)
             bar.update(1)
