@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-from transformers import BertConfig, BertModel, BertTokenizer
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
 from cache import open_cache
 from cache.data import load_examples
@@ -35,9 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 def base_shaped_teacher(folder: Path) -> str:
     """A randomly initialised BERT-base shape (12 x 768, 12 heads) with MiniLM's vocabulary:
     speed depends on shape, not on weights."""
-    config = BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
+    config = BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                        num_labels=2)
     torch.manual_seed(0)
-    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    BertForSequenceClassification(config).save_pretrained(folder)  # with a task head: logits too
     BertTokenizer(vocab=str(Path(default_teacher_path()) / "vocab.txt")).save_pretrained(folder)
     return str(folder)
 
