@@ -1,12 +1,13 @@
-"""Memory: the trainer's peak RSS on a 10k-example cache against a 100k-example one.
+"""Memory: the trainer's peak resident memory on a 10k-example cache against a 100k-example one.
 
     python -m bench.memory_bench                      # 10,000 and 100,000 SST-2 sentences (~11 GB)
     python -m bench.memory_bench --sizes 2000,20000   # smaller
 
 SST-2 has 67k training sentences, so the data file cycles through them. Each cache is dumped with
 the packaged MiniLM, then `cli.py train-student` runs as a child process for a fixed number of
-intermediate steps (TinyBERT4 student, 1 reader process) while this process samples the resident
-memory of the trainer and its reader processes together. The trainer streams windows of blocks,
+intermediate steps (TinyBERT4 student, 1 reader process) while this process samples the
+proportional set size (PSS: resident memory, shared pages split between the processes sharing
+them) of the trainer and its reader process together. The trainer streams windows of blocks,
 so its memory should not grow with the cache. Writes bench/results/memory.json.
 """
 
@@ -37,14 +38,15 @@ def cycled_sst2(source: Path, size: int, folder: Path) -> Path:
     return folder
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants, from /proc."""
+def tree_pss(pid: int) -> int:
+    """Proportional set size of a process and all its descendants, from /proc: reader processes are
+    forks that share pages with the trainer, which a sum of RSS would count twice."""
     total, pending = 0, [pid]
     while pending:
         p = pending.pop()
         try:
-            status = Path(f"/proc/{p}/status").read_text()
-            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) * 1024
+            rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
+            total += int(next(line.split()[1] for line in rollup.splitlines() if line.startswith("Pss:"))) * 1024
             for task in Path(f"/proc/{p}/task").iterdir():
                 pending += [int(c) for c in (task / "children").read_text().split()]
         except (FileNotFoundError, ProcessLookupError, StopIteration):
@@ -52,11 +54,11 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def peak_rss(command: list[str]) -> int:
-    """Run `command` to the end, sampling its tree's RSS every 50 ms; the peak in bytes."""
+def peak_memory(command: list[str]) -> int:
+    """Run `command` to the end, sampling its tree's memory every 50 ms; the peak in bytes."""
     child, peak = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), 0
     while child.poll() is None:
-        peak = max(peak, tree_rss(child.pid))
+        peak = max(peak, tree_pss(child.pid))
         time.sleep(0.05)
     if child.returncode:
         raise RuntimeError(f"{' '.join(command)} failed with exit code {child.returncode}")
@@ -79,17 +81,17 @@ def main(sizes, steps, data, work):
             dump = DumpConfig(task="sst2", data=cycled_sst2(data, size, folder / "data"), split="train",
                               out=folder / "c.zarr", max_seq_len=64)
             dump_teacher(dump, command="bench", progress=False)
-            peaks[size] = peak_rss([sys.executable, "cli.py", "train-student", "--cache", str(dump.out), "--out",
+            peaks[size] = peak_memory([sys.executable, "cli.py", "train-student", "--cache", str(dump.out), "--out",
                                     str(folder / "run"), "--student", "tinybert4", "--stage", "intermediate",
                                     "--max-steps", str(steps), "--workers", "1"])
-            print(f"{size} examples: peak RSS {peaks[size] / 2**20:.0f} MiB", flush=True)
+            print(f"{size} examples: peak memory (PSS) {peaks[size] / 2**20:.0f} MiB", flush=True)
     smallest, largest = min(peaks), max(peaks)
     result = {"machine": f"{platform.node()} {platform.machine()}", "steps": steps,
-              "peak_rss_bytes": peaks, "largest_over_smallest": peaks[largest] / peaks[smallest]}
+              "peak_pss_bytes": peaks, "largest_over_smallest": peaks[largest] / peaks[smallest]}
     out = REPO / "bench" / "results" / "memory.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"peak RSS {largest} / {smallest} examples: {result['largest_over_smallest']:.3f}")
+    print(f"peak memory {largest} / {smallest} examples: {result['largest_over_smallest']:.3f}")
 
 
 if __name__ == "__main__":

@@ -82,3 +82,16 @@ def test_cache_carries_the_teacher_tokenizer(cache_path, tiny_teacher):
     vocab.write_text(vocab.read_text().replace('"film"', '"flim"'))
     with pytest.raises(CacheError, match="tokenizer does not match"):
         cache.load_tokenizer()
+
+
+def test_layer_subset_block_reads_match_whole_reads(cache_path):
+    """Subsets are read as runs of consecutive layers; values and checksums must still line up."""
+    full = open_cache(cache_path)
+    for layers in ([0, 1, 3], [2], [1, 2, 3]):
+        subset = open_cache(cache_path, layers=layers)
+        for k in range(full.num_blocks):
+            whole, part = full.read_block(k), subset.read_block(k)
+            for layer in layers:
+                assert np.array_equal(whole.hidden[layer], part.hidden[layer])
+                if layer in part.attention:
+                    assert np.array_equal(whole.attention[layer], part.attention[layer])

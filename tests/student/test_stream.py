@@ -49,3 +49,17 @@ def test_workers_and_resume_do_not_change_the_sequence(tiny_cache):
     assert alone == with_workers
     for skip in (1, 5, len(alone) - 1, len(alone)):
         assert [b.indices.tolist() for b in all_batches(cache, plan, epoch=2, skip=skip)] == alone[skip:]
+
+
+def test_reader_processes_hand_over_bfloat16_bits_unchanged(tmp_path, glue, tiny_teacher):
+    """Workers pass batches as shared-memory tensors; bfloat16 bits (uint16) must come back exact."""
+    from tests.cache.test_dump import dump
+
+    dump(tiny_teacher, glue, tmp_path / "bf16.zarr", dtype="bfloat16", limit=40, block_mb=0.02)
+    cache = open_cache(tmp_path / "bf16.zarr", layers=[0, 2])
+    plan = EpochPlan(cache.block_starts, 6, window_blocks=2, seed=0)
+    for here, there in zip(all_batches(cache, plan), all_batches(cache, plan, workers=1), strict=True):
+        assert there.hidden[2].dtype == np.uint16 and there.input_ids.dtype == here.input_ids.dtype
+        assert np.array_equal(here.indices, there.indices) and np.array_equal(here.input_ids, there.input_ids)
+        assert np.array_equal(here.hidden[2], there.hidden[2]) and np.array_equal(here.attention[2], there.attention[2])
+        assert np.array_equal(here.labels, there.labels) and np.array_equal(here.logits, there.logits)

@@ -136,3 +136,19 @@ def test_layers_absent_from_cache_and_missing_logits(tmp_path, glue, tiny_bare_t
     with pytest.raises(UserError, match="no teacher logits"):
         train_student(config(tmp_path / "c", tmp_path / "r", layer_map="1,2,2"), command="x", progress=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_prediction_stage_reads_logits_only(tiny_cache):
+    """The prediction stage matches logits alone, so it must not pay for reading the layers."""
+    from student.trainer import CachedTargets
+
+    targets = CachedTargets(tiny_cache, [0, 1, 2, 3])
+    plan = EpochPlan(targets.block_starts, 8, window_blocks=2, seed=0)
+    cpu = torch.device("cpu")
+    layered = list(targets.batches(plan, 0, 0, 0, cpu, False, True))
+    logits_only = list(targets.batches(plan, 0, 0, 0, cpu, False, False))
+    assert len(layered) == len(logits_only) and set(layered[0].hidden) == {0, 1, 2, 3}
+    for full, light in zip(layered, logits_only, strict=True):
+        assert light.hidden == {} and light.attention == {}
+        assert torch.equal(full.logits, light.logits) and torch.equal(full.input_ids, light.input_ids)
+    assert targets.logits_only.hidden_layers == [] and targets.logits_only.attention_layers == []
