@@ -70,6 +70,8 @@ def cli():
               help="Pre-softmax scores QK^T/sqrt(d_k) (TinyBERT's reference) or post-softmax probabilities.")
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default="float16",
               help="Stored value type of hidden states and attention.")
+@click.option("--attention-dtype", type=click.Choice(["float16", "bfloat16", "float32", "uint8"]), default=None,
+              help="Stored type of attention if not --dtype; uint8 (with --attention probs) halves it, lossy.")
 @click.option("--compression", default="none",
               help="none, or zstd / lz4 / gzip (zarr), gzip / lzf (hdf5). See README for measurements.")
 @click.option("--max-seq-len", type=click.IntRange(4, 512), default=128, help="Truncate examples at this length.")
@@ -83,7 +85,7 @@ def cli():
 @click.option("--labels", default=None, help="csv/tsv/jsonl: class names in id order, comma-separated.")
 @click.option("--regression", is_flag=True, help="csv/tsv/jsonl: the label is a number.")
 @click.option("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
-def dump_teacher_command(task, data, split, out, teacher, format_, layers, attention, dtype, compression,
+def dump_teacher_command(task, data, split, out, teacher, format_, layers, attention, dtype, attention_dtype, compression,
                          max_seq_len, batch_size, limit, block_mb, text_column, pair_column, label_column,
                          labels, regression, device):
     """Run the teacher once over a data set and store its targets in a cache.
@@ -99,7 +101,8 @@ def dump_teacher_command(task, data, split, out, teacher, format_, layers, atten
     columns = ColumnSpec(text_column, pair_column, label_column,
                          tuple(labels.split(",")) if labels else None, regression)
     config = DumpConfig(task=task, data=data, split=split, out=out, teacher=teacher, format=format_,
-                        layers=layers, attention=attention, dtype=dtype, compression=compression,
+                        layers=layers, attention=attention, dtype=dtype, attention_dtype=attention_dtype,
+                        compression=compression,
                         max_seq_len=max_seq_len, batch_size=batch_size, limit=limit, block_mb=block_mb,
                         columns=columns, device=device)
     report = dump_teacher(config, command=_command_line())

@@ -4,8 +4,10 @@ import numpy as np
 import torch
 
 STORED_DTYPES = ("float16", "bfloat16", "float32")
-_TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-_NUMPY = {"float16": np.float16, "bfloat16": np.uint16, "float32": np.float32}
+ATTENTION_DTYPES = (*STORED_DTYPES, "uint8")
+"""uint8 holds attention probabilities (not scores) as round(p * 255): half the bytes of float16."""
+_TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "uint8": torch.uint8}
+_NUMPY = {"float16": np.float16, "bfloat16": np.uint16, "float32": np.float32, "uint8": np.uint8}
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -16,9 +18,21 @@ def numpy_dtype(name: str) -> np.dtype:
     return np.dtype(_NUMPY[name])
 
 
+def to_stored_type(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    """Cast to the stored type; for uint8, quantise probabilities in [0, 1] to 0..255."""
+    if name == "uint8" and tensor.dtype != torch.uint8:
+        return (tensor.float() * 255).round_().to(torch.uint8)
+    return tensor.to(_TORCH[name])
+
+
+def to_float(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    """Stored values as float32 (uint8 back to probabilities in [0, 1])."""
+    return tensor.float() / 255 if name == "uint8" else tensor.float()
+
+
 def to_storage(tensor: torch.Tensor, name: str) -> np.ndarray:
     """Cast to the stored type and move to host memory as a numpy array."""
-    tensor = tensor.to(_TORCH[name])
+    tensor = to_stored_type(tensor, name)
     if name == "bfloat16":
         tensor = tensor.view(torch.int16)
     return tensor.cpu().numpy().view(_NUMPY[name])

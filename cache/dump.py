@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .data import ColumnSpec, Examples, load_examples
-from .dtypes import numpy_dtype, to_storage, torch_dtype
+from .dtypes import numpy_dtype, to_storage, to_stored_type, torch_dtype
 from .errors import CacheError, UserError
 from .layout import BlockIndex, Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
 from .lock import LOCK, WriterLock
@@ -50,6 +50,8 @@ class DumpConfig:
     """Teacher layers to store (0 = embeddings); None means all."""
     attention: str = "scores"
     dtype: str = "float16"
+    attention_dtype: str | None = None
+    """Stored type of attention; None means `dtype`. uint8 (probabilities only) halves its size."""
     compression: str = "none"
     max_seq_len: int = 128
     batch_size: int = 64
@@ -153,6 +155,8 @@ def stored_geometry(config: DumpConfig, teacher: TeacherInfo) -> Geometry:
     bad = [layer for layer in layers if layer not in all_layers]
     if bad:
         raise UserError(f"--layers: teacher has layers 0..{teacher.num_layers} (0 = embeddings), not {bad}")
+    if config.attention_dtype == "uint8" and config.attention != "probs":
+        raise UserError("--attention-dtype uint8 stores probabilities in [0, 1]; use it with --attention probs")
     return Geometry(teacher.hidden_size, teacher.num_heads, layers,
                     tuple(layer for layer in layers if layer > 0), numpy_dtype(config.dtype).itemsize)
 
@@ -182,6 +186,7 @@ def _new_manifest(config: DumpConfig, command: str, examples: Examples, tokens: 
         "attention_layers": list(geometry.attention_layers),
         "attention": config.attention,
         "dtype": config.dtype,
+        "attention_dtype": config.attention_dtype or config.dtype,
         "storage": config.format,
         "compression": config.compression,
         "block_bytes": int(config.block_mb * 2**20),
@@ -275,9 +280,10 @@ def _compute_block(model, tokens: Tokenized, block: BlockIndex, geometry: Geomet
     their place in the block buffers (`index_copy_`): no padded copy and no per-example loop.
     """
     dtype, itemsize = torch_dtype(config.dtype), numpy_dtype(config.dtype).itemsize
+    attention_dtype = config.attention_dtype or config.dtype
     n_tokens, n_attn, heads = int(block.tokens[-1]), int(block.attention[-1]), geometry.num_heads
     hidden = torch.empty((len(geometry.hidden_layers), n_tokens, geometry.hidden_size), dtype=dtype)
-    attention = torch.empty((len(geometry.attention_layers), n_attn), dtype=dtype)
+    attention = torch.empty((len(geometry.attention_layers), n_attn), dtype=torch_dtype(attention_dtype))
     logits = None
     for batch, ids, types, real in block_batches(tokens, block, config.batch_size, device):
         lengths = block.lengths[batch]
@@ -289,7 +295,8 @@ def _compute_block(model, tokens: Tokenized, block: BlockIndex, geometry: Geomet
             pairs = (real[:, None, :, None] & real[:, None, None, :]).expand(-1, heads, -1, -1)  # (B, h, L, L)
             cells = torch.from_numpy(ragged_positions(block.attention[batch], heads * lengths**2))
             for i, layer in enumerate(geometry.attention_layers):
-                attention[i].index_copy_(0, cells, out.attention[layer - 1][pairs].to(dtype).cpu())
+                stored = to_stored_type(out.attention[layer - 1][pairs], attention_dtype)
+                attention[i].index_copy_(0, cells, stored.cpu())
         if out.logits is not None:
             logits = torch.empty((len(block), out.logits.shape[1])) if logits is None else logits
             logits[torch.from_numpy(batch)] = out.logits.float().cpu()  # (B, C)
@@ -301,7 +308,8 @@ def _compute_block(model, tokens: Tokenized, block: BlockIndex, geometry: Geomet
                    (1, chunk_length(n_tokens, geometry.hidden_size * itemsize), geometry.hidden_size)),
     }
     if geometry.attention_layers:
-        arrays["attention"] = (to_storage(attention, config.dtype), (1, chunk_length(n_attn, itemsize)))
+        arrays["attention"] = (to_storage(attention, attention_dtype),
+                               (1, chunk_length(n_attn, numpy_dtype(attention_dtype).itemsize)))
     if logits is not None:
         arrays["logits"] = (logits.numpy(), tuple(logits.shape))
     return arrays

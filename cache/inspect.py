@@ -39,6 +39,8 @@ def format_summary(summary: dict) -> str:
     """The summary as aligned `key: value` lines for people."""
     s, t, d = summary["sizes"], summary["teacher"], summary["data"]
     state = "complete" if summary["complete"] else f"INCOMPLETE ({s['committed_blocks']}/{summary['num_blocks']} blocks)"
+    attention_dtype = summary.get("attention_dtype", summary["dtype"])
+    attention = summary["attention"] + (f", stored as {attention_dtype}" if attention_dtype != summary["dtype"] else "")
     rows = [
         ("cache", f"{summary['path']} ({state})"),
         ("teacher", f"{t['path']} ({t['architecture']}, {t['num_layers']} layers, {t['num_heads']} heads, "
@@ -47,7 +49,7 @@ def format_summary(summary: dict) -> str:
         ("data", f"{d['task']} {d['split']}: {d['examples']} examples from {d['file']} "
                  f"(sha256 {d['sha256'][:12]}), {d['truncated']} truncated at {summary['max_seq_len']} tokens"),
         ("labels", d["label_kind"] + (f" {d['label_names']}" if d["label_names"] else "")),
-        ("layers", f"hidden {summary['layers']}, attention {summary['attention_layers']} ({summary['attention']})"),
+        ("layers", f"hidden {summary['layers']}, attention {summary['attention_layers']} ({attention})"),
         ("storage", f"{summary['storage']}, {summary['dtype']}, compression {summary['compression']}, "
                     f"{summary['num_blocks']} blocks"),
         ("size", f"{_mb(s['bytes'])} = {s['bytes_per_example'] / 1e3:,.1f} kB/example; targets (index + blocks) "

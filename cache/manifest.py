@@ -28,6 +28,7 @@ IDENTITY = {
     "--layers": ("layers",),
     "--attention": ("attention",),
     "--dtype": ("dtype",),
+    "--attention-dtype": ("attention_dtype",),
     "--format": ("storage",),
     "--compression": ("compression",),
     "block plan (--block-mb)": ("block_bytes",),

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .dtypes import from_storage
+from .dtypes import from_storage, to_float
 from .errors import CacheError, describe
 from .layout import BlockIndex, offsets
 from .manifest import TOKENIZER, read_manifest
@@ -37,7 +37,9 @@ class RaggedExamples:
     attention: dict[int, np.ndarray]  # layer -> (sum h*L_i^2,)
     num_heads: int
     dtype: str
-    """Stored dtype of hidden and attention values."""
+    """Stored dtype of hidden states."""
+    attention_dtype: str
+    """Stored dtype of attention: `dtype`, or uint8 for probabilities quantised to 0..255."""
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -59,7 +61,7 @@ class RaggedExamples:
             "input_ids": torch.from_numpy(self.input_ids[t0:t1].astype(np.int64)),
             "token_type_ids": torch.from_numpy(self.token_type_ids[t0:t1].astype(np.int64)),
             "hidden": {layer: from_storage(h[t0:t1], self.dtype) for layer, h in self.hidden.items()},
-            "attention": {layer: from_storage(a[a0:a1], self.dtype).view(self.num_heads, length, length)
+            "attention": {layer: self._attention_values(a[a0:a1]).view(self.num_heads, length, length)
                           for layer, a in self.attention.items()},
         }
         if self.labels is not None:
@@ -67,6 +69,11 @@ class RaggedExamples:
         if self.logits is not None:
             item["logits"] = torch.from_numpy(self.logits[j])
         return item
+
+    def _attention_values(self, flat: np.ndarray) -> torch.Tensor:
+        """The stored type, except uint8, which comes back as float32 probabilities."""
+        values = from_storage(flat, self.attention_dtype)
+        return to_float(values, "uint8") if self.attention_dtype == "uint8" else values
 
     def __iter__(self) -> Iterator[dict]:
         return (self.example(j) for j in range(len(self)))
@@ -142,6 +149,7 @@ class Cache:
             attention=dict(zip(self.attention_layers, attention if attention is not None else [])),
             num_heads=self.num_heads,
             dtype=self.manifest["dtype"],
+            attention_dtype=self.manifest.get("attention_dtype", self.manifest["dtype"]),
         )
 
     def iter_blocks(self, order: Iterable[int] | None = None) -> Iterator[RaggedExamples]:

@@ -108,7 +108,7 @@ def _concatenate(blocks: list[RaggedExamples]) -> RaggedExamples:
         labels=cat([b.labels for b in blocks]), logits=cat([b.logits for b in blocks]),
         hidden={layer: cat([b.hidden[layer] for b in blocks]) for layer in first.hidden},
         attention={layer: cat([b.attention[layer] for b in blocks]) for layer in first.attention},
-        num_heads=first.num_heads, dtype=first.dtype,
+        num_heads=first.num_heads, dtype=first.dtype, attention_dtype=first.attention_dtype,
     )
 
 
@@ -124,7 +124,7 @@ def _take(window: RaggedExamples, rows: np.ndarray) -> RaggedExamples:
         logits=window.logits[rows] if window.logits is not None else None,
         hidden={layer: h[tokens] for layer, h in window.hidden.items()},
         attention={layer: a[cells] for layer, a in window.attention.items()},
-        num_heads=window.num_heads, dtype=window.dtype,
+        num_heads=window.num_heads, dtype=window.dtype, attention_dtype=window.attention_dtype,
     )
 
 
@@ -136,7 +136,7 @@ def pad_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool)
     host's lengths, so nothing here waits for the GPU: the next batch is queued while the last
     step still runs. With `probabilities`, cached scores become probabilities (softmax over real keys).
     """
-    from cache.dtypes import from_storage
+    from cache.dtypes import from_storage, to_float
 
     heads, dtype = ragged.num_heads, ragged.dtype
     host_lengths = ragged.lengths.astype(np.int64)
@@ -159,7 +159,7 @@ def pad_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool)
         return out.index_copy_(0, token_slots, flat).view(b, longest, -1)
 
     def attention(values: np.ndarray) -> torch.Tensor:
-        flat = _to_device(from_storage(values, dtype), device).float()
+        flat = to_float(_to_device(from_storage(values, ragged.attention_dtype), device), ragged.attention_dtype)
         out = torch.zeros(b * heads * longest * longest, device=device)
         out = out.index_copy_(0, cell_slots, flat).view(b, heads, longest, longest)
         return probabilities_from_scores(out, mask) if probabilities else out

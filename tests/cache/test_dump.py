@@ -9,7 +9,8 @@ from cache.dump import DumpConfig, dump_teacher
 from cache.errors import CacheError, UserError
 from tests.reference import load_reference, reference_targets
 
-TOLERANCE = {"float16": 2e-3, "bfloat16": 1.6e-2, "float32": 1e-5}
+TOLERANCE = {"float16": 2e-3, "bfloat16": 1.6e-2, "float32": 1e-5, "uint8": 1 / 510 + 1e-4}
+"""uint8 probabilities are rounded to the nearest 1/255: at most half a step off."""
 
 
 def dump(teacher, glue, out, **overrides):
@@ -21,6 +22,7 @@ def dump(teacher, glue, out, **overrides):
 def assert_matches_reference(cache_path, teacher, dtype="float16"):
     cache, model = open_cache(cache_path), load_reference(teacher)
     kind, tol = cache.manifest["attention"], TOLERANCE[dtype]
+    attention_tol = TOLERANCE[cache.manifest["attention_dtype"]]
     assert len(cache) == cache.manifest["data"]["examples"] > 0
     for i in range(len(cache)):
         item = cache[i]
@@ -28,7 +30,7 @@ def assert_matches_reference(cache_path, teacher, dtype="float16"):
         for layer, hidden in item["hidden"].items():
             torch.testing.assert_close(hidden.float(), ref["hidden"][layer], rtol=tol, atol=tol)
         for layer, attention in item["attention"].items():
-            torch.testing.assert_close(attention.float(), ref[kind][layer - 1], rtol=tol, atol=tol)
+            torch.testing.assert_close(attention.float(), ref[kind][layer - 1], rtol=attention_tol, atol=attention_tol)
         if ref["logits"] is not None:
             torch.testing.assert_close(item["logits"], ref["logits"], rtol=1e-4, atol=1e-4)
         else:
@@ -55,6 +57,24 @@ def test_other_dtypes(tmp_path, glue, tiny_teacher, dtype):
     dump(tiny_teacher, glue, tmp_path / "c", dtype=dtype, format="hdf5" if dtype == "bfloat16" else "zarr")
     assert open_cache(tmp_path / "c")[0]["hidden"][0].dtype == getattr(torch, dtype)
     assert_matches_reference(tmp_path / "c", tiny_teacher, dtype)
+
+
+@pytest.mark.parametrize("storage", ["zarr", "hdf5"])
+def test_uint8_attention_probabilities(tmp_path, glue, tiny_teacher, storage):
+    dump(tiny_teacher, glue, tmp_path / "u8", attention="probs", attention_dtype="uint8", format=storage)
+    dump(tiny_teacher, glue, tmp_path / "f16", attention="probs", format=storage)
+    small, full = open_cache(tmp_path / "u8"), open_cache(tmp_path / "f16")
+    assert small.manifest["attention_dtype"] == "uint8" and full.manifest["attention_dtype"] == "float16"
+    item = small[5]
+    assert item["attention"][1].dtype == torch.float32 and item["hidden"][1].dtype == torch.float16
+    assert torch.equal(item["hidden"][1], full[5]["hidden"][1])  # only attention is quantised
+    assert small.read_block(0).attention[1].nbytes * 2 == full.read_block(0).attention[1].nbytes
+    assert_matches_reference(tmp_path / "u8", tiny_teacher)
+
+
+def test_uint8_attention_needs_probabilities(tmp_path, glue, tiny_teacher):
+    with pytest.raises(UserError, match="--attention probs"):
+        dump(tiny_teacher, glue, tmp_path / "c", attention_dtype="uint8")
 
 
 def test_bare_model_and_layer_subset(tmp_path, glue, tiny_bare_teacher):

@@ -63,3 +63,17 @@ def test_reader_processes_hand_over_bfloat16_bits_unchanged(tmp_path, glue, tiny
         assert np.array_equal(here.indices, there.indices) and np.array_equal(here.input_ids, there.input_ids)
         assert np.array_equal(here.hidden[2], there.hidden[2]) and np.array_equal(here.attention[2], there.attention[2])
         assert np.array_equal(here.labels, there.labels) and np.array_equal(here.logits, there.logits)
+
+
+def test_uint8_probabilities_are_padded_as_float(tmp_path, glue, tiny_teacher):
+    from tests.cache.test_dump import dump
+
+    dump(tiny_teacher, glue, tmp_path / "u8.zarr", attention="probs", attention_dtype="uint8", limit=30)
+    cache = open_cache(tmp_path / "u8.zarr")
+    plan = EpochPlan(cache.block_starts, 6, window_blocks=2, seed=0)
+    ragged = all_batches(cache, plan, workers=1)[0]
+    batch = pad_batch(ragged, torch.device("cpu"), probabilities=False)
+    for row, i in enumerate(ragged.indices):
+        n = int(ragged.lengths[row])
+        assert torch.equal(batch.attention[2][row, :, :n, :n], cache[int(i)]["attention"][2])
+        torch.testing.assert_close(batch.attention[2][row, :, :n, :n].sum(-1), torch.ones(4, n), atol=0.02, rtol=0)
