@@ -289,14 +289,19 @@ def _compute_block(model, tokens: Tokenized, block: BlockIndex, geometry: Geomet
         lengths = block.lengths[batch]
         out = teacher_forward(model, ids, types, real.long())
         rows = torch.from_numpy(ragged_positions(block.tokens[batch], lengths))
+        # Real positions found once per batch, not once per layer (a boolean mask index recomputes
+        # them every time, and waits for a GPU each time).
+        real_tokens = torch.nonzero(real.reshape(-1)).squeeze(1)
         for i, layer in enumerate(geometry.hidden_layers):
-            hidden[i].index_copy_(0, rows, out.hidden[layer][real].to(dtype).cpu())  # (sum L_i, d)
+            values = out.hidden[layer].reshape(-1, geometry.hidden_size).index_select(0, real_tokens)
+            hidden[i].index_copy_(0, rows, values.to(dtype).cpu())  # (sum L_i, d)
         if geometry.attention_layers:
             pairs = (real[:, None, :, None] & real[:, None, None, :]).expand(-1, heads, -1, -1)  # (B, h, L, L)
+            real_cells = torch.nonzero(pairs.reshape(-1)).squeeze(1)
             cells = torch.from_numpy(ragged_positions(block.attention[batch], heads * lengths**2))
             for i, layer in enumerate(geometry.attention_layers):
-                stored = to_stored_type(out.attention[layer - 1][pairs], attention_dtype)
-                attention[i].index_copy_(0, cells, stored.cpu())
+                values = out.attention[layer - 1].reshape(-1).index_select(0, real_cells)
+                attention[i].index_copy_(0, cells, to_stored_type(values, attention_dtype).cpu())
         if out.logits is not None:
             logits = torch.empty((len(block), out.logits.shape[1])) if logits is None else logits
             logits[torch.from_numpy(batch)] = out.logits.float().cpu()  # (B, C)
