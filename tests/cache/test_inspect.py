@@ -87,3 +87,13 @@ def test_ls_finds_caches_in_a_shared_folder(tmp_path, glue, tiny_teacher, tiny_b
     assert [r["data"] for r in rows] == ["mrpc/train", "sst2/train"]
     assert rows[0]["layers"] == "0,3" and rows[0]["complete"] and rows[1]["examples"] == 24
     assert rows[1]["teacher"].endswith(weights_sha256(load_reference(tiny_teacher))[:8])
+
+
+def test_info_and_verify_on_uint8_attention(tmp_path, glue, tiny_teacher):
+    from cache.inspect import format_summary
+
+    dump(tiny_teacher, glue, tmp_path / "u8", attention="probs", attention_dtype="uint8")
+    summary = cache_summary(tmp_path / "u8")
+    assert summary["attention_dtype"] == "uint8" and summary["dtype"] == "float16"
+    assert "(probs, stored as uint8)" in format_summary(summary)
+    assert verify_cache(tmp_path / "u8") == []
