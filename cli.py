@@ -144,7 +144,8 @@ def dump_teacher_command(task, data, split, out, teacher, format_, layers, atten
 @click.option("--max-steps", type=click.IntRange(1), default=None, help="Stop each stage after N steps.")
 @click.option("--eval-every", type=click.IntRange(1), default=None, help="Also evaluate every N steps.")
 @click.option("--save-every", type=click.IntRange(1), default=200, help="Checkpoint every N steps.")
-@click.option("--workers", type=click.IntRange(0), default=1, help="DataLoader workers reading the cache.")
+@click.option("--workers", type=click.IntRange(0), default=None,
+              help="Reader processes (default: 0 on a CPU, where they only compete for its cores; 2 on a GPU).")
 @click.option("--window-blocks", type=click.IntRange(1), default=4,
               help="Blocks shuffled together (the shuffle buffer; memory grows with it).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")

@@ -127,7 +127,7 @@ def run_task(task: str, data: Path, work: Path, config: dict) -> dict:
 @click.option("--lr-intermediate", type=float, default=1e-4)
 @click.option("--lr-prediction", type=float, default=1e-4)
 @click.option("--teacher-lr", type=float, default=5e-5)
-@click.option("--workers", type=int, default=1, help="Reader processes of the cached student.")
+@click.option("--workers", type=int, default=None, help="Reader processes of the cached student (default: the trainer's).")
 @click.option("--concurrent", is_flag=True, help="Train the three students side by side.")
 def main(tasks, glue, work, results, base, student, init, limit, epochs_intermediate, epochs_prediction,
          lr_intermediate, lr_prediction, teacher_lr, workers, concurrent):

@@ -61,7 +61,7 @@ def examples_per_s(out: Path, batch_size: int = 32) -> float:
 @click.option("--limit", default=1000, help="First N SST-2 training sentences.")
 @click.option("--steps", default=30, help="Intermediate-stage steps per run (batch 32).")
 @click.option("--rounds", default=2)
-@click.option("--workers", default=1, help="Reader processes of the cached run.")
+@click.option("--workers", type=int, default=None, help="Reader processes of the cached run (default: the trainer's).")
 @click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
 def main(teacher_shape, limit, steps, rounds, workers, data):
     from transformers.utils import logging
