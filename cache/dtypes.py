@@ -4,8 +4,7 @@ import numpy as np
 import torch
 
 STORED_DTYPES = ("float16", "bfloat16", "float32")
-ATTENTION_DTYPES = (*STORED_DTYPES, "uint8")
-"""uint8 holds attention probabilities (not scores) as round(p * 255): half the bytes of float16."""
+# uint8, for attention only, holds probabilities (not scores) as round(p * 255): half of float16.
 _TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "uint8": torch.uint8}
 _NUMPY = {"float16": np.float16, "bfloat16": np.uint16, "float32": np.float32, "uint8": np.uint8}
 
@@ -19,7 +18,8 @@ def numpy_dtype(name: str) -> np.dtype:
 
 
 def to_stored_type(tensor: torch.Tensor, name: str) -> torch.Tensor:
-    """Cast to the stored type; for uint8, quantise probabilities in [0, 1] to 0..255."""
+    """Cast to the stored type; for uint8, quantise probabilities in [0, 1] to 0..255 (values
+    already in uint8 are taken as quantised)."""
     if name == "uint8" and tensor.dtype != torch.uint8:
         return (tensor.float() * 255).round_().to(torch.uint8)
     return tensor.to(_TORCH[name])

@@ -61,6 +61,10 @@ class DumpConfig:
     columns: ColumnSpec = field(default_factory=ColumnSpec)
     device: str = "auto"
 
+    @property
+    def stored_attention_dtype(self) -> str:
+        return self.attention_dtype or self.dtype
+
 
 @dataclass(frozen=True)
 class DumpReport:
@@ -186,7 +190,7 @@ def _new_manifest(config: DumpConfig, command: str, examples: Examples, tokens: 
         "attention_layers": list(geometry.attention_layers),
         "attention": config.attention,
         "dtype": config.dtype,
-        "attention_dtype": config.attention_dtype or config.dtype,
+        "attention_dtype": config.stored_attention_dtype,
         "storage": config.format,
         "compression": config.compression,
         "block_bytes": int(config.block_mb * 2**20),
@@ -280,7 +284,7 @@ def _compute_block(model, tokens: Tokenized, block: BlockIndex, geometry: Geomet
     their place in the block buffers (`index_copy_`): no padded copy and no per-example loop.
     """
     dtype, itemsize = torch_dtype(config.dtype), numpy_dtype(config.dtype).itemsize
-    attention_dtype = config.attention_dtype or config.dtype
+    attention_dtype = config.stored_attention_dtype
     n_tokens, n_attn, heads = int(block.tokens[-1]), int(block.attention[-1]), geometry.num_heads
     hidden = torch.empty((len(geometry.hidden_layers), n_tokens, geometry.hidden_size), dtype=dtype)
     attention = torch.empty((len(geometry.attention_layers), n_attn), dtype=torch_dtype(attention_dtype))
