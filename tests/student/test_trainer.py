@@ -152,3 +152,12 @@ def test_prediction_stage_reads_logits_only(tiny_cache):
         assert light.hidden == {} and light.attention == {}
         assert torch.equal(full.logits, light.logits) and torch.equal(full.input_ids, light.input_ids)
     assert targets.logits_only.hidden_layers == [] and targets.logits_only.attention_layers == []
+
+
+def test_cpu_training_reads_in_process_by_default(tmp_path, tiny_cache):
+    """On a CPU a reader process only competes with the student for the same cores."""
+    out = tmp_path / "run"
+    train_student(config(tiny_cache, out, workers=None, device="cpu", stage="intermediate", max_steps=2),
+                  command="test", progress=False)
+    resolved = json.loads((out / "train_config.json").read_text())
+    assert resolved["workers"] is None and resolved["workers_resolved"] == 0
