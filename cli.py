@@ -117,6 +117,11 @@ def dump_teacher_command(task, data, split, out, teacher, format_, layers, atten
                f"{report.truncated} truncated at {max_seq_len} tokens")
 
 
+precision_option = click.option(
+    "--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
+    help="auto: bfloat16 on CUDA, float32 on a CPU; bfloat16 pays on CPUs with AVX512-BF16 or AMX too.")
+
+
 @cli.command("train-student")
 @click.option("--cache", "cache_path", required=True, type=click.Path(path_type=Path), help="Teacher cache to distil from.")
 @click.option("--student", default="tinybert4",
@@ -150,10 +155,11 @@ def dump_teacher_command(task, data, split, out, teacher, format_, layers, atten
               help="Blocks shuffled together (the shuffle buffer; memory grows with it).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--device", default="auto")
+@precision_option
 def train_student_command(cache_path, student, stage, out, layer_map, layer_weights, eval_data, eval_split,
                           epochs_intermediate, epochs_prediction, batch_size, lr_intermediate, lr_prediction,
                           temperature, attention_loss, shared_projection, init, seed, max_steps, eval_every,
-                          save_every, workers, window_blocks, resume, device):
+                          save_every, workers, window_blocks, resume, device, precision):
     """Distil a TinyBERT student from a teacher cache; the teacher is never loaded."""
     from student.trainer import TrainConfig, train_student
 
@@ -166,7 +172,7 @@ def train_student_command(cache_path, student, stage, out, layer_map, layer_weig
                          temperature=temperature, attention_loss=attention_loss,
                          shared_projection=shared_projection, init=init, seed=seed, max_steps=max_steps,
                          eval_every=eval_every, save_every=save_every, workers=workers,
-                         window_blocks=window_blocks, resume=resume, device=device)
+                         window_blocks=window_blocks, resume=resume, device=device, precision=precision)
     metrics = train_student(config, command=_command_line())
     click.echo(f"{out}: student saved in {out / 'last'}" + (f"; dev {json.dumps(metrics)}" if metrics else ""))
 
@@ -183,13 +189,16 @@ def train_student_command(cache_path, student, stage, out, layer_map, layer_weig
 @click.option("--limit", type=click.IntRange(1), default=None, help="Train on the first N examples only.")
 @click.option("--seed", type=int, default=42)
 @click.option("--device", default="auto")
-def finetune_teacher_command(task, data, out, base, epochs, lr, batch_size, max_seq_len, limit, seed, device):
+@precision_option
+def finetune_teacher_command(task, data, out, base, epochs, lr, batch_size, max_seq_len, limit, seed, device,
+                             precision):
     """Fine-tune a pretrained BERT into a task teacher with a classification head."""
     from student.finetune import FinetuneConfig, finetune_teacher
 
     _quiet_transformers()
     config = FinetuneConfig(task=task, data=data, out=out, base=base, epochs=epochs, lr=lr, batch_size=batch_size,
-                            max_seq_len=max_seq_len, limit=limit, seed=seed, device=device)
+                            max_seq_len=max_seq_len, limit=limit, seed=seed, device=device,
+                            precision=precision)
     metrics = finetune_teacher(config, command=_command_line())
     click.echo(f"{out}: teacher saved" + (f"; dev {json.dumps(metrics)}" if metrics else ""))
 

@@ -78,7 +78,8 @@ def labels_only(folder: Path, task: str, data: Path, teacher: Path, config: dict
     AutoTokenizer.from_pretrained(teacher).save_pretrained(init)
     finetune_teacher(FinetuneConfig(task=task, data=data, out=folder / "model", base=str(init),
                                     epochs=config["epochs_prediction"], lr=config["lr_prediction"],
-                                    limit=config["limit"], max_seq_len=config["max_seq_len"]),
+                                    limit=config["limit"], max_seq_len=config["max_seq_len"],
+                                    precision=config["precision"]),
                      command="bench", progress=False)
     return time.perf_counter() - started
 
@@ -89,14 +90,16 @@ def run_task(task: str, data: Path, work: Path, config: dict) -> dict:
     times["finetune teacher"] = timed(
         finetune_teacher, FinetuneConfig(task=task, data=data, out=teacher, base=config["base"], epochs=3,
                                          lr=config["teacher_lr"], limit=config["limit"],
-                                         max_seq_len=config["max_seq_len"]), command="bench", progress=False)
+                                         max_seq_len=config["max_seq_len"], precision=config["precision"]),
+        command="bench", progress=False)
     dump = DumpConfig(task=task, data=data, split="train", out=work / "cache.zarr", teacher=str(teacher),
                       limit=config["limit"], max_seq_len=config["max_seq_len"])
     times["dump"] = timed(dump_teacher, dump, command="bench", progress=False)
     train = TrainConfig(cache=dump.out, out=work / "cached", student=config["student"], init=config["init"],
                         stage="all", eval_data=data, epochs_intermediate=config["epochs_intermediate"],
                         epochs_prediction=config["epochs_prediction"], lr_intermediate=config["lr_intermediate"],
-                        lr_prediction=config["lr_prediction"], workers=config["workers"])
+                        lr_prediction=config["lr_prediction"], workers=config["workers"],
+                        precision=config["precision"])
     jobs = {"distil from cache": (distil, train, None),
             "distil online": (distil, replace(train, out=work / "online", workers=0), dump),
             "labels only": (labels_only, work / "labels", task, data, teacher, config)}
@@ -110,7 +113,7 @@ def run_task(task: str, data: Path, work: Path, config: dict) -> dict:
     scores = {row["model"]: row[key] for row in rows}
     return {"task": task, "metric": key, **scores, "retention": scores["cached"] / scores["teacher"],
             "cached_minus_online": scores["cached"] - scores["online"], "seconds": times,
-            "concurrent": config["concurrent"], "speedup": rows[1]["speedup"]}
+            "concurrent": config["concurrent"], "precision": config["precision"], "speedup": rows[1]["speedup"]}
 
 
 @click.command()
@@ -128,16 +131,19 @@ def run_task(task: str, data: Path, work: Path, config: dict) -> dict:
 @click.option("--lr-prediction", type=float, default=1e-4)
 @click.option("--teacher-lr", type=float, default=5e-5)
 @click.option("--workers", type=int, default=None, help="Reader processes of the cached student (default: the trainer's).")
+@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
+              help="Of every training run (the teacher's forward for the cache and online stays float32).")
 @click.option("--concurrent", is_flag=True, help="Train the three students side by side.")
 def main(tasks, glue, work, results, base, student, init, limit, epochs_intermediate, epochs_prediction,
-         lr_intermediate, lr_prediction, teacher_lr, workers, concurrent):
+         lr_intermediate, lr_prediction, teacher_lr, workers, precision, concurrent):
     quiet_transformers()
     rows = []
     for task in tasks.split(","):
         config = {"base": base, "student": STUDENTS[student], "init": init, "limit": limit,
                   "epochs_intermediate": epochs_intermediate, "epochs_prediction": epochs_prediction,
                   "lr_intermediate": lr_intermediate, "lr_prediction": lr_prediction, "teacher_lr": teacher_lr,
-                  "max_seq_len": MAX_SEQ_LEN[task], "workers": workers, "concurrent": concurrent}
+                  "max_seq_len": MAX_SEQ_LEN[task], "workers": workers, "precision": precision,
+                  "concurrent": concurrent}
         rows.append(run_task(task, glue / FOLDERS[task], work / task, config))
         print(json.dumps(rows[-1]), flush=True)
     write_results(results, shlex.join(["python", "-m", "bench.quality", *sys.argv[1:]]), rows)

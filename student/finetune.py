@@ -20,6 +20,7 @@ from cache.layout import pad_ragged
 from cache.teacher import default_teacher_path, resolve_device
 from cache.tokenize import tokenize
 from student.evaluate import evaluate
+from student.precision import autocast, resolve_precision
 from student.trainer import linear_schedule, seed_everything
 
 
@@ -41,6 +42,8 @@ class FinetuneConfig:
     """Train on the first N training examples only (quick runs, the demo)."""
     eval_split: str = "dev"
     device: str = "auto"
+    precision: str = "auto"
+    """`float32`, `bfloat16` (autocast), or `auto`: bfloat16 on CUDA, float32 on a CPU."""
 
 
 def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True) -> dict:
@@ -49,6 +52,7 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
         raise UserError(f"--out: {config.out} already holds a model; choose another --out")
     seed_everything(config.seed)
     device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
     base = config.base or default_teacher_path()
     train = load_examples(config.task, config.data, "train", limit=config.limit)
     dev = _dev_examples(config)
@@ -71,7 +75,7 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
         model.train()
         order = rng.permutation(len(train))
         for batch in np.split(order, range(config.batch_size, len(order), config.batch_size)):
-            loss = _step(model, tokens, batch, train.labels, device)
+            loss = _step(model, tokens, batch, train.labels, device, precision)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -87,7 +91,8 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
     model.save_pretrained(config.out)
     tokenizer.save_pretrained(config.out)
     (config.out / "finetune_config.json").write_text(json.dumps(
-        {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()} | {"base_resolved": base},
+        {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()} | {"base_resolved": base,
+                                                                              "precision_resolved": precision},
         indent=2))
     (config.out / "command.txt").write_text(command + "\n")
     return metrics
@@ -101,13 +106,14 @@ def _dev_examples(config: FinetuneConfig):
     return load_examples(config.task, config.data, config.eval_split)
 
 
-def _step(model, tokens, batch: np.ndarray, labels: np.ndarray, device: torch.device) -> torch.Tensor:
+def _step(model, tokens, batch: np.ndarray, labels: np.ndarray, device: torch.device,
+          precision: str) -> torch.Tensor:
     lengths = tokens.lengths[batch]
     ids = torch.from_numpy(pad_ragged(tokens.input_ids, tokens.offsets[batch], lengths)).long()
     types = torch.from_numpy(pad_ragged(tokens.token_type_ids, tokens.offsets[batch], lengths)).long()
     mask = (torch.arange(ids.shape[1])[None] < torch.from_numpy(lengths)[:, None]).long()
     targets = torch.from_numpy(labels[batch])
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with autocast(precision, device):
         out = model(input_ids=ids.to(device), token_type_ids=types.to(device), attention_mask=mask.to(device),
                     labels=targets.to(device))
     return out.loss

@@ -29,6 +29,7 @@ from student.evaluate import evaluate, metric_for
 from student.losses import attention_mse, hidden_mse, regression_mse, soft_cross_entropy, uniform_layer_map
 from student.metrics import MAIN_METRIC
 from student.model import Projections, build_student, init_from_teacher, parse_student
+from student.precision import autocast, resolve_precision
 from student.stream import EpochPlan, pad_batch, stream_batches
 
 STAGES = ("intermediate", "prediction", "all")
@@ -77,6 +78,8 @@ class TrainConfig:
     window_blocks: int = 4
     resume: bool = False
     device: str = "auto"
+    precision: str = "auto"
+    """`float32`, `bfloat16` (autocast), or `auto`: bfloat16 on CUDA, float32 on a CPU."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class Run:
         self.config = config
         self.device = resolve_device(config.device)
         self.workers = config.workers if config.workers is not None else 0 if self.device.type == "cpu" else 2
+        self.precision = resolve_precision(config.precision, self.device)
         manifest = source.manifest if source is not None else open_cache(config.cache).manifest  # complete only
         self.manifest, self.teacher = manifest, manifest["teacher"]
         self.task = manifest["data"]["task"]
@@ -266,7 +270,7 @@ def _write_run_files(run: Run, command: str) -> None:
     resolved |= {"layer_map_resolved": run.layer_map, "layer_weights_resolved": run.weights,
                  "attention_kind": run.attention_kind, "stages": [asdict(s) for s in run.stages],
                  "teacher_weights_sha256": run.teacher["weights_sha256"], "num_labels": run.num_labels,
-                 "workers_resolved": run.workers}
+                 "workers_resolved": run.workers, "precision_resolved": run.precision}
     (out / "train_config.json").write_text(json.dumps(resolved, indent=2))
     with open(out / "command.txt", "a") as f:
         f.write(command + "\n")
@@ -318,8 +322,7 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
 
 def _train_step(run: Run, batch, intermediate: bool, optimizer, scheduler) -> dict[str, torch.Tensor]:
     """One optimiser step; returns the detached loss parts, left on the device so a GPU never waits."""
-    autocast = torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.device.type == "cuda")
-    with autocast:
+    with autocast(run.precision, run.device):
         out = run.student(input_ids=batch.input_ids, token_type_ids=batch.token_type_ids,
                           attention_mask=batch.mask.long(), output_hidden_states=intermediate,
                           output_attentions=intermediate)
