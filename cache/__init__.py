@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from .reader import Cache, RaggedExamples, open_cache  # noqa: E402
+from .reader import Cache, RaggedExamples, open_cache
 
-__all__ = ["Cache", "RaggedExamples", "open_cache", "__version__"]
+__all__ = ["Cache", "RaggedExamples", "__version__", "open_cache"]

@@ -28,8 +28,16 @@ from .dtypes import numpy_dtype, to_storage, to_stored_type, torch_dtype
 from .errors import CacheError, UserError
 from .layout import BlockIndex, Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
 from .lock import LOCK, WriterLock
-from .manifest import (FORMAT_NAME, FORMAT_VERSION, MANIFEST, TOKENIZER, identity_mismatches, manifest_path, read_manifest,
-                       write_manifest)
+from .manifest import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST,
+    TOKENIZER,
+    identity_mismatches,
+    manifest_path,
+    read_manifest,
+    write_manifest,
+)
 from .store import INDEX, Store, block_unit, check_compression, open_store
 from .teacher import TeacherInfo, default_teacher_path, load_teacher, resolve_device, teacher_forward
 from .tokenize import Tokenized, tokenize, tokenizer_fingerprint

@@ -43,19 +43,19 @@ def format_summary(summary: dict) -> str:
     attention = summary["attention"] + (f", stored as {attention_dtype}" if attention_dtype != summary["dtype"] else "")
     rows = [
         ("cache", f"{summary['path']} ({state})"),
-        ("teacher", f"{t['path']} ({t['architecture']}, {t['num_layers']} layers, {t['num_heads']} heads, "
-                    f"d={t['hidden_size']}, weights sha256 {t['weights_sha256'][:12]})"),
+        ("teacher", (f"{t['path']} ({t['architecture']}, {t['num_layers']} layers, {t['num_heads']} heads, "
+                     f"d={t['hidden_size']}, weights sha256 {t['weights_sha256'][:12]})")),
         ("tokenizer", summary["tokenizer"]["fingerprint"][:12]),
-        ("data", f"{d['task']} {d['split']}: {d['examples']} examples from {d['file']} "
-                 f"(sha256 {d['sha256'][:12]}), {d['truncated']} truncated at {summary['max_seq_len']} tokens"),
+        ("data", (f"{d['task']} {d['split']}: {d['examples']} examples from {d['file']} "
+                  f"(sha256 {d['sha256'][:12]}), {d['truncated']} truncated at {summary['max_seq_len']} tokens")),
         ("labels", d["label_kind"] + (f" {d['label_names']}" if d["label_names"] else "")),
         ("layers", f"hidden {summary['layers']}, attention {summary['attention_layers']} ({attention})"),
-        ("storage", f"{summary['storage']}, {summary['dtype']}, compression {summary['compression']}, "
-                    f"{summary['num_blocks']} blocks"),
-        ("size", f"{_mb(s['bytes'])} = {s['bytes_per_example'] / 1e3:,.1f} kB/example; targets (index + blocks) "
-                 f"x{s['target_bytes'] / s['ideal_ragged_float16_bytes']:.3f} of ragged float16, "
-                 f"x{s['target_bytes'] / s['padded_float32_bytes']:.3f} of padded float32 "
-                 f"({_mb(s['padded_float32_bytes'])})"),
+        ("storage", (f"{summary['storage']}, {summary['dtype']}, compression {summary['compression']}, "
+                     f"{summary['num_blocks']} blocks")),
+        ("size", (f"{_mb(s['bytes'])} = {s['bytes_per_example'] / 1e3:,.1f} kB/example; targets (index + blocks) "
+                  f"x{s['target_bytes'] / s['ideal_ragged_float16_bytes']:.3f} of ragged float16, "
+                  f"x{s['target_bytes'] / s['padded_float32_bytes']:.3f} of padded float32 "
+                  f"({_mb(s['padded_float32_bytes'])})")),
         ("created", f"{summary['created']} by {summary['project_version']}: {summary['command']}"),
     ]
     rows += [("resumed", command) for command in summary["resumed"]]

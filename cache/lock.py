@@ -25,7 +25,7 @@ class WriterLock:
         self.stale_holder: dict | None = None
         """The holder recorded by a dead writer whose lock this one took over, if any."""
 
-    def __enter__(self) -> "WriterLock":
+    def __enter__(self) -> "WriterLock":  # noqa: PYI034 (typing.Self needs Python 3.11)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

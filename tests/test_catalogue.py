@@ -90,8 +90,8 @@ def _other_tokenizer_student(tmp_path):
 
 
 COMPATIBILITY = [  # (case, damage to the cache or the student to use, expected message)
-    ("another format version", _format_version_2, "cache format version 2 is not supported (this version reads 1); "
-                                                  "dump the teacher again"),
+    ("another format version", _format_version_2, ("cache format version 2 is not supported (this version reads 1); "
+                                                   "dump the teacher again")),
     ("incomplete cache", _incomplete, "cache is incomplete; run the same dump-teacher command again to finish it"),
     ("student with another tokenizer", "student", "has another tokenizer than the cache's teacher"),
     ("head count", "layers=3,hidden=32,ffn=64,heads=2", "--student: 2 attention heads, the teacher has 4"),

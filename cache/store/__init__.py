@@ -13,5 +13,15 @@ def open_store(path: Path, format: str, compression: str = "none") -> Store:
     return BACKENDS[format](path, compression)
 
 
-__all__ = ["BACKENDS", "BLOCKS", "INDEX", "COMPRESSIONS", "Store", "array_checksum", "block_unit", "check_compression", "open_store",
-           "slab_checksums"]
+__all__ = [
+    "BACKENDS",
+    "BLOCKS",
+    "COMPRESSIONS",
+    "INDEX",
+    "Store",
+    "array_checksum",
+    "block_unit",
+    "check_compression",
+    "open_store",
+    "slab_checksums",
+]

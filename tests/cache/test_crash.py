@@ -62,7 +62,7 @@ def test_sigkill_anywhere_resumes_to_an_identical_cache(tmp_path, glue, tiny_tea
         assert process.returncode in (0, -signal.SIGKILL), process.stderr.read()
         assert_consistent(out)
     assert killed >= 10 and not read_manifest(out)["complete"]
-    finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     assert finished.returncode == 0, finished.stderr
     assert read_manifest(out)["complete"] and verify_cache(out) == []
 

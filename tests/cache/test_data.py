@@ -33,11 +33,11 @@ OFFICIAL = {  # header + one row in each task's official train.tsv layout
              "0\tmain-captions\tMSRvid\t2012test\t0001\tnone\tnone\tA plane is taking off.\tAn air plane is taking off.\t5.000"),
     "qqp": ("id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate",
             "133273\t213221\t213222\tHow is the life of a math student?\tWhich level of prepration is enough?\t0"),
-    "mnli": ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse"
-             "\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label",
-             "0\t31193\t31193n\tgovernment\t( ( x ) )\t( ( y ) )\t(ROOT x)\t(ROOT y)"
-             "\tConceptually cream skimming has two basic dimensions.\tProduct and geography are what make it work."
-             "\tneutral\tneutral"),
+    "mnli": (("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse"
+              "\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label"),
+             ("0\t31193\t31193n\tgovernment\t( ( x ) )\t( ( y ) )\t(ROOT x)\t(ROOT y)"
+              "\tConceptually cream skimming has two basic dimensions.\tProduct and geography are what make it work."
+              "\tneutral\tneutral")),
     "qnli": ("index\tquestion\tsentence\tlabel",
              "0\tWhen did the third Digimon series begin?\tUnlike the two seasons before it, it was darker.\tnot_entailment"),
     "rte": ("index\tsentence1\tsentence2\tlabel",

@@ -14,8 +14,8 @@ TOLERANCE = {"float16": 2e-3, "bfloat16": 1.6e-2, "float32": 1e-5, "uint8": 1 / 
 
 
 def dump(teacher, glue, out, **overrides):
-    options = dict(task="sst2", data=glue / "SST-2", split="train", out=out, teacher=str(teacher), limit=24,
-                   block_mb=0.01, batch_size=5) | overrides
+    options = {"task": "sst2", "data": glue / "SST-2", "split": "train", "out": out, "teacher": str(teacher),
+               "limit": 24, "block_mb": 0.01, "batch_size": 5} | overrides
     return dump_teacher(DumpConfig(**options), command="test", progress=False)
 
 

@@ -19,20 +19,21 @@ from tests.student.test_trainer import config
 
 
 def test_second_writer_is_refused_naming_the_holder(tmp_path, glue, tiny_teacher):
-    with WriterLock(tmp_path / "c", "python cli.py dump-teacher --out c"):
-        with pytest.raises(CacheError, match=r"another dump is writing this cache \(pid \d+ on .*dump-teacher --out c"):
-            dump(tiny_teacher, glue, tmp_path / "c")
+    refused = pytest.raises(CacheError, match=r"another dump is writing this cache \(pid \d+ on .*dump-teacher --out c")
+    with WriterLock(tmp_path / "c", "python cli.py dump-teacher --out c"), refused:
+        dump(tiny_teacher, glue, tmp_path / "c")
     assert dump(tiny_teacher, glue, tmp_path / "c").written_examples == 24  # free again once released
 
 
 def test_stale_lock_of_a_killed_writer_is_taken_over(tmp_path, glue, tiny_teacher):
     args = [sys.executable, str(REPO / "cli.py"), "dump-teacher", "--task", "sst2", "--data", str(glue / "SST-2"),
             "--teacher", str(tiny_teacher), "--limit", "40", "--out", str(tmp_path / "c")]
-    killed = subprocess.run(args, cwd=REPO, env={**__import__("os").environ, "TINYBERT_FAILPOINT": "unit-staged:1"})
+    killed = subprocess.run(args, cwd=REPO, env={**__import__("os").environ, "TINYBERT_FAILPOINT": "unit-staged:1"},
+                            check=False)
     assert killed.returncode == -9
     holder = json.loads((tmp_path / "c" / ".lock").read_text())
     assert holder["command"].startswith("python cli.py dump-teacher")
-    resumed = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
+    resumed = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=False)
     assert resumed.returncode == 0, resumed.stderr
     assert f"took over the lock of a writer that died (pid {holder['pid']}" in resumed.stderr
 

@@ -3,8 +3,14 @@
 import pytest
 import torch
 
-from student.losses import (attention_mse, hidden_mse, probabilities_from_scores, regression_mse,
-                            soft_cross_entropy, uniform_layer_map)
+from student.losses import (
+    attention_mse,
+    hidden_mse,
+    probabilities_from_scores,
+    regression_mse,
+    soft_cross_entropy,
+    uniform_layer_map,
+)
 
 torch.manual_seed(0)
 LENGTHS = [5, 1, 3]  # a single-token example included

@@ -8,7 +8,7 @@ import torch
 
 from student.finetune import FinetuneConfig, finetune_teacher
 from student.precision import autocast, resolve_precision
-from student.trainer import TrainConfig, train_student
+from student.trainer import train_student
 from tests.cache.test_dump import dump
 from tests.student.test_finetune_compare import small_sst2  # noqa: F401 (fixture)
 from tests.student.test_trainer import config, logged

@@ -21,8 +21,8 @@ STUDENT = "layers=3,hidden=32,ffn=64,heads=4"
 
 
 def config(cache, out, **overrides):
-    options = dict(cache=cache, out=out, student=STUDENT, epochs_intermediate=1, epochs_prediction=1,
-                   batch_size=8, workers=0, save_every=3, log_every=1, window_blocks=2) | overrides
+    options = {"cache": cache, "out": out, "student": STUDENT, "epochs_intermediate": 1, "epochs_prediction": 1,
+               "batch_size": 8, "workers": 0, "save_every": 3, "log_every": 1, "window_blocks": 2} | overrides
     return TrainConfig(**options)
 
 
@@ -91,7 +91,7 @@ def test_tiny_run_loss_falls_and_student_loads_with_pipeline(tmp_path, tiny_cach
 
 @pytest.mark.parametrize("die_at", [5, 9, 12])  # mid stage 1, start of stage 2, mid stage 2 (save_every=3)
 def test_resume_reaches_the_same_weights(tmp_path, tiny_cache, monkeypatch, die_at):
-    import student.trainer as trainer
+    from student import trainer
 
     whole = tmp_path / "whole"
     train_student(config(tiny_cache, whole, stage="all", max_steps=7), command="a", progress=False)
