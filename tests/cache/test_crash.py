@@ -57,7 +57,7 @@ def test_sigkill_anywhere_resumes_to_an_identical_cache(tmp_path, glue, tiny_tea
                 time.sleep(0.002)
             time.sleep(rng.uniform(0, 0.05))
             process.send_signal(signal.SIGKILL)
-        process.wait(timeout=120)
+        process.wait(timeout=600)  # a hang guard only: starting torch on a loaded 2-core machine is slow
         killed += process.returncode == -signal.SIGKILL
         assert process.returncode in (0, -signal.SIGKILL), process.stderr.read()
         assert_consistent(out)
