@@ -5,7 +5,8 @@
 The same TinyBERT4-shaped student, cache (real MiniLM teacher, SST-2 sentences), batches and seed,
 trained with `--precision float32` and `--precision bfloat16`, alternating, in one process. Reports
 examples/s, the ratio, and how far apart the two runs' logged losses are. Writes
-bench/results/precision.json. On CPUs without AVX512-BF16 or AMX bfloat16 is emulated, and slower.
+bench/results/precision.json. Run it on the machine you train on: without AVX512-BF16 or AMX a CPU
+has no native bfloat16 matrix products.
 """
 
 import json
@@ -18,18 +19,13 @@ from pathlib import Path
 import click
 import torch
 
-from bench.train_bench import examples_per_s
+from bench.train_bench import examples_per_s, logged_steps
 from cache.dump import DumpConfig, dump_teacher
 from cache.teacher import default_teacher_path
 from student.trainer import TrainConfig, train_student
 
 REPO = Path(__file__).resolve().parents[1]
-PRECISIONS = ("float32", "bfloat16")
-
-
-def losses(out: Path) -> list[float]:
-    entries = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [e["loss"] for e in entries if "loss" in e]
+COMPARED = ("float32", "bfloat16")
 
 
 @click.command()
@@ -49,13 +45,13 @@ def main(limit, steps, rounds, data):
         dump_teacher(dump, command="bench", progress=False)
         config = TrainConfig(cache=dump.out, out=tmp / "run", student="tinybert4", stage="intermediate",
                              max_steps=steps, epochs_intermediate=-(-steps * 32 // limit), save_every=10**9)
-        rates, logged = {p: [] for p in PRECISIONS}, {}
+        rates, logged = {p: [] for p in COMPARED}, {}
         for r in range(rounds):
-            for precision in PRECISIONS:
+            for precision in COMPARED:
                 out = tmp / f"{precision}{r}"
                 train_student(replace(config, out=out, precision=precision), command="bench", progress=False)
                 rates[precision].append(examples_per_s(out))
-                logged[precision] = losses(out)
+                logged[precision] = [step["loss"] for step in logged_steps(out)]
     median = {p: statistics.median(v) for p, v in rates.items()}
     gap = max(abs(a - b) / a for a, b in zip(logged["float32"], logged["bfloat16"]))
     result = {"machine": f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}",

@@ -36,6 +36,7 @@ from student.finetune import FinetuneConfig, finetune_teacher
 from student.losses import uniform_layer_map
 from student.metrics import MAIN_METRIC
 from student.model import build_student, init_from_teacher, parse_student
+from student.precision import PRECISIONS
 from student.trainer import TrainConfig, train_student
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,7 +132,7 @@ def run_task(task: str, data: Path, work: Path, config: dict) -> dict:
 @click.option("--lr-prediction", type=float, default=1e-4)
 @click.option("--teacher-lr", type=float, default=5e-5)
 @click.option("--workers", type=int, default=None, help="Reader processes of the cached student (default: the trainer's).")
-@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto",
               help="Of every training run (the teacher's forward for the cache and online stays float32).")
 @click.option("--concurrent", is_flag=True, help="Train the three students side by side.")
 def main(tasks, glue, work, results, base, student, init, limit, epochs_intermediate, epochs_prediction,

@@ -43,11 +43,16 @@ class InMemoryTargets(CachedTargets):
         return iter(self.ready[skip:])
 
 
+def logged_steps(out: Path) -> list[dict]:
+    """The training steps a run logged (its evaluations left out)."""
+    entries = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [e for e in entries if "examples_per_s" in e]
+
+
 def examples_per_s(out: Path, batch_size: int = 32) -> float:
     """Steady-state rate: from the log entry a fifth of the way in to the last, so that starting the
     reader processes and filling the first window do not count (both are paid once per stage)."""
-    entries = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    logged = [e for e in entries if "examples_per_s" in e]
+    logged = logged_steps(out)
     first, last = next(e for e in logged if e["step"] >= logged[-1]["step"] / 5), logged[-1]
 
     def elapsed(e):  # the logged rate is cumulative: examples seen so far over time so far

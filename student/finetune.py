@@ -90,10 +90,9 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
     bar.close()
     model.save_pretrained(config.out)
     tokenizer.save_pretrained(config.out)
-    (config.out / "finetune_config.json").write_text(json.dumps(
-        {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()} | {"base_resolved": base,
-                                                                              "precision_resolved": precision},
-        indent=2))
+    resolved = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
+    resolved |= {"base_resolved": base, "precision_resolved": precision}
+    (config.out / "finetune_config.json").write_text(json.dumps(resolved, indent=2))
     (config.out / "command.txt").write_text(command + "\n")
     return metrics
 

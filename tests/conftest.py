@@ -50,6 +50,15 @@ def glue() -> Path:
     return GLUE
 
 
+@pytest.fixture
+def small_sst2(tmp_path, glue) -> Path:
+    """An SST-2 folder of 96 training and 40 dev sentences (real ones), for fine-tuning quickly."""
+    lines = (glue / "SST-2" / "train.tsv").read_text().splitlines()
+    (tmp_path / "train.tsv").write_text("\n".join(lines[:97]) + "\n")
+    (tmp_path / "dev.tsv").write_text("\n".join([lines[0], *lines[200:240]]) + "\n")
+    return tmp_path
+
+
 @pytest.fixture(scope="module")
 def tiny_cache(tmp_path_factory, glue, tiny_teacher):
     """A complete cache of the tiny classification teacher over 96 SST-2 sentences, 6+ blocks."""

@@ -16,14 +16,6 @@ from student.finetune import FinetuneConfig, finetune_teacher
 from tests.cache.test_dump import dump
 
 
-@pytest.fixture
-def small_sst2(tmp_path, glue):
-    lines = (glue / "SST-2" / "train.tsv").read_text().splitlines()
-    (tmp_path / "train.tsv").write_text("\n".join(lines[:97]) + "\n")
-    (tmp_path / "dev.tsv").write_text("\n".join([lines[0], *lines[200:240]]) + "\n")
-    return tmp_path
-
-
 def test_finetuned_minilm_becomes_a_teacher_with_logits(tmp_path, small_sst2):
     out = tmp_path / "teacher"
     metrics = finetune_teacher(FinetuneConfig(task="sst2", data=small_sst2, out=out, epochs=1, batch_size=16,

@@ -10,7 +10,6 @@ from student.finetune import FinetuneConfig, finetune_teacher
 from student.precision import autocast, resolve_precision
 from student.trainer import train_student
 from tests.cache.test_dump import dump
-from tests.student.test_finetune_compare import small_sst2  # noqa: F401 (fixture)
 from tests.student.test_trainer import config, logged
 
 
@@ -47,7 +46,7 @@ def test_bfloat16_student_tracks_float32_on_the_real_teacher(tmp_path, glue):
     assert runs["bfloat16"] == pytest.approx(runs["float32"], rel=0.02)
 
 
-def test_finetune_records_its_precision(tmp_path, small_sst2):  # noqa: F811
+def test_finetune_records_its_precision(tmp_path, small_sst2):
     out = tmp_path / "teacher"
     finetune_teacher(FinetuneConfig(task="sst2", data=small_sst2, out=out, epochs=1, batch_size=32, lr=1e-4,
                                     precision="bfloat16", limit=32), command="test", progress=False)
