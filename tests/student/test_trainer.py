@@ -81,7 +81,7 @@ def test_tiny_run_loss_falls_and_student_loads_with_pipeline(tmp_path, tiny_cach
     plan = EpochPlan(open_cache(tiny_cache).block_starts, 8, 2, seed=42)  # stage 0 uses the run's seed
     assert len(intermediate) == sum(plan.steps_per_epoch(e) for e in range(4))
     assert sum(intermediate[-5:]) / 5 < 0.8 * sum(intermediate[:5]) / 5
-    assert "accuracy" in metrics and [e["stage"] for e in losses if "eval" in e] == ["intermediate", "prediction"]
+    assert "accuracy" in metrics and [e["stage"] for e in losses if "eval" in e] == ["prediction"]
     assert (out / "best" / "config.json").exists() and (out / "last" / "projections.pt").exists()
     assert json.loads((out / "train_config.json").read_text())["layer_map_resolved"] == [1, 2, 3]
     assert (out / "command.txt").read_text() == "test\n"
