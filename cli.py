@@ -117,6 +117,37 @@ def dump_teacher_command(task, data, split, out, teacher, format_, layers, atten
                f"{report.truncated} truncated at {max_seq_len} tokens")
 
 
+@cli.command("augment")
+@click.option("--task", required=True, help="GLUE task, or tsv with --text-column / --pair-column.")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Task folder or file to augment.")
+@click.option("--split", default="train", help="Split to read when --data is a folder.")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Folder for the augmented file (same name and layout as the input).")
+@click.option("--teacher", default=None, help="Whose input embeddings give the replacement words "
+              "(default: the packaged MiniLM).")
+@click.option("--copies", type=click.IntRange(1), default=20, help="Augmented copies per row (the paper's N_a).")
+@click.option("--p-replace", type=click.FloatRange(0, 1), default=0.4, help="Chance that a word is replaced (p_t).")
+@click.option("--neighbours", type=click.IntRange(1), default=15, help="Candidates per word (K).")
+@click.option("--seed", type=int, default=0)
+@click.option("--text-column", default="text", help="tsv: column of the first text.")
+@click.option("--pair-column", default=None, help="tsv: column of the second text, if any.")
+def augment_command(task, data, split, out, teacher, copies, p_replace, neighbours, seed, text_column, pair_column):
+    """Write an augmented copy of a training set for the teacher to label (TinyBERT's data augmentation).
+
+    Each whole word is replaced, with probability --p-replace, by one of its --neighbours nearest
+    words in the teacher's input embeddings; the original rows come first, then --copies copies of each.
+    """
+    from cache.augment import AugmentConfig, augment_file
+    from cache.data import ColumnSpec
+
+    _quiet_transformers()
+    config = AugmentConfig(task=task, data=data, out=out, split=split, teacher=teacher, copies=copies,
+                           p_replace=p_replace, neighbours=neighbours, seed=seed,
+                           columns=ColumnSpec(text_column, pair_column))
+    written = augment_file(config, command=_command_line())
+    click.echo(f"{written}: {copies} augmented copies of each row after the originals")
+
+
 precision_option = click.option(
     "--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
     help="auto: bfloat16 on CUDA, float32 on a CPU; bfloat16 pays on CPUs with AVX512-BF16 or AMX too.")

@@ -7,7 +7,7 @@ The same TinyBERT4-shaped student (4 layers, d=312, d'=1200, h=12, uniform layer
 batches and the same trainer code run three ways in one process, alternating: targets streamed
 from the cache (what train-student does), all targets already padded in RAM (the limit), and the
 teacher computing them in the loop (online distillation). Reports examples/s and the ratios;
-writes bench/results/train-<teacher>.json.
+writes bench/results/train-<teacher>-b<batch size>.json.
 """
 
 import json
@@ -64,11 +64,12 @@ def examples_per_s(out: Path, batch_size: int = 32) -> float:
 @click.command()
 @click.option("--teacher-shape", type=click.Choice(["minilm", "base"]), default="minilm")
 @click.option("--limit", default=1000, help="First N SST-2 training sentences.")
-@click.option("--steps", default=30, help="Intermediate-stage steps per run (batch 32).")
+@click.option("--steps", default=30, help="Intermediate-stage steps per run.")
+@click.option("--batch-size", default=32, help="Examples per step (a GPU student is launch-bound at 32).")
 @click.option("--rounds", default=2)
 @click.option("--workers", type=int, default=None, help="Reader processes of the cached run (default: the trainer's).")
 @click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
-def main(teacher_shape, limit, steps, rounds, workers, data):
+def main(teacher_shape, limit, steps, batch_size, rounds, workers, data):
     from transformers.utils import logging
 
     logging.set_verbosity_error()
@@ -80,7 +81,8 @@ def main(teacher_shape, limit, steps, rounds, workers, data):
                           max_seq_len=64)
         dump_teacher(dump, command="bench", progress=False)
         config = TrainConfig(cache=dump.out, out=tmp / "run", student="tinybert4", stage="intermediate",
-                             max_steps=steps, epochs_intermediate=-(-steps * 32 // limit), workers=workers,
+                             max_steps=steps, epochs_intermediate=-(-steps * batch_size // limit), workers=workers,
+                             batch_size=batch_size,
                              save_every=10**9)
         num_layers = json.loads((dump.out / "manifest.json").read_text())["teacher"]["num_layers"]
         needed = [0, *uniform_layer_map(4, num_layers)]  # what tinybert4's uniform map reads
@@ -90,15 +92,16 @@ def main(teacher_shape, limit, steps, rounds, workers, data):
             for name, source in sources.items():
                 out = tmp / f"{name}{r}"
                 train_student(replace(config, out=out), command="bench", progress=False, source=source)
-                rates[name].append(examples_per_s(out))
+                rates[name].append(examples_per_s(out, batch_size))
     median = {name: statistics.median(values) for name, values in rates.items()}
     result = {"machine": f"{platform.machine()}, torch threads {torch.get_num_threads()}", "teacher": teacher_shape,
+              "batch_size": batch_size,
               "examples_per_s": median, "cache_over_ram": median["cache"] / median["ram"],
               "cache_over_online": median["cache"] / median["online"], "rounds": rates}
-    out = REPO / "bench" / "results" / f"train-{teacher_shape}.json"
+    out = REPO / "bench" / "results" / f"train-{teacher_shape}-b{batch_size}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"teacher {teacher_shape}: " + ", ".join(f"{k} {v:.1f} ex/s" for k, v in median.items()) +
+    print(f"teacher {teacher_shape}, batch {batch_size}: " + ", ".join(f"{k} {v:.1f} ex/s" for k, v in median.items()) +
           f"; cache/RAM {result['cache_over_ram']:.2f}, cache/online {result['cache_over_online']:.2f}")
 
 

@@ -56,45 +56,81 @@ class EpochPlan:
         return sum(len(self.batches(epoch, w, blocks)) for w, blocks in enumerate(self.windows(epoch)))
 
 
-class WindowDataset(Dataset):
-    """Item w: the ragged batches of window w of one epoch (read in a DataLoader worker)."""
+def _arrays(ragged: RaggedExamples) -> dict[tuple[str, int | None], np.ndarray]:
+    """A batch's per-token and per-example arrays by (field, layer); `indices` and `lengths` stay
+    apart (small, and needed on the host)."""
+    out = {(name, None): getattr(ragged, name) for name in ("input_ids", "token_type_ids", "labels", "logits")}
+    out |= {("hidden", layer): a for layer, a in ragged.hidden.items()}
+    out |= {("attention", layer): a for layer, a in ragged.attention.items()}
+    return {key: a for key, a in out.items() if a is not None}
 
-    def __init__(self, cache: Cache, plan: EpochPlan, epoch: int):
-        self.cache, self.plan, self.epoch = cache, plan, epoch
+
+def _with_arrays(ragged: RaggedExamples, arrays: dict) -> RaggedExamples:
+    """`ragged` with its arrays replaced by `arrays` (as made by `_arrays`), of any array type."""
+    def layers(field):
+        return {layer: a for (name, layer), a in arrays.items() if name == field}
+
+    return replace(ragged, input_ids=arrays[("input_ids", None)], token_type_ids=arrays[("token_type_ids", None)],
+                   labels=arrays.get(("labels", None)), logits=arrays.get(("logits", None)),
+                   hidden=layers("hidden"), attention=layers("attention"))
+
+
+def _pack(arrays: list[np.ndarray], pin: bool = False) -> tuple[torch.Tensor, list[int]]:
+    """The arrays copied into one byte tensor, each at an 8-byte-aligned offset (so that a view of
+    any dtype works); returns the tensor and the offsets."""
+    offsets, end = [], 0
+    for a in arrays:
+        offsets.append(-(-end // 8) * 8)
+        end = offsets[-1] + a.nbytes
+    buffer = torch.empty(end, dtype=torch.uint8, pin_memory=pin)
+    host = buffer.numpy()
+    for a, offset in zip(arrays, offsets, strict=True):
+        host[offset:offset + a.nbytes] = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+    return buffer, offsets
+
+
+@dataclass
+class PackedBatch:
+    """A ragged batch in one shared-memory byte tensor: what a reader process hands over. One
+    tensor per batch, not one per array: each tensor crosses processes as its own shared-memory
+    segment and file descriptor, which cost the GPU trainer more than its training step."""
+
+    skeleton: RaggedExamples  # arrays replaced by (offset, dtype, shape)
+    buffer: torch.Tensor  # uint8
+
+    @classmethod
+    def of(cls, ragged: RaggedExamples) -> "PackedBatch":
+        arrays = _arrays(ragged)
+        buffer, offsets = _pack(list(arrays.values()))
+        slots = {key: (offset, a.dtype, a.shape) for (key, a), offset in zip(arrays.items(), offsets, strict=True)}
+        return cls(_with_arrays(ragged, slots), buffer)
+
+    def unpack(self) -> RaggedExamples:
+        """Numpy views of the buffer (no copy)."""
+        host = self.buffer.numpy()
+        views = {key: host[offset:offset + dtype.itemsize * int(np.prod(shape))].view(dtype).reshape(shape)
+                 for key, (offset, dtype, shape) in _arrays(self.skeleton).items()}
+        return _with_arrays(self.skeleton, views)
+
+
+class WindowDataset(Dataset):
+    """Item w: the ragged batches of window w of one epoch, packed when a reader process reads it."""
+
+    def __init__(self, cache: Cache, plan: EpochPlan, epoch: int, pack: bool):
+        self.cache, self.plan, self.epoch, self.pack = cache, plan, epoch, pack
         self.windows = plan.windows(epoch)
 
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getitem__(self, w: int) -> list[RaggedExamples] | CacheError:
+    def __getitem__(self, w: int) -> list[PackedBatch] | list[RaggedExamples] | CacheError:
         try:
             blocks = [self.cache.read_block(int(k)) for k in self.windows[w]]
         except CacheError as error:  # handed back as a value: a worker's raise would add its traceback
             return error
         window = _concatenate(blocks)
-        return [_as_tensors(_take(window, rows)) for rows in self.plan.batches(self.epoch, w, self.windows[w])]
-
-
-def _map_arrays(ragged: RaggedExamples, fn) -> RaggedExamples:
-    def apply(a):
-        return fn(a) if a is not None else None
-
-    return replace(ragged, indices=apply(ragged.indices), lengths=apply(ragged.lengths),
-                   input_ids=apply(ragged.input_ids), token_type_ids=apply(ragged.token_type_ids),
-                   labels=apply(ragged.labels), logits=apply(ragged.logits),
-                   hidden={k: apply(v) for k, v in ragged.hidden.items()},
-                   attention={k: apply(v) for k, v in ragged.attention.items()})
-
-
-def _as_tensors(ragged: RaggedExamples) -> RaggedExamples:
-    """Torch views of a batch's arrays: a worker hands tensors over in shared memory, where numpy
-    arrays would be pickled through a pipe (four copies of every value instead of one)."""
-    return _map_arrays(ragged, lambda a: torch.from_numpy(a.view(np.int16) if a.dtype == np.uint16 else a))
-
-
-def _as_arrays(ragged: RaggedExamples) -> RaggedExamples:
-    """The numpy views back, bfloat16 bits as uint16 again (no other array is 16-bit integer)."""
-    return _map_arrays(ragged, lambda t: t.numpy().view(np.uint16) if t.dtype == torch.int16 else t.numpy())
+        batches = [_take(window, rows) for rows in self.plan.batches(self.epoch, w, self.windows[w])]
+        return [PackedBatch.of(b) for b in batches] if self.pack else batches
 
 
 def _concatenate(blocks: list[RaggedExamples]) -> RaggedExamples:
@@ -131,50 +167,56 @@ def _take(window: RaggedExamples, rows: np.ndarray) -> RaggedExamples:
 def pad_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool) -> Batch:
     """Pad a ragged batch to its longest example (dynamic padding), as float32 targets on `device`.
 
-    The padding runs on `device`: only the real tokens cross to a GPU, in the stored type, from
-    pinned memory, and the scatter into (B, h, L, L) happens there. Every size comes from the
-    host's lengths, so nothing here waits for the GPU: the next batch is queued while the last
+    The padding runs on `device`: only the real tokens cross to a GPU, in the stored type, in one
+    copy from pinned memory, and the scatter into (B, h, L, L) happens there. Every size comes from
+    the host's lengths, so nothing here waits for the GPU: the next batch is queued while the last
     step still runs. With `probabilities`, cached scores become probabilities (softmax over real keys).
     """
-    from cache.dtypes import from_storage, to_float
+    from cache.dtypes import to_float, torch_dtype
 
-    heads, dtype = ragged.num_heads, ragged.dtype
+    heads = ragged.num_heads
     host_lengths = ragged.lengths.astype(np.int64)
     b, longest = len(host_lengths), int(host_lengths.max())
-    lengths = _to_device(torch.from_numpy(host_lengths), device)
+    arrays = _to_device(_arrays(ragged) | {("lengths", None): host_lengths}, device)
+    lengths = arrays[("lengths", None)]
     mask = torch.arange(longest, device=device)[None, :] < lengths[:, None]  # (B, L)
     token_slots = _token_slots(lengths, int(host_lengths.sum()), longest)
     cell_slots = _attention_slots(lengths, int(heads * (host_lengths**2).sum()), heads, longest)
 
-    def on_device(values: np.ndarray | None) -> torch.Tensor | None:
-        return None if values is None else _to_device(torch.from_numpy(values), device)
-
-    def tokens(values: np.ndarray) -> torch.Tensor:
+    def tokens(values: torch.Tensor) -> torch.Tensor:
         out = torch.zeros(b * longest, dtype=torch.long, device=device)
-        return out.index_copy_(0, token_slots, on_device(values.astype(np.int64))).view(b, longest)
+        return out.index_copy_(0, token_slots, values.long()).view(b, longest)
 
-    def hidden(values: np.ndarray) -> torch.Tensor:
-        flat = _to_device(from_storage(values, dtype), device).float()  # (T, d)
+    def hidden(values: torch.Tensor) -> torch.Tensor:  # (T, d) stored bits
+        flat = values.view(torch_dtype(ragged.dtype)).float()
         out = torch.zeros(b * longest, flat.shape[1], device=device)
         return out.index_copy_(0, token_slots, flat).view(b, longest, -1)
 
-    def attention(values: np.ndarray) -> torch.Tensor:
-        flat = to_float(_to_device(from_storage(values, ragged.attention_dtype), device), ragged.attention_dtype)
+    def attention(values: torch.Tensor) -> torch.Tensor:
+        flat = to_float(values.view(torch_dtype(ragged.attention_dtype)), ragged.attention_dtype)
         out = torch.zeros(b * heads * longest * longest, device=device)
         out = out.index_copy_(0, cell_slots, flat).view(b, heads, longest, longest)
         return probabilities_from_scores(out, mask) if probabilities else out
 
     return Batch(
-        input_ids=tokens(ragged.input_ids), token_type_ids=tokens(ragged.token_type_ids), mask=mask,
-        labels=on_device(ragged.labels), logits=on_device(ragged.logits),
-        hidden={layer: hidden(h) for layer, h in ragged.hidden.items()},
-        attention={layer: attention(a) for layer, a in ragged.attention.items()},
+        input_ids=tokens(arrays[("input_ids", None)]), token_type_ids=tokens(arrays[("token_type_ids", None)]),
+        mask=mask, labels=arrays.get(("labels", None)), logits=arrays.get(("logits", None)),
+        hidden={layer: hidden(arrays[("hidden", layer)]) for layer in ragged.hidden},
+        attention={layer: attention(arrays[("attention", layer)]) for layer in ragged.attention},
     )
 
 
-def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """An asynchronous copy to a GPU (through pinned memory: a pageable copy would wait for the GPU)."""
-    return t if device.type == "cpu" else t.pin_memory().to(device, non_blocking=True)
+def _to_device(arrays: dict, device: torch.device) -> dict:
+    """Host arrays as tensors on `device` (same bits, same dtype). To a GPU: one asynchronous copy
+    of one pinned buffer; a pageable copy would wait for the GPU, and pinning and copying each
+    array apart cost more than a TinyBERT4 training step on an H100."""
+    tensors = {key: torch.from_numpy(a) for key, a in arrays.items()}
+    if device.type == "cpu":
+        return tensors
+    buffer, offsets = _pack(list(arrays.values()), pin=True)
+    on_device = buffer.to(device, non_blocking=True)
+    return {key: on_device[offset:offset + t.nbytes].view(t.dtype).view(t.shape)
+            for (key, t), offset in zip(tensors.items(), offsets, strict=True)}
 
 
 def _ragged_cells(sizes: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,14 +242,14 @@ def _attention_slots(lengths: torch.Tensor, total: int, heads: int, longest: int
     return ((example * heads + head) * longest + query) * longest + key
 
 
-def _as_is(window: list[RaggedExamples]) -> list[RaggedExamples]:
+def _as_is(window: list) -> list:
     """A window's batches are already batches: no collation."""
     return window
 
 
 def stream_batches(cache: Cache, plan: EpochPlan, epoch: int, skip: int, workers: int) -> Iterator[RaggedExamples]:
     """The epoch's ragged batches in plan order, after skipping the first `skip` (for resume)."""
-    dataset = WindowDataset(cache, plan, epoch)
+    dataset = WindowDataset(cache, plan, epoch, pack=workers > 0)
     first, counted = 0, 0
     for w, blocks in enumerate(dataset.windows):  # whole windows to skip, from lengths alone
         n = len(plan.batches(epoch, w, blocks))
@@ -223,8 +265,8 @@ def stream_batches(cache: Cache, plan: EpochPlan, epoch: int, skip: int, workers
     for window in loader:
         if isinstance(window, CacheError):
             raise window
-        for ragged in window:
+        for batch in window:
             if to_skip:
                 to_skip -= 1
                 continue
-            yield _as_arrays(ragged)
+            yield batch.unpack() if isinstance(batch, PackedBatch) else batch

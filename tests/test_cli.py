@@ -68,3 +68,18 @@ def test_help_lists_every_command():
     assert all(name in run("--help").output for name in ["dump-teacher", "cache"])
     assert all(name in run("cache", "--help").output for name in ["info", "verify", "ls"])
     assert "--attention [scores|probs]" in run("dump-teacher", "--help").output
+
+
+def test_augment_then_dump(tmp_path, glue, tiny_teacher, small_sst2):
+    result = run("augment", "--task", "sst2", "--data", small_sst2, "--out", tmp_path / "aug", "--copies", 2,
+                 "--teacher", tiny_teacher)
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "aug" / "train.tsv").read_text().splitlines()) == 1 + 3 * 96
+    assert json.loads((tmp_path / "aug" / "augment.json").read_text())["command"].startswith("python cli.py augment")
+    result = run(*dump_args(glue, tiny_teacher, tmp_path / "c", tmp_path / "aug"))
+    assert result.exit_code == 0 and read_manifest(tmp_path / "c")["data"]["file"].endswith("aug/train.tsv")
+    (tmp_path / "bad.tsv").write_text("sentence\tlabel\nfine\t1\nno label here\n")
+    result = run("augment", "--task", "sst2", "--data", tmp_path / "bad.tsv", "--out", tmp_path / "o",
+                 "--teacher", tiny_teacher)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [f"Error: {tmp_path / 'bad.tsv'}:3: row has 1 fields, header has 2"]

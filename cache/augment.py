@@ -1,0 +1,142 @@
+"""Data augmentation for task distillation: more sentences for the teacher to label.
+
+A fine-tuned teacher is nearly certain on its own training set (on SST-2 it puts more than 0.99 on
+one class for 86% of the sentences), so its soft targets there say little beyond the gold labels.
+TinyBERT (Jiao et al., 2020, section 3.3) therefore distils on an augmented set: each word is
+replaced with probability p_t = 0.4 by one of K = 15 candidates, N_a = 20 copies per sentence; the
+teacher labels the new sentences, which sit near the decision boundary often enough to teach.
+
+The paper takes candidates from BERT's masked-LM head (single-piece words) and GloVe neighbours
+(others). Neither is available offline here (the packaged MiniLM has no MLM head), so candidates
+are the K nearest whole-word neighbours, by cosine, in the teacher's own input-embedding matrix;
+words the vocabulary splits into pieces are kept. The output is the input file with extra rows:
+every original row first, then the copies, labels carried over (distillation ignores them).
+"""
+
+import datetime
+import hashlib
+import json
+import shlex
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .data import ColumnSpec, canonical_task, read_text, resolve_data_file, task_spec
+from .errors import DataError, UserError
+from .teacher import default_teacher_path
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Everything that decides an augmented file; built once from the CLI flags."""
+
+    task: str
+    data: Path
+    out: Path
+    split: str = "train"
+    teacher: str | None = None
+    """Whose input embeddings give the candidates; None means the packaged MiniLM."""
+    copies: int = 20
+    p_replace: float = 0.4
+    neighbours: int = 15
+    seed: int = 0
+    columns: ColumnSpec = field(default_factory=ColumnSpec)
+
+
+class Neighbours:
+    """The K nearest whole-word tokens of each whole-word token, by cosine of input embeddings."""
+
+    def __init__(self, words: list[str], embeddings: torch.Tensor, k: int, chunk: int = 2048):
+        unit = torch.nn.functional.normalize(embeddings.float(), dim=1)
+        self.words = words
+        self.row = {word: i for i, word in enumerate(words)}
+        tops = []
+        for start in range(0, len(words), chunk):
+            similarity = unit[start:start + chunk] @ unit.T
+            similarity[torch.arange(len(similarity)), torch.arange(start, start + len(similarity))] = -2  # not itself
+            tops.append(similarity.topk(k, dim=1).indices)
+        self.table = torch.cat(tops).numpy()  # (words, K)
+
+    @classmethod
+    def of_teacher(cls, teacher: str, k: int) -> "Neighbours":
+        from transformers import AutoModel, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(teacher)
+        weight = AutoModel.from_pretrained(teacher).get_input_embeddings().weight.detach()
+        vocab = tokenizer.get_vocab()
+        words = sorted((w for w in vocab if w.isalpha() and w not in tokenizer.all_special_tokens), key=vocab.get)
+        return cls(words, weight[[vocab[w] for w in words]], k)
+
+    def candidates(self, word: str) -> np.ndarray | None:
+        row = self.row.get(word.lower())
+        return None if row is None else self.table[row]
+
+
+def augment_text(text: str, neighbours: Neighbours, p_replace: float, rng: np.random.Generator) -> str:
+    """One copy of `text` with each whole word replaced by a random neighbour with probability p."""
+    words = text.split(" ")
+    for i, word in enumerate(words):
+        options = neighbours.candidates(word)
+        if options is not None and rng.random() < p_replace:
+            words[i] = neighbours.words[options[rng.integers(len(options))]]
+    return " ".join(words)
+
+
+def augment_file(config: AugmentConfig, command: str | None = None, progress: bool = True) -> Path:
+    """Write `config.out`/<split>.<ext>: the original rows, then `copies` augmented copies of each,
+    with `augment.json` (config, command, source checksum) beside it. Returns the file written."""
+    task = canonical_task(config.task)
+    source = resolve_data_file(task, Path(config.data), config.split)
+    if task in ("csv", "jsonl", "text"):
+        raise UserError(f"--task {task}: augment reads GLUE tasks and tsv files, not {source.name}")
+    lines = read_text(source).splitlines()
+    spec = task_spec(task, config.split, config.columns)
+    header = lines[0].split("\t") if spec.header else None
+    columns = [_position(c, header, source) for c in (spec.text, spec.pair) if c is not None]
+    rows = {number: line.split("\t") for number, line in enumerate(lines, start=1)
+            if line.strip() and not (header and number == 1)}
+    for number, fields in rows.items():  # every row checked before any work
+        if header and len(fields) != len(header):
+            raise DataError(str(source), number, f"row has {len(fields)} fields, header has {len(header)}")
+        if max(columns) >= len(fields):
+            raise DataError(str(source), number, f"row has {len(fields)} fields, needs column {max(columns) + 1}")
+    neighbours = Neighbours.of_teacher(config.teacher or default_teacher_path(), config.neighbours)
+    rng = np.random.default_rng(config.seed)
+    copies = []
+    for fields in tqdm(rows.values(), desc="augment", unit="row", disable=not progress):
+        for _ in range(config.copies):
+            copy = list(fields)
+            for c in columns:
+                copy[c] = augment_text(fields[c], neighbours, config.p_replace, rng)
+            copies.append(copy)
+    out = Path(config.out) / source.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    body = [lines[0]] if header else []
+    body += ["\t".join(fields) for fields in [*rows.values(), *copies]]
+    out.write_text("\n".join(body) + "\n", encoding="utf-8")
+    _write_record(config, command or shlex.join(sys.argv), source, out, len(rows), len(copies))
+    return out
+
+
+def _position(column: str | int, header: list[str] | None, source: Path) -> int:
+    if isinstance(column, int) or header is None:
+        return int(column)
+    if column not in header:
+        raise DataError(str(source), 1, f"no column {column!r} (columns: {', '.join(header)})")
+    return header.index(column)
+
+
+def _write_record(config: AugmentConfig, command: str, source: Path, out: Path, rows: int, copies: int) -> None:
+    """What made the file, next to it: `dump-teacher` records the file's checksum, this says why."""
+    record = {
+        "command": command,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "config": json.loads(json.dumps(asdict(config), default=str)),
+        "source": {"file": str(source), "sha256": hashlib.sha256(source.read_bytes()).hexdigest(), "rows": rows},
+        "output": {"file": str(out), "rows": rows + copies},
+    }
+    (out.parent / "augment.json").write_text(json.dumps(record, indent=2) + "\n")
