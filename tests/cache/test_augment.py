@@ -14,18 +14,23 @@ from cache.errors import DataError, UserError
 from cache.teacher import default_teacher_path
 
 
-def nearest_words(teacher, k: int) -> dict[str, set[str]]:
-    """Top-k cosine neighbours among whole alphabetic words, computed here with numpy alone."""
+def nearest_words(teacher, k: int, chunk: int = 2048) -> dict[str, set[str]]:
+    """Top-k cosine neighbours among whole alphabetic words, computed here with numpy alone (ties
+    at the k-th similarity, within float32 rounding, count as neighbours)."""
     tokens = AutoTokenizer.from_pretrained(str(teacher)).get_vocab()
     vocab = sorted(tokens, key=tokens.get)
     weights = load_file(str(teacher / "model.safetensors"))
-    matrix = next(v for name, v in weights.items() if name.endswith("word_embeddings.weight")).astype(np.float64)
-    ids = [i for i, w in enumerate(vocab) if w.isalpha() and not w.startswith("[")]
+    matrix = next(v for name, v in weights.items() if name.endswith("word_embeddings.weight")).astype(np.float32)
+    ids = np.array([i for i, w in enumerate(vocab) if w.isalpha() and not w.startswith("[")])
     unit = matrix[ids] / np.linalg.norm(matrix[ids], axis=1, keepdims=True)
-    similarity = unit @ unit.T
-    np.fill_diagonal(similarity, -2)
-    top = np.argsort(-similarity, axis=1)[:, :k]
-    return {vocab[ids[r]]: {vocab[ids[c]] for c in row} for r, row in enumerate(top)}
+    out = {}
+    for start in range(0, len(ids), chunk):
+        similarity = unit[start:start + chunk] @ unit.T
+        similarity[np.arange(len(similarity)), np.arange(start, start + len(similarity))] = -2
+        kth = -np.partition(-similarity, k - 1, axis=1)[:, k - 1:k]
+        for row, close in enumerate(similarity >= kth - 1e-5):
+            out[vocab[ids[start + row]]] = {vocab[i] for i in ids[close]}
+    return out
 
 
 def check_copies(original: list[str], copies: list[str], neighbours: dict[str, set[str]]) -> int:
