@@ -16,6 +16,7 @@ every original row first, then the copies, labels carried over (distillation ign
 import datetime
 import hashlib
 import json
+import os
 import shlex
 import sys
 from dataclasses import asdict, dataclass, field
@@ -25,8 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import ColumnSpec, canonical_task, read_text, resolve_data_file, task_spec
-from .errors import DataError, UserError
+from .data import ColumnSpec, canonical_task, load_examples, resolve_data_file, table_rows, task_spec
+from .errors import UserError
 from .teacher import default_teacher_path
 
 
@@ -93,21 +94,15 @@ def augment_file(config: AugmentConfig, command: str | None = None, progress: bo
     source = resolve_data_file(task, Path(config.data), config.split)
     if task in ("csv", "jsonl", "text"):
         raise UserError(f"--task {task}: augment reads GLUE tasks and tsv files, not {source.name}")
-    lines = read_text(source).splitlines()
+    load_examples(task, source, config.split, columns=config.columns)  # every row checked first, as the dump checks it
     spec = task_spec(task, config.split, config.columns)
-    header = lines[0].split("\t") if spec.header else None
-    columns = [_position(c, header, source) for c in (spec.text, spec.pair) if c is not None]
-    rows = {number: line.split("\t") for number, line in enumerate(lines, start=1)
-            if line.strip() and not (header and number == 1)}
-    for number, fields in rows.items():  # every row checked before any work
-        if header and len(fields) != len(header):
-            raise DataError(str(source), number, f"row has {len(fields)} fields, header has {len(header)}")
-        if max(columns) >= len(fields):
-            raise DataError(str(source), number, f"row has {len(fields)} fields, needs column {max(columns) + 1}")
+    rows = [fields for _, fields in table_rows(source, task)]
+    header = rows.pop(0) if spec.header else None
+    columns = [header.index(c) if isinstance(c, str) else c for c in (spec.text, spec.pair) if c is not None]
     neighbours = Neighbours.of_teacher(config.teacher or default_teacher_path(), config.neighbours)
     rng = np.random.default_rng(config.seed)
     copies = []
-    for fields in tqdm(rows.values(), desc="augment", unit="row", disable=not progress):
+    for fields in tqdm(rows, desc="augment", unit="row", disable=not progress):
         for _ in range(config.copies):
             copy = list(fields)
             for c in columns:
@@ -115,19 +110,12 @@ def augment_file(config: AugmentConfig, command: str | None = None, progress: bo
             copies.append(copy)
     out = Path(config.out) / source.name
     out.parent.mkdir(parents=True, exist_ok=True)
-    body = [lines[0]] if header else []
-    body += ["\t".join(fields) for fields in [*rows.values(), *copies]]
-    out.write_text("\n".join(body) + "\n", encoding="utf-8")
+    body = ["\t".join(fields) for fields in [*([header] if header else []), *rows, *copies]]
+    staging = out.with_name(f".{out.name}.partial")  # renamed when whole: a killed run leaves no short file
+    staging.write_text("\n".join(body) + "\n", encoding="utf-8")
+    os.replace(staging, out)
     _write_record(config, command or shlex.join(sys.argv), source, out, len(rows), len(copies))
     return out
-
-
-def _position(column: str | int, header: list[str] | None, source: Path) -> int:
-    if isinstance(column, int) or header is None:
-        return int(column)
-    if column not in header:
-        raise DataError(str(source), 1, f"no column {column!r} (columns: {', '.join(header)})")
-    return header.index(column)
 
 
 def _write_record(config: AugmentConfig, command: str, source: Path, out: Path, rows: int, copies: int) -> None:

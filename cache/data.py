@@ -77,7 +77,7 @@ def load_examples(task: str, data: Path | str, split: str, *, columns: ColumnSpe
     path = resolve_data_file(task, Path(data), split)
     if task == "text":
         return _plain_text(path, split, limit)
-    rows = _jsonl_rows(path) if task == "jsonl" else _table_rows(path, task)
+    rows = _jsonl_rows(path) if task == "jsonl" else table_rows(path, task)
     spec = task_spec(task, split, columns)
     return _examples_from_rows(spec, task, split, path, rows, limit)
 
@@ -94,7 +94,7 @@ def task_spec(task: str, split: str, columns: ColumnSpec) -> TaskSpec:
                     label_required=columns.label is not None)
 
 
-def read_text(path: Path) -> str:
+def _decode(path: Path) -> str:
     raw = path.read_bytes()
     try:
         return raw.decode("utf-8-sig")
@@ -103,8 +103,8 @@ def read_text(path: Path) -> str:
         raise DataError(str(path), line, f"not valid UTF-8 (byte 0x{raw[e.start]:02x})") from None
 
 
-def _table_rows(path: Path, task: str) -> Iterator[Row]:
-    text = read_text(path)
+def table_rows(path: Path, task: str) -> Iterator[Row]:
+    text = _decode(path)
     if not text.strip():
         raise DataError(str(path), None, "file is empty")
     if task == "csv":
@@ -117,7 +117,7 @@ def _table_rows(path: Path, task: str) -> Iterator[Row]:
 
 
 def _jsonl_rows(path: Path) -> Iterator[Row]:
-    text = read_text(path)
+    text = _decode(path)
     if not text.strip():
         raise DataError(str(path), None, "file is empty")
     for line_no, line in enumerate(text.splitlines(), start=1):
@@ -226,7 +226,7 @@ def _sorted_label_names(values) -> tuple[str, ...]:
 
 def _plain_text(path: Path, split: str, limit: int | None) -> Examples:
     """One example per line; blank lines separate documents and are skipped."""
-    lines = [line for line in read_text(path).splitlines() if line.strip()]
+    lines = [line for line in _decode(path).splitlines() if line.strip()]
     if not lines:
         raise DataError(str(path), None, "file is empty")
     return Examples("text", split, path, lines[:limit], None, None, None)

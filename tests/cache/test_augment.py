@@ -55,7 +55,8 @@ def test_copies_replace_words_by_embedding_neighbours(tmp_path, glue, tiny_teach
     out = augment_file(AugmentConfig(task=task, data=source, out=tmp_path / "out", teacher=str(tiny_teacher),
                                      copies=3, neighbours=4, seed=1), command="test", progress=False)
     before, after = load_examples(task, source, "train"), load_examples(task, out.parent, "train")
-    assert len(after) == 4 * len(before) == 48
+    assert len(after) == 4 * len(before) == 48 and sorted(p.name for p in out.parent.iterdir()) == [
+        "augment.json", "train.tsv"]  # no staging file left
     assert after.texts[:12] == before.texts and np.array_equal(after.labels[:12], before.labels)
     assert np.array_equal(after.labels[12:], np.repeat(before.labels, 3))  # labels carried over
     neighbours = nearest_words(tiny_teacher, 4)
@@ -90,6 +91,9 @@ def test_bad_input_is_named(tmp_path, glue, tiny_teacher):
     with pytest.raises(DataError, match=r"train.tsv.*3.*row has 1 fields, header has 2"):
         augment_file(config, command="test", progress=False)
     assert not (tmp_path / "out").exists()  # nothing half-written
+    (tmp_path / "train.tsv").write_text("")
+    with pytest.raises(DataError, match="train.tsv: file is empty"):
+        augment_file(config, command="test", progress=False)
     with pytest.raises(UserError, match="augment reads"):
         augment_file(AugmentConfig(task="jsonl", data=tmp_path / "train.tsv", out=tmp_path / "o2"), progress=False)
 
