@@ -85,9 +85,12 @@ def cli():
 @click.option("--labels", default=None, help="csv/tsv/jsonl: class names in id order, comma-separated.")
 @click.option("--regression", is_flag=True, help="csv/tsv/jsonl: the label is a number.")
 @click.option("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+@click.option("--writer", type=click.Choice(["auto", "thread", "process"]), default="auto",
+              help="Where blocks are written while the teacher computes: auto = a process beside a GPU "
+              "teacher, a thread beside a CPU one.")
 def dump_teacher_command(task, data, split, out, teacher, format_, layers, attention, dtype, attention_dtype, compression,
                          max_seq_len, batch_size, limit, block_mb, text_column, pair_column, label_column,
-                         labels, regression, device):
+                         labels, regression, device, writer):
     """Run the teacher once over a data set and store its targets in a cache.
 
     Stores the embedding output, hidden states and attention of the chosen layers (real tokens
@@ -104,7 +107,7 @@ def dump_teacher_command(task, data, split, out, teacher, format_, layers, atten
                         layers=layers, attention=attention, dtype=dtype, attention_dtype=attention_dtype,
                         compression=compression,
                         max_seq_len=max_seq_len, batch_size=batch_size, limit=limit, block_mb=block_mb,
-                        columns=columns, device=device)
+                        columns=columns, device=device, writer=writer)
     report = dump_teacher(config, command=_command_line())
     if report.stale_lock:
         click.echo(f"note: took over the lock of a writer that died (pid {report.stale_lock.get('pid')}: "

@@ -1,7 +1,8 @@
 """Dump benchmark: throughput against the bare teacher forward, size, and what compression buys.
 
-Everything it compares runs in this one process, alternating, and the table reports ratios
-(machines here are shared and noisy). Reproduce:
+Everything it compares runs in this one process, alternating (the bare forward, then the dump
+with each writer: a thread and a process), and the table reports ratios (machines here are
+shared and noisy). Reproduce:
 
     python -m bench.dump_bench                      # real MiniLM, first 2000 SST-2 sentences
     python -m bench.dump_bench --teacher-shape base # random BERT-base-shaped teacher
@@ -27,9 +28,10 @@ from cache.data import load_examples
 from cache.dump import DumpConfig, block_batches, dump_teacher, plan_dump
 from cache.inspect import cache_summary
 from cache.layout import BlockIndex
-from cache.teacher import default_teacher_path, teacher_forward
+from cache.teacher import default_teacher_path, resolve_device, teacher_forward
 
 REPO = Path(__file__).resolve().parents[1]
+WRITERS = ("thread", "process")  # `--writer auto` picks the process beside a GPU teacher, the thread beside a CPU one
 
 
 def base_shaped_teacher(folder: Path) -> str:
@@ -52,8 +54,8 @@ def bare_forward_seconds(config: DumpConfig) -> float:
     starts = plan.block_starts
     for k in range(len(starts) - 1):
         block = BlockIndex.build(int(starts[k]), plan.tokens.lengths[starts[k]:starts[k + 1]], plan.geometry.num_heads)
-        for _, ids, types, real in block_batches(plan.tokens, block, config.batch_size, plan.device):
-            teacher_forward(plan.model, ids, types, real.long())
+        for batch in block_batches(plan.tokens, block, config.batch_size, plan.device):
+            teacher_forward(plan.model, batch.input_ids, batch.token_type_ids, batch.mask.long())
     if plan.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - started
@@ -93,24 +95,26 @@ def main(limit, teacher_shape, rounds, data):
         tmp = Path(tmp)
         teacher = default_teacher_path() if teacher_shape == "minilm" else base_shaped_teacher(tmp / "base")
         config = DumpConfig(task="sst2", data=data, split="train", out=tmp / "c", teacher=teacher, limit=limit)
-        bare, dumped = [], []
+        bare, dumped = [], {writer: [] for writer in WRITERS}
         for r in range(rounds):
             bare.append(bare_forward_seconds(config))
-            dumped.append(dump_seconds(replace(config, out=tmp / f"round{r}.zarr")))
-        summary = cache_summary(tmp / "round0.zarr")
+            for writer, seconds in dumped.items():
+                seconds.append(dump_seconds(replace(config, out=tmp / f"{writer}{r}.zarr", writer=writer)))
+        summary = cache_summary(tmp / "thread0.zarr")
         sizes = summary["sizes"]
-        codecs = {"none": {"bytes": sizes["target_bytes"], **read_rates(tmp / "round0.zarr")}}
+        codecs = {"none": {"bytes": sizes["target_bytes"], **read_rates(tmp / "thread0.zarr")}}
         for compression in ["lz4", "zstd", "gzip"]:
             out = tmp / f"{compression}.zarr"
             seconds = dump_seconds(replace(config, out=out, compression=compression))
             codecs[compression] = {"bytes": cache_summary(out)["sizes"]["target_bytes"], "dump_seconds": seconds,
                                    **read_rates(out)}
-    bare_s, dump_s = statistics.median(bare), statistics.median(dumped)
+    bare_s = statistics.median(bare)
+    writers = {writer: {"dump_examples_per_s": limit / statistics.median(s), "dump_over_bare": bare_s / statistics.median(s)}
+               for writer, s in dumped.items()}
     result = {
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}",
-        "teacher": teacher_shape, "examples": limit,
-        "bare_forward_examples_per_s": limit / bare_s, "dump_examples_per_s": limit / dump_s,
-        "dump_over_bare": bare_s / dump_s,
+        "teacher": teacher_shape, "examples": limit, "device": str(resolve_device("auto")),
+        "bare_forward_examples_per_s": limit / bare_s, "writers": writers,
         "bytes_per_example": sizes["bytes_per_example"],
         "over_ragged_float16_ideal": sizes["target_bytes"] / sizes["ideal_ragged_float16_bytes"],
         "padded_float32_bytes_per_example": sizes["padded_float32_bytes"] / limit,
@@ -125,8 +129,9 @@ def main(limit, teacher_shape, rounds, data):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"teacher {teacher_shape}, {limit} SST-2 sentences, {result['machine']}")
-    print(f"dump {result['dump_examples_per_s']:.1f} ex/s vs bare forward {result['bare_forward_examples_per_s']:.1f} "
-          f"ex/s: ratio {result['dump_over_bare']:.3f}")
+    for writer, w in writers.items():
+        print(f"dump, {writer} writer: {w['dump_examples_per_s']:.1f} ex/s vs bare forward "
+              f"{result['bare_forward_examples_per_s']:.1f} ex/s: ratio {w['dump_over_bare']:.3f}")
     print(f"size {result['bytes_per_example'] / 1e3:.1f} kB/example = x{result['over_ragged_float16_ideal']:.3f} of "
           f"ragged float16; padded float32 would be {result['padded_float32_bytes_per_example'] / 1e3:.1f} kB "
           f"(x{result['padded_float32_over_cache']:.1f} larger)")

@@ -14,7 +14,6 @@ import os
 import shlex
 import shutil
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,6 +40,8 @@ from .manifest import (
 from .store import INDEX, Store, block_unit, check_compression, open_store
 from .teacher import TeacherInfo, default_teacher_path, load_teacher, resolve_device, teacher_forward
 from .tokenize import Tokenized, tokenize, tokenizer_fingerprint
+from .transfer import attention_slots, to_device, token_slots
+from .writer import open_writer
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class DumpConfig:
     """Target size of a block, the unit of committing and streaming."""
     columns: ColumnSpec = field(default_factory=ColumnSpec)
     device: str = "auto"
+    writer: str = "auto"
+    """Where blocks are written while the teacher computes: thread, process, or auto (see cache.writer)."""
 
     @property
     def stored_attention_dtype(self) -> str:
@@ -264,7 +267,7 @@ def _dump_blocks(model, store: Store, tokens: Tokenized, labels: np.ndarray | No
     """Compute and write the pending blocks; returns the number of examples written."""
     bar = tqdm(total=len(tokens.lengths), initial=done, unit="ex", desc="dump-teacher", disable=not progress,
                dynamic_ncols=True)
-    writer = BackgroundWriter(store)
+    writer = open_writer(config.writer, store, device)
     written = 0
     try:
         for k in pending:
@@ -288,35 +291,33 @@ def _compute_block(model, tokens: Tokenized, block: BlockIndex, geometry: Geomet
                    device: torch.device) -> dict:
     """Teacher targets of one block, in dataset order, as chunked arrays ready to write.
 
-    Each batch's real tokens are gathered on the device in the stored dtype and copied straight to
-    their place in the block buffers (`index_copy_`): no padded copy and no per-example loop.
+    The block's buffers live on the teacher's device: each batch's real tokens are gathered there
+    in the stored dtype and copied to their place (`index_copy_`: no padded copy, no per-example
+    loop), and the block crosses to the host once. Every index comes from the host's lengths, so
+    nothing waits for a GPU mid-block: it runs batches back to back while Python queues the next.
     """
     dtype, itemsize = torch_dtype(config.dtype), numpy_dtype(config.dtype).itemsize
     attention_dtype = config.stored_attention_dtype
     n_tokens, n_attn, heads = int(block.tokens[-1]), int(block.attention[-1]), geometry.num_heads
-    hidden = torch.empty((len(geometry.hidden_layers), n_tokens, geometry.hidden_size), dtype=dtype)
-    attention = torch.empty((len(geometry.attention_layers), n_attn), dtype=torch_dtype(attention_dtype))
+    hidden = torch.empty((len(geometry.hidden_layers), n_tokens, geometry.hidden_size), dtype=dtype, device=device)
+    attention = torch.empty((len(geometry.attention_layers), n_attn), dtype=torch_dtype(attention_dtype),
+                            device=device)
     logits = None
-    for batch, ids, types, real in block_batches(tokens, block, config.batch_size, device):
-        lengths = block.lengths[batch]
-        out = teacher_forward(model, ids, types, real.long())
-        rows = torch.from_numpy(ragged_positions(block.tokens[batch], lengths))
-        # Real positions found once per batch, not once per layer (a boolean mask index recomputes
-        # them every time, and waits for a GPU each time).
-        real_tokens = torch.nonzero(real.reshape(-1)).squeeze(1)
+    for batch in block_batches(tokens, block, config.batch_size, device):
+        out = teacher_forward(model, batch.input_ids, batch.token_type_ids, batch.mask.long())
+        longest = batch.input_ids.shape[1]
+        real_tokens = token_slots(batch.lengths, len(batch.rows), longest)
         for i, layer in enumerate(geometry.hidden_layers):
             values = out.hidden[layer].reshape(-1, geometry.hidden_size).index_select(0, real_tokens)
-            hidden[i].index_copy_(0, rows, values.to(dtype).cpu())  # (sum L_i, d)
+            hidden[i].index_copy_(0, batch.rows, values.to(dtype))  # (sum L_i, d)
         if geometry.attention_layers:
-            pairs = (real[:, None, :, None] & real[:, None, None, :]).expand(-1, heads, -1, -1)  # (B, h, L, L)
-            real_cells = torch.nonzero(pairs.reshape(-1)).squeeze(1)
-            cells = torch.from_numpy(ragged_positions(block.attention[batch], heads * lengths**2))
+            real_cells = attention_slots(batch.lengths, len(batch.cells), heads, longest)
             for i, layer in enumerate(geometry.attention_layers):
                 values = out.attention[layer - 1].reshape(-1).index_select(0, real_cells)
-                attention[i].index_copy_(0, cells, to_stored_type(values, attention_dtype).cpu())
+                attention[i].index_copy_(0, batch.cells, to_stored_type(values, attention_dtype))
         if out.logits is not None:
-            logits = torch.empty((len(block), out.logits.shape[1])) if logits is None else logits
-            logits[torch.from_numpy(batch)] = out.logits.float().cpu()  # (B, C)
+            logits = torch.empty((len(block), out.logits.shape[1]), device=device) if logits is None else logits
+            logits.index_copy_(0, batch.positions, out.logits.float())  # (B, C)
     t0, t1 = tokens.offsets[block.start], tokens.offsets[block.start + len(block)]
     arrays = {
         "input_ids": (tokens.input_ids[t0:t1], (max(n_tokens, 1),)),
@@ -328,50 +329,41 @@ def _compute_block(model, tokens: Tokenized, block: BlockIndex, geometry: Geomet
         arrays["attention"] = (to_storage(attention, attention_dtype),
                                (1, chunk_length(n_attn, numpy_dtype(attention_dtype).itemsize)))
     if logits is not None:
-        arrays["logits"] = (logits.numpy(), tuple(logits.shape))
+        arrays["logits"] = (logits.cpu().numpy(), tuple(logits.shape))
     return arrays
 
 
-def block_batches(tokens: Tokenized, block: BlockIndex, batch_size: int, device: torch.device):
-    """Length-sorted batches of one block, each padded to its longest example.
+@dataclass(frozen=True)
+class TeacherBatch:
+    """One batch of a block on the teacher's device, with where its outputs go in the block."""
 
-    Yields (positions in the block (B,), input_ids (B, L), token_type_ids (B, L), real-token mask (B, L)).
-    """
+    positions: torch.Tensor  # (B,) examples' positions in the block
+    input_ids: torch.Tensor  # (B, L), padded to the batch's longest
+    token_type_ids: torch.Tensor  # (B, L)
+    lengths: torch.Tensor  # (B,)
+    rows: torch.Tensor  # (sum L_i,) the real tokens' rows in the block's hidden buffers
+    cells: torch.Tensor  # (sum h L_i^2,) the real attention cells' places in the block's buffers
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """(B, L) True on real tokens."""
+        return torch.arange(self.input_ids.shape[1], device=self.lengths.device) < self.lengths[:, None]
+
+
+def block_batches(tokens: Tokenized, block: BlockIndex, batch_size: int, device: torch.device):
+    """Length-sorted batches of one block (little padding), each moved to `device` in one copy."""
     token_offsets = tokens.offsets[block.start:block.start + len(block)]
-    order = np.argsort(block.lengths, kind="stable")  # sorted by length: little padding
+    order = np.argsort(block.lengths, kind="stable")
     for batch in np.split(order, range(batch_size, len(order), batch_size)):
         lengths = block.lengths[batch]
-        ids = pad_ragged(tokens.input_ids, token_offsets[batch], lengths)
-        types = pad_ragged(tokens.token_type_ids, token_offsets[batch], lengths)
-        real = torch.from_numpy(np.arange(ids.shape[1]) < lengths[:, None])
-        yield (batch, torch.from_numpy(ids).long().to(device), torch.from_numpy(types).long().to(device),
-               real.to(device))
-
-
-class BackgroundWriter:
-    """Writes blocks on one thread while the teacher computes the next (one block in flight)."""
-
-    def __init__(self, store: Store):
-        self.store = store
-        self.bytes_written = 0
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cache-writer")
-        self._pending: Future | None = None
-
-    def submit(self, unit: str, arrays: dict, attrs: dict) -> None:
-        self.wait()
-        self._pending = self._pool.submit(self._write, unit, arrays, attrs)
-
-    def _write(self, unit: str, arrays: dict, attrs: dict) -> None:
-        self.store.write_unit(unit, arrays, attrs)
-        self.bytes_written += sum(data.nbytes for data, _ in arrays.values())
-
-    def wait(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()  # re-raises a failed write here, in the main thread
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        host = {
+            "positions": batch.astype(np.int64), "lengths": lengths,
+            "input_ids": pad_ragged(tokens.input_ids, token_offsets[batch], lengths).astype(np.int64),
+            "token_type_ids": pad_ragged(tokens.token_type_ids, token_offsets[batch], lengths).astype(np.int64),
+            "rows": ragged_positions(block.tokens[batch], lengths),
+            "cells": ragged_positions(block.attention[batch], block.attention[batch + 1] - block.attention[batch]),
+        }
+        yield TeacherBatch(**to_device(host, device))
 
 
 def _mark_complete(out: Path, store: Store, manifest: dict, block_starts: np.ndarray) -> None:

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from cache import Cache, RaggedExamples
 from cache.errors import CacheError
 from cache.layout import ragged_positions
+from cache.transfer import attention_slots, pack, to_device, token_slots, unpack
 from student.losses import probabilities_from_scores
 
 
@@ -75,20 +76,6 @@ def _with_arrays(ragged: RaggedExamples, arrays: dict) -> RaggedExamples:
                    hidden=layers("hidden"), attention=layers("attention"))
 
 
-def _pack(arrays: list[np.ndarray], pin: bool = False) -> tuple[torch.Tensor, list[int]]:
-    """The arrays copied into one byte tensor, each at an 8-byte-aligned offset (so that a view of
-    any dtype works); returns the tensor and the offsets."""
-    offsets, end = [], 0
-    for a in arrays:
-        offsets.append(-(-end // 8) * 8)
-        end = offsets[-1] + a.nbytes
-    buffer = torch.empty(end, dtype=torch.uint8, pin_memory=pin)
-    host = buffer.numpy()
-    for a, offset in zip(arrays, offsets, strict=True):
-        host[offset:offset + a.nbytes] = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
-    return buffer, offsets
-
-
 @dataclass
 class PackedBatch:
     """A ragged batch in one shared-memory byte tensor: what a reader process hands over. One
@@ -101,16 +88,13 @@ class PackedBatch:
     @classmethod
     def of(cls, ragged: RaggedExamples) -> "PackedBatch":
         arrays = _arrays(ragged)
-        buffer, offsets = _pack(list(arrays.values()))
-        slots = {key: (offset, a.dtype, a.shape) for (key, a), offset in zip(arrays.items(), offsets, strict=True)}
-        return cls(_with_arrays(ragged, slots), buffer)
+        buffer, slots = pack(list(arrays.values()))
+        return cls(_with_arrays(ragged, dict(zip(arrays, slots, strict=True))), buffer)
 
     def unpack(self) -> RaggedExamples:
         """Numpy views of the buffer (no copy)."""
-        host = self.buffer.numpy()
-        views = {key: host[offset:offset + dtype.itemsize * int(np.prod(shape))].view(dtype).reshape(shape)
-                 for key, (offset, dtype, shape) in _arrays(self.skeleton).items()}
-        return _with_arrays(self.skeleton, views)
+        slots = _arrays(self.skeleton)
+        return _with_arrays(self.skeleton, dict(zip(slots, unpack(self.buffer, list(slots.values())), strict=True)))
 
 
 class WindowDataset(Dataset):
@@ -177,25 +161,25 @@ def pad_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool)
     heads = ragged.num_heads
     host_lengths = ragged.lengths.astype(np.int64)
     b, longest = len(host_lengths), int(host_lengths.max())
-    arrays = _to_device(_arrays(ragged) | {("lengths", None): host_lengths}, device)
+    arrays = to_device(_arrays(ragged) | {("lengths", None): host_lengths}, device)
     lengths = arrays[("lengths", None)]
     mask = torch.arange(longest, device=device)[None, :] < lengths[:, None]  # (B, L)
-    token_slots = _token_slots(lengths, int(host_lengths.sum()), longest)
-    cell_slots = _attention_slots(lengths, int(heads * (host_lengths**2).sum()), heads, longest)
+    token_at = token_slots(lengths, int(host_lengths.sum()), longest)
+    cell_at = attention_slots(lengths, int(heads * (host_lengths**2).sum()), heads, longest)
 
     def tokens(values: torch.Tensor) -> torch.Tensor:
         out = torch.zeros(b * longest, dtype=torch.long, device=device)
-        return out.index_copy_(0, token_slots, values.long()).view(b, longest)
+        return out.index_copy_(0, token_at, values.long()).view(b, longest)
 
     def hidden(values: torch.Tensor) -> torch.Tensor:  # (T, d) stored bits
         flat = values.view(torch_dtype(ragged.dtype)).float()
         out = torch.zeros(b * longest, flat.shape[1], device=device)
-        return out.index_copy_(0, token_slots, flat).view(b, longest, -1)
+        return out.index_copy_(0, token_at, flat).view(b, longest, -1)
 
     def attention(values: torch.Tensor) -> torch.Tensor:
         flat = to_float(values.view(torch_dtype(ragged.attention_dtype)), ragged.attention_dtype)
         out = torch.zeros(b * heads * longest * longest, device=device)
-        out = out.index_copy_(0, cell_slots, flat).view(b, heads, longest, longest)
+        out = out.index_copy_(0, cell_at, flat).view(b, heads, longest, longest)
         return probabilities_from_scores(out, mask) if probabilities else out
 
     return Batch(
@@ -204,42 +188,6 @@ def pad_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool)
         hidden={layer: hidden(arrays[("hidden", layer)]) for layer in ragged.hidden},
         attention={layer: attention(arrays[("attention", layer)]) for layer in ragged.attention},
     )
-
-
-def _to_device(arrays: dict, device: torch.device) -> dict:
-    """Host arrays as tensors on `device` (same bits, same dtype). To a GPU: one asynchronous copy
-    of one pinned buffer; a pageable copy would wait for the GPU, and pinning and copying each
-    array apart cost more than a TinyBERT4 training step on an H100."""
-    tensors = {key: torch.from_numpy(a) for key, a in arrays.items()}
-    if device.type == "cpu":
-        return tensors
-    buffer, offsets = _pack(list(arrays.values()), pin=True)
-    on_device = buffer.to(device, non_blocking=True)
-    return {key: on_device[offset:offset + t.nbytes].view(t.dtype).view(t.shape)
-            for (key, t), offset in zip(tensors.items(), offsets, strict=True)}
-
-
-def _ragged_cells(sizes: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(example, index within the example) of every cell of examples holding `sizes` cells each,
-    in stored order; `total`, their sum known on the host, keeps repeat_interleave from syncing a GPU."""
-    example = torch.repeat_interleave(torch.arange(len(sizes), device=sizes.device), sizes, output_size=total)
-    starts = torch.repeat_interleave(torch.cumsum(sizes, 0) - sizes, sizes, output_size=total)
-    return example, torch.arange(total, device=sizes.device) - starts
-
-
-def _token_slots(lengths: torch.Tensor, total: int, longest: int) -> torch.Tensor:
-    """Flat positions in (B, L) of each example's real tokens."""
-    example, position = _ragged_cells(lengths, total)
-    return example * longest + position
-
-
-def _attention_slots(lengths: torch.Tensor, total: int, heads: int, longest: int) -> torch.Tensor:
-    """Flat positions in (B, h, L, L) of each example's (h, L_i, L_i) cells, in stored order."""
-    example, local = _ragged_cells(heads * lengths**2, total)
-    length = lengths[example]
-    head, cell = local // length**2, local % length**2
-    query, key = cell // length, cell % length
-    return ((example * heads + head) * longest + query) * longest + key
 
 
 def _as_is(window: list) -> list:
