@@ -3,6 +3,7 @@ the same student trained on labels alone, per task. Not run in CI (hours on a CP
 
     python -m bench.quality                                  # SST-2 (all 67k), CoLA, MRPC
     python -m bench.quality --tasks mrpc --limit 500 --epochs-intermediate 2   # a smoke run
+    python -m bench.quality --tasks sst2 --augment 4 --epochs-intermediate 1 --epochs-prediction 1
 
 Per task: fine-tune a pretrained BERT (default: the packaged MiniLM) into a teacher; dump it; distil
 the student from the cache, and again online with the same seed, data order and hyperparameters;
@@ -29,6 +30,7 @@ from pathlib import Path
 import click
 
 from bench.online import OnlineTargets
+from cache.augment import AugmentConfig, augment_file
 from cache.dump import DumpConfig, dump_teacher
 from student.compare import compare_models
 from student.evaluate import metric_for
@@ -85,6 +87,15 @@ def labels_only(folder: Path, task: str, data: Path, teacher: Path, config: dict
     return time.perf_counter() - started
 
 
+def student_layers(student: str, teacher: Path) -> tuple[int, ...]:
+    """The teacher layers the student's uniform layer map reads (0 = embeddings): all an augmented
+    cache needs to hold, at a fraction of the size of every layer."""
+    from transformers import AutoConfig
+
+    depth = AutoConfig.from_pretrained(teacher).num_hidden_layers
+    return (0, *uniform_layer_map(parse_student(student).layers, depth))
+
+
 def run_task(task: str, data: Path, work: Path, config: dict) -> dict:
     times = {}
     teacher = work / "teacher"
@@ -95,6 +106,11 @@ def run_task(task: str, data: Path, work: Path, config: dict) -> dict:
         command="bench", progress=False)
     dump = DumpConfig(task=task, data=data, split="train", out=work / "cache.zarr", teacher=str(teacher),
                       limit=config["limit"], max_seq_len=config["max_seq_len"])
+    if config["augment"]:
+        augmented = AugmentConfig(task=task, data=data, out=work / "augmented", teacher=config["base"],
+                                  copies=config["augment"])
+        times["augment"] = timed(augment_file, augmented, command="bench", progress=False)
+        dump = replace(dump, data=augmented.out, layers=student_layers(config["student"], teacher))
     times["dump"] = timed(dump_teacher, dump, command="bench", progress=False)
     train = TrainConfig(cache=dump.out, out=work / "cached", student=config["student"], init=config["init"],
                         stage="all", eval_data=data, epochs_intermediate=config["epochs_intermediate"],
@@ -114,7 +130,8 @@ def run_task(task: str, data: Path, work: Path, config: dict) -> dict:
     scores = {row["model"]: row[key] for row in rows}
     return {"task": task, "metric": key, **scores, "retention": scores["cached"] / scores["teacher"],
             "cached_minus_online": scores["cached"] - scores["online"], "seconds": times,
-            "concurrent": config["concurrent"], "precision": config["precision"], "speedup": rows[1]["speedup"]}
+            "concurrent": config["concurrent"], "precision": config["precision"], "augment": config["augment"],
+            "speedup": rows[1]["speedup"]}
 
 
 @click.command()
@@ -135,8 +152,13 @@ def run_task(task: str, data: Path, work: Path, config: dict) -> dict:
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto",
               help="Of every training run (the teacher's forward for the cache and online stays float32).")
 @click.option("--concurrent", is_flag=True, help="Train the three students side by side.")
+@click.option("--augment", type=click.IntRange(0), default=0,
+              help="Distil on the training set plus N augmented copies of each example (cache.augment; the "
+              "cache then holds only the student's layers). The labels-only student keeps the original set.")
 def main(tasks, glue, work, results, base, student, init, limit, epochs_intermediate, epochs_prediction,
-         lr_intermediate, lr_prediction, teacher_lr, workers, precision, concurrent):
+         lr_intermediate, lr_prediction, teacher_lr, workers, precision, concurrent, augment):
+    if augment and limit:
+        raise click.BadParameter("augments the whole training set; use it without --limit", param_hint="--augment")
     quiet_transformers()
     rows = []
     for task in tasks.split(","):
@@ -144,7 +166,7 @@ def main(tasks, glue, work, results, base, student, init, limit, epochs_intermed
                   "epochs_intermediate": epochs_intermediate, "epochs_prediction": epochs_prediction,
                   "lr_intermediate": lr_intermediate, "lr_prediction": lr_prediction, "teacher_lr": teacher_lr,
                   "max_seq_len": MAX_SEQ_LEN[task], "workers": workers, "precision": precision,
-                  "concurrent": concurrent}
+                  "concurrent": concurrent, "augment": augment}
         rows.append(run_task(task, glue / FOLDERS[task], work / task, config))
         print(json.dumps(rows[-1]), flush=True)
     write_results(results, shlex.join(["python", "-m", "bench.quality", *sys.argv[1:]]), rows)
