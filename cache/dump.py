@@ -1,10 +1,11 @@
 """The dump recipe: run the teacher once over a data set and write every target to a cache.
 
 Read top to bottom: `dump_teacher` loads data and teacher, plans blocks, checks any existing cache
-against this run, then computes blocks in length-sorted batches while a background thread writes
-the previous block. A block is committed atomically; the manifest is marked complete only after
-every block is in, so a killed dump resumes where it stopped and ends identical to an
-uninterrupted one (batches never span blocks, so each block is computed the same way).
+against this run, then computes blocks in length-sorted batches while a background writer (a
+thread, or a process beside a GPU: `writer.py`) writes the previous block. A block is committed
+atomically; the manifest is marked complete only after every block is in, so a killed dump
+resumes where it stopped and ends identical to an uninterrupted one (batches never span blocks,
+so each block is computed the same way).
 """
 
 import datetime
