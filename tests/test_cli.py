@@ -37,7 +37,7 @@ def test_dump_info_verify_ls(tmp_path, glue, tiny_teacher):
 
 def test_verify_fails_with_status_1(tmp_path, glue, tiny_teacher):
     out = tmp_path / "c"
-    run(*dump_args(glue, tiny_teacher, out))
+    assert run(*dump_args(glue, tiny_teacher, out), "--writer", "process").exit_code == 0
     next((out / "blocks").glob("0*/hidden/c/0/0/0")).write_bytes(b"junk")
     result = run("cache", "verify", out)
     assert result.exit_code == 1 and "hidden" in result.output
@@ -68,6 +68,7 @@ def test_help_lists_every_command():
     assert all(name in run("--help").output for name in ["dump-teacher", "cache"])
     assert all(name in run("cache", "--help").output for name in ["info", "verify", "ls"])
     assert "--attention [scores|probs]" in run("dump-teacher", "--help").output
+    assert "--writer [auto|thread|process]" in run("dump-teacher", "--help").output
 
 
 def test_augment_then_dump(tmp_path, glue, tiny_teacher, small_sst2):
