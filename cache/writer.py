@@ -8,6 +8,7 @@ its own interpreter; each block crosses to it as one shared-memory buffer, not p
 """
 
 import multiprocessing
+import signal
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
 
@@ -94,9 +95,12 @@ class ProcessWriter:
 
 
 def _write_blocks(store_class: type[Store], path, compression: str, connection: Connection) -> None:
-    """The writer process: write each block sent until None; answer None or the error."""
+    """The writer process: write each block sent until None (or the dump's end of the pipe
+    closes); answer None or the error. Ctrl-C is the dump's to handle: it sends None once the
+    block in flight is committed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     store = store_class(path, compression)
-    while (job := connection.recv()) is not None:
+    while (job := _receive(connection)) is not None:
         unit, layout, buffer, attrs = job
         views = unpack(buffer, [slot for slot, _ in layout.values()])
         arrays = {name: (view, chunks) for (name, (_, chunks)), view in zip(layout.items(), views, strict=True)}
@@ -105,3 +109,10 @@ def _write_blocks(store_class: type[Store], path, compression: str, connection: 
             connection.send(None)
         except Exception as error:  # noqa: BLE001 - handed to the dump, which raises it
             connection.send(error)
+
+
+def _receive(connection: Connection):
+    try:
+        return connection.recv()
+    except EOFError:  # the dump died
+        return None
