@@ -42,7 +42,7 @@ from .store import INDEX, Store, block_unit, check_compression, open_store
 from .teacher import TeacherInfo, default_teacher_path, load_teacher, resolve_device, teacher_forward
 from .tokenize import Tokenized, tokenize, tokenizer_fingerprint
 from .transfer import attention_slots, to_device, token_slots
-from .writer import open_writer
+from .writer import Writer, open_writer
 
 
 @dataclass(frozen=True)
@@ -137,19 +137,26 @@ def plan_dump(config: DumpConfig, examples: Examples, command: str) -> DumpPlan:
 
 def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples, progress: bool) -> tuple[int, int]:
     """Everything after the lock is held; returns (examples written, examples truncated)."""
-    plan = plan_dump(config, examples, command)
-    tokens, block_starts = plan.tokens, plan.block_starts
-    manifest, store = _open_for_writing(out, plan.manifest, config)
-    if not (out / TOKENIZER).exists():
-        _save_tokenizer(plan.tokenizer, out)
-    if manifest["complete"]:
-        return 0, tokens.truncated
-    if not store.has_unit(INDEX):
-        store.write_unit(INDEX, _index_arrays(tokens.lengths, block_starts), {"examples": len(examples)})
-    pending = sorted(set(range(len(block_starts) - 1)) - store.committed_blocks())
-    done = len(examples) - sum(int(block_starts[k + 1] - block_starts[k]) for k in pending)
-    written = _dump_blocks(plan.model, store, tokens, examples.labels, plan.geometry, block_starts, pending,
-                           config, plan.device, progress, done)
+    # Opened first: a writer process starts up while the teacher loads and the data is tokenised.
+    # A cache made with another format or compression is refused below, before anything is written.
+    writer = open_writer(config.writer, open_store(out, config.format, config.compression),
+                         resolve_device(config.device))
+    try:
+        plan = plan_dump(config, examples, command)
+        tokens, block_starts = plan.tokens, plan.block_starts
+        manifest, store = _open_for_writing(out, plan.manifest, config)
+        if not (out / TOKENIZER).exists():
+            _save_tokenizer(plan.tokenizer, out)
+        if manifest["complete"]:
+            return 0, tokens.truncated
+        if not store.has_unit(INDEX):
+            store.write_unit(INDEX, _index_arrays(tokens.lengths, block_starts), {"examples": len(examples)})
+        pending = sorted(set(range(len(block_starts) - 1)) - store.committed_blocks())
+        done = len(examples) - sum(int(block_starts[k + 1] - block_starts[k]) for k in pending)
+        written = _dump_blocks(plan.model, writer, tokens, examples.labels, plan.geometry, block_starts, pending,
+                               config, plan.device, progress, done)
+    finally:
+        writer.close()
     _mark_complete(out, store, manifest, block_starts)
     return written, tokens.truncated
 
@@ -262,13 +269,12 @@ def _index_arrays(lengths: np.ndarray, block_starts: np.ndarray) -> dict:
             "block_starts": (block_starts, (len(block_starts),))}
 
 
-def _dump_blocks(model, store: Store, tokens: Tokenized, labels: np.ndarray | None, geometry: Geometry,
+def _dump_blocks(model, writer: Writer, tokens: Tokenized, labels: np.ndarray | None, geometry: Geometry,
                  block_starts: np.ndarray, pending: list[int], config: DumpConfig, device: torch.device,
                  progress: bool, done: int) -> int:
     """Compute and write the pending blocks; returns the number of examples written."""
     bar = tqdm(total=len(tokens.lengths), initial=done, unit="ex", desc="dump-teacher", disable=not progress,
                dynamic_ncols=True)
-    writer = open_writer(config.writer, store, device)
     written = 0
     try:
         for k in pending:
@@ -283,7 +289,6 @@ def _dump_blocks(model, store: Store, tokens: Tokenized, labels: np.ndarray | No
             bar.set_postfix_str(f"written {writer.bytes_written / 1e6:,.1f} MB", refresh=False)
         writer.wait()
     finally:
-        writer.close()
         bar.close()
     return written
 

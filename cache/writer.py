@@ -19,7 +19,7 @@ from .store import Store
 from .transfer import pack, unpack
 
 
-def open_writer(kind: str, store: Store, device: torch.device) -> "ThreadWriter | ProcessWriter":
+def open_writer(kind: str, store: Store, device: torch.device) -> "Writer":
     """`auto`: a process beside a GPU teacher, a thread beside a CPU one (where a process would
     only add its start-up)."""
     if kind == "auto":
@@ -92,6 +92,9 @@ class ProcessWriter:
             self._connection.send(None)
         self._process.join()
         self._connection.close()
+
+
+Writer = ThreadWriter | ProcessWriter
 
 
 def _write_blocks(store_class: type[Store], path, compression: str, connection: Connection) -> None:
