@@ -7,6 +7,7 @@ switch interval: on an H100 that held the dump to 0.20 of the bare forward. A wr
 its own interpreter; each block crosses to it as one shared-memory buffer, not pickled.
 """
 
+import contextlib
 import multiprocessing
 import signal
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -88,7 +89,7 @@ class ProcessWriter:
         self._in_flight = 0
 
     def close(self) -> None:
-        if self._process.is_alive():
+        with contextlib.suppress(BrokenPipeError):  # a writer that just died: the dump's own error stands
             self._connection.send(None)
         self._process.join()
         self._connection.close()
