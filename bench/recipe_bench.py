@@ -58,8 +58,9 @@ def crossover(dump_s: float, cache: dict, online: dict, experiments: int = 1) ->
 @click.command()
 @click.option("--teacher-shape", type=click.Choice(["minilm", "base"]), default="minilm")
 @click.option("--limit", default=500, help="First N SST-2 training sentences.")
+@click.option("--workers", type=int, default=None, help="Reader processes of the cache route (default: the trainer's).")
 @click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
-def main(teacher_shape, limit, data):
+def main(teacher_shape, limit, workers, data):
     from transformers.utils import logging
 
     logging.set_verbosity_error()
@@ -69,7 +70,7 @@ def main(teacher_shape, limit, data):
         dump = DumpConfig(task="sst2", data=data, split="train", out=tmp / "c.zarr", teacher=teacher, limit=limit,
                           max_seq_len=64)
         dump_s = seconds(dump_teacher, dump, command="bench", progress=False)
-        base = TrainConfig(cache=dump.out, out=tmp / "run", student="tinybert4", stage="all", workers=1,
+        base = TrainConfig(cache=dump.out, out=tmp / "run", student="tinybert4", stage="all", workers=workers,
                            epochs_prediction=3, save_every=10**9)
         cache, online = {}, {}
         for n in EPOCHS:
@@ -79,6 +80,7 @@ def main(teacher_shape, limit, data):
                                 progress=False, source=OnlineTargets(dump))
             print(f"N={n}: dump {dump_s:.0f} s + cache {cache[n]:.0f} s vs online {online[n]:.0f} s", flush=True)
     result = {"machine": f"{platform.node()} {platform.machine()}", "teacher": teacher_shape, "examples": limit,
+              "workers": workers,
               "dump_seconds": dump_s, "cache_seconds": cache, "online_seconds": online,
               "online_over_cache_route": {n: online[n] / (dump_s + cache[n]) for n in EPOCHS},
               "crossover_epochs": crossover(dump_s, cache, online),
