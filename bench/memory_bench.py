@@ -5,9 +5,9 @@
 
 SST-2 has 67k training sentences, so the data file cycles through them. Each cache is dumped with
 the packaged MiniLM, then `cli.py train-student` runs as a child process for a fixed number of
-intermediate steps (TinyBERT4 student, 1 reader process) while this process samples the
-proportional set size (PSS: resident memory, shared pages split between the processes sharing
-them) of the trainer and its reader process together. The trainer streams windows of blocks,
+intermediate steps (TinyBERT4 student; `--workers` reader processes, default the trainer's) while
+this process samples the proportional set size (PSS: resident memory, shared pages split between
+the processes sharing them) of the trainer and any reader processes together. The trainer streams windows of blocks,
 so its memory should not grow with the cache. Writes bench/results/memory.json.
 """
 
@@ -70,7 +70,8 @@ def peak_memory(command: list[str]) -> int:
 @click.option("--steps", default=150, help="Intermediate-stage steps per run (batch 32).")
 @click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
 @click.option("--work", type=click.Path(path_type=Path), default=None, help="Where the caches go (default: a temp dir).")
-def main(sizes, steps, data, work):
+@click.option("--workers", type=int, default=None, help="Reader processes of the trainer (default: the trainer's).")
+def main(sizes, steps, data, work, workers):
     from transformers.utils import logging
 
     logging.set_verbosity_error()
@@ -81,12 +82,13 @@ def main(sizes, steps, data, work):
             dump = DumpConfig(task="sst2", data=cycled_sst2(data, size, folder / "data"), split="train",
                               out=folder / "c.zarr", max_seq_len=64)
             dump_teacher(dump, command="bench", progress=False)
+            reader_flags = [] if workers is None else ["--workers", str(workers)]
             peaks[size] = peak_memory([sys.executable, "cli.py", "train-student", "--cache", str(dump.out), "--out",
-                                    str(folder / "run"), "--student", "tinybert4", "--stage", "intermediate",
-                                    "--max-steps", str(steps), "--workers", "1"])
+                                       str(folder / "run"), "--student", "tinybert4", "--stage", "intermediate",
+                                       "--max-steps", str(steps), *reader_flags])
             print(f"{size} examples: peak memory (PSS) {peaks[size] / 2**20:.0f} MiB", flush=True)
     smallest, largest = min(peaks), max(peaks)
-    result = {"machine": f"{platform.node()} {platform.machine()}", "steps": steps,
+    result = {"machine": f"{platform.node()} {platform.machine()}", "steps": steps, "workers": workers,
               "peak_pss_bytes": peaks, "largest_over_smallest": peaks[largest] / peaks[smallest]}
     out = REPO / "bench" / "results" / "memory.json"
     out.parent.mkdir(parents=True, exist_ok=True)
