@@ -7,8 +7,9 @@ SST-2 has 67k training sentences, so the data file cycles through them. Each cac
 the packaged MiniLM, then `cli.py train-student` runs as a child process for a fixed number of
 intermediate steps (TinyBERT4 student; `--workers` reader processes, default the trainer's) while
 this process samples the proportional set size (PSS: resident memory, shared pages split between
-the processes sharing them) of the trainer and any reader processes together. The trainer streams windows of blocks,
-so its memory should not grow with the cache. Writes bench/results/memory.json.
+the processes sharing them) of the trainer and any reader processes together. The trainer
+streams windows of blocks, so its memory should not grow with the cache. Writes
+bench/results/memory.json.
 """
 
 import csv
