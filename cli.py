@@ -3,7 +3,9 @@
 Heavy imports (torch, transformers, zarr) happen inside the commands so `--help` is instant.
 """
 
+import errno
 import json
+import math
 import shlex
 from pathlib import Path
 
@@ -24,6 +26,25 @@ class Group(click.Group):
             return super().invoke(ctx)
         except UserError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:  # a full disk, a read-only folder, a path through a file: the user's to fix
+            if e.filename is None and e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise click.ClickException(f"{e.filename or 'writing'}: {e.strerror or e}") from None
+
+
+class FiniteFloat(click.FloatRange):
+    """A float range that also refuses NaN and infinity (which compare false with every bound)."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+POSITIVE = FiniteFloat(min=0, min_open=True)
 
 
 def _quiet_transformers() -> None:
@@ -35,6 +56,39 @@ def _quiet_transformers() -> None:
 
 def _command_line() -> str:
     return shlex.join(["python", "cli.py", *click.get_current_context().meta["argv"]])
+
+
+def _parse_models(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
+    named: dict[str, Path] = {}
+    for item in values:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise click.BadParameter(f"{item!r} is not NAME=FOLDER")
+        if name in named:
+            raise click.BadParameter(f"the name {name!r} is given twice ({named[name]} and {folder}); names must differ")
+        if not Path(folder).is_dir():
+            raise click.BadParameter(f"{folder} is not a folder (in {item!r})")
+        named[name] = Path(folder)
+    return named
+
+
+def _check_data(task: str, data: Path, split: str) -> None:
+    """The data file exists and the task is known: checked before the heavy imports."""
+    from cache.data import canonical_task, resolve_data_file
+
+    resolve_data_file(canonical_task(task), data, split)
+
+
+def _parse_weights(ctx, param, value: str | None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        weights = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not comma-separated numbers, e.g. 1,1,1,1,1,1") from None
+    if not all(math.isfinite(w) and w >= 0 for w in weights):
+        raise click.BadParameter(f"{value!r}: each weight is a finite number >= 0")
+    return weights
 
 
 def _parse_layers(ctx, param, value: str) -> tuple[int, ...] | None:
@@ -77,7 +131,7 @@ def cli():
 @click.option("--max-seq-len", type=click.IntRange(4, 512), default=128, help="Truncate examples at this length.")
 @click.option("--batch-size", type=click.IntRange(1), default=64, help="Teacher batch size.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N examples.")
-@click.option("--block-mb", type=click.FloatRange(0.001), default=32.0,
+@click.option("--block-mb", type=FiniteFloat(0.001), default=32.0,
               help="Target block size: the unit of commit (resume) and of streaming reads.")
 @click.option("--text-column", default="text", help="csv/tsv/jsonl: column of the first text.")
 @click.option("--pair-column", default=None, help="csv/tsv/jsonl: column of the second text, if any.")
@@ -97,10 +151,9 @@ def dump_teacher_command(task, data, split, out, teacher, format_, layers, atten
     only) and the logits when the teacher has a classification head. Re-run the same command
     to resume an interrupted dump.
     """
+    from cache.config import DumpConfig
     from cache.data import ColumnSpec
-    from cache.dump import DumpConfig, dump_teacher
 
-    _quiet_transformers()
     columns = ColumnSpec(text_column, pair_column, label_column,
                          tuple(labels.split(",")) if labels else None, regression)
     config = DumpConfig(task=task, data=data, split=split, out=out, teacher=teacher, format=format_,
@@ -108,6 +161,10 @@ def dump_teacher_command(task, data, split, out, teacher, format_, layers, atten
                         compression=compression,
                         max_seq_len=max_seq_len, batch_size=batch_size, limit=limit, block_mb=block_mb,
                         columns=columns, device=device, writer=writer)
+    config.check()  # before the heavy imports: a wrong path fails at once
+    from cache.dump import dump_teacher
+
+    _quiet_transformers()
     report = dump_teacher(config, command=_command_line())
     if report.stale_lock:
         click.echo(f"note: took over the lock of a writer that died (pid {report.stale_lock.get('pid')}: "
@@ -129,7 +186,7 @@ def dump_teacher_command(task, data, split, out, teacher, format_, layers, atten
 @click.option("--teacher", default=None, help="Whose input embeddings give the replacement words "
               "(default: the packaged MiniLM).")
 @click.option("--copies", type=click.IntRange(1), default=20, help="Augmented copies per row (the paper's N_a).")
-@click.option("--p-replace", type=click.FloatRange(0, 1), default=0.4, help="Chance that a word is replaced (p_t).")
+@click.option("--p-replace", type=FiniteFloat(0, 1), default=0.4, help="Chance that a word is replaced (p_t).")
 @click.option("--neighbours", type=click.IntRange(1), default=15, help="Candidates per word (K).")
 @click.option("--seed", type=int, default=0)
 @click.option("--text-column", default="text", help="tsv: column of the first text.")
@@ -140,13 +197,16 @@ def augment_command(task, data, split, out, teacher, copies, p_replace, neighbou
     Each whole word is replaced, with probability --p-replace, by one of its --neighbours nearest
     words in the teacher's input embeddings; the original rows come first, then --copies copies of each.
     """
-    from cache.augment import AugmentConfig, augment_file
+    from cache.config import AugmentConfig
     from cache.data import ColumnSpec
 
-    _quiet_transformers()
     config = AugmentConfig(task=task, data=data, out=out, split=split, teacher=teacher, copies=copies,
                            p_replace=p_replace, neighbours=neighbours, seed=seed,
                            columns=ColumnSpec(text_column, pair_column))
+    config.check()
+    from cache.augment import augment_file
+
+    _quiet_transformers()
     written = augment_file(config, command=_command_line())
     click.echo(f"{written}: {copies} augmented copies of each row after the originals")
 
@@ -164,16 +224,16 @@ precision_option = click.option(
               help="intermediate: embedding+hidden+attention; prediction: logits; all: one then the other.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder (students, logs, checkpoint).")
 @click.option("--layer-map", default="uniform", help="'uniform' (g(m) = m*N/M) or teacher layers per student layer, e.g. 2,4,6.")
-@click.option("--layer-weights", default=None, help="lambda_m for m = 0..M+1, comma-separated (default: all 1).")
+@click.option("--layer-weights", default=None, callback=_parse_weights, help="lambda_m for m = 0..M+1, comma-separated (default: all 1).")
 @click.option("--eval-data", type=click.Path(path_type=Path), default=None, help="Task data to evaluate on.")
 @click.option("--eval-split", default="dev")
 @click.option("--epochs-intermediate", type=click.IntRange(1), default=None,
               help="Default: the paper's (20; CoLA 50; MNLI, QQP, QNLI 10).")
 @click.option("--epochs-prediction", type=click.IntRange(1), default=3)
 @click.option("--batch-size", type=click.IntRange(1), default=32)
-@click.option("--lr-intermediate", type=float, default=5e-5)
-@click.option("--lr-prediction", type=float, default=3e-5)
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0)
+@click.option("--lr-intermediate", type=POSITIVE, default=5e-5)
+@click.option("--lr-prediction", type=POSITIVE, default=3e-5)
+@click.option("--temperature", type=POSITIVE, default=1.0)
 @click.option("--attention-loss", type=click.Choice(["scores", "probs"]), default=None,
               help="Compare scores or probabilities (default: what the cache stores).")
 @click.option("--shared-projection", is_flag=True, help="One W for embeddings and hidden states (reference code).")
@@ -195,18 +255,20 @@ def train_student_command(cache_path, student, stage, out, layer_map, layer_weig
                           temperature, attention_loss, shared_projection, init, seed, max_steps, eval_every,
                           save_every, workers, window_blocks, resume, device, precision):
     """Distil a TinyBERT student from a teacher cache; the teacher is never loaded."""
-    from student.trainer import TrainConfig, train_student
+    from student.config import TrainConfig
 
-    _quiet_transformers()
-    weights = tuple(float(w) for w in layer_weights.split(",")) if layer_weights else None
     config = TrainConfig(cache=cache_path, out=out, student=student, stage=stage, layer_map=layer_map,
-                         layer_weights=weights, eval_data=eval_data, eval_split=eval_split,
+                         layer_weights=layer_weights, eval_data=eval_data, eval_split=eval_split,
                          epochs_intermediate=epochs_intermediate, epochs_prediction=epochs_prediction,
                          batch_size=batch_size, lr_intermediate=lr_intermediate, lr_prediction=lr_prediction,
                          temperature=temperature, attention_loss=attention_loss,
                          shared_projection=shared_projection, init=init, seed=seed, max_steps=max_steps,
                          eval_every=eval_every, save_every=save_every, workers=workers,
                          window_blocks=window_blocks, resume=resume, device=device, precision=precision)
+    config.check()
+    from student.trainer import train_student
+
+    _quiet_transformers()
     metrics = train_student(config, command=_command_line())
     click.echo(f"{out}: student saved in {out / 'last'}" + (f"; dev {json.dumps(metrics)}" if metrics else ""))
 
@@ -217,7 +279,7 @@ def train_student_command(cache_path, student, stage, out, layer_map, layer_weig
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the fine-tuned teacher.")
 @click.option("--base", default=None, help="Pretrained BERT folder. Default: the packaged MiniLM-L6-H384.")
 @click.option("--epochs", type=click.IntRange(1), default=3)
-@click.option("--lr", type=float, default=2e-5)
+@click.option("--lr", type=POSITIVE, default=2e-5)
 @click.option("--batch-size", type=click.IntRange(1), default=32)
 @click.option("--max-seq-len", type=click.IntRange(4, 512), default=128)
 @click.option("--limit", type=click.IntRange(1), default=None, help="Train on the first N examples only.")
@@ -227,18 +289,22 @@ def train_student_command(cache_path, student, stage, out, layer_map, layer_weig
 def finetune_teacher_command(task, data, out, base, epochs, lr, batch_size, max_seq_len, limit, seed, device,
                              precision):
     """Fine-tune a pretrained BERT into a task teacher with a classification head."""
-    from student.finetune import FinetuneConfig, finetune_teacher
+    from student.config import FinetuneConfig
 
-    _quiet_transformers()
     config = FinetuneConfig(task=task, data=data, out=out, base=base, epochs=epochs, lr=lr, batch_size=batch_size,
                             max_seq_len=max_seq_len, limit=limit, seed=seed, device=device,
                             precision=precision)
+    config.check()
+    from student.finetune import finetune_teacher
+
+    _quiet_transformers()
     metrics = finetune_teacher(config, command=_command_line())
     click.echo(f"{out}: teacher saved" + (f"; dev {json.dumps(metrics)}" if metrics else ""))
 
 
 @cli.command("evaluate")
-@click.option("--model", required=True, type=click.Path(path_type=Path), help="A saved student or teacher folder.")
+@click.option("--model", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A saved student or teacher folder.")
 @click.option("--task", required=True)
 @click.option("--data", required=True, type=click.Path(path_type=Path))
 @click.option("--split", default="dev")
@@ -246,6 +312,7 @@ def finetune_teacher_command(task, data, out, base, epochs, lr, batch_size, max_
 @click.option("--json", "as_json", is_flag=True)
 def evaluate_command(model, task, data, split, max_seq_len, as_json):
     """Score a saved sequence classifier with the task's GLUE metric."""
+    _check_data(task, data, split)
     from student.evaluate import evaluate_saved
 
     _quiet_transformers()
@@ -255,35 +322,31 @@ def evaluate_command(model, task, data, split, max_seq_len, as_json):
 
 
 @cli.command("compare")
-@click.option("--model", "models", multiple=True, required=True,
+@click.option("--model", "models", multiple=True, required=True, callback=_parse_models,
               help="NAME=FOLDER of a saved classifier; repeat. The first is the reference (the teacher).")
 @click.option("--task", required=True)
 @click.option("--data", required=True, type=click.Path(path_type=Path))
 @click.option("--split", default="dev")
 @click.option("--max-seq-len", type=click.IntRange(4, 512), default=128)
-@click.option("--cache", "cache_path", type=click.Path(path_type=Path), default=None, help="Also report this cache's size.")
+@click.option("--cache", "cache_path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Also report this cache's size.")
 @click.option("--json", "as_json", is_flag=True)
 def compare_command(models, task, data, split, max_seq_len, cache_path, as_json):
     """Metric, parameters, latency per example and speed-up of models side by side."""
+    _check_data(task, data, split)
+    cache_line = None
+    if cache_path is not None:  # before minutes of scoring
+        from cache.inspect import cache_summary
+
+        sizes = cache_summary(cache_path)["sizes"]
+        cache_line = f"cache {cache_path}: {sizes['bytes'] / 1e6:,.1f} MB ({sizes['bytes_per_example'] / 1e3:,.1f} kB/example)"
     from cache.data import canonical_task
     from student.compare import compare_models, format_rows
     from student.evaluate import metric_for
     from student.metrics import MAIN_METRIC
 
     _quiet_transformers()
-    named = {}
-    for item in models:
-        name, sep, folder = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{item!r} is not NAME=FOLDER", param_hint="--model")
-        named[name] = Path(folder)
-    rows = compare_models(named, task, data, split, max_seq_len)
-    cache_line = None
-    if cache_path is not None:
-        from cache.inspect import cache_summary
-
-        sizes = cache_summary(cache_path)["sizes"]
-        cache_line = f"cache {cache_path}: {sizes['bytes'] / 1e6:,.1f} MB ({sizes['bytes_per_example'] / 1e3:,.1f} kB/example)"
+    rows = compare_models(models, task, data, split, max_seq_len)
     if as_json:
         click.echo(json.dumps({"models": rows, "cache": cache_line}))
         return

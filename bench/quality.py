@@ -33,11 +33,12 @@ from bench.online import OnlineTargets
 from cache.augment import AugmentConfig, augment_file
 from cache.dump import DumpConfig, dump_teacher
 from student.compare import compare_models
+from student.config import parse_student
 from student.evaluate import metric_for
 from student.finetune import FinetuneConfig, finetune_teacher
 from student.losses import uniform_layer_map
 from student.metrics import MAIN_METRIC
-from student.model import build_student, init_from_teacher, parse_student
+from student.model import build_student, init_from_teacher
 from student.precision import PRECISIONS
 from student.trainer import TrainConfig, train_student
 

@@ -19,33 +19,17 @@ import json
 import os
 import shlex
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import ColumnSpec, canonical_task, load_examples, resolve_data_file, table_rows, task_spec
-from .errors import UserError
+from .checkpoints import load_config, load_tokenizer
+from .config import AUGMENT_RECORD, AugmentConfig
+from .data import canonical_task, load_examples, table_rows, task_spec
 from .teacher import default_teacher_path
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Everything that decides an augmented file; built once from the CLI flags."""
-
-    task: str
-    data: Path
-    out: Path
-    split: str = "train"
-    teacher: str | None = None
-    """Whose input embeddings give the candidates; None means the packaged MiniLM."""
-    copies: int = 20
-    p_replace: float = 0.4
-    neighbours: int = 15
-    seed: int = 0
-    columns: ColumnSpec = field(default_factory=ColumnSpec)
 
 
 class Neighbours:
@@ -64,9 +48,9 @@ class Neighbours:
 
     @classmethod
     def of_teacher(cls, teacher: str, k: int) -> "Neighbours":
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
-        tokenizer = AutoTokenizer.from_pretrained(teacher)
+        tokenizer = load_tokenizer(teacher, "--teacher", load_config(teacher, "--teacher").vocab_size)
         weight = AutoModel.from_pretrained(teacher).get_input_embeddings().weight.detach()
         vocab = tokenizer.get_vocab()
         words = sorted((w for w in vocab if w.isalpha() and w not in tokenizer.all_special_tokens), key=vocab.get)
@@ -90,10 +74,8 @@ def augment_text(text: str, neighbours: Neighbours, p_replace: float, rng: np.ra
 def augment_file(config: AugmentConfig, command: str | None = None, progress: bool = True) -> Path:
     """Write `config.out`/<split>.<ext>: the original rows, then `copies` augmented copies of each,
     with `augment.json` (config, command, source checksum) beside it. Returns the file written."""
-    task = canonical_task(config.task)
-    source = resolve_data_file(task, Path(config.data), config.split)
-    if task in ("csv", "jsonl", "text"):
-        raise UserError(f"--task {task}: augment reads GLUE tasks and tsv files, not {source.name}")
+    config.check()
+    task, source = canonical_task(config.task), config.source()
     load_examples(task, source, config.split, columns=config.columns)  # every row checked first, as the dump checks it
     spec = task_spec(task, config.split, config.columns)
     rows = [fields for _, fields in table_rows(source, task)]
@@ -108,7 +90,7 @@ def augment_file(config: AugmentConfig, command: str | None = None, progress: bo
             for c in columns:
                 copy[c] = augment_text(fields[c], neighbours, config.p_replace, rng)
             copies.append(copy)
-    out = Path(config.out) / source.name
+    out = config.output()
     out.parent.mkdir(parents=True, exist_ok=True)
     body = ["\t".join(fields) for fields in [*([header] if header else []), *rows, *copies]]
     staging = out.with_name(f".{out.name}.partial")  # renamed when whole: a killed run leaves no short file
@@ -127,4 +109,4 @@ def _write_record(config: AugmentConfig, command: str, source: Path, out: Path, 
         "source": {"file": str(source), "sha256": hashlib.sha256(source.read_bytes()).hexdigest(), "rows": rows},
         "output": {"file": str(out), "rows": rows + copies},
     }
-    (out.parent / "augment.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out.parent / AUGMENT_RECORD).write_text(json.dumps(record, indent=2) + "\n")

@@ -15,6 +15,8 @@ import numpy as np
 from .errors import DataError, UserError
 from .tasks import GENERIC_TASKS, GLUE_TASKS, TASK_ALIASES, TaskSpec
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""Regression labels are stored as float32: a larger label would be stored as infinity."""
 Row = tuple[int, dict | list]  # (line number, fields by name or by position)
 
 
@@ -203,9 +205,12 @@ def _parse_labels(spec: TaskSpec, path: Path, raw: list[tuple[int, object]]):
         values = []
         for line, label in raw:
             try:
-                values.append(float(label))
+                value = float(label)
             except (TypeError, ValueError):
                 raise DataError(str(path), line, f"label {label!r} is not a number") from None
+            if not abs(value) <= FLOAT32_MAX:  # NaN, infinity, and 1e39 (infinite as float32)
+                raise DataError(str(path), line, f"label {label!r} is not a finite number")
+            values.append(value)
         return np.asarray(values, dtype=np.float32), None
     names = spec.labels or _sorted_label_names(str(label) for _, label in raw)
     ids = {name: i for i, name in enumerate(names)}

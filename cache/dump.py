@@ -11,11 +11,12 @@ so each block is computed the same way).
 import datetime
 import errno
 import hashlib
+import json
 import os
 import shlex
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,59 +24,28 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
-from .data import ColumnSpec, Examples, load_examples
+from .config import DumpConfig
+from .data import Examples, load_examples
 from .dtypes import numpy_dtype, to_storage, to_stored_type, torch_dtype
 from .errors import CacheError, UserError
 from .layout import BlockIndex, Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
-from .lock import LOCK, WriterLock
+from .lock import WriterLock
 from .manifest import (
     FORMAT_NAME,
     FORMAT_VERSION,
-    MANIFEST,
     TOKENIZER,
     identity_mismatches,
+    index_attrs,
     manifest_path,
     read_manifest,
     write_manifest,
 )
-from .store import INDEX, Store, block_unit, check_compression, open_store
-from .teacher import TeacherInfo, default_teacher_path, load_teacher, resolve_device, teacher_forward
+from .store import INDEX, Store, block_unit, open_store
+from .tasks import GENERIC_TASKS
+from .teacher import TeacherInfo, check_teacher, default_teacher_path, load_teacher, resolve_device, teacher_forward
 from .tokenize import Tokenized, tokenize, tokenizer_fingerprint
 from .transfer import attention_slots, to_device, token_slots
 from .writer import Writer, open_writer
-
-
-@dataclass(frozen=True)
-class DumpConfig:
-    """Everything that decides a dump; built once from the CLI flags."""
-
-    task: str
-    data: Path
-    split: str
-    out: Path
-    teacher: str | None = None
-    """Teacher folder or hub id; None means the packaged MiniLM."""
-    format: str = "zarr"
-    layers: tuple[int, ...] | None = None
-    """Teacher layers to store (0 = embeddings); None means all."""
-    attention: str = "scores"
-    dtype: str = "float16"
-    attention_dtype: str | None = None
-    """Stored type of attention; None means `dtype`. uint8 (probabilities only) halves its size."""
-    compression: str = "none"
-    max_seq_len: int = 128
-    batch_size: int = 64
-    limit: int | None = None
-    block_mb: float = 32.0
-    """Target size of a block, the unit of committing and streaming."""
-    columns: ColumnSpec = field(default_factory=ColumnSpec)
-    device: str = "auto"
-    writer: str = "auto"
-    """Where blocks are written while the teacher computes: thread, process, or auto (see cache.writer)."""
-
-    @property
-    def stored_attention_dtype(self) -> str:
-        return self.attention_dtype or self.dtype
 
 
 @dataclass(frozen=True)
@@ -94,9 +64,10 @@ def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool 
     """Run the dump described by `config`; `command` is recorded in the manifest."""
     started = datetime.datetime.now(datetime.timezone.utc)
     command = command or shlex.join(sys.argv)
-    check_compression(config.format, config.compression)
-    out = _check_out_path(config.out)
+    config.check()
+    out = Path(config.out)
     examples = load_examples(config.task, config.data, config.split, columns=config.columns, limit=config.limit)
+    check_teacher(config.teacher or default_teacher_path(), examples)
     with WriterLock(out, command) as lock:
         try:
             written, truncated = _dump_into(out, config, command, examples, progress)
@@ -150,7 +121,7 @@ def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples, 
         if manifest["complete"]:
             return 0, tokens.truncated
         if not store.has_unit(INDEX):
-            store.write_unit(INDEX, _index_arrays(tokens.lengths, block_starts), {"examples": len(examples)})
+            store.write_unit(INDEX, _index_arrays(tokens.lengths, block_starts), index_attrs(manifest))
         pending = sorted(set(range(len(block_starts) - 1)) - store.committed_blocks())
         done = len(examples) - sum(int(block_starts[k + 1] - block_starts[k]) for k in pending)
         written = _dump_blocks(plan.model, writer, tokens, examples.labels, plan.geometry, block_starts, pending,
@@ -161,16 +132,6 @@ def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples, 
     return written, tokens.truncated
 
 
-def _check_out_path(out: Path) -> Path:
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out: {out} is a file, not a cache directory")
-    ours = (LOCK, f".{MANIFEST}.")  # what a dump killed before its first manifest can leave behind
-    if out.is_dir() and any(not p.name.startswith(ours) for p in out.iterdir()) and not manifest_path(out).exists():
-        raise UserError(f"--out: {out} is a non-empty folder that is not a cache; choose another path")
-    return out
-
-
 def stored_geometry(config: DumpConfig, teacher: TeacherInfo) -> Geometry:
     """Shapes of what this dump stores; rejects layers the teacher does not have."""
     all_layers = tuple(range(teacher.num_layers + 1))
@@ -178,8 +139,6 @@ def stored_geometry(config: DumpConfig, teacher: TeacherInfo) -> Geometry:
     bad = [layer for layer in layers if layer not in all_layers]
     if bad:
         raise UserError(f"--layers: teacher has layers 0..{teacher.num_layers} (0 = embeddings), not {bad}")
-    if config.attention_dtype == "uint8" and config.attention != "probs":
-        raise UserError("--attention-dtype uint8 stores probabilities in [0, 1]; use it with --attention probs")
     return Geometry(teacher.hidden_size, teacher.num_heads, layers,
                     tuple(layer for layer in layers if layer > 0), numpy_dtype(config.dtype).itemsize)
 
@@ -187,7 +146,7 @@ def stored_geometry(config: DumpConfig, teacher: TeacherInfo) -> Geometry:
 def _new_manifest(config: DumpConfig, command: str, examples: Examples, tokens: Tokenized,
                   teacher: TeacherInfo, tokenizer_sha: str, geometry: Geometry, num_blocks: int) -> dict:
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    return {
+    manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "project_version": __version__,
@@ -201,6 +160,7 @@ def _new_manifest(config: DumpConfig, command: str, examples: Examples, tokens: 
         "data": {
             "task": examples.task, "split": examples.split, "file": str(examples.path),
             "sha256": _file_sha256(examples.path), "examples": len(examples), "truncated": tokens.truncated,
+            "columns": asdict(config.columns) if examples.task in GENERIC_TASKS else None,
             "label_names": list(examples.label_names) if examples.label_names else None,
             "label_kind": _label_kind(examples),
         },
@@ -218,6 +178,7 @@ def _new_manifest(config: DumpConfig, command: str, examples: Examples, tokens: 
         "stats": {"tokens": int(tokens.lengths.sum()),
                   "ideal_bytes": int(geometry.example_values(tokens.lengths).sum() * 2)},
     }
+    return json.loads(json.dumps(manifest))  # as it reads back from disk (lists, not tuples), for comparing
 
 
 def _label_kind(examples: Examples) -> str:

@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from .errors import CacheError, describe
 from .layout import BlockIndex
-from .manifest import MANIFEST, read_manifest
+from .manifest import MANIFEST, index_mismatches, read_manifest
 from .store import INDEX, Store, block_unit, open_store, slab_checksums
 
 
@@ -82,6 +82,9 @@ def verify_cache(path: Path, progress: bool = False) -> list[str]:
     if index_problems:  # without a sound index, blocks cannot be located
         return problems + index_problems
     lengths, block_starts = store.read(INDEX, "lengths"), store.read(INDEX, "block_starts")
+    mismatches = index_mismatches(manifest, lengths, block_starts, store.attrs(INDEX))
+    if mismatches:  # the blocks' places and shapes come from these: checking blocks against them would mislead
+        return problems + [f"manifest and index disagree: {m}" for m in mismatches]
     for k in tqdm(range(len(block_starts) - 1), desc="verify", unit="block", disable=not progress):
         start, stop = int(block_starts[k]), int(block_starts[k + 1])
         where = f"block {k} (examples {start}-{stop - 1})"

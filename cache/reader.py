@@ -16,7 +16,7 @@ import torch
 from .dtypes import from_storage, to_float
 from .errors import CacheError, describe
 from .layout import BlockIndex, offsets
-from .manifest import TOKENIZER, read_manifest
+from .manifest import TOKENIZER, index_mismatches, read_complete_manifest, read_manifest
 from .store import INDEX, Store, block_unit, open_store, slab_checksums
 
 
@@ -88,6 +88,10 @@ class Cache:
         self.store = store
         self.lengths: np.ndarray = store.read(INDEX, "lengths")
         self.block_starts: np.ndarray = store.read(INDEX, "block_starts")
+        mismatches = index_mismatches(manifest, self.lengths, self.block_starts, store.attrs(INDEX))
+        if mismatches:
+            raise CacheError(f"{path}: manifest and index disagree ({'; '.join(mismatches)}); "
+                             f"run `cache verify {path}` and dump the teacher again")
         stored_hidden, stored_attention = manifest["layers"], manifest["attention_layers"]
         wanted = sorted(set(layers)) if layers is not None else stored_hidden
         missing = [layer for layer in wanted if layer not in stored_hidden]
@@ -219,9 +223,7 @@ def _rows(stored: list[int], wanted: list[int]):
 
 def open_cache(path: str | Path, layers: Iterable[int] | None = None, allow_incomplete: bool = False) -> Cache:
     """Open a cache read-only; `layers` restricts what is read to those teacher layers."""
-    manifest = read_manifest(Path(path))
-    if not manifest["complete"] and not allow_incomplete:
-        raise CacheError(f"{path}: cache is incomplete; run the same dump-teacher command again to finish it")
+    manifest = read_manifest(Path(path)) if allow_incomplete else read_complete_manifest(Path(path))
     store = open_store(Path(path), manifest["storage"], manifest["compression"])
     if manifest["complete"]:
         missing = sorted(set(range(manifest["num_blocks"])) - store.committed_blocks())

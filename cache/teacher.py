@@ -6,10 +6,12 @@ import os
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassification, BertModel
+from transformers import BertForSequenceClassification, BertModel
 
 from .attention import capture_implementation
-from .errors import UserError, describe
+from .checkpoints import check_head, has_classifier, load_config, load_tokenizer
+from .data import Examples
+from .errors import UserError
 
 
 def default_teacher_path() -> str:
@@ -43,16 +45,20 @@ class TeacherOutput:
     logits: torch.Tensor | None  # (B, C)
 
 
+def check_teacher(path: str, examples: Examples) -> None:
+    """Config, tokenizer and head checked before the weights load: a teacher whose head has other
+    labels than the data (3 outputs on a 2-label task) would fill a cache with meaningless logits."""
+    config = load_config(path, "--teacher")
+    load_tokenizer(path, "--teacher", config.vocab_size)
+    if has_classifier(config) and examples.labels is not None:
+        check_head(config, examples, f"--teacher: {path}")
+
+
 def load_teacher(path: str, attention: str, device: torch.device):
     """Load model and tokenizer from a local folder (or hub id); returns (model, tokenizer, info)."""
-    try:
-        config = AutoConfig.from_pretrained(path)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as e:
-        raise UserError(f"--teacher: {path} is not a Hugging Face checkpoint ({describe(e)})") from None
-    if config.model_type != "bert":
-        raise UserError(f"--teacher: {path} is a {config.model_type!r} model; only BERT is supported")
-    with_head = "BertForSequenceClassification" in (config.architectures or [])
+    config = load_config(path, "--teacher")
+    tokenizer = load_tokenizer(path, "--teacher", config.vocab_size)
+    with_head = has_classifier(config)
     if with_head:
         model = BertForSequenceClassification.from_pretrained(path)
     else:

@@ -1,1 +1,1 @@
-"""Student side: models, losses, trainer (see the trainer issue)."""
+"""Student side: configurations, models, losses, the stream of targets and the recipes."""

@@ -5,21 +5,11 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from cache.data import load_examples
-from cache.errors import UserError
-from student.evaluate import evaluate, metric_for
+from student.evaluate import SavedClassifier, evaluate, metric_for
 from student.metrics import MAIN_METRIC
-
-
-def _load(model_dir: Path):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    try:
-        return (AutoModelForSequenceClassification.from_pretrained(model_dir).eval(),
-                AutoTokenizer.from_pretrained(model_dir))
-    except (OSError, ValueError) as e:
-        raise UserError(f"--model: {model_dir} is not a saved sequence classifier ({e})") from None
 
 
 @torch.inference_mode()
@@ -38,15 +28,17 @@ def latency_ms(model, tokenizer, texts: list[str], pairs: list[str] | None, repe
 
 
 def compare_models(models: dict[str, Path], task: str, data: Path, split: str, max_seq_len: int,
-                   latency_examples: int = 200) -> list[dict]:
-    """One row per model; `speedup` is relative to the first model."""
+                   latency_examples: int = 200, progress: bool = True) -> list[dict]:
+    """One row per model; `speedup` is relative to the first model. Every model is checked against
+    the task before the first is scored."""
     examples = load_examples(task, data, split)
     key = MAIN_METRIC[metric_for(examples.task)]
     texts = examples.texts[:latency_examples]
     pairs = examples.pairs[:latency_examples] if examples.pairs else None
+    checked = {name: SavedClassifier.check(folder, examples, f"--model {name}") for name, folder in models.items()}
     rows = []
-    for name, folder in models.items():
-        model, tokenizer = _load(folder)
+    for name, saved in tqdm(checked.items(), desc="compare", unit="model", disable=not progress):
+        model, tokenizer, folder = saved.load(), saved.tokenizer, saved.folder
         metrics = evaluate(model, tokenizer, examples, max_seq_len)
         rows.append({"model": name, "path": str(folder), key: metrics[key],
                      "parameters": sum(p.numel() for p in model.parameters()),

@@ -1,10 +1,12 @@
 """Evaluate a sequence classifier (any saved student or teacher) on a task split."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from cache.checkpoints import check_head, load_config, load_tokenizer
 from cache.data import Examples, load_examples
 from cache.errors import UserError
 from cache.layout import pad_ragged
@@ -45,15 +47,32 @@ def evaluate(model, tokenizer, examples: Examples, max_seq_len: int) -> dict[str
     return glue_metrics(metric_for(examples.task), predict(model, tokenizer, examples, max_seq_len), examples.labels)
 
 
+@dataclass(frozen=True)
+class SavedClassifier:
+    """A model folder checked against the task it is to score: config, tokenizer and head fit."""
+
+    folder: Path
+    config: object
+    tokenizer: object
+
+    @classmethod
+    def check(cls, folder: Path, examples: Examples, option: str = "--model") -> "SavedClassifier":
+        """Everything but the weights, so that every model of a comparison is checked before any work."""
+        if examples.labels is None:
+            raise UserError(f"{examples.path}: no labels to evaluate against")
+        config = load_config(folder, option)
+        check_head(config, examples, f"{option}: {folder}")
+        return cls(folder, config, load_tokenizer(folder, option, config.vocab_size))
+
+    def load(self):
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification.from_pretrained(self.folder).eval()
+
+
 def evaluate_saved(model_dir: Path, task: str, data: Path, split: str, max_seq_len: int) -> dict:
     """Load a saved sequence classifier with its tokenizer and evaluate it."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir)
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    except (OSError, ValueError) as e:
-        raise UserError(f"--model: {model_dir} is not a saved sequence classifier ({e})") from None
     examples = load_examples(task, data, split)
-    metrics = evaluate(model.to(resolve_device("auto")), tokenizer, examples, max_seq_len)
+    saved = SavedClassifier.check(model_dir, examples)
+    metrics = evaluate(saved.load().to(resolve_device("auto")), saved.tokenizer, examples, max_seq_len)
     return {"model": str(model_dir), "task": examples.task, "split": split, "examples": len(examples), **metrics}

@@ -6,60 +6,39 @@ student trainer and writes a plain `save_pretrained` folder that `dump-teacher -
 """
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
-from transformers import AutoTokenizer, BertForSequenceClassification
+from transformers import BertForSequenceClassification
 
+from cache.checkpoints import TaskHead, load_config, load_tokenizer, record_head
 from cache.data import load_examples, resolve_data_file
 from cache.errors import UserError
 from cache.layout import pad_ragged
 from cache.teacher import default_teacher_path, resolve_device
 from cache.tokenize import tokenize
+from student.config import FINETUNE_LOG, FinetuneConfig
 from student.evaluate import evaluate
 from student.precision import autocast, resolve_precision
 from student.trainer import linear_schedule, seed_everything
 
 
-@dataclass(frozen=True)
-class FinetuneConfig:
-    task: str
-    data: Path
-    out: Path
-    base: str | None = None
-    """Pretrained BERT folder; None means the packaged MiniLM."""
-    epochs: int = 3
-    lr: float = 2e-5
-    batch_size: int = 32
-    max_seq_len: int = 128
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 42
-    limit: int | None = None
-    """Train on the first N training examples only (quick runs, the demo)."""
-    eval_split: str = "dev"
-    device: str = "auto"
-    precision: str = "auto"
-    """`float32`, `bfloat16` (autocast), or `auto`: bfloat16 on CUDA, float32 on a CPU."""
-
-
 def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True) -> dict:
     """Fine-tune, evaluate on the dev split after each epoch, save; returns the last evaluation."""
-    if (config.out / "config.json").exists():
-        raise UserError(f"--out: {config.out} already holds a model; choose another --out")
+    config.check()
     seed_everything(config.seed)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     base = config.base or default_teacher_path()
     train = load_examples(config.task, config.data, "train", limit=config.limit)
     dev = _dev_examples(config)
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    regression = train.label_names is None
     if train.labels is None:
         raise UserError(f"{train.path}: no labels to fine-tune on")
+    tokenizer = load_tokenizer(base, "--base", load_config(base, "--base").vocab_size)
+    regression = train.label_names is None
     model = BertForSequenceClassification.from_pretrained(
         base, num_labels=1 if regression else len(train.label_names),
         problem_type="regression" if regression else "single_label_classification").to(device)
@@ -69,6 +48,7 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
                                   fused=device.type == "cuda")
     scheduler = linear_schedule(optimizer, steps, int(config.warmup * steps))
     config.out.mkdir(parents=True, exist_ok=True)
+    (config.out / FINETUNE_LOG).unlink(missing_ok=True)  # left by an interrupted run
     rng, metrics = np.random.default_rng(config.seed), {}
     bar = tqdm(total=steps, desc="finetune-teacher", unit="step", disable=not progress, dynamic_ncols=True)
     for epoch in range(config.epochs):
@@ -88,6 +68,7 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
             metrics = evaluate(model, tokenizer, dev, config.max_seq_len)
             _log(config.out, {"epoch": epoch + 1, "eval": metrics})
     bar.close()
+    record_head(model.config, TaskHead(train.task, train.label_names, trained=True))
     model.save_pretrained(config.out)
     tokenizer.save_pretrained(config.out)
     resolved = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
@@ -119,5 +100,5 @@ def _step(model, tokens, batch: np.ndarray, labels: np.ndarray, device: torch.de
 
 
 def _log(out: Path, entry: dict) -> None:
-    with open(out / "metrics.jsonl", "a") as f:
+    with open(out / FINETUNE_LOG, "a") as f:
         f.write(json.dumps(entry) + "\n")

@@ -3,45 +3,13 @@
 Only the math lives here: building, initialising and projecting. No I/O beyond from_pretrained.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
 from cache.errors import UserError
-
-PRESETS: dict[str, tuple[int, int, int, int]] = {  # layers M, hidden d, FFN d', heads h
-    "tinybert4": (4, 312, 1200, 12),
-    "tinybert6": (6, 768, 3072, 12),
-}
-
-
-@dataclass(frozen=True)
-class StudentShape:
-    layers: int
-    hidden: int
-    ffn: int
-    heads: int
-
-
-def parse_student(text: str) -> StudentShape | Path:
-    """`tinybert4`, `tinybert6`, explicit sizes `layers=2,hidden=128,ffn=512,heads=12`, or a folder."""
-    if text in PRESETS:
-        return StudentShape(*PRESETS[text])
-    if "=" in text:
-        try:
-            sizes = {key.strip(): int(value) for key, value in (part.split("=") for part in text.split(","))}
-            shape = StudentShape(sizes["layers"], sizes["hidden"], sizes["ffn"], sizes["heads"])
-        except (KeyError, ValueError):
-            raise UserError(f"--student: {text!r} is not layers=M,hidden=d,ffn=d',heads=h") from None
-        if min(shape.layers, shape.hidden, shape.ffn, shape.heads) < 1 or shape.hidden % shape.heads:
-            raise UserError(f"--student: hidden size {shape.hidden} must be a positive multiple of heads {shape.heads}")
-        return shape
-    if Path(text, "config.json").is_file():
-        return Path(text)
-    raise UserError(f"--student: {text!r} is not a preset ({', '.join(PRESETS)}), sizes "
-                    "(layers=M,hidden=d,ffn=d',heads=h) or a checkpoint folder")
+from student.config import StudentShape
 
 
 def build_student(student: StudentShape | Path, teacher_config: dict, num_labels: int) -> BertForSequenceClassification:

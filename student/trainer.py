@@ -9,6 +9,7 @@ exactly where an interrupted run stopped.
 
 import datetime
 import json
+import math
 import os
 import random
 import time
@@ -19,67 +20,26 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cache import Cache, open_cache
+from cache import Cache, __version__, open_cache
 from cache.attention import capture_implementation
+from cache.checkpoints import TaskHead, load_tokenizer, record_head
 from cache.data import load_examples
-from cache.errors import UserError
+from cache.errors import UserError, describe
 from cache.failpoints import failpoint
+from cache.manifest import identity_mismatches
 from cache.teacher import resolve_device
+from student.config import CHECKPOINT, TrainConfig, parse_student
 from student.evaluate import evaluate, metric_for
 from student.losses import attention_mse, hidden_mse, regression_mse, soft_cross_entropy, uniform_layer_map
 from student.metrics import MAIN_METRIC
-from student.model import Projections, build_student, init_from_teacher, parse_student
+from student.model import Projections, build_student, init_from_teacher
 from student.precision import autocast, resolve_precision
 from student.stream import EpochPlan, pad_batch, stream_batches
 
-STAGES = ("intermediate", "prediction", "all")
 INTERMEDIATE_EPOCHS = {"cola": 50, "mnli": 10, "qqp": 10, "qnli": 10}  # the paper's; 20 otherwise
-CHECKPOINT = "checkpoint.pt"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run; built once from the CLI flags."""
-
-    cache: Path
-    out: Path
-    student: str = "tinybert4"
-    stage: str = "all"
-    layer_map: str = "uniform"
-    """`uniform` (g(m) = m*N/M) or teacher layers for student layers 1..M, e.g. `2,4,6`."""
-    layer_weights: tuple[float, ...] | None = None
-    """lambda_m for m = 0..M+1; all 1 by default."""
-    eval_data: Path | None = None
-    eval_split: str = "dev"
-    epochs_intermediate: int | None = None
-    """None: the paper's (20; 50 for CoLA; 10 for MNLI, QQP, QNLI)."""
-    epochs_prediction: int = 3
-    batch_size: int = 32
-    lr_intermediate: float = 5e-5
-    lr_prediction: float = 3e-5
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    temperature: float = 1.0
-    attention_loss: str | None = None
-    """`scores` or `probs`; None: what the cache stores."""
-    shared_projection: bool = False
-    init: str = "random"
-    """`random` (or the --student checkpoint), or `teacher`: copy the teacher's mapped layers."""
-    seed: int = 42
-    max_steps: int | None = None
-    """Stop each stage after this many steps (quick runs)."""
-    eval_every: int | None = None
-    save_every: int = 200
-    log_every: int = 10
-    workers: int | None = None
-    """Reader processes; None: 0 on a CPU (a reader process only competes with the student for the
-    same cores: 0.84 of the in-RAM rate with one against 0.99 without, on 2 cores), 2 on a GPU."""
-    window_blocks: int = 4
-    resume: bool = False
-    device: str = "auto"
-    precision: str = "auto"
-    """`float32`, `bfloat16` (autocast), or `auto`: bfloat16 on CUDA, float32 on a CPU."""
+NOT_COMPUTING = ("cache", "out", "resume", "device", "precision", "workers", "save_every", "log_every")
+"""Options that do not change what a run computes (the cache and precision are compared by what
+they resolve to: the cache's identity, the precision used); `--resume` compares all the others."""
 
 
 @dataclass(frozen=True)
@@ -165,8 +125,6 @@ class CachedTargets:
 
 
 def resolve_stages(config: TrainConfig, task: str) -> list[Stage]:
-    if config.stage not in STAGES:
-        raise UserError(f"--stage: {config.stage!r} is not one of {', '.join(STAGES)}")
     epochs = config.epochs_intermediate or INTERMEDIATE_EPOCHS.get(task, 20)
     stages = {"intermediate": [Stage("intermediate", epochs, config.lr_intermediate)],
               "prediction": [Stage("prediction", config.epochs_prediction, config.lr_prediction)]}
@@ -226,11 +184,9 @@ def check_student_tokenizer(student, manifest: dict) -> None:
     """A checkpoint student that carries a tokenizer must carry the cache's."""
     if not isinstance(student, Path) or not (student / "tokenizer_config.json").exists():
         return
-    from transformers import AutoTokenizer
-
     from cache.tokenize import tokenizer_fingerprint
 
-    if tokenizer_fingerprint(AutoTokenizer.from_pretrained(student)) != manifest["tokenizer"]["fingerprint"]:
+    if tokenizer_fingerprint(load_tokenizer(student, "--student")) != manifest["tokenizer"]["fingerprint"]:
         raise UserError(f"--student: {student} has another tokenizer than the cache's teacher; a student "
                         "must read the same token ids as the targets were computed on")
 
@@ -240,27 +196,18 @@ def train_student(config: TrainConfig, command: str, progress: bool = True, sour
 
     `source` replaces the cache as the provider of targets (the online baseline in bench/).
     """
-    _check_out(config)
+    config.check()
     run = Run(config, source)
+    checkpoint = _load_checkpoint(run) if config.resume else None
     _write_run_files(run, command)
-    state = _load_checkpoint(run) if config.resume else RunState()
+    state = RunState(**checkpoint["state"]) if checkpoint else RunState()
     for index, stage in enumerate(run.stages):
         if index < state.stage:
             continue
-        _train_stage(run, stage, index, state, progress)
+        _train_stage(run, stage, index, state, progress, checkpoint)
         state = RunState(stage=index + 1, best=state.best, history=state.history)
     _save_student(run, config.out / "last")
     return state.history[-1]["eval"] if state.history else {}
-
-
-def _check_out(config: TrainConfig) -> None:
-    has_run = (config.out / CHECKPOINT).exists()
-    if config.out.exists() and not config.out.is_dir():
-        raise UserError(f"--out: {config.out} is a file")
-    if has_run and not config.resume:
-        raise UserError(f"--out: {config.out} already holds a run; add --resume to continue it, or choose another --out")
-    if config.resume and not has_run:
-        raise UserError(f"--resume: {config.out} has no checkpoint to resume from")
 
 
 def _write_run_files(run: Run, command: str) -> None:
@@ -270,13 +217,15 @@ def _write_run_files(run: Run, command: str) -> None:
     resolved |= {"layer_map_resolved": run.layer_map, "layer_weights_resolved": run.weights,
                  "attention_kind": run.attention_kind, "stages": [asdict(s) for s in run.stages],
                  "teacher_weights_sha256": run.teacher["weights_sha256"], "num_labels": run.num_labels,
-                 "workers_resolved": run.workers, "precision_resolved": run.precision}
+                 "workers_resolved": run.workers, "precision_resolved": run.precision,
+                 "project_version": __version__}
     (out / "train_config.json").write_text(json.dumps(resolved, indent=2))
     with open(out / "command.txt", "a") as f:
         f.write(command + "\n")
 
 
-def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: bool) -> None:
+def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: bool,
+                 checkpoint: dict | None) -> None:
     config = run.config
     plan = EpochPlan(run.targets.block_starts, config.batch_size, config.window_blocks, config.seed + index)
     total = sum(plan.steps_per_epoch(e) for e in range(stage.epochs))
@@ -288,7 +237,7 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
                                   fused=run.device.type == "cuda")
     scheduler = linear_schedule(optimizer, total, int(config.warmup * total))
     if state.step:  # resuming inside this stage
-        _restore(run, optimizer, scheduler, state)
+        _restore(checkpoint, optimizer, scheduler)
     else:
         seed_everything(config.seed + index)
     bar = tqdm(total=total, initial=state.step, desc=stage.name, unit="step", disable=not progress, dynamic_ncols=True)
@@ -301,14 +250,17 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
             parts = _train_step(run, batch, intermediate, optimizer, scheduler)
             state.batch, state.step, seen = state.batch + 1, state.step + 1, seen + len(batch)
             bar.update(1)
-            if state.step % config.log_every == 0 or state.step == total:  # reading losses syncs a GPU
+            saving = state.step % config.save_every == 0
+            evaluating = bool(config.eval_every) and state.step % config.eval_every == 0
+            if saving or evaluating or state.step % config.log_every == 0 or state.step == total:  # syncs a GPU
                 rate, parts = seen / (time.perf_counter() - started), {k: v.item() for k, v in parts.items()}
+                check_finite(parts, stage.name, state.step)  # before anything is saved
                 bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()} | {"ex/s": f"{rate:.0f}"}, refresh=False)
                 _log(run, {"stage": stage.name, "epoch": state.epoch, "step": state.step, **parts,
                            "lr": scheduler.get_last_lr()[0], "examples_per_s": rate})
-            if config.eval_every and state.step % config.eval_every == 0:
+            if evaluating:
                 _evaluate(run, stage, state)
-            if state.step % config.save_every == 0:
+            if saving:
                 _save_checkpoint(run, optimizer, scheduler, state, index)
             if state.step >= total:
                 break
@@ -318,6 +270,14 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     if not (config.eval_every and state.step % config.eval_every == 0):  # else just evaluated
         _evaluate(run, stage, state)
     _save_checkpoint(run, optimizer, scheduler, RunState(stage=index + 1, best=state.best, history=state.history), index + 1)
+
+
+def check_finite(parts: dict[str, float], stage: str, step: int) -> None:
+    """A NaN or infinite loss is refused before anything is saved: the last checkpoint stays good."""
+    bad = {name: value for name, value in parts.items() if not math.isfinite(value)}
+    if bad:
+        raise UserError(f"{stage} step {step}: the loss is not finite ({', '.join(f'{k} {v}' for k, v in bad.items())}); "
+                        "nothing was saved after the last checkpoint: lower the learning rate or check the cache")
 
 
 def _train_step(run: Run, batch, intermediate: bool, optimizer, scheduler) -> dict[str, torch.Tensor]:
@@ -381,6 +341,9 @@ def _save_student(run: Run, folder: Path) -> None:
     """A plain transformers checkpoint (loads with pipeline), its tokenizer, and the projections."""
     current = run.student.config._attn_implementation
     run.student.set_attn_implementation("sdpa")  # never save our capture function into the config
+    names = run.manifest["data"]["label_names"]
+    record_head(run.student.config, TaskHead(run.task, tuple(names) if names else None,
+                                             trained=any(s.name == "prediction" for s in run.stages)))
     run.student.save_pretrained(folder)
     run.student.set_attn_implementation(current)
     run.tokenizer.save_pretrained(folder)
@@ -389,6 +352,7 @@ def _save_student(run: Run, folder: Path) -> None:
 
 def _save_checkpoint(run: Run, optimizer, scheduler, state: RunState, stage_index: int) -> None:
     checkpoint = {
+        "signature": run_signature(run), "cache_manifest": run.manifest,
         "state": asdict(state) | {"stage": stage_index}, "model": run.student.state_dict(),
         "projections": run.projections.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -402,16 +366,35 @@ def _save_checkpoint(run: Run, optimizer, scheduler, state: RunState, stage_inde
     os.replace(tmp, path)  # a checkpoint is whole or absent, never half-written
 
 
-def _load_checkpoint(run: Run) -> RunState:
-    checkpoint = torch.load(run.config.out / CHECKPOINT, weights_only=False)
+def run_signature(run: Run) -> dict:
+    """Every option that decides what the run computes, as resolved (compared on `--resume`)."""
+    options = {key: str(value) if isinstance(value, Path) else value
+               for key, value in asdict(run.config).items() if key not in NOT_COMPUTING}
+    return json.loads(json.dumps(options | {"precision": run.precision}))  # tuples as lists, as saved
+
+
+def _load_checkpoint(run: Run) -> dict:
+    """The checkpoint to continue from, refused when the run's options or cache differ from its own."""
+    path = run.config.out / CHECKPOINT
+    try:
+        checkpoint = torch.load(path, weights_only=False)
+        saved = checkpoint["signature"], checkpoint["cache_manifest"]
+    except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways; all mean the same
+        raise UserError(f"--resume: {path} cannot be read ({describe(e)}); start a new run in another --out") from None
+    signature, manifest = saved
+    differences = [f"--{key.replace('_', '-')}: checkpoint has {signature.get(key)!r}, this run {value!r}"
+                   for key, value in run_signature(run).items() if signature.get(key) != value]
+    differences += [f"--cache: {m}" for m in identity_mismatches(manifest, run.manifest,
+                                                                  sides=("the checkpoint's cache has", "this one"))]
+    if differences:
+        raise UserError(f"--resume: this run differs from the checkpoint in {path} ({'; '.join(differences)}); "
+                        "resume with the original options, or start a new run in another --out")
     run.student.load_state_dict(checkpoint["model"])
     run.projections.load_state_dict(checkpoint["projections"])
-    run.checkpoint = checkpoint
-    return RunState(**checkpoint["state"])
+    return checkpoint
 
 
-def _restore(run: Run, optimizer, scheduler, state: RunState) -> None:
-    checkpoint = run.checkpoint
+def _restore(checkpoint: dict, optimizer, scheduler) -> None:
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
     rng = checkpoint["rng"]

@@ -7,6 +7,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from cache.manifest import read_manifest, write_manifest
 from cli import cli
 
 SST2_HEADER = b"sentence\tlabel\n"
@@ -60,7 +61,7 @@ def test_bad_options(tmp_path, glue, tiny_teacher, case):
     (tmp_path / "empty").mkdir()
     args = {"teacher": tiny_teacher, "out": tmp_path / "c", "task": "sst2", "layers": "all"}
     expected = {"teacher is not a model": f"--teacher: {tmp_path / 'empty'} is not a Hugging Face checkpoint",
-                "output is a file": f"--out: {tmp_path / 'file'} is a file, not a cache directory",
+                "output is a file": f"--out: {tmp_path / 'file'} is a file, not a folder",
                 "unknown task": "--task: unknown task 'sst3'",
                 "bad layers": "--layers: teacher has layers 0..3 (0 = embeddings), not [7]"}[case]
     args |= {"teacher is not a model": {"teacher": tmp_path / "empty"}, "output is a file": {"out": tmp_path / "file"},
@@ -71,14 +72,12 @@ def test_bad_options(tmp_path, glue, tiny_teacher, case):
     assert no_complete_cache(tmp_path)
 
 
-def _format_version_2(cache):
-    manifest = json.loads((cache / "manifest.json").read_text())
-    (cache / "manifest.json").write_text(json.dumps(manifest | {"format_version": 2}))
+def _format_version_99(cache):
+    write_manifest(cache, read_manifest(cache) | {"format_version": 99})
 
 
 def _incomplete(cache):
-    manifest = json.loads((cache / "manifest.json").read_text())
-    (cache / "manifest.json").write_text(json.dumps(manifest | {"complete": False}))
+    write_manifest(cache, read_manifest(cache) | {"complete": False})
 
 
 def _other_tokenizer_student(tmp_path):
@@ -90,8 +89,8 @@ def _other_tokenizer_student(tmp_path):
 
 
 COMPATIBILITY = [  # (case, damage to the cache or the student to use, expected message)
-    ("another format version", _format_version_2, ("cache format version 2 is not supported (this version reads 1); "
-                                                   "dump the teacher again")),
+    ("another format version", _format_version_99, ("cache format version 99 is not supported (this version reads 2); "
+                                                    "dump the teacher again")),
     ("incomplete cache", _incomplete, "cache is incomplete; run the same dump-teacher command again to finish it"),
     ("student with another tokenizer", "student", "has another tokenizer than the cache's teacher"),
     ("head count", "layers=3,hidden=32,ffn=64,heads=2", "--student: 2 attention heads, the teacher has 4"),
@@ -115,3 +114,95 @@ def test_incompatible_runs_are_refused_before_training(tmp_path, tiny_cache, cas
     result = run("train-student", "--cache", cache, "--student", student, "--out", tmp_path / "run", *extra)
     assert_refused(result, expected)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+EARLY = {  # command line whose mistake needs neither torch nor a model to find, and its one-line error
+    "dump: missing data file": (["dump-teacher", "--task", "sst2", "--data", "{tmp}/none.tsv", "--out", "{tmp}/c"],
+                                "{tmp}/none.tsv: no such file"),
+    "dump: --out inside a file": (["dump-teacher", "--task", "sst2", "--data", "{glue}/SST-2", "--out", "{tmp}/file/c"],
+                                  "--out: {tmp}/file/c lies inside {tmp}/file, which is a file"),
+    "dump: --out is a file": (["dump-teacher", "--task", "sst2", "--data", "{glue}/SST-2", "--out", "{tmp}/file"],
+                              "--out: {tmp}/file is a file, not a folder"),
+    "dump: wrong compression": (["dump-teacher", "--task", "sst2", "--data", "{glue}/SST-2", "--out", "{tmp}/c",
+                                 "--compression", "brotli"], "--compression brotli is not available with --format zarr"),
+    "train: not a cache": (["train-student", "--cache", "{tmp}", "--out", "{tmp}/run"], "not a cache (no manifest.json)"),
+    "finetune: missing data": (["finetune-teacher", "--task", "cola", "--data", "{tmp}", "--out", "{tmp}/t"],
+                               "{tmp}/train.tsv: no such file"),
+    "finetune: --out is a file": (["finetune-teacher", "--task", "sst2", "--data", "{glue}/SST-2", "--out", "{tmp}/file"],
+                                  "--out: {tmp}/file is a file, not a folder"),
+    "augment: --out is the input folder": (["augment", "--task", "sst2", "--data", "{tmp}/SST-2", "--out", "{tmp}/SST-2"],
+                                           "--out: writing {tmp}/SST-2/train.tsv would overwrite the input"),
+    "augment: --out holds another train.tsv": (["augment", "--task", "sst2", "--data", "{glue}/SST-2",
+                                                "--out", "{tmp}/SST-2"], "exists and was not written by augment"),
+    "augment: --out is a file": (["augment", "--task", "sst2", "--data", "{glue}/SST-2", "--out", "{tmp}/file"],
+                                 "--out: {tmp}/file is a file, not a folder"),
+    "evaluate: missing data": (["evaluate", "--model", "{tmp}", "--task", "sst2", "--data", "{tmp}"],
+                               "{tmp}/dev.tsv: no such file"),
+    "compare: missing data": (["compare", "--model", "a={tmp}", "--task", "mrpc", "--data", "{tmp}"],
+                              "{tmp}/dev.tsv: no such file"),
+}
+
+EARLY_CHECK = """
+import sys
+from click.testing import CliRunner
+from cli import cli
+result = CliRunner().invoke(cli, sys.argv[1:])
+print(result.exit_code, sorted({"torch", "transformers"} & set(sys.modules)))
+print(result.output.strip())
+"""
+
+
+@pytest.mark.parametrize("case", EARLY, ids=list(EARLY))
+def test_cheap_mistakes_fail_before_heavy_imports(tmp_path, glue, case):
+    """Each is refused in one line before torch or transformers is imported (seconds, not 20)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "file").write_text("x")
+    shutil.copytree(glue / "SST-2", tmp_path / "SST-2")
+    before = (tmp_path / "SST-2" / "train.tsv").read_bytes()
+    args, expected = EARLY[case]
+    fill = {"tmp": tmp_path, "glue": glue}
+    done = subprocess.run([sys.executable, "-c", EARLY_CHECK, *(a.format(**fill) for a in args)], text=True,
+                          capture_output=True, cwd=Path(__file__).resolve().parents[1], timeout=120, check=False)
+    status, output = done.stdout.split("\n", 1)
+    assert status == "1 []", done.stdout + done.stderr
+    assert_refused_text(output, expected.format(**fill))
+    assert (tmp_path / "SST-2" / "train.tsv").read_bytes() == before and not (tmp_path / "c").exists()
+
+
+def assert_refused_text(output, expected):
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], output
+
+
+@pytest.mark.parametrize("value, expected", [("nan", "label 'nan' is not a finite number"),
+                                             ("inf", "label 'inf' is not a finite number"),
+                                             ("1e400", "label '1e400' is not a finite number"),
+                                             ("1e39", "label '1e39' is not a finite number")])
+def test_regression_labels_are_finite(tmp_path, tiny_teacher, value, expected):
+    (tmp_path / "train.tsv").write_text(f"sentence1\tsentence2\tscore\nthe film\tthe movie\t3.5\nit is\tit was\t{value}\n")
+    result = run("dump-teacher", "--task", "stsb", "--data", tmp_path, "--teacher", tiny_teacher, "--out", tmp_path / "c")
+    assert_refused(result, f"{tmp_path / 'train.tsv'}:3: {expected}")
+    assert not (tmp_path / "c").exists()
+
+
+def test_disk_errors_are_one_line(tmp_path, tiny_cache, monkeypatch):
+    """An OSError from the file system (here: the disk filling while the run's record is written)
+    names the file, without a traceback."""
+    import errno
+    import os
+
+    real_open = open
+
+    def full_disk(file, mode="r", *args, **kwargs):
+        if str(file).endswith("command.txt"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", full_disk)
+    result = run("train-student", "--cache", tiny_cache, "--student", "layers=3,hidden=32,ffn=64,heads=4",
+                 "--out", tmp_path / "run")
+    assert_refused(result, f"{tmp_path / 'run' / 'command.txt'}: No space left on device")

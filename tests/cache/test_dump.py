@@ -138,7 +138,7 @@ def test_bad_destinations_and_options(tmp_path, glue, tiny_teacher):
         dump(tiny_teacher, glue, tmp_path / "file")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.txt").write_text("x")
-    with pytest.raises(UserError, match="not a cache"):
+    with pytest.raises(UserError, match="already holds other files"):
         dump(tiny_teacher, glue, tmp_path / "notes")
     with pytest.raises(UserError, match="--layers"):
         dump(tiny_teacher, glue, tmp_path / "c", layers=(0, 9))

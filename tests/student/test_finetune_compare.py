@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from transformers import AutoConfig, BertForSequenceClassification
 
 from cache import open_cache
+from cache.checkpoints import TaskHead, recorded_head
 from cache.data import load_examples
 from cli import cli
 from student.compare import compare_models
@@ -21,6 +22,7 @@ def test_finetuned_minilm_becomes_a_teacher_with_logits(tmp_path, small_sst2):
     metrics = finetune_teacher(FinetuneConfig(task="sst2", data=small_sst2, out=out, epochs=1, batch_size=16,
                                               lr=1e-4), command="test", progress=False)
     assert AutoConfig.from_pretrained(out).architectures == ["BertForSequenceClassification"]
+    assert recorded_head(AutoConfig.from_pretrained(out)) == TaskHead("sst2", ("0", "1"), trained=True)
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["eval"] == metrics
     model = BertForSequenceClassification.from_pretrained(out)
     from transformers import AutoTokenizer
@@ -51,4 +53,4 @@ def test_compare_reports_metric_size_and_speed(tmp_path, small_sst2, tiny_teache
     assert rows[0]["speedup"] == 1.0 and rows[1]["speedup"] == pytest.approx(rows[0]["latency_ms"] / rows[1]["latency_ms"])
     result = CliRunner().invoke(cli, ["compare", "--model", f"teacher={big}", "--model", f"student={tiny_teacher}",
                                       "--task", "sst2", "--data", str(small_sst2)])
-    assert result.exit_code == 0 and "speed-up" in result.output.splitlines()[0]
+    assert result.exit_code == 0 and "speed-up" in result.stdout.splitlines()[0]  # the progress bar is on stderr

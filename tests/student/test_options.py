@@ -12,7 +12,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Bert
 from cache.data import load_examples
 from cache.errors import UserError
 from cli import cli
-from student.model import Projections, build_student, init_from_teacher, parse_student
+from student.config import parse_student
+from student.model import Projections, build_student, init_from_teacher
 from student.trainer import train_student
 from tests.cache.test_dump import dump
 from tests.conftest import save_tiny_teacher

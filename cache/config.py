@@ -1,0 +1,104 @@
+"""The configurations of the teacher-side commands, with the checks that need neither torch nor
+the teacher: the CLI runs them before it imports the recipes, so a wrong path fails in a second."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .data import ColumnSpec, canonical_task, resolve_data_file
+from .errors import UserError
+from .lock import LOCK
+from .manifest import MANIFEST
+from .paths import check_not_input, check_number, check_output_dir, check_writable
+from .store.base import check_compression
+
+AUGMENT_RECORD = "augment.json"
+
+
+@dataclass(frozen=True)
+class DumpConfig:
+    """Everything that decides a dump; built once from the CLI flags."""
+
+    task: str
+    data: Path
+    split: str
+    out: Path
+    teacher: str | None = None
+    """Teacher folder or hub id; None means the packaged MiniLM."""
+    format: str = "zarr"
+    layers: tuple[int, ...] | None = None
+    """Teacher layers to store (0 = embeddings); None means all."""
+    attention: str = "scores"
+    dtype: str = "float16"
+    attention_dtype: str | None = None
+    """Stored type of attention; None means `dtype`. uint8 (probabilities only) halves its size."""
+    compression: str = "none"
+    max_seq_len: int = 128
+    batch_size: int = 64
+    limit: int | None = None
+    block_mb: float = 32.0
+    """Target size of a block, the unit of committing and streaming."""
+    columns: ColumnSpec = field(default_factory=ColumnSpec)
+    device: str = "auto"
+    writer: str = "auto"
+    """Where blocks are written while the teacher computes: thread, process, or auto (see cache.writer)."""
+
+    def check(self) -> None:
+        """Everything decidable before the teacher loads or the data is read, so that a wrong flag
+        or path fails at once (the teacher is checked next, before any cache is touched)."""
+        task = canonical_task(self.task)
+        resolve_data_file(task, Path(self.data), self.split)
+        check_compression(self.format, self.compression)
+        check_number(self.block_mb, "--block-mb", 0, low_open=True)
+        if self.attention_dtype == "uint8" and self.attention != "probs":
+            raise UserError("--attention-dtype uint8 stores probabilities in [0, 1]; use it with --attention probs")
+        if (Path(self.out) / MANIFEST).exists():
+            check_writable(Path(self.out), "--out")
+        else:  # a new cache; only a dump killed before its first manifest leaves anything behind
+            check_output_dir(Path(self.out), "--out", ours=(LOCK, f".{MANIFEST}."))
+
+    @property
+    def stored_attention_dtype(self) -> str:
+        return self.attention_dtype or self.dtype
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Everything that decides an augmented file; built once from the CLI flags."""
+
+    task: str
+    data: Path
+    out: Path
+    split: str = "train"
+    teacher: str | None = None
+    """Whose input embeddings give the candidates; None means the packaged MiniLM."""
+    copies: int = 20
+    p_replace: float = 0.4
+    neighbours: int = 15
+    seed: int = 0
+    columns: ColumnSpec = field(default_factory=ColumnSpec)
+
+    def source(self) -> Path:
+        """The file to augment; refused for formats `augment` does not write."""
+        task = canonical_task(self.task)
+        source = resolve_data_file(task, Path(self.data), self.split)
+        if task in ("csv", "jsonl", "text"):
+            raise UserError(f"--task {task}: augment reads GLUE tasks and tsv files, not {source.name}")
+        return source
+
+    def output(self) -> Path:
+        return Path(self.out) / self.source().name
+
+    def check(self) -> None:
+        """Paths and numbers, before the teacher loads: the output never replaces the input, nor a
+        file that an earlier `augment` did not write."""
+        source, output = self.source(), self.output()
+        check_number(self.p_replace, "--p-replace", 0)
+        if self.p_replace > 1:
+            raise UserError(f"--p-replace: {self.p_replace} is not a probability in [0, 1]")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise UserError(f"--out: {self.out} is a file, not a folder")
+        check_writable(Path(self.out), "--out")
+        check_not_input(output, [source], "--out")
+        if output.exists() and not (output.parent / AUGMENT_RECORD).exists():
+            raise UserError(f"--out: {output} exists and was not written by augment (no {AUGMENT_RECORD} beside it); "
+                            "choose another folder")

@@ -1,0 +1,54 @@
+"""Checks on the paths a user passes, done before any work: outputs never land on inputs, inside a
+file, on a read-only file system, or over a folder that holds something else."""
+
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import UserError
+
+
+def check_output_dir(path: Path, option: str, ours: Iterable[str] = ()) -> None:
+    """A folder a command creates or fills. It may exist only empty or holding what the command
+    itself leaves there (entries whose names start with one of `ours`)."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option}: {path} is a file, not a folder")
+    check_writable(path, option)
+    ours = tuple(ours)
+    if path.is_dir():
+        foreign = sorted(p.name for p in path.iterdir() if not (ours and p.name.startswith(ours)))
+        if foreign:
+            raise UserError(f"{option}: {path} already holds other files ({', '.join(foreign[:3])}"
+                            f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty folder")
+
+
+def check_writable(path: Path, option: str) -> None:
+    """`path` can be created or written: its nearest existing ancestor is a writable folder."""
+    ancestor = Path(os.path.abspath(path))
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"{option}: {path} lies inside {ancestor}, which is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"{option}: {ancestor} is not writable (read-only file system or no permission)")
+
+
+def check_not_input(output: Path, inputs: Iterable[Path], option: str) -> None:
+    """An output file that would replace one of the command's inputs is refused."""
+    for source in inputs:
+        if output.exists() and source.exists() and os.path.samefile(output, source):
+            raise UserError(f"{option}: writing {output} would overwrite the input {source}; choose another folder")
+
+
+def check_existing(path: Path, option: str) -> None:
+    if not path.exists():
+        raise UserError(f"{option}: {path} does not exist")
+
+
+def check_number(value: float, option: str, low: float = -math.inf, *, low_open: bool = False) -> None:
+    """A finite number at or above `low` (above it when `low_open`): NaN and infinity never pass."""
+    if not math.isfinite(value) or value < low or (low_open and value == low):
+        bound = f"> {low}" if low_open else f">= {low}"
+        raise UserError(f"{option}: {value} is not a finite number {bound}" if low > -math.inf else
+                        f"{option}: {value} is not a finite number")

@@ -1,0 +1,152 @@
+"""The configurations of the student-side commands, with the checks that need neither torch nor
+a model: the CLI runs them before it imports the recipes, so a wrong flag fails in a second."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cache.data import canonical_task, resolve_data_file
+from cache.errors import UserError
+from cache.manifest import read_complete_manifest
+from cache.paths import check_number, check_output_dir
+
+STAGES = ("intermediate", "prediction", "all")
+CHECKPOINT = "checkpoint.pt"
+RUN_FILES = ("train_config.json", "command.txt", "metrics.jsonl", "checkpoint.", "best", "last")
+"""What a training run writes into its --out (names or prefixes; a checkpoint is staged beside itself)."""
+FINETUNE_LOG = "metrics.jsonl"
+
+
+PRESETS: dict[str, tuple[int, int, int, int]] = {  # layers M, hidden d, FFN d', heads h
+    "tinybert4": (4, 312, 1200, 12),
+    "tinybert6": (6, 768, 3072, 12),
+}
+
+
+@dataclass(frozen=True)
+class StudentShape:
+    layers: int
+    hidden: int
+    ffn: int
+    heads: int
+
+
+def parse_student(text: str) -> StudentShape | Path:
+    """`tinybert4`, `tinybert6`, explicit sizes `layers=2,hidden=128,ffn=512,heads=12`, or a folder."""
+    if text in PRESETS:
+        return StudentShape(*PRESETS[text])
+    if "=" in text:
+        try:
+            sizes = {key.strip(): int(value) for key, value in (part.split("=") for part in text.split(","))}
+            shape = StudentShape(sizes["layers"], sizes["hidden"], sizes["ffn"], sizes["heads"])
+        except (KeyError, ValueError):
+            raise UserError(f"--student: {text!r} is not layers=M,hidden=d,ffn=d',heads=h") from None
+        if min(shape.layers, shape.hidden, shape.ffn, shape.heads) < 1 or shape.hidden % shape.heads:
+            raise UserError(f"--student: hidden size {shape.hidden} must be a positive multiple of heads {shape.heads}")
+        return shape
+    if Path(text, "config.json").is_file():
+        return Path(text)
+    raise UserError(f"--student: {text!r} is not a preset ({', '.join(PRESETS)}), sizes "
+                    "(layers=M,hidden=d,ffn=d',heads=h) or a checkpoint folder")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; built once from the CLI flags."""
+
+    cache: Path
+    out: Path
+    student: str = "tinybert4"
+    stage: str = "all"
+    layer_map: str = "uniform"
+    """`uniform` (g(m) = m*N/M) or teacher layers for student layers 1..M, e.g. `2,4,6`."""
+    layer_weights: tuple[float, ...] | None = None
+    """lambda_m for m = 0..M+1; all 1 by default."""
+    eval_data: Path | None = None
+    eval_split: str = "dev"
+    epochs_intermediate: int | None = None
+    """None: the paper's (20; 50 for CoLA; 10 for MNLI, QQP, QNLI)."""
+    epochs_prediction: int = 3
+    batch_size: int = 32
+    lr_intermediate: float = 5e-5
+    lr_prediction: float = 3e-5
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    temperature: float = 1.0
+    attention_loss: str | None = None
+    """`scores` or `probs`; None: what the cache stores."""
+    shared_projection: bool = False
+    init: str = "random"
+    """`random` (or the --student checkpoint), or `teacher`: copy the teacher's mapped layers."""
+    seed: int = 42
+    max_steps: int | None = None
+    """Stop each stage after this many steps (quick runs)."""
+    eval_every: int | None = None
+    save_every: int = 200
+    log_every: int = 10
+    workers: int | None = None
+    """Reader processes; None: 0 on a CPU (a reader process only competes with the student for the
+    same cores: 0.84 of the in-RAM rate with one against 0.99 without, on 2 cores), 2 on a GPU."""
+    window_blocks: int = 4
+    resume: bool = False
+    device: str = "auto"
+    precision: str = "auto"
+    """`float32`, `bfloat16` (autocast), or `auto`: bfloat16 on CUDA, float32 on a CPU."""
+
+    def check(self) -> dict:
+        """Everything decidable from the flags, the cache's manifest and the paths, before torch or
+        the student loads; returns the cache's manifest. Refusing NaN and infinity here keeps a
+        NaN student from being trained and saved with exit status 0."""
+        manifest = read_complete_manifest(Path(self.cache))
+        if self.stage not in STAGES:
+            raise UserError(f"--stage: {self.stage!r} is not one of {', '.join(STAGES)}")
+        parse_student(self.student)
+        for value in self.layer_weights or ():
+            check_number(value, "--layer-weights", 0)
+        for option in ("lr_intermediate", "lr_prediction", "temperature", "max_grad_norm"):
+            check_number(getattr(self, option), f"--{option.replace('_', '-')}", 0, low_open=True)
+        check_number(self.weight_decay, "--weight-decay", 0)
+        if not 0 <= self.warmup < 1:
+            raise UserError(f"--warmup: {self.warmup} is not a fraction in [0, 1)")
+        if self.eval_data is not None:
+            resolve_data_file(manifest["data"]["task"], Path(self.eval_data), self.eval_split)
+        self._check_out()
+        return manifest
+
+    def _check_out(self) -> None:
+        check_output_dir(Path(self.out), "--out", ours=RUN_FILES)  # never into a cache, a data folder, ...
+        has_run = (self.out / CHECKPOINT).exists()
+        if has_run and not self.resume:
+            raise UserError(f"--out: {self.out} already holds a run; add --resume to continue it, or choose another --out")
+        if self.resume and not has_run:
+            raise UserError(f"--resume: {self.out} has no checkpoint to resume from")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    task: str
+    data: Path
+    out: Path
+    base: str | None = None
+    """Pretrained BERT folder; None means the packaged MiniLM."""
+    epochs: int = 3
+    lr: float = 2e-5
+    batch_size: int = 32
+    max_seq_len: int = 128
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 42
+    limit: int | None = None
+    """Train on the first N training examples only (quick runs, the demo)."""
+    eval_split: str = "dev"
+    device: str = "auto"
+    precision: str = "auto"
+    """`float32`, `bfloat16` (autocast), or `auto`: bfloat16 on CUDA, float32 on a CPU."""
+
+    def check(self) -> None:
+        """Paths and numbers, before torch or the base model loads."""
+        resolve_data_file(canonical_task(self.task), Path(self.data), "train")
+        check_number(self.lr, "--lr", 0, low_open=True)
+        if (Path(self.out) / "config.json").exists():
+            raise UserError(f"--out: {self.out} already holds a model; choose another --out")
+        check_output_dir(Path(self.out), "--out", ours=(FINETUNE_LOG,))  # a log is all an interrupted run leaves

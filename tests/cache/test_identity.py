@@ -1,0 +1,117 @@
+"""A cache is never silently mixed or misread: the data file's contents, the columns and every
+other input that decides the targets are compared on resume and on re-runs, and the manifest is
+checked against its checksum and against the index on every open and by `cache verify`."""
+
+import json
+import shutil
+
+import pytest
+
+from cache import open_cache
+from cache.errors import CacheError
+from cache.inspect import verify_cache
+from cache.manifest import read_manifest, write_manifest
+from cache.store import INDEX, block_unit, open_store
+from tests.cache.test_dump import dump
+
+
+def sst2_copy(glue, folder):
+    folder.mkdir()
+    lines = (glue / "SST-2" / "train.tsv").read_text().splitlines()[:41]
+    (folder / "train.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def flip_labels(folder):
+    path = folder / "train.tsv"
+    header, *rows = path.read_text().splitlines()
+    flipped = [f"{text}\t{1 - int(label)}" for text, label in (row.rsplit("\t", 1) for row in rows)]
+    path.write_text("\n".join([header, *flipped]) + "\n")
+
+
+def interrupt(cache):
+    """What a dump killed after its first blocks leaves: committed blocks, manifest not complete."""
+    manifest = read_manifest(cache)
+    write_manifest(cache, manifest | {"complete": False})
+    shutil.rmtree(open_store(cache, manifest["storage"]).unit_path(block_unit(manifest["num_blocks"] - 1)))
+
+
+@pytest.mark.parametrize("complete", [True, False], ids=["complete", "interrupted"])
+def test_edited_data_file_is_refused(tmp_path, glue, tiny_teacher, complete):
+    data = sst2_copy(glue, tmp_path / "data")
+    dump(tiny_teacher, glue, tmp_path / "c", data=data, limit=None)
+    if not complete:
+        interrupt(tmp_path / "c")
+    flip_labels(data)
+    with pytest.raises(CacheError, match=r"data file contents \(sha256\): cache has \"[0-9a-f]{40}"):
+        dump(tiny_teacher, glue, tmp_path / "c", data=data, limit=None)
+    assert read_manifest(tmp_path / "c")["complete"] is complete  # nothing was written
+
+
+def test_other_columns_are_refused(tmp_path, glue, tiny_teacher):
+    (tmp_path / "d.tsv").write_text("a\tb\tlabel\nfirst text\tsecond text\tyes\nmore words\tother words\tno\n")
+    common = {"task": "tsv", "data": tmp_path / "d.tsv", "limit": None}
+    dump(tiny_teacher, glue, tmp_path / "c", **common, columns=_columns("a"))
+    with pytest.raises(CacheError, match="data columns: cache has"):
+        dump(tiny_teacher, glue, tmp_path / "c", **common, columns=_columns("b"))
+
+
+def _columns(text):
+    from cache.data import ColumnSpec
+
+    return ColumnSpec(text=text)
+
+
+def test_same_inputs_in_another_place_continue(tmp_path, glue, tiny_teacher):
+    """Identity is the file's contents, not its path: a moved data folder resumes the cache."""
+    data = sst2_copy(glue, tmp_path / "data")
+    dump(tiny_teacher, glue, tmp_path / "c", data=data, limit=None)
+    interrupt(tmp_path / "c")
+    moved = shutil.copytree(data, tmp_path / "moved")
+    report = dump(tiny_teacher, glue, tmp_path / "c", data=moved, limit=None)
+    assert report.written_examples > 0 and read_manifest(tmp_path / "c")["complete"]
+
+
+def edit_manifest(cache, change):
+    """Change the manifest's JSON by hand, as a user or a bad copy could, leaving its checksum."""
+    path = cache / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest, indent=2))
+
+
+HAND_EDITS = {
+    "layer list": lambda m: m.update(layers=[0, 1, 3, 2]),
+    "teacher hash": lambda m: m["teacher"].update(weights_sha256="0" * 64),
+    "example count": lambda m: m["data"].update(examples=m["data"]["examples"] - 1),
+}
+
+
+@pytest.mark.parametrize("edit", HAND_EDITS, ids=list(HAND_EDITS))
+def test_edited_manifest_is_refused_on_open_and_by_verify(tmp_path, tiny_cache, edit):
+    cache = shutil.copytree(tiny_cache, tmp_path / "c")
+    edit_manifest(cache, HAND_EDITS[edit])
+    with pytest.raises(CacheError, match="manifest does not match its checksum"):
+        open_cache(cache)
+    with pytest.raises(CacheError, match="manifest does not match its checksum"):
+        verify_cache(cache)
+
+
+def test_manifest_is_cross_checked_against_the_index(tmp_path, tiny_cache):
+    """A manifest rewritten with a valid checksum but describing other layers or counts than the
+    index recorded is still refused."""
+    cache = shutil.copytree(tiny_cache, tmp_path / "c")
+    manifest = read_manifest(cache)
+    assert open_store(cache, manifest["storage"]).attrs(INDEX)["layers"] == manifest["layers"]
+    write_manifest(cache, manifest | {"layers": manifest["layers"][::-1]})
+    with pytest.raises(CacheError, match=r"manifest and index disagree \(layers: the manifest says \[3, 2, 1, 0\]"):
+        open_cache(cache)
+    write_manifest(cache, manifest | {"layers": manifest["layers"][::-1], "num_blocks": manifest["num_blocks"] + 1})
+    problems = verify_cache(cache)
+    assert "manifest and index disagree: layers: the manifest says [3, 2, 1, 0], the index [0, 1, 2, 3]" in problems
+    assert any(p.startswith("manifest and index disagree: num_blocks") for p in problems), problems
+
+
+def test_intact_cache_verifies(tiny_cache):
+    assert verify_cache(tiny_cache) == []
+    assert read_manifest(tiny_cache)["checksum"]
