@@ -25,10 +25,11 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 
 from cache import open_cache
 from cache.data import load_examples
+from cache.device import resolve_device
 from cache.dump import DumpConfig, block_batches, dump_teacher, plan_dump
 from cache.inspect import cache_summary
 from cache.layout import BlockIndex
-from cache.teacher import default_teacher_path, resolve_device, teacher_forward
+from cache.teacher import default_teacher_path, teacher_forward
 
 REPO = Path(__file__).resolve().parents[1]
 WRITERS = ("thread", "process")  # `--writer auto` picks the process beside a GPU teacher, the thread beside a CPU one

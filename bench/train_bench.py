@@ -22,8 +22,9 @@ import torch
 
 from bench.dump_bench import base_shaped_teacher
 from bench.online import OnlineTargets
+from cache.device import resolve_device
 from cache.dump import DumpConfig, dump_teacher
-from cache.teacher import default_teacher_path, resolve_device
+from cache.teacher import default_teacher_path
 from student.losses import uniform_layer_map
 from student.stream import EpochPlan
 from student.trainer import CachedTargets, TrainConfig, train_student

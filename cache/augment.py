@@ -29,6 +29,7 @@ from tqdm import tqdm
 from .checkpoints import load_config, load_tokenizer
 from .config import AUGMENT_RECORD, AugmentConfig
 from .data import canonical_task, load_examples, table_rows, task_spec
+from .errors import UserError
 from .teacher import default_teacher_path
 
 
@@ -54,6 +55,8 @@ class Neighbours:
         weight = AutoModel.from_pretrained(teacher).get_input_embeddings().weight.detach()
         vocab = tokenizer.get_vocab()
         words = sorted((w for w in vocab if w.isalpha() and w not in tokenizer.all_special_tokens), key=vocab.get)
+        if k >= len(words):
+            raise UserError(f"--neighbours: {k} is not below the teacher's {len(words)} whole words")
         return cls(words, weight[[vocab[w] for w in words]], k)
 
     def candidates(self, word: str) -> np.ndarray | None:

@@ -53,6 +53,13 @@ def load_tokenizer(path: str | Path, option: str, vocab_size: int | None = None)
     return tokenizer
 
 
+def check_length(config: PretrainedConfig, max_seq_len: int, where: str) -> None:
+    """Sequences longer than the model's position table fail deep inside its forward pass."""
+    if max_seq_len > config.max_position_embeddings:
+        raise UserError(f"{where}: --max-seq-len {max_seq_len} is beyond its {config.max_position_embeddings} "
+                        "positions")
+
+
 def check_tokenizer(tokenizer, where: str, vocab_size: int | None = None) -> None:
     if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
         raise UserError(f"{where}: the tokenizer has no vocabulary beyond its special tokens "

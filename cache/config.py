@@ -49,6 +49,11 @@ class DumpConfig:
         resolve_data_file(task, Path(self.data), self.split)
         check_compression(self.format, self.compression)
         check_number(self.block_mb, "--block-mb", 0, low_open=True)
+        labels = self.columns.labels or ()
+        if len(set(labels)) != len(labels):
+            raise UserError(f"--labels: {','.join(labels)} names a class twice")
+        if labels and self.columns.regression:
+            raise UserError("--labels names classes; --regression reads numbers: give one or the other")
         if self.attention_dtype == "uint8" and self.attention != "probs":
             raise UserError("--attention-dtype uint8 stores probabilities in [0, 1]; use it with --attention probs")
         if (Path(self.out) / MANIFEST).exists():
@@ -92,9 +97,7 @@ class AugmentConfig:
         """Paths and numbers, before the teacher loads: the output never replaces the input, nor a
         file that an earlier `augment` did not write."""
         source, output = self.source(), self.output()
-        check_number(self.p_replace, "--p-replace", 0)
-        if self.p_replace > 1:
-            raise UserError(f"--p-replace: {self.p_replace} is not a probability in [0, 1]")
+        check_number(self.p_replace, "--p-replace", 0, 1)
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise UserError(f"--out: {self.out} is a file, not a folder")
         check_writable(Path(self.out), "--out")

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from . import __version__
 from .config import DumpConfig
 from .data import Examples, load_examples
+from .device import resolve_device
 from .dtypes import numpy_dtype, to_storage, to_stored_type, torch_dtype
 from .errors import CacheError, UserError
 from .layout import BlockIndex, Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
@@ -42,7 +43,7 @@ from .manifest import (
 )
 from .store import INDEX, Store, block_unit, open_store
 from .tasks import GENERIC_TASKS
-from .teacher import TeacherInfo, check_teacher, default_teacher_path, load_teacher, resolve_device, teacher_forward
+from .teacher import TeacherInfo, check_teacher, default_teacher_path, load_teacher, teacher_forward
 from .tokenize import Tokenized, tokenize, tokenizer_fingerprint
 from .transfer import attention_slots, to_device, token_slots
 from .writer import Writer, open_writer
@@ -67,7 +68,8 @@ def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool 
     config.check()
     out = Path(config.out)
     examples = load_examples(config.task, config.data, config.split, columns=config.columns, limit=config.limit)
-    check_teacher(config.teacher or default_teacher_path(), examples)
+    check_teacher(config.teacher or default_teacher_path(), examples, config.max_seq_len)
+    resolve_device(config.device)
     with WriterLock(out, command) as lock:
         try:
             written, truncated = _dump_into(out, config, command, examples, progress)

@@ -46,9 +46,11 @@ def check_existing(path: Path, option: str) -> None:
         raise UserError(f"{option}: {path} does not exist")
 
 
-def check_number(value: float, option: str, low: float = -math.inf, *, low_open: bool = False) -> None:
-    """A finite number at or above `low` (above it when `low_open`): NaN and infinity never pass."""
-    if not math.isfinite(value) or value < low or (low_open and value == low):
-        bound = f"> {low}" if low_open else f">= {low}"
-        raise UserError(f"{option}: {value} is not a finite number {bound}" if low > -math.inf else
-                        f"{option}: {value} is not a finite number")
+def check_number(value: float, option: str, low: float = -math.inf, high: float = math.inf, *,
+                 low_open: bool = False, high_open: bool = False) -> None:
+    """A finite number in the interval from `low` to `high`: NaN and infinity never pass."""
+    below = value < low or (low_open and value == low)
+    above = value > high or (high_open and value == high)
+    if not math.isfinite(value) or below or above:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise UserError(f"{option}: {value:g} is not a finite number in {interval}")

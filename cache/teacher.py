@@ -9,7 +9,7 @@ import torch
 from transformers import BertForSequenceClassification, BertModel
 
 from .attention import capture_implementation
-from .checkpoints import check_head, has_classifier, load_config, load_tokenizer
+from .checkpoints import check_head, check_length, has_classifier, load_config, load_tokenizer
 from .data import Examples
 from .errors import UserError
 
@@ -45,11 +45,12 @@ class TeacherOutput:
     logits: torch.Tensor | None  # (B, C)
 
 
-def check_teacher(path: str, examples: Examples) -> None:
+def check_teacher(path: str, examples: Examples, max_seq_len: int) -> None:
     """Config, tokenizer and head checked before the weights load: a teacher whose head has other
     labels than the data (3 outputs on a 2-label task) would fill a cache with meaningless logits."""
     config = load_config(path, "--teacher")
     load_tokenizer(path, "--teacher", config.vocab_size)
+    check_length(config, max_seq_len, f"--teacher: {path}")
     if has_classifier(config) and examples.labels is not None:
         check_head(config, examples, f"--teacher: {path}")
 
@@ -82,13 +83,6 @@ def weights_sha256(model: torch.nn.Module) -> str:
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` means CUDA when there is one, else the CPU; anything else is taken as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @torch.inference_mode()

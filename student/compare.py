@@ -35,7 +35,8 @@ def compare_models(models: dict[str, Path], task: str, data: Path, split: str, m
     key = MAIN_METRIC[metric_for(examples.task)]
     texts = examples.texts[:latency_examples]
     pairs = examples.pairs[:latency_examples] if examples.pairs else None
-    checked = {name: SavedClassifier.check(folder, examples, f"--model {name}") for name, folder in models.items()}
+    checked = {name: SavedClassifier.check(folder, examples, max_seq_len, f"--model {name}")
+               for name, folder in models.items()}
     rows = []
     for name, saved in tqdm(checked.items(), desc="compare", unit="model", disable=not progress):
         model, tokenizer, folder = saved.load(), saved.tokenizer, saved.folder

@@ -93,9 +93,9 @@ class TrainConfig:
     precision: str = "auto"
     """`float32`, `bfloat16` (autocast), or `auto`: bfloat16 on CUDA, float32 on a CPU."""
 
-    def check(self) -> dict:
+    def check(self) -> None:
         """Everything decidable from the flags, the cache's manifest and the paths, before torch or
-        the student loads; returns the cache's manifest. Refusing NaN and infinity here keeps a
+        the student loads. Refusing NaN and infinity here keeps a
         NaN student from being trained and saved with exit status 0."""
         manifest = read_complete_manifest(Path(self.cache))
         if self.stage not in STAGES:
@@ -103,15 +103,14 @@ class TrainConfig:
         parse_student(self.student)
         for value in self.layer_weights or ():
             check_number(value, "--layer-weights", 0)
-        for option in ("lr_intermediate", "lr_prediction", "temperature", "max_grad_norm"):
+        for option in ("lr_intermediate", "lr_prediction", "temperature"):
             check_number(getattr(self, option), f"--{option.replace('_', '-')}", 0, low_open=True)
-        check_number(self.weight_decay, "--weight-decay", 0)
-        if not 0 <= self.warmup < 1:
-            raise UserError(f"--warmup: {self.warmup} is not a fraction in [0, 1)")
+        check_number(self.max_grad_norm, "max_grad_norm", 0, low_open=True)  # no flags: library use only
+        check_number(self.weight_decay, "weight_decay", 0)
+        check_number(self.warmup, "warmup", 0, 1, high_open=True)
         if self.eval_data is not None:
             resolve_data_file(manifest["data"]["task"], Path(self.eval_data), self.eval_split)
         self._check_out()
-        return manifest
 
     def _check_out(self) -> None:
         check_output_dir(Path(self.out), "--out", ours=RUN_FILES)  # never into a cache, a data folder, ...

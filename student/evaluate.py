@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cache.checkpoints import check_head, load_config, load_tokenizer
+from cache.checkpoints import check_head, check_length, load_config, load_tokenizer
 from cache.data import Examples, load_examples
+from cache.device import resolve_device
 from cache.errors import UserError
 from cache.layout import pad_ragged
 from cache.tasks import GLUE_TASKS
-from cache.teacher import resolve_device
 from cache.tokenize import tokenize
 from student.metrics import glue_metrics
 
@@ -56,12 +56,13 @@ class SavedClassifier:
     tokenizer: object
 
     @classmethod
-    def check(cls, folder: Path, examples: Examples, option: str = "--model") -> "SavedClassifier":
+    def check(cls, folder: Path, examples: Examples, max_seq_len: int, option: str = "--model") -> "SavedClassifier":
         """Everything but the weights, so that every model of a comparison is checked before any work."""
         if examples.labels is None:
             raise UserError(f"{examples.path}: no labels to evaluate against")
         config = load_config(folder, option)
         check_head(config, examples, f"{option}: {folder}")
+        check_length(config, max_seq_len, f"{option}: {folder}")
         return cls(folder, config, load_tokenizer(folder, option, config.vocab_size))
 
     def load(self):
@@ -73,6 +74,6 @@ class SavedClassifier:
 def evaluate_saved(model_dir: Path, task: str, data: Path, split: str, max_seq_len: int) -> dict:
     """Load a saved sequence classifier with its tokenizer and evaluate it."""
     examples = load_examples(task, data, split)
-    saved = SavedClassifier.check(model_dir, examples)
+    saved = SavedClassifier.check(model_dir, examples, max_seq_len)
     metrics = evaluate(saved.load().to(resolve_device("auto")), saved.tokenizer, examples, max_seq_len)
     return {"model": str(model_dir), "task": examples.task, "split": split, "examples": len(examples), **metrics}

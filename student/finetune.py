@@ -14,11 +14,12 @@ import torch
 from tqdm import tqdm
 from transformers import BertForSequenceClassification
 
-from cache.checkpoints import TaskHead, load_config, load_tokenizer, record_head
+from cache.checkpoints import TaskHead, check_length, load_config, load_tokenizer, record_head
 from cache.data import load_examples, resolve_data_file
+from cache.device import resolve_device
 from cache.errors import UserError
 from cache.layout import pad_ragged
-from cache.teacher import default_teacher_path, resolve_device
+from cache.teacher import default_teacher_path
 from cache.tokenize import tokenize
 from student.config import FINETUNE_LOG, FinetuneConfig
 from student.evaluate import evaluate
@@ -37,7 +38,9 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
     dev = _dev_examples(config)
     if train.labels is None:
         raise UserError(f"{train.path}: no labels to fine-tune on")
-    tokenizer = load_tokenizer(base, "--base", load_config(base, "--base").vocab_size)
+    base_config = load_config(base, "--base")
+    check_length(base_config, config.max_seq_len, f"--base: {base}")
+    tokenizer = load_tokenizer(base, "--base", base_config.vocab_size)
     regression = train.label_names is None
     model = BertForSequenceClassification.from_pretrained(
         base, num_labels=1 if regression else len(train.label_names),

@@ -8,7 +8,7 @@ from pathlib import Path
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
-from cache.errors import UserError
+from cache.errors import UserError, describe
 from student.config import StudentShape
 
 
@@ -35,7 +35,11 @@ def init_from_teacher(student: BertForSequenceClassification, teacher_dir: str, 
     """Copy the teacher's embeddings and its layers g(1..M) into the student (same widths only)."""
     from transformers import AutoModel
 
-    teacher = AutoModel.from_pretrained(teacher_dir)
+    try:
+        teacher = AutoModel.from_pretrained(teacher_dir)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--init teacher: the cache's teacher {teacher_dir} cannot be loaded ({describe(e)}); "
+                        "use --init random or a --student checkpoint") from None
     s, t = student.config, teacher.config
     if (s.hidden_size, s.intermediate_size, s.num_attention_heads) != (t.hidden_size, t.intermediate_size,
                                                                        t.num_attention_heads):

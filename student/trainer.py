@@ -22,12 +22,12 @@ from tqdm import tqdm
 
 from cache import Cache, __version__, open_cache
 from cache.attention import capture_implementation
-from cache.checkpoints import TaskHead, load_tokenizer, record_head
+from cache.checkpoints import TaskHead, check_length, load_tokenizer, record_head
 from cache.data import load_examples
+from cache.device import resolve_device
 from cache.errors import UserError, describe
 from cache.failpoints import failpoint
 from cache.manifest import identity_mismatches
-from cache.teacher import resolve_device
 from student.config import CHECKPOINT, TrainConfig, parse_student
 from student.evaluate import evaluate, metric_for
 from student.losses import attention_mse, hidden_mse, regression_mse, soft_cross_entropy, uniform_layer_map
@@ -77,6 +77,7 @@ class Run:
         seed_everything(config.seed)  # the student's random initialisation
         shape = parse_student(config.student)
         self.student = build_student(shape, self.teacher["config"], self.num_labels)
+        check_length(self.student.config, manifest["max_seq_len"], f"--student: {config.student}")
         self.layer_map = resolve_layer_map(config.layer_map, self.student.config.num_hidden_layers,
                                            self.teacher["num_layers"])
         self.weights = resolve_layer_weights(config.layer_weights, len(self.layer_map))

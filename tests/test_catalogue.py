@@ -136,6 +136,8 @@ EARLY = {  # command line whose mistake needs neither torch nor a model to find,
                                                 "--out", "{tmp}/SST-2"], "exists and was not written by augment"),
     "augment: --out is a file": (["augment", "--task", "sst2", "--data", "{glue}/SST-2", "--out", "{tmp}/file"],
                                  "--out: {tmp}/file is a file, not a folder"),
+    "dump: a class named twice": (["dump-teacher", "--task", "tsv", "--data", "{glue}/SST-2/dev.tsv", "--out", "{tmp}/c",
+                                   "--text-column", "sentence", "--labels", "0,1,0"], "--labels: 0,1,0 names a class twice"),
     "evaluate: missing data": (["evaluate", "--model", "{tmp}", "--task", "sst2", "--data", "{tmp}"],
                                "{tmp}/dev.tsv: no such file"),
     "compare: missing data": (["compare", "--model", "a={tmp}", "--task", "mrpc", "--data", "{tmp}"],
@@ -206,3 +208,35 @@ def test_disk_errors_are_one_line(tmp_path, tiny_cache, monkeypatch):
     result = run("train-student", "--cache", tiny_cache, "--student", "layers=3,hidden=32,ffn=64,heads=4",
                  "--out", tmp_path / "run")
     assert_refused(result, f"{tmp_path / 'run' / 'command.txt'}: No space left on device")
+
+
+def test_option_checks_that_need_the_model(tmp_path, glue, tiny_teacher):
+    """Checked against the teacher, model or machine before any target is computed."""
+    sst2 = ["--task", "sst2", "--data", glue / "SST-2", "--limit", 8, "--teacher", tiny_teacher, "--out", tmp_path / "c"]
+    assert_refused(run("dump-teacher", *sst2, "--max-seq-len", 256),
+                   f"--teacher: {tiny_teacher}: --max-seq-len 256 is beyond its 128 positions")
+    assert_refused(run("dump-teacher", *sst2, "--device", "gpu7"), "--device: 'gpu7' is not a device")
+    assert_refused(run("evaluate", "--model", tiny_teacher, "--task", "sst2", "--data", glue / "SST-2",
+                       "--max-seq-len", 512), "beyond its 128 positions")
+    assert_refused(run("augment", "--task", "sst2", "--data", glue / "SST-2", "--out", tmp_path / "aug",
+                       "--teacher", tiny_teacher, "--neighbours", 100000), "--neighbours: 100000 is not below")
+    assert not (tmp_path / "c").exists() and not (tmp_path / "aug" / "train.tsv").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_missing_gpu_is_one_line(tmp_path, glue, tiny_teacher):
+    result = run("dump-teacher", "--task", "sst2", "--data", glue / "SST-2", "--limit", 8, "--teacher", tiny_teacher,
+                 "--out", tmp_path / "c", "--device", "cuda")
+    assert_refused(result, "--device: cuda is not on this machine (0 CUDA devices)")
+
+
+def test_moved_teacher_with_init_teacher_is_one_line(tmp_path, glue):
+    from tests.cache.test_dump import dump
+    from tests.conftest import save_tiny_teacher
+
+    teacher = save_tiny_teacher(tmp_path / "teacher", head=True)
+    dump(teacher, glue, tmp_path / "c", limit=16)
+    shutil.rmtree(teacher)
+    result = run("train-student", "--cache", tmp_path / "c", "--student", "layers=2,hidden=32,ffn=64,heads=4",
+                 "--init", "teacher", "--out", tmp_path / "run")
+    assert_refused(result, f"--init teacher: the cache's teacher {teacher} cannot be loaded")

@@ -3,6 +3,7 @@ cache that changes what the run computes, a damaged checkpoint is a one-line err
 that turns NaN or infinite stops the run before anything is saved."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -100,6 +101,17 @@ def test_numbers_are_checked_where_parsed(tmp_path, tiny_cache, option, value, e
                                       "--out", str(tmp_path / "run"), option, value])
     assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output, result.output
     assert not (tmp_path / "run").exists()  # nothing half-made
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("layer_weights", (1.0, float("nan"), 1.0, 1.0, 1.0), "--layer-weights: nan is not a finite number in [0, inf]"),
+    ("temperature", float("inf"), "--temperature: inf is not a finite number in (0, inf]"),
+    ("warmup", 1.0, "warmup: 1 is not a finite number in [0, 1)"),
+])
+def test_library_configs_check_numbers_too(tmp_path, tiny_cache, option, value, expected):
+    with pytest.raises(UserError, match=re.escape(expected)):
+        train_student(config(tiny_cache, tmp_path / "run", **{option: value}), command="test", progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("where", ["the cache itself", "a data folder", "inside a file"])
