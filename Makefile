@@ -1,4 +1,4 @@
-# Two entry points: `make demo` (the main job on built-in defaults) and `make test`.
+# Two entry points: `make demo` (the main job on built-in defaults) and `make test`; `make lint` runs in CI too.
 # Each creates its own virtual environment in $(VENV).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-.PHONY: demo test
+.PHONY: demo test lint
 # The main job on a slice of SST-2: fine-tune the packaged MiniLM into a task teacher, run it once
 # into a cache, distil a 2-layer student from the cache (the teacher is not loaded), compare.
 demo: $(VENV)/.installed
@@ -32,3 +32,8 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+# ruff (pycodestyle, pyflakes, isort, bugbear, pyupgrade, simplify; line length 120) and mypy over the library.
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m mypy

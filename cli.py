@@ -65,7 +65,8 @@ def _parse_models(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
         if not sep or not name or not folder:
             raise click.BadParameter(f"{item!r} is not NAME=FOLDER")
         if name in named:
-            raise click.BadParameter(f"the name {name!r} is given twice ({named[name]} and {folder}); names must differ")
+            raise click.BadParameter(f"the name {name!r} is given twice ({named[name]} and {folder}); "
+                                     "names must differ")
         if not Path(folder).is_dir():
             raise click.BadParameter(f"{folder} is not a folder (in {item!r})")
         named[name] = Path(folder)
@@ -142,8 +143,8 @@ def cli():
 @click.option("--writer", type=click.Choice(["auto", "thread", "process"]), default="auto",
               help="Where blocks are written while the teacher computes: auto = a process beside a GPU "
               "teacher, a thread beside a CPU one.")
-def dump_teacher_command(task, data, split, out, teacher, format_, layers, attention, dtype, attention_dtype, compression,
-                         max_seq_len, batch_size, limit, block_mb, text_column, pair_column, label_column,
+def dump_teacher_command(task, data, split, out, teacher, format_, layers, attention, dtype, attention_dtype,
+                         compression, max_seq_len, batch_size, limit, block_mb, text_column, pair_column, label_column,
                          labels, regression, device, writer):
     """Run the teacher once over a data set and store its targets in a cache.
 
@@ -217,14 +218,17 @@ precision_option = click.option(
 
 
 @cli.command("train-student")
-@click.option("--cache", "cache_path", required=True, type=click.Path(path_type=Path), help="Teacher cache to distil from.")
+@click.option("--cache", "cache_path", required=True, type=click.Path(path_type=Path),
+              help="Teacher cache to distil from.")
 @click.option("--student", default="tinybert4",
               help="tinybert4, tinybert6, sizes layers=M,hidden=d,ffn=d',heads=h, or a checkpoint folder.")
 @click.option("--stage", type=click.Choice(["intermediate", "prediction", "all"]), default="all",
               help="intermediate: embedding+hidden+attention; prediction: logits; all: one then the other.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder (students, logs, checkpoint).")
-@click.option("--layer-map", default="uniform", help="'uniform' (g(m) = m*N/M) or teacher layers per student layer, e.g. 2,4,6.")
-@click.option("--layer-weights", default=None, callback=_parse_weights, help="lambda_m for m = 0..M+1, comma-separated (default: all 1).")
+@click.option("--layer-map", default="uniform",
+              help="'uniform' (g(m) = m*N/M) or teacher layers per student layer, e.g. 2,4,6.")
+@click.option("--layer-weights", default=None, callback=_parse_weights,
+              help="lambda_m for m = 0..M+1, comma-separated (default: all 1).")
 @click.option("--eval-data", type=click.Path(path_type=Path), default=None, help="Task data to evaluate on.")
 @click.option("--eval-split", default="dev")
 @click.option("--epochs-intermediate", type=click.IntRange(1), default=None,
@@ -339,7 +343,8 @@ def compare_command(models, task, data, split, max_seq_len, cache_path, as_json)
         from cache.inspect import cache_summary
 
         sizes = cache_summary(cache_path)["sizes"]
-        cache_line = f"cache {cache_path}: {sizes['bytes'] / 1e6:,.1f} MB ({sizes['bytes_per_example'] / 1e3:,.1f} kB/example)"
+        cache_line = (f"cache {cache_path}: {sizes['bytes'] / 1e6:,.1f} MB "
+                      f"({sizes['bytes_per_example'] / 1e3:,.1f} kB/example)")
     from cache.data import canonical_task
     from student.compare import compare_models, format_rows
     from student.evaluate import metric_for

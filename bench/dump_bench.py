@@ -110,10 +110,12 @@ def main(limit, teacher_shape, rounds, data):
             codecs[compression] = {"bytes": cache_summary(out)["sizes"]["target_bytes"], "dump_seconds": seconds,
                                    **read_rates(out)}
     bare_s = statistics.median(bare)
-    writers = {writer: {"dump_examples_per_s": limit / statistics.median(s), "dump_over_bare": bare_s / statistics.median(s)}
+    writers = {writer: {"dump_examples_per_s": limit / statistics.median(s),
+                        "dump_over_bare": bare_s / statistics.median(s)}
                for writer, s in dumped.items()}
     result = {
-        "machine": f"{platform.node()} {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}",
+        "machine": (f"{platform.node()} {platform.processor() or platform.machine()}, "
+                    f"torch threads {torch.get_num_threads()}"),
         "teacher": teacher_shape, "examples": limit, "device": str(resolve_device("auto")),
         "bare_forward_examples_per_s": limit / bare_s, "writers": writers,
         "bytes_per_example": sizes["bytes_per_example"],
@@ -121,7 +123,8 @@ def main(limit, teacher_shape, rounds, data):
         "padded_float32_bytes_per_example": sizes["padded_float32_bytes"] / limit,
         "padded_float32_over_cache": sizes["padded_float32_bytes"] / sizes["target_bytes"],
         "compression": {name: {**c, "size_vs_none": c["bytes"] / sizes["target_bytes"],
-                               "random_read_vs_none": c["random_examples_per_s"] / codecs["none"]["random_examples_per_s"],
+                               "random_read_vs_none": (c["random_examples_per_s"]
+                                                       / codecs["none"]["random_examples_per_s"]),
                                "block_read_vs_none": c["block_examples_per_s"] / codecs["none"]["block_examples_per_s"]}
                         for name, c in codecs.items()},
         "rounds": {"bare_seconds": bare, "dump_seconds": dumped},

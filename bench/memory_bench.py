@@ -70,7 +70,8 @@ def peak_memory(command: list[str]) -> int:
 @click.option("--sizes", default="10000,100000", help="Cache sizes in examples, comma-separated.")
 @click.option("--steps", default=150, help="Intermediate-stage steps per run (batch 32).")
 @click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
-@click.option("--work", type=click.Path(path_type=Path), default=None, help="Where the caches go (default: a temp dir).")
+@click.option("--work", type=click.Path(path_type=Path), default=None,
+              help="Where the caches go (default: a temp dir).")
 @click.option("--workers", type=int, default=None, help="Reader processes of the trainer (default: the trainer's).")
 def main(sizes, steps, data, work, workers):
     from transformers.utils import logging

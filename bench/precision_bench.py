@@ -53,7 +53,7 @@ def main(limit, steps, rounds, data):
                 rates[precision].append(examples_per_s(out))
                 logged[precision] = [step["loss"] for step in logged_steps(out)]
     median = {p: statistics.median(v) for p, v in rates.items()}
-    gap = max(abs(a - b) / a for a, b in zip(logged["float32"], logged["bfloat16"]))
+    gap = max(abs(a - b) / a for a, b in zip(logged["float32"], logged["bfloat16"], strict=True))
     result = {"machine": f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}",
               "examples_per_s": median, "bfloat16_over_float32": median["bfloat16"] / median["float32"],
               "max_relative_loss_gap": gap, "rounds": rates}

@@ -149,7 +149,8 @@ def run_task(task: str, data: Path, work: Path, config: dict) -> dict:
 @click.option("--lr-intermediate", type=float, default=1e-4)
 @click.option("--lr-prediction", type=float, default=1e-4)
 @click.option("--teacher-lr", type=float, default=5e-5)
-@click.option("--workers", type=int, default=None, help="Reader processes of the cached student (default: the trainer's).")
+@click.option("--workers", type=int, default=None,
+              help="Reader processes of the cached student (default: the trainer's).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto",
               help="Of every training run (the teacher's forward for the cache and online stays float32).")
 @click.option("--concurrent", is_flag=True, help="Train the three students side by side.")

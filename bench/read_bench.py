@@ -122,7 +122,8 @@ def measure(path: Path) -> dict:
     dd = total / reads["sequential 8 MiB reads (dd)"][0]
     return {"machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs", "examples": n,
             "bytes": total, "student_layers": student_layers,
-            "reads": {name: {"seconds": s, "examples_per_s": n / s, "mb_per_s": b / s / 1e6, "vs_sequential": b / s / dd}
+            "reads": {name: {"seconds": s, "examples_per_s": n / s, "mb_per_s": b / s / 1e6,
+                             "vs_sequential": b / s / dd}
                       for name, (s, b) in reads.items()}}
 
 

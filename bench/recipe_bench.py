@@ -66,7 +66,8 @@ def main(teacher_shape, limit, workers, data):
     logging.set_verbosity_error()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        teacher = minilm_with_head(tmp / "teacher") if teacher_shape == "minilm" else base_shaped_teacher(tmp / "teacher")
+        make_teacher = minilm_with_head if teacher_shape == "minilm" else base_shaped_teacher
+        teacher = make_teacher(tmp / "teacher")
         dump = DumpConfig(task="sst2", data=data, split="train", out=tmp / "c.zarr", teacher=teacher, limit=limit,
                           max_seq_len=64)
         dump_s = seconds(dump_teacher, dump, command="bench", progress=False)

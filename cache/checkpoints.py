@@ -86,7 +86,7 @@ def recorded_head(config: PretrainedConfig) -> TaskHead | None:
     if not isinstance(record, dict):
         return None
     names = record.get("label_names")
-    return TaskHead(record.get("task"), tuple(names) if names is not None else None, bool(record.get("trained")))
+    return TaskHead(str(record.get("task")), tuple(names) if names is not None else None, bool(record.get("trained")))
 
 
 def has_classifier(config: PretrainedConfig) -> bool:
@@ -97,12 +97,13 @@ def check_head(config: PretrainedConfig, examples: Examples, where: str) -> None
     """Refuse a head that cannot score `examples`: none at all, another number of outputs, a
     recorded head that was never trained, or one trained for another task or other labels."""
     if not has_classifier(config):
-        raise UserError(f"{where}: has no classification head ({', '.join(config.architectures or ['no architecture'])}); "
+        architectures = ", ".join(config.architectures or ["no architecture"])
+        raise UserError(f"{where}: has no classification head ({architectures}); "
                         "fine-tune it or distil a student with --stage prediction first")
-    regression = examples.label_names is None
-    expected = 1 if regression else len(examples.label_names)
+    names = examples.label_names
+    expected = 1 if names is None else len(names)
     if config.num_labels != expected:
-        what = "a regression task (1 output)" if regression else f"{expected} labels ({', '.join(examples.label_names)})"
+        what = "a regression task (1 output)" if names is None else f"{expected} labels ({', '.join(names)})"
         raise UserError(f"{where}: its head has {config.num_labels} outputs; {examples.path} is {what}")
     head = recorded_head(config)
     if head is None:

@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -143,8 +144,10 @@ def _examples_from_rows(spec: TaskSpec, task: str, split: str, path: Path, rows:
             _, header = next(rows)
         except StopIteration:
             raise DataError(str(path), None, "file is empty") from None
-    pick = _column_picker(spec, path, header, task)
-    texts, pairs, raw_labels = [], [], []
+    pick = _column_picker(spec, path, header if isinstance(header, list) else None, task)
+    texts: list[str] = []
+    pairs: list[str | None] = []
+    raw_labels: list[tuple[int, object]] = []
     for line, fields in rows:
         if limit is not None and len(texts) >= limit:
             break
@@ -155,7 +158,8 @@ def _examples_from_rows(spec: TaskSpec, task: str, split: str, path: Path, rows:
     if not texts:
         raise DataError(str(path), None, "no examples (header only?)")
     labels, names = _parse_labels(spec, path, raw_labels)
-    return Examples(task, split, path, texts, pairs if spec.pair is not None else None, labels, names)
+    second = cast(list[str], pairs) if spec.pair is not None else None  # `pick` refuses an empty second text
+    return Examples(task, split, path, texts, second, labels, names)
 
 
 def _column_picker(spec: TaskSpec, path: Path, header: list | None, task: str):
@@ -205,7 +209,7 @@ def _parse_labels(spec: TaskSpec, path: Path, raw: list[tuple[int, object]]):
         values = []
         for line, label in raw:
             try:
-                value = float(label)
+                value = float(str(label))  # a CSV field, or a JSON number
             except (TypeError, ValueError):
                 raise DataError(str(path), line, f"label {label!r} is not a number") from None
             if not abs(value) <= FLOAT32_MAX:  # NaN, infinity, and 1e39 (infinite as float32)

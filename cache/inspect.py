@@ -38,7 +38,8 @@ def cache_summary(path: Path) -> dict:
 def format_summary(summary: dict) -> str:
     """The summary as aligned `key: value` lines for people."""
     s, t, d = summary["sizes"], summary["teacher"], summary["data"]
-    state = "complete" if summary["complete"] else f"INCOMPLETE ({s['committed_blocks']}/{summary['num_blocks']} blocks)"
+    blocks = f"{s['committed_blocks']}/{summary['num_blocks']} blocks"
+    state = "complete" if summary["complete"] else f"INCOMPLETE ({blocks})"
     attention_dtype = summary.get("attention_dtype", summary["dtype"])
     attention = summary["attention"] + (f", stored as {attention_dtype}" if attention_dtype != summary["dtype"] else "")
     rows = [
@@ -75,7 +76,8 @@ def verify_cache(path: Path, progress: bool = False) -> list[str]:
     manifest = read_manifest(path)
     store = _store(path, manifest)
     committed = store.committed_blocks()
-    problems = [] if manifest["complete"] else [f"cache is incomplete ({len(committed)}/{manifest['num_blocks']} blocks)"]
+    blocks = f"{len(committed)}/{manifest['num_blocks']} blocks"
+    problems = [] if manifest["complete"] else [f"cache is incomplete ({blocks})"]
     if not store.has_unit(INDEX):
         return problems + (["index is missing"] if manifest["complete"] or committed else [])
     index_problems = [f"index: {p}" for p in _verify_block(store, INDEX, {})]

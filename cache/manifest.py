@@ -119,10 +119,11 @@ def index_attrs(manifest: dict) -> dict:
             "layers": manifest["layers"], "attention_layers": manifest["attention_layers"]}
 
 
-def _get(manifest: dict, keys: tuple[str, ...]):
+def _get(manifest: dict, keys: tuple[str, ...]) -> object:
+    value: object = manifest
     for key in keys:
-        manifest = manifest.get(key) if isinstance(manifest, dict) else None
-    return manifest
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def _short(value) -> str:

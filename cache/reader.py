@@ -145,12 +145,12 @@ class Cache:
         return RaggedExamples(
             indices=np.arange(start + first, start + stop),
             lengths=self.lengths[start + first:start + stop],
-            input_ids=block.read("input_ids", slice(t0, t1)),
-            token_type_ids=block.read("token_type_ids", slice(t0, t1)),
+            input_ids=block.read_required("input_ids", slice(t0, t1)),
+            token_type_ids=block.read_required("token_type_ids", slice(t0, t1)),
             labels=block.read("label", slice(first, stop)),
             logits=block.read("logits", slice(first, stop)),
-            hidden=dict(zip(self.hidden_layers, hidden if hidden is not None else [])),
-            attention=dict(zip(self.attention_layers, attention if attention is not None else [])),
+            hidden=dict(zip(self.hidden_layers, hidden if hidden is not None else [], strict=True)),
+            attention=dict(zip(self.attention_layers, attention if attention is not None else [], strict=True)),
             num_heads=self.num_heads,
             dtype=self.manifest["dtype"],
             attention_dtype=self.manifest.get("attention_dtype", self.manifest["dtype"]),
@@ -199,6 +199,12 @@ class _BlockReader:
         except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways; all mean the same
             raise CacheError(f"{self.where}: array {name!r} cannot be read ({describe(e)}); "
                              f"run `cache verify {self.cache.path}`") from None
+
+    def read_required(self, name: str, *selection) -> np.ndarray:
+        values = self.read(name, *selection)
+        if values is None:
+            raise CacheError(f"{self.where}: array {name!r} is missing; run `cache verify {self.cache.path}`")
+        return values
 
     @cached_property
     def checksums(self) -> dict:

@@ -60,17 +60,16 @@ def load_teacher(path: str, attention: str, device: torch.device):
     config = load_config(path, "--teacher")
     tokenizer = load_tokenizer(path, "--teacher", config.vocab_size)
     with_head = has_classifier(config)
-    if with_head:
-        model = BertForSequenceClassification.from_pretrained(path)
-    else:
-        model = BertModel.from_pretrained(path, add_pooling_layer=False)
+    model: BertModel | BertForSequenceClassification = (
+        BertForSequenceClassification.from_pretrained(path) if with_head
+        else BertModel.from_pretrained(path, add_pooling_layer=False))
     model.set_attn_implementation(capture_implementation(attention))
     model.eval().to(device)
     info = TeacherInfo(
         path=str(path), architecture=type(model).__name__, config=config.to_diff_dict(),
         weights_sha256=weights_sha256(model), num_layers=config.num_hidden_layers,
         num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
-        num_labels=config.num_labels if with_head else 0,
+        num_labels=(config.num_labels or 0) if with_head else 0,
     )
     return model, tokenizer, info
 

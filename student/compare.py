@@ -2,6 +2,7 @@
 
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -13,10 +14,10 @@ from student.metrics import MAIN_METRIC
 
 
 @torch.inference_mode()
-def latency_ms(model, tokenizer, texts: list[str], pairs: list[str] | None, repeats: int = 3) -> float:
+def latency_ms(model, tokenizer, texts: list[str], pairs: Sequence[str] | None, repeats: int = 3) -> float:
     """Median milliseconds per example at batch size 1 (the interactive case), after a warm-up."""
     encoded = [tokenizer(text, pair, return_tensors="pt", truncation=True, max_length=128)
-               for text, pair in zip(texts, pairs or [None] * len(texts))]
+               for text, pair in zip(texts, pairs if pairs is not None else [None] * len(texts), strict=True)]
     model(**encoded[0])
     times = []
     for _ in range(repeats):

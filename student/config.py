@@ -116,7 +116,8 @@ class TrainConfig:
         check_output_dir(Path(self.out), "--out", ours=RUN_FILES)  # never into a cache, a data folder, ...
         has_run = (self.out / CHECKPOINT).exists()
         if has_run and not self.resume:
-            raise UserError(f"--out: {self.out} already holds a run; add --resume to continue it, or choose another --out")
+            raise UserError(f"--out: {self.out} already holds a run; add --resume to continue it, "
+                            "or choose another --out")
         if self.resume and not has_run:
             raise UserError(f"--resume: {self.out} has no checkpoint to resume from")
 

@@ -28,14 +28,13 @@ def predict(model, tokenizer, examples: Examples, max_seq_len: int, batch_size: 
     was_training = model.training
     model.eval()
     order = np.argsort(tokens.lengths, kind="stable")
-    out = None
+    out = np.empty((len(order), model.config.num_labels), np.float32)
     for batch in np.split(order, range(batch_size, len(order), batch_size)):
         lengths = tokens.lengths[batch]
         ids = torch.from_numpy(pad_ragged(tokens.input_ids, tokens.offsets[batch], lengths)).long()
         types = torch.from_numpy(pad_ragged(tokens.token_type_ids, tokens.offsets[batch], lengths)).long()
         mask = (torch.arange(ids.shape[1])[None] < torch.from_numpy(lengths)[:, None]).long()
         logits = model(input_ids=ids.to(device), token_type_ids=types.to(device), attention_mask=mask.to(device)).logits
-        out = np.empty((len(order), logits.shape[1]), np.float32) if out is None else out
         out[batch] = logits.float().cpu().numpy()
     model.train(was_training)
     return out

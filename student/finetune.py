@@ -41,10 +41,10 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
     base_config = load_config(base, "--base")
     check_length(base_config, config.max_seq_len, f"--base: {base}")
     tokenizer = load_tokenizer(base, "--base", base_config.vocab_size)
-    regression = train.label_names is None
+    names = train.label_names
     model = BertForSequenceClassification.from_pretrained(
-        base, num_labels=1 if regression else len(train.label_names),
-        problem_type="regression" if regression else "single_label_classification").to(device)
+        base, num_labels=1 if names is None else len(names),
+        problem_type="regression" if names is None else "single_label_classification").to(device)
     tokens = tokenize(train, tokenizer, config.max_seq_len)
     steps = config.epochs * -(-len(train) // config.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,

@@ -26,8 +26,9 @@ def build_student(student: StudentShape | Path, teacher_config: dict, num_labels
         max_position_embeddings=teacher_config.get("max_position_embeddings", 512),
         pad_token_id=teacher_config.get("pad_token_id", 0),
         num_hidden_layers=student.layers, hidden_size=student.hidden, intermediate_size=student.ffn,
-        num_attention_heads=student.heads, num_labels=num_labels,
+        num_attention_heads=student.heads,
     )
+    config.num_labels = num_labels
     return BertForSequenceClassification(config)
 
 
@@ -43,7 +44,8 @@ def init_from_teacher(student: BertForSequenceClassification, teacher_dir: str, 
     s, t = student.config, teacher.config
     if (s.hidden_size, s.intermediate_size, s.num_attention_heads) != (t.hidden_size, t.intermediate_size,
                                                                        t.num_attention_heads):
-        raise UserError(f"--init teacher: student (d={s.hidden_size}, d'={s.intermediate_size}, h={s.num_attention_heads}) "
+        raise UserError(f"--init teacher: student (d={s.hidden_size}, d'={s.intermediate_size}, "
+                        f"h={s.num_attention_heads}) "
                         f"and teacher (d={t.hidden_size}, d'={t.intermediate_size}, h={t.num_attention_heads}) differ")
     student.bert.embeddings.load_state_dict(teacher.embeddings.state_dict())
     for m, n in enumerate(layer_map):

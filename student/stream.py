@@ -9,6 +9,7 @@ the batch sequence does not depend on the number of workers: resuming skips wind
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import cast
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from cache import Cache, RaggedExamples
 from cache.errors import CacheError
 from cache.layout import ragged_positions
-from cache.transfer import attention_slots, pack, to_device, token_slots, unpack
+from cache.transfer import Slot, attention_slots, pack, to_device, token_slots, unpack
 from student.losses import probabilities_from_scores
 
 
@@ -41,7 +42,8 @@ class EpochPlan:
     """Which examples form which batch, for every epoch, computed from lengths alone."""
 
     def __init__(self, block_starts: np.ndarray, batch_size: int, window_blocks: int, seed: int):
-        self.block_starts, self.batch_size, self.window_blocks, self.seed = block_starts, batch_size, window_blocks, seed
+        self.block_starts, self.batch_size = block_starts, batch_size
+        self.window_blocks, self.seed = window_blocks, seed
 
     def windows(self, epoch: int) -> list[np.ndarray]:
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.block_starts) - 1)
@@ -93,7 +95,7 @@ class PackedBatch:
 
     def unpack(self) -> RaggedExamples:
         """Numpy views of the buffer (no copy)."""
-        slots = _arrays(self.skeleton)
+        slots = cast(dict[tuple[str, int | None], Slot], _arrays(self.skeleton))  # the skeleton holds slots
         return _with_arrays(self.skeleton, dict(zip(slots, unpack(self.buffer, list(slots.values())), strict=True)))
 
 

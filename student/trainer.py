@@ -8,13 +8,17 @@ exactly where an interrupted run stopped.
 """
 
 import datetime
+import functools
 import json
 import math
+import operator
 import os
 import random
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -34,7 +38,7 @@ from student.losses import attention_mse, hidden_mse, regression_mse, soft_cross
 from student.metrics import MAIN_METRIC
 from student.model import Projections, build_student, init_from_teacher
 from student.precision import autocast, resolve_precision
-from student.stream import EpochPlan, pad_batch, stream_batches
+from student.stream import Batch, EpochPlan, pad_batch, stream_batches
 
 INTERMEDIATE_EPOCHS = {"cola": 50, "mnli": 10, "qqp": 10, "qnli": 10}  # the paper's; 20 otherwise
 NOT_COMPUTING = ("cache", "out", "resume", "device", "precision", "workers", "save_every", "log_every")
@@ -64,7 +68,7 @@ class RunState:
 class Run:
     """The resolved pieces of one training run (everything `train_student` sets up)."""
 
-    def __init__(self, config: TrainConfig, source=None):
+    def __init__(self, config: TrainConfig, source: "TargetSource | None" = None):
         self.config = config
         self.device = resolve_device(config.device)
         self.workers = config.workers if config.workers is not None else 0 if self.device.type == "cpu" else 2
@@ -101,11 +105,21 @@ class Run:
         return 1 if self.regression else len(names) if names else 2
 
 
-class CachedTargets:
-    """Distillation targets streamed from a teacher cache: what `train-student` always uses.
+class TargetSource(Protocol):
+    """What the trainer consumes: `CachedTargets` here, and the online baseline in bench/online.py,
+    which computes the same batches with a live teacher."""
 
-    The online baseline in bench/online.py provides the same three members with a live teacher.
-    """
+    manifest: dict
+    block_starts: np.ndarray
+
+    def load_tokenizer(self): ...
+
+    def batches(self, plan: EpochPlan, epoch: int, skip: int, workers: int, device: torch.device,
+                probabilities: bool, intermediate: bool) -> Iterator[Batch]: ...
+
+
+class CachedTargets:
+    """Distillation targets streamed from a teacher cache: what `train-student` always uses."""
 
     def __init__(self, path: Path, layers: list[int]):
         self.cache: Cache = open_cache(path, layers=layers)
@@ -117,7 +131,7 @@ class CachedTargets:
         return self.cache.load_tokenizer()
 
     def batches(self, plan: EpochPlan, epoch: int, skip: int, workers: int, device: torch.device,
-                probabilities: bool, intermediate: bool):
+                probabilities: bool, intermediate: bool) -> Iterator[Batch]:
         """The epoch's padded batches in plan order, after the first `skip`; the layers' targets
         only for the intermediate stage."""
         cache = self.cache if intermediate else self.logits_only
@@ -192,7 +206,8 @@ def check_student_tokenizer(student, manifest: dict) -> None:
                         "must read the same token ids as the targets were computed on")
 
 
-def train_student(config: TrainConfig, command: str, progress: bool = True, source=None) -> dict:
+def train_student(config: TrainConfig, command: str, progress: bool = True,
+                  source: "TargetSource | None" = None) -> dict:
     """Run every stage of `config`; returns the final evaluation (empty without --eval-data).
 
     `source` replaces the cache as the provider of targets (the online baseline in bench/).
@@ -237,7 +252,7 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=config.weight_decay,
                                   fused=run.device.type == "cuda")
     scheduler = linear_schedule(optimizer, total, int(config.warmup * total))
-    if state.step:  # resuming inside this stage
+    if checkpoint is not None and state.step:  # resuming inside this stage
         _restore(checkpoint, optimizer, scheduler)
     else:
         seed_everything(config.seed + index)
@@ -252,12 +267,12 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
             state.batch, state.step, seen = state.batch + 1, state.step + 1, seen + len(batch)
             bar.update(1)
             saving = state.step % config.save_every == 0
-            evaluating = bool(config.eval_every) and state.step % config.eval_every == 0
+            evaluating = config.eval_every is not None and state.step % config.eval_every == 0
             if saving or evaluating or state.step % config.log_every == 0 or state.step == total:  # syncs a GPU
-                rate, parts = seen / (time.perf_counter() - started), {k: v.item() for k, v in parts.items()}
-                check_finite(parts, stage.name, state.step)  # before anything is saved
-                bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()} | {"ex/s": f"{rate:.0f}"}, refresh=False)
-                _log(run, {"stage": stage.name, "epoch": state.epoch, "step": state.step, **parts,
+                rate, values = seen / (time.perf_counter() - started), {k: v.item() for k, v in parts.items()}
+                check_finite(values, stage.name, state.step)  # before anything is saved
+                bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()} | {"ex/s": f"{rate:.0f}"}, refresh=False)
+                _log(run, {"stage": stage.name, "epoch": state.epoch, "step": state.step, **values,
                            "lr": scheduler.get_last_lr()[0], "examples_per_s": rate})
             if evaluating:
                 _evaluate(run, stage, state)
@@ -270,25 +285,31 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     bar.close()
     if not (config.eval_every and state.step % config.eval_every == 0):  # else just evaluated
         _evaluate(run, stage, state)
-    _save_checkpoint(run, optimizer, scheduler, RunState(stage=index + 1, best=state.best, history=state.history), index + 1)
+    done = RunState(stage=index + 1, best=state.best, history=state.history)
+    _save_checkpoint(run, optimizer, scheduler, done, index + 1)
 
 
 def check_finite(parts: dict[str, float], stage: str, step: int) -> None:
     """A NaN or infinite loss is refused before anything is saved: the last checkpoint stays good."""
     bad = {name: value for name, value in parts.items() if not math.isfinite(value)}
     if bad:
-        raise UserError(f"{stage} step {step}: the loss is not finite ({', '.join(f'{k} {v}' for k, v in bad.items())}); "
+        values = ", ".join(f"{k} {v}" for k, v in bad.items())
+        raise UserError(f"{stage} step {step}: the loss is not finite ({values}); "
                         "nothing was saved after the last checkpoint: lower the learning rate or check the cache")
 
 
-def _train_step(run: Run, batch, intermediate: bool, optimizer, scheduler) -> dict[str, torch.Tensor]:
+def _train_step(run: Run, batch: Batch, intermediate: bool, optimizer, scheduler) -> dict[str, torch.Tensor]:
     """One optimiser step; returns the detached loss parts, left on the device so a GPU never waits."""
     with autocast(run.precision, run.device):
         out = run.student(input_ids=batch.input_ids, token_type_ids=batch.token_type_ids,
                           attention_mask=batch.mask.long(), output_hidden_states=intermediate,
                           output_attentions=intermediate)
-        parts = intermediate_losses(run, out, batch) if intermediate else prediction_losses(run, out, batch)
-    loss = sum(parts.values())
+        if intermediate:
+            parts = intermediate_losses(out.hidden_states, out.attentions, batch, run.layer_map, run.weights,
+                                        run.projections)
+        else:
+            parts = prediction_losses(out.logits, batch, run.regression, run.config.temperature, run.weights[-1])
+    loss = _total(parts.values())
     loss.backward()
     torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]],
                                    run.config.max_grad_norm)
@@ -298,23 +319,36 @@ def _train_step(run: Run, batch, intermediate: bool, optimizer, scheduler) -> di
     return {"loss": loss.detach()} | {name: value.detach() for name, value in parts.items()}
 
 
-def intermediate_losses(run: Run, out, batch) -> dict[str, torch.Tensor]:
-    """lambda_0 L_embd + sum_m lambda_m (L_hidn + L_attn), as named parts."""
-    hidden, attention, mask, w = out.hidden_states, out.attentions, batch.mask, run.weights
-    embd = w[0] * hidden_mse(hidden[0].float(), batch.hidden[0], mask, run.projections.embedding)
-    hidn = sum(w[m] * hidden_mse(hidden[m].float(), batch.hidden[n], mask, run.projections.hidden)
-               for m, n in enumerate(run.layer_map, start=1))
-    attn = sum(w[m] * attention_mse(attention[m - 1].float(), batch.attention[n], mask)
-               for m, n in enumerate(run.layer_map, start=1))
+def intermediate_losses(hidden: Sequence[torch.Tensor], attention: Sequence[torch.Tensor], batch: Batch,
+                        layer_map: list[int], weights: list[float],
+                        projections: Projections) -> dict[str, torch.Tensor]:
+    """lambda_0 L_embd + sum_m lambda_m (L_hidn + L_attn), as named parts.
+
+    hidden: the student's M+1 hidden states (B, L, d'), embeddings first; attention: its M maps
+    (B, h, L, L); layer_map: g(1..M); weights: lambda_0..lambda_{M+1}.
+    """
+    mask, pairs = batch.mask, list(enumerate(layer_map, start=1))
+    embd = weights[0] * hidden_mse(hidden[0].float(), batch.hidden[0], mask, projections.embedding)
+    hidn = _total(weights[m] * hidden_mse(hidden[m].float(), batch.hidden[n], mask, projections.hidden)
+                  for m, n in pairs)
+    attn = _total(weights[m] * attention_mse(attention[m - 1].float(), batch.attention[n], mask) for m, n in pairs)
     return {"embd": embd, "hidn": hidn, "attn": attn}
 
 
-def prediction_losses(run: Run, out, batch) -> dict[str, torch.Tensor]:
-    """lambda_{M+1} L_pred: soft cross-entropy on the teacher's logits (MSE for regression)."""
-    logits = out.logits.float()
-    loss = regression_mse(logits, batch.logits) if run.regression else \
-        soft_cross_entropy(logits, batch.logits, run.config.temperature)
-    return {"pred": run.weights[-1] * loss}
+def prediction_losses(logits: torch.Tensor, batch: Batch, regression: bool, temperature: float,
+                      weight: float) -> dict[str, torch.Tensor]:
+    """lambda_{M+1} L_pred: soft cross-entropy on the teacher's logits (MSE for regression). logits: (B, C)."""
+    if batch.logits is None:
+        raise UserError("the cache has no teacher logits for the prediction stage")
+    targets = batch.logits
+    loss = regression_mse(logits.float(), targets) if regression else \
+        soft_cross_entropy(logits.float(), targets, temperature)
+    return {"pred": weight * loss}
+
+
+def _total(values: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The sum of loss terms (as `sum`, without its leading integer 0)."""
+    return functools.reduce(operator.add, values)
 
 
 def _evaluate(run: Run, stage: Stage, state: RunState) -> None:

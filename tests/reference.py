@@ -31,7 +31,7 @@ def reference_targets(model, input_ids: torch.Tensor, token_type_ids: torch.Tens
         for hook in hooks:
             hook.remove()
     scores = []
-    for layer, x in zip(bert.encoder.layer, inputs):
+    for layer, x in zip(bert.encoder.layer, inputs, strict=True):
         attn = layer.attention.self
         heads, size = attn.num_attention_heads, attn.attention_head_size
         q = attn.query(x[0]).view(-1, heads, size).transpose(0, 1)  # (h, L, d_k)

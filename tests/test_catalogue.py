@@ -43,15 +43,16 @@ def no_complete_cache(root):
 @pytest.mark.parametrize("case, content, expected", CATALOGUE, ids=[c[0] for c in CATALOGUE])
 def test_malformed_data(tmp_path, tiny_teacher, case, content, expected):
     (tmp_path / "train.tsv").write_bytes(content)
-    result = run("dump-teacher", "--task", "sst2", "--data", tmp_path, "--teacher", tiny_teacher, "--out", tmp_path / "c")
+    result = run("dump-teacher", "--task", "sst2", "--data", tmp_path, "--teacher", tiny_teacher,
+                 "--out", tmp_path / "c")
     assert_refused(result, str(tmp_path / expected))
     assert no_complete_cache(tmp_path) and not (tmp_path / "c").exists()
 
 
 def test_long_text_is_truncated_not_refused(tmp_path, tiny_teacher):
     (tmp_path / "train.tsv").write_bytes(SST2_HEADER + b"fine\t1\n" + b"good " * 2000 + b"\t1\n")
-    result = run("dump-teacher", "--task", "sst2", "--data", tmp_path, "--teacher", tiny_teacher, "--out", tmp_path / "c",
-                 "--max-seq-len", 64)
+    result = run("dump-teacher", "--task", "sst2", "--data", tmp_path, "--teacher", tiny_teacher,
+                 "--out", tmp_path / "c", "--max-seq-len", 64)
     assert result.exit_code == 0 and "1 truncated at 64 tokens" in result.output
 
 
@@ -116,28 +117,31 @@ def test_incompatible_runs_are_refused_before_training(tmp_path, tiny_cache, cas
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
+DUMP = ["dump-teacher", "--task", "sst2", "--data", "{glue}/SST-2"]
 EARLY = {  # command line whose mistake needs neither torch nor a model to find, and its one-line error
     "dump: missing data file": (["dump-teacher", "--task", "sst2", "--data", "{tmp}/none.tsv", "--out", "{tmp}/c"],
                                 "{tmp}/none.tsv: no such file"),
-    "dump: --out inside a file": (["dump-teacher", "--task", "sst2", "--data", "{glue}/SST-2", "--out", "{tmp}/file/c"],
+    "dump: --out inside a file": ([*DUMP, "--out", "{tmp}/file/c"],
                                   "--out: {tmp}/file/c lies inside {tmp}/file, which is a file"),
-    "dump: --out is a file": (["dump-teacher", "--task", "sst2", "--data", "{glue}/SST-2", "--out", "{tmp}/file"],
-                              "--out: {tmp}/file is a file, not a folder"),
-    "dump: wrong compression": (["dump-teacher", "--task", "sst2", "--data", "{glue}/SST-2", "--out", "{tmp}/c",
-                                 "--compression", "brotli"], "--compression brotli is not available with --format zarr"),
-    "train: not a cache": (["train-student", "--cache", "{tmp}", "--out", "{tmp}/run"], "not a cache (no manifest.json)"),
+    "dump: --out is a file": ([*DUMP, "--out", "{tmp}/file"], "--out: {tmp}/file is a file, not a folder"),
+    "dump: wrong compression": ([*DUMP, "--out", "{tmp}/c", "--compression", "brotli"],
+                                "--compression brotli is not available with --format zarr"),
+    "dump: a class named twice": (["dump-teacher", "--task", "tsv", "--data", "{glue}/SST-2/dev.tsv",
+                                   "--out", "{tmp}/c", "--text-column", "sentence", "--labels", "0,1,0"],
+                                  "--labels: 0,1,0 names a class twice"),
+    "train: not a cache": (["train-student", "--cache", "{tmp}", "--out", "{tmp}/run"],
+                           "not a cache (no manifest.json)"),
     "finetune: missing data": (["finetune-teacher", "--task", "cola", "--data", "{tmp}", "--out", "{tmp}/t"],
                                "{tmp}/train.tsv: no such file"),
-    "finetune: --out is a file": (["finetune-teacher", "--task", "sst2", "--data", "{glue}/SST-2", "--out", "{tmp}/file"],
-                                  "--out: {tmp}/file is a file, not a folder"),
-    "augment: --out is the input folder": (["augment", "--task", "sst2", "--data", "{tmp}/SST-2", "--out", "{tmp}/SST-2"],
+    "finetune: --out is a file": (["finetune-teacher", "--task", "sst2", "--data", "{glue}/SST-2",
+                                   "--out", "{tmp}/file"], "--out: {tmp}/file is a file, not a folder"),
+    "augment: --out is the input folder": (["augment", "--task", "sst2", "--data", "{tmp}/SST-2",
+                                            "--out", "{tmp}/SST-2"],
                                            "--out: writing {tmp}/SST-2/train.tsv would overwrite the input"),
     "augment: --out holds another train.tsv": (["augment", "--task", "sst2", "--data", "{glue}/SST-2",
                                                 "--out", "{tmp}/SST-2"], "exists and was not written by augment"),
     "augment: --out is a file": (["augment", "--task", "sst2", "--data", "{glue}/SST-2", "--out", "{tmp}/file"],
                                  "--out: {tmp}/file is a file, not a folder"),
-    "dump: a class named twice": (["dump-teacher", "--task", "tsv", "--data", "{glue}/SST-2/dev.tsv", "--out", "{tmp}/c",
-                                   "--text-column", "sentence", "--labels", "0,1,0"], "--labels: 0,1,0 names a class twice"),
     "evaluate: missing data": (["evaluate", "--model", "{tmp}", "--task", "sst2", "--data", "{tmp}"],
                                "{tmp}/dev.tsv: no such file"),
     "compare: missing data": (["compare", "--model", "a={tmp}", "--task", "mrpc", "--data", "{tmp}"],
@@ -185,8 +189,10 @@ def assert_refused_text(output, expected):
                                              ("1e400", "label '1e400' is not a finite number"),
                                              ("1e39", "label '1e39' is not a finite number")])
 def test_regression_labels_are_finite(tmp_path, tiny_teacher, value, expected):
-    (tmp_path / "train.tsv").write_text(f"sentence1\tsentence2\tscore\nthe film\tthe movie\t3.5\nit is\tit was\t{value}\n")
-    result = run("dump-teacher", "--task", "stsb", "--data", tmp_path, "--teacher", tiny_teacher, "--out", tmp_path / "c")
+    rows = ["sentence1\tsentence2\tscore", "the film\tthe movie\t3.5", f"it is\tit was\t{value}"]
+    (tmp_path / "train.tsv").write_text("\n".join(rows) + "\n")
+    result = run("dump-teacher", "--task", "stsb", "--data", tmp_path, "--teacher", tiny_teacher,
+                 "--out", tmp_path / "c")
     assert_refused(result, f"{tmp_path / 'train.tsv'}:3: {expected}")
     assert not (tmp_path / "c").exists()
 
@@ -212,7 +218,8 @@ def test_disk_errors_are_one_line(tmp_path, tiny_cache, monkeypatch):
 
 def test_option_checks_that_need_the_model(tmp_path, glue, tiny_teacher):
     """Checked against the teacher, model or machine before any target is computed."""
-    sst2 = ["--task", "sst2", "--data", glue / "SST-2", "--limit", 8, "--teacher", tiny_teacher, "--out", tmp_path / "c"]
+    sst2 = ["--task", "sst2", "--data", glue / "SST-2", "--limit", 8, "--teacher", tiny_teacher,
+            "--out", tmp_path / "c"]
     assert_refused(run("dump-teacher", *sst2, "--max-seq-len", 256),
                    f"--teacher: {tiny_teacher}: --max-seq-len 256 is beyond its 128 positions")
     assert_refused(run("dump-teacher", *sst2, "--device", "gpu7"), "--device: 'gpu7' is not a device")

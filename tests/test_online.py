@@ -24,7 +24,8 @@ def test_online_and_cached_runs_differ_only_in_the_targets_source(tmp_path, glue
     train_student(replace(run, out=online), command="x", progress=False, source=OnlineTargets(dump_config))
 
     def losses(out):
-        return [(e["stage"], e["step"], e["loss"]) for e in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
+        entries = map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+        return [(e["stage"], e["step"], e["loss"]) for e in entries]
 
     for (stage_a, step_a, a), (stage_b, step_b, b) in zip(losses(cached), losses(online), strict=True):
         assert (stage_a, step_a) == (stage_b, step_b) and a == pytest.approx(b, rel=5e-3)

@@ -151,7 +151,7 @@ class Store(ABC):
     @abstractmethod
     def _array_names(self, handle) -> list[str]: ...
 
-    def _close(self, handle) -> None:
+    def _close(self, handle) -> None:  # noqa: B027 - optional: only backends holding file handles override it
         """Release a unit handle (nothing to do for Zarr)."""
 
 

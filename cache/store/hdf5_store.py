@@ -3,6 +3,7 @@ with the same array names and shapes as the Zarr backend; chunks carry fletcher3
 
 import json
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -10,7 +11,9 @@ import numpy as np
 from ..failpoints import failpoint
 from .base import ArrayPlan, Store
 
-FILTERS = {"none": {}, "gzip": {"compression": "gzip", "compression_opts": 1}, "lzf": {"compression": "lzf"}}
+FILTERS: dict[str, dict[str, Any]] = {
+    "none": {}, "gzip": {"compression": "gzip", "compression_opts": 1}, "lzf": {"compression": "lzf"},
+}
 
 
 class HDF5Store(Store):

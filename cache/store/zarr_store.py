@@ -6,6 +6,7 @@ chunks are written too, so a deleted chunk file is an error rather than silent z
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zarr
@@ -15,7 +16,7 @@ from zarr.storage import LocalStore
 from ..failpoints import failpoint
 from .base import BLOCKS, ArrayPlan, Store
 
-CODECS = {
+CODECS: dict[str, list[Any]] = {
     "none": [],
     "zstd": [ZstdCodec(level=3)],
     "lz4": [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")],

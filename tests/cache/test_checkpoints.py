@@ -121,6 +121,7 @@ def test_compare_checks_every_model_first(tmp_path, glue, tiny_teacher, tiny_bar
     assert_one_line(run("compare", "--model", f"a={tiny_teacher}", "--model", f"a={tiny_bare_teacher}",
                         "--task", "sst2", "--data", sst2), "the name 'a' is given twice", code=2)
     assert_one_line(run("compare", "--model", f"a={tiny_teacher}", "--model", f"b={tiny_bare_teacher}",
-                        "--task", "sst2", "--data", sst2), f"--model b: {tiny_bare_teacher}: has no classification head")
+                        "--task", "sst2", "--data", sst2),
+                    f"--model b: {tiny_bare_teacher}: has no classification head")
     assert_one_line(run("compare", "--model", f"a={tiny_teacher}", "--model", f"b={tmp_path / 'nothing'}",
                         "--task", "sst2", "--data", sst2), "is not a folder", code=2)

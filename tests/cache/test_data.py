@@ -13,7 +13,8 @@ def count_rows(path, header=True):
     return len([line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]) - header
 
 
-@pytest.mark.parametrize("task, folder, header", [("sst2", "SST-2", True), ("cola", "CoLA", False), ("mrpc", "MRPC", True)])
+@pytest.mark.parametrize("task, folder, header",
+                         [("sst2", "SST-2", True), ("cola", "CoLA", False), ("mrpc", "MRPC", True)])
 @pytest.mark.parametrize("split", ["train", "dev"])
 def test_real_glue_files(glue, task, folder, header, split):
     examples = load_examples(task, glue / folder, split)
@@ -30,7 +31,8 @@ def test_real_glue_files(glue, task, folder, header, split):
 
 OFFICIAL = {  # header + one row in each task's official train.tsv layout
     "stsb": ("index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore",
-             "0\tmain-captions\tMSRvid\t2012test\t0001\tnone\tnone\tA plane is taking off.\tAn air plane is taking off.\t5.000"),
+             "0\tmain-captions\tMSRvid\t2012test\t0001\tnone\tnone\tA plane is taking off."
+             "\tAn air plane is taking off.\t5.000"),
     "qqp": ("id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate",
             "133273\t213221\t213222\tHow is the life of a math student?\tWhich level of prepration is enough?\t0"),
     "mnli": (("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse"
@@ -39,9 +41,11 @@ OFFICIAL = {  # header + one row in each task's official train.tsv layout
               "\tConceptually cream skimming has two basic dimensions.\tProduct and geography are what make it work."
               "\tneutral\tneutral")),
     "qnli": ("index\tquestion\tsentence\tlabel",
-             "0\tWhen did the third Digimon series begin?\tUnlike the two seasons before it, it was darker.\tnot_entailment"),
+             "0\tWhen did the third Digimon series begin?\tUnlike the two seasons before it, it was darker."
+             "\tnot_entailment"),
     "rte": ("index\tsentence1\tsentence2\tlabel",
-            "0\tNo Weapons of Mass Destruction Found in Iraq Yet.\tWeapons of Mass Destruction Found in Iraq.\tnot_entailment"),
+            "0\tNo Weapons of Mass Destruction Found in Iraq Yet.\tWeapons of Mass Destruction Found in Iraq."
+            "\tnot_entailment"),
     "wnli": ("index\tsentence1\tsentence2\tlabel",
              "0\tI stuck a pin through a carrot.\tThe carrot had a hole.\t1"),
 }
@@ -53,7 +57,7 @@ def test_official_format_samples(tmp_path, task):
     header, row = OFFICIAL[task]
     (tmp_path / "train.tsv").write_text(f"{header}\n{row}\n")
     examples = load_examples(task, tmp_path, "train")
-    fields = dict(zip(header.split("\t"), row.split("\t")))
+    fields = dict(zip(header.split("\t"), row.split("\t"), strict=True))
     text_col, pair_col = {"qqp": ("question1", "question2"), "qnli": ("question", "sentence")}.get(
         task, ("sentence1", "sentence2"))
     assert examples.texts == [fields[text_col]] and examples.pairs == [fields[pair_col]]

@@ -128,4 +128,5 @@ def test_trainer_refuses_damaged_hdf5(tmp_path, glue, tiny_teacher, how):
     with pytest.raises(CacheError) as error:
         train_student(config(tmp_path / "c", tmp_path / "r", stage="intermediate", epochs_intermediate=1),
                       command="x", progress=False)
-    assert "\n" not in str(error.value) and ("block 2 (examples" in str(error.value) or "blocks [2] missing" in str(error.value))
+    message = str(error.value)
+    assert "\n" not in message and ("block 2 (examples" in message or "blocks [2] missing" in message)

@@ -11,7 +11,8 @@ from tests.cache.test_dump import dump
 
 @pytest.fixture(params=["zarr", "hdf5"])
 def cache_path(request, tmp_path, glue, tiny_teacher):
-    dump(tiny_teacher, glue, tmp_path / "c", format=request.param, task="mrpc", data=glue / "MRPC", limit=30, block_mb=0.3)
+    dump(tiny_teacher, glue, tmp_path / "c", format=request.param, task="mrpc", data=glue / "MRPC", limit=30,
+         block_mb=0.3)
     return tmp_path / "c"
 
 
@@ -22,7 +23,8 @@ def test_blocks_hold_the_same_examples_as_indexing(cache_path):
         assert block.indices.tolist() == list(range(seen, seen + len(block)))
         for j, item in enumerate(block):
             single = cache[seen + j]
-            assert single.keys() == item.keys() == {"input_ids", "token_type_ids", "label", "logits", "hidden", "attention"}
+            assert single.keys() == item.keys() == {"input_ids", "token_type_ids", "label", "logits", "hidden",
+                                                    "attention"}
             assert torch.equal(single["input_ids"], item["input_ids"])
             for layer in item["attention"]:
                 assert torch.equal(single["attention"][layer], item["attention"][layer])
@@ -41,10 +43,12 @@ def test_block_read_costs_one_call_per_array(cache_path, monkeypatch):
     cache = open_cache(cache_path, layers=[0, 2])
     calls = []
     real_read = cache.store.read
-    monkeypatch.setattr(cache.store, "read", lambda unit, name, sel=(): calls.append((name, sel)) or real_read(unit, name, sel))
+    monkeypatch.setattr(cache.store, "read",
+                        lambda unit, name, sel=(): calls.append((name, sel)) or real_read(unit, name, sel))
     block = cache.read_block(1)
     assert len(block) > 1
-    assert sorted(name for name, _ in calls) == ["attention", "hidden", "input_ids", "label", "logits", "token_type_ids"]
+    assert sorted(name for name, _ in calls) == ["attention", "hidden", "input_ids", "label", "logits",
+                                                 "token_type_ids"]
     rows = dict(calls)["hidden"][0]
     assert list(rows) == [0, 2]  # only the asked-for layers' rows are selected
     assert set(block.hidden) == {0, 2} and set(block.attention) == {2}

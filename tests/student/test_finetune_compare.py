@@ -33,7 +33,8 @@ def test_finetuned_minilm_becomes_a_teacher_with_logits(tmp_path, small_sst2):
     with torch.no_grad():
         logits = model(input_ids=item["input_ids"][None], token_type_ids=item["token_type_ids"][None]).logits[0]
     torch.testing.assert_close(item["logits"], logits, rtol=1e-4, atol=1e-4)
-    again = CliRunner().invoke(cli, ["finetune-teacher", "--task", "sst2", "--data", str(small_sst2), "--out", str(out)])
+    again = CliRunner().invoke(cli, ["finetune-teacher", "--task", "sst2", "--data", str(small_sst2),
+                                     "--out", str(out)])
     assert again.exit_code == 1 and "already holds a model" in again.output
 
 
@@ -46,11 +47,12 @@ def test_compare_reports_metric_size_and_speed(tmp_path, small_sst2, tiny_teache
     examples = load_examples("sst2", small_sst2, "dev")
     from transformers import AutoTokenizer
 
-    for row, folder in zip(rows, [big, tiny_teacher]):
+    for row, folder in zip(rows, [big, tiny_teacher], strict=True):
         model = BertForSequenceClassification.from_pretrained(folder).eval()
         assert row["accuracy"] == evaluate(model, AutoTokenizer.from_pretrained(folder), examples, 128)["accuracy"]
         assert row["parameters"] == sum(p.numel() for p in model.parameters())
-    assert rows[0]["speedup"] == 1.0 and rows[1]["speedup"] == pytest.approx(rows[0]["latency_ms"] / rows[1]["latency_ms"])
+    assert rows[0]["speedup"] == 1.0
+    assert rows[1]["speedup"] == pytest.approx(rows[0]["latency_ms"] / rows[1]["latency_ms"])
     result = CliRunner().invoke(cli, ["compare", "--model", f"teacher={big}", "--model", f"student={tiny_teacher}",
                                       "--task", "sst2", "--data", str(small_sst2)])
     assert result.exit_code == 0 and "speed-up" in result.stdout.splitlines()[0]  # the progress bar is on stderr

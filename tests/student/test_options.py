@@ -26,7 +26,7 @@ def test_init_from_teacher_copies_mapped_layers(tiny_teacher):
     init_from_teacher(student, str(tiny_teacher), [1, 3])
     for m, n in enumerate([1, 3]):
         for (name, a), b in zip(student.bert.encoder.layer[m].state_dict().items(),
-                                teacher.bert.encoder.layer[n - 1].state_dict().values()):
+                                teacher.bert.encoder.layer[n - 1].state_dict().values(), strict=True):
             assert torch.equal(a, b), name
     assert torch.equal(student.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight)
     wide = build_student(parse_student("layers=2,hidden=64,ffn=64,heads=4"), teacher.config.to_dict(), 2)
@@ -54,10 +54,12 @@ def test_checkpoint_student_weights_and_probs_loss(tmp_path, tiny_cache):
 
 
 def test_regression_task_trains_against_teacher_predictions(tmp_path, glue):
-    rows = [line.split("\t") for line in (glue / "MRPC" / "train.tsv").read_text(encoding="utf-8-sig").splitlines()[1:41]]
+    mrpc = (glue / "MRPC" / "train.tsv").read_text(encoding="utf-8-sig")
+    rows = [line.split("\t") for line in mrpc.splitlines()[1:41]]
     rng = np.random.default_rng(0)
     header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"
-    lines = [f"{i}\tnews\tf\t2012\t{i}\tnone\tnone\t{r[3]}\t{r[4]}\t{rng.uniform(0, 5):.3f}" for i, r in enumerate(rows)]
+    lines = [f"{i}\tnews\tf\t2012\t{i}\tnone\tnone\t{r[3]}\t{r[4]}\t{rng.uniform(0, 5):.3f}"
+             for i, r in enumerate(rows)]
     (tmp_path / "train.tsv").write_text("\n".join([header, *lines]) + "\n")
     (tmp_path / "dev.tsv").write_text("\n".join([header, *lines[:20]]) + "\n")
     teacher = tmp_path / "teacher"

@@ -62,7 +62,8 @@ def test_loss_from_cache_equals_loss_from_fresh_teacher(tmp_path, glue, tiny_tea
     for ours, theirs in [(batch.hidden, hidden)]:
         for m, n in [(0, 0), (2, layer)]:
             got = hidden_mse(out.hidden_states[m], ours[n], batch.mask, projection)
-            assert got.item() == pytest.approx(hidden_mse(out.hidden_states[m], theirs[n], batch.mask, projection).item(), rel=2e-3)
+            expected = hidden_mse(out.hidden_states[m], theirs[n], batch.mask, projection).item()
+            assert got.item() == pytest.approx(expected, rel=2e-3)
     got = attention_mse(out.attentions[1], batch.attention[layer], batch.mask)
     assert got.item() == pytest.approx(attention_mse(out.attentions[1], attention[layer], batch.mask).item(), rel=2e-3)
 
