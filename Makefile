@@ -16,7 +16,8 @@ $(VENV)/.installed: pyproject.toml
 
 .PHONY: demo test lint
 # The main job on a slice of SST-2: fine-tune the packaged MiniLM into a task teacher, run it once
-# into a cache, distil a 2-layer student from the cache (the teacher is not loaded), compare.
+# into a cache, start a 2-layer student from its layers 3 and 6, distil it from the cache (the teacher
+# is not loaded), compare.
 demo: $(VENV)/.installed
 	rm -rf $(DEMO_OUT)
 	$(PY) cli.py finetune-teacher --task sst2 --data $(DATA)/SST-2 --out $(DEMO_OUT)/teacher \
@@ -24,10 +25,11 @@ demo: $(VENV)/.installed
 	$(PY) cli.py dump-teacher --task sst2 --data $(DATA)/SST-2 --teacher $(DEMO_OUT)/teacher \
 		--limit $(DEMO_EXAMPLES) --max-seq-len 64 --out $(DEMO_OUT)/sst2.zarr
 	$(PY) cli.py cache verify $(DEMO_OUT)/sst2.zarr
-	$(PY) cli.py train-student --cache $(DEMO_OUT)/sst2.zarr --student layers=2,hidden=384,ffn=1536,heads=12 \
-		--init teacher --stage all --epochs-intermediate 2 --epochs-prediction 3 --lr-intermediate 1e-4 \
+	$(PY) cli.py init-student --teacher $(DEMO_OUT)/teacher --layers 2 --out $(DEMO_OUT)/init
+	$(PY) cli.py train-student --cache $(DEMO_OUT)/sst2.zarr --student $(DEMO_OUT)/init \
+		--stage all --epochs-intermediate 2 --epochs-prediction 3 --lr-intermediate 1e-4 \
 		--lr-prediction 1e-4 --eval-data $(DATA)/SST-2 --out $(DEMO_OUT)/student
-	$(PY) cli.py compare --model teacher=$(DEMO_OUT)/teacher --model student=$(DEMO_OUT)/student/best \
+	$(PY) cli.py compare --model teacher=$(DEMO_OUT)/teacher --model student=$(DEMO_OUT)/student \
 		--task sst2 --data $(DATA)/SST-2 --max-seq-len 64 --cache $(DEMO_OUT)/sst2.zarr
 
 test: $(VENV)/.installed

@@ -11,6 +11,20 @@ from pathlib import Path
 
 import click
 
+from cache.config import (
+    ATTENTION_DTYPES,
+    ATTENTION_KINDS,
+    FORMATS,
+    STORED_DTYPES,
+    WRITERS,
+    AugmentConfig,
+    DumpConfig,
+    InitConfig,
+)
+from cache.data import ColumnSpec
+from cache.store.base import COMPRESSIONS
+from student.config import PRECISIONS, STAGES, FinetuneConfig, TrainConfig
+
 
 class Group(click.Group):
     """A click group that records the command line and turns user mistakes into one-line errors."""
@@ -48,10 +62,9 @@ POSITIVE = FiniteFloat(min=0, min_open=True)
 
 
 def _quiet_transformers() -> None:
-    from transformers.utils import logging
+    from cache.checkpoints import quiet_transformers  # imports transformers: only once a command runs
 
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
+    quiet_transformers()
 
 
 def _command_line() -> str:
@@ -114,33 +127,34 @@ def cli():
               "or csv / tsv / jsonl / text for your own files.")
 @click.option("--data", required=True, type=click.Path(path_type=Path),
               help="A data file, or a folder holding <split>.tsv (GLUE layout).")
-@click.option("--split", default="train", help="Split to read when --data is a folder.")
+@click.option("--split", default=DumpConfig.split, help="Split to read when --data is a folder.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Cache directory to write.")
 @click.option("--teacher", default=None, help="Teacher checkpoint folder (BertModel or "
               "BertForSequenceClassification). Default: the packaged MiniLM-L6-H384.")
-@click.option("--format", "format_", type=click.Choice(["zarr", "hdf5"]), default="zarr", help="On-disk format.")
+@click.option("--format", "format_", type=click.Choice(FORMATS), default=DumpConfig.format, help="On-disk format.")
 @click.option("--layers", default="all", callback=_parse_layers,
               help="Teacher layers to store: 'all' or e.g. 0,2,4,6 (0 = embedding output).")
-@click.option("--attention", type=click.Choice(["scores", "probs"]), default="scores",
+@click.option("--attention", type=click.Choice(ATTENTION_KINDS), default=DumpConfig.attention,
               help="Pre-softmax scores QK^T/sqrt(d_k) (TinyBERT's reference) or post-softmax probabilities.")
-@click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default="float16",
+@click.option("--dtype", type=click.Choice(STORED_DTYPES), default=DumpConfig.dtype,
               help="Stored value type of hidden states and attention.")
-@click.option("--attention-dtype", type=click.Choice(["float16", "bfloat16", "float32", "uint8"]), default=None,
+@click.option("--attention-dtype", type=click.Choice(ATTENTION_DTYPES), default=None,
               help="Stored type of attention if not --dtype; uint8 (with --attention probs) halves it, lossy.")
-@click.option("--compression", default="none",
-              help="none, or zstd / lz4 / gzip (zarr), gzip / lzf (hdf5). See README for measurements.")
-@click.option("--max-seq-len", type=click.IntRange(4, 512), default=128, help="Truncate examples at this length.")
-@click.option("--batch-size", type=click.IntRange(1), default=64, help="Teacher batch size.")
+@click.option("--compression", type=click.Choice(sorted({c for cs in COMPRESSIONS.values() for c in cs})),
+              default=DumpConfig.compression, help="Zarr: zstd, lz4, gzip; HDF5: gzip, lzf (docs/benchmarks.md).")
+@click.option("--max-seq-len", type=click.IntRange(4, 512), default=DumpConfig.max_seq_len,
+              help="Truncate examples at this length.")
+@click.option("--batch-size", type=click.IntRange(1), default=DumpConfig.batch_size, help="Teacher batch size.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N examples.")
-@click.option("--block-mb", type=FiniteFloat(0.001), default=32.0,
+@click.option("--block-mb", type=FiniteFloat(0.001), default=DumpConfig.block_mb,
               help="Target block size: the unit of commit (resume) and of streaming reads.")
-@click.option("--text-column", default="text", help="csv/tsv/jsonl: column of the first text.")
+@click.option("--text-column", default=ColumnSpec.text, help="csv/tsv/jsonl: column of the first text.")
 @click.option("--pair-column", default=None, help="csv/tsv/jsonl: column of the second text, if any.")
 @click.option("--label-column", default=None, help="csv/tsv/jsonl: label column (default: 'label' if present).")
 @click.option("--labels", default=None, help="csv/tsv/jsonl: class names in id order, comma-separated.")
 @click.option("--regression", is_flag=True, help="csv/tsv/jsonl: the label is a number.")
-@click.option("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
-@click.option("--writer", type=click.Choice(["auto", "thread", "process"]), default="auto",
+@click.option("--device", default=DumpConfig.device, help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+@click.option("--writer", type=click.Choice(WRITERS), default=DumpConfig.writer,
               help="Where blocks are written while the teacher computes: auto = a process beside a GPU "
               "teacher, a thread beside a CPU one.")
 def dump_teacher_command(task, data, split, out, teacher, format_, layers, attention, dtype, attention_dtype,
@@ -152,9 +166,6 @@ def dump_teacher_command(task, data, split, out, teacher, format_, layers, atten
     only) and the logits when the teacher has a classification head. Re-run the same command
     to resume an interrupted dump.
     """
-    from cache.config import DumpConfig
-    from cache.data import ColumnSpec
-
     columns = ColumnSpec(text_column, pair_column, label_column,
                          tuple(labels.split(",")) if labels else None, regression)
     config = DumpConfig(task=task, data=data, split=split, out=out, teacher=teacher, format=format_,
@@ -181,16 +192,18 @@ def dump_teacher_command(task, data, split, out, teacher, format_, layers, atten
 @cli.command("augment")
 @click.option("--task", required=True, help="GLUE task, or tsv with --text-column / --pair-column.")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Task folder or file to augment.")
-@click.option("--split", default="train", help="Split to read when --data is a folder.")
+@click.option("--split", default=AugmentConfig.split, help="Split to read when --data is a folder.")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="Folder for the augmented file (same name and layout as the input).")
 @click.option("--teacher", default=None, help="Whose input embeddings give the replacement words "
               "(default: the packaged MiniLM).")
-@click.option("--copies", type=click.IntRange(1), default=20, help="Augmented copies per row (the paper's N_a).")
-@click.option("--p-replace", type=FiniteFloat(0, 1), default=0.4, help="Chance that a word is replaced (p_t).")
-@click.option("--neighbours", type=click.IntRange(1), default=15, help="Candidates per word (K).")
-@click.option("--seed", type=int, default=0)
-@click.option("--text-column", default="text", help="tsv: column of the first text.")
+@click.option("--copies", type=click.IntRange(1), default=AugmentConfig.copies,
+              help="Augmented copies per row (the paper's N_a).")
+@click.option("--p-replace", type=FiniteFloat(0, 1), default=AugmentConfig.p_replace,
+              help="Chance that a word is replaced (p_t).")
+@click.option("--neighbours", type=click.IntRange(1), default=AugmentConfig.neighbours, help="Candidates per word (K).")
+@click.option("--seed", type=int, default=AugmentConfig.seed)
+@click.option("--text-column", default=ColumnSpec.text, help="tsv: column of the first text.")
 @click.option("--pair-column", default=None, help="tsv: column of the second text, if any.")
 def augment_command(task, data, split, out, teacher, copies, p_replace, neighbours, seed, text_column, pair_column):
     """Write an augmented copy of a training set for the teacher to label (TinyBERT's data augmentation).
@@ -198,9 +211,6 @@ def augment_command(task, data, split, out, teacher, copies, p_replace, neighbou
     Each whole word is replaced, with probability --p-replace, by one of its --neighbours nearest
     words in the teacher's input embeddings; the original rows come first, then --copies copies of each.
     """
-    from cache.config import AugmentConfig
-    from cache.data import ColumnSpec
-
     config = AugmentConfig(task=task, data=data, out=out, split=split, teacher=teacher, copies=copies,
                            p_replace=p_replace, neighbours=neighbours, seed=seed,
                            columns=ColumnSpec(text_column, pair_column))
@@ -213,60 +223,56 @@ def augment_command(task, data, split, out, teacher, copies, p_replace, neighbou
 
 
 precision_option = click.option(
-    "--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto",
+    "--precision", type=click.Choice(PRECISIONS), default=TrainConfig.precision,
     help="auto: bfloat16 on CUDA, float32 on a CPU; bfloat16 pays on CPUs with AVX512-BF16 or AMX too.")
 
 
 @cli.command("train-student")
 @click.option("--cache", "cache_path", required=True, type=click.Path(path_type=Path),
               help="Teacher cache to distil from.")
-@click.option("--student", default="tinybert4",
+@click.option("--student", default=TrainConfig.student,
               help="tinybert4, tinybert6, sizes layers=M,hidden=d,ffn=d',heads=h, or a checkpoint folder.")
-@click.option("--stage", type=click.Choice(["intermediate", "prediction", "all"]), default="all",
+@click.option("--stage", type=click.Choice(STAGES), default=TrainConfig.stage,
               help="intermediate: embedding+hidden+attention; prediction: logits; all: one then the other.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder (students, logs, checkpoint).")
-@click.option("--layer-map", default="uniform",
+@click.option("--layer-map", default=TrainConfig.layer_map,
               help="'uniform' (g(m) = m*N/M) or teacher layers per student layer, e.g. 2,4,6.")
 @click.option("--layer-weights", default=None, callback=_parse_weights,
               help="lambda_m for m = 0..M+1, comma-separated (default: all 1).")
 @click.option("--eval-data", type=click.Path(path_type=Path), default=None, help="Task data to evaluate on.")
-@click.option("--eval-split", default="dev")
+@click.option("--eval-split", default=TrainConfig.eval_split)
 @click.option("--epochs-intermediate", type=click.IntRange(1), default=None,
               help="Default: the paper's (20; CoLA 50; MNLI, QQP, QNLI 10).")
-@click.option("--epochs-prediction", type=click.IntRange(1), default=3)
-@click.option("--batch-size", type=click.IntRange(1), default=32)
-@click.option("--lr-intermediate", type=POSITIVE, default=5e-5)
-@click.option("--lr-prediction", type=POSITIVE, default=3e-5)
-@click.option("--temperature", type=POSITIVE, default=1.0)
-@click.option("--attention-loss", type=click.Choice(["scores", "probs"]), default=None,
+@click.option("--epochs-prediction", type=click.IntRange(1), default=TrainConfig.epochs_prediction)
+@click.option("--batch-size", type=click.IntRange(1), default=TrainConfig.batch_size)
+@click.option("--lr-intermediate", type=POSITIVE, default=TrainConfig.lr_intermediate)
+@click.option("--lr-prediction", type=POSITIVE, default=TrainConfig.lr_prediction)
+@click.option("--temperature", type=POSITIVE, default=TrainConfig.temperature)
+@click.option("--attention-loss", type=click.Choice(ATTENTION_KINDS), default=None,
               help="Compare scores or probabilities (default: what the cache stores).")
 @click.option("--shared-projection", is_flag=True, help="One W for embeddings and hidden states (reference code).")
-@click.option("--init", type=click.Choice(["random", "teacher"]), default="random",
-              help="teacher: copy the teacher's mapped layers (equal widths only).")
-@click.option("--seed", type=int, default=42)
+@click.option("--seed", type=int, default=TrainConfig.seed)
 @click.option("--max-steps", type=click.IntRange(1), default=None, help="Stop each stage after N steps.")
 @click.option("--eval-every", type=click.IntRange(1), default=None, help="Also evaluate every N steps.")
-@click.option("--save-every", type=click.IntRange(1), default=200, help="Checkpoint every N steps.")
+@click.option("--save-every", type=click.IntRange(1), default=TrainConfig.save_every, help="Checkpoint every N steps.")
 @click.option("--workers", type=click.IntRange(0), default=None,
               help="Reader processes (default: 0 on a CPU, where they only compete for its cores; 2 on a GPU).")
-@click.option("--window-blocks", type=click.IntRange(1), default=4,
+@click.option("--window-blocks", type=click.IntRange(1), default=TrainConfig.window_blocks,
               help="Blocks shuffled together (the shuffle buffer; memory grows with it).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
-@click.option("--device", default="auto")
+@click.option("--device", default=TrainConfig.device)
 @precision_option
 def train_student_command(cache_path, student, stage, out, layer_map, layer_weights, eval_data, eval_split,
                           epochs_intermediate, epochs_prediction, batch_size, lr_intermediate, lr_prediction,
-                          temperature, attention_loss, shared_projection, init, seed, max_steps, eval_every,
+                          temperature, attention_loss, shared_projection, seed, max_steps, eval_every,
                           save_every, workers, window_blocks, resume, device, precision):
     """Distil a TinyBERT student from a teacher cache; the teacher is never loaded."""
-    from student.config import TrainConfig
-
     config = TrainConfig(cache=cache_path, out=out, student=student, stage=stage, layer_map=layer_map,
                          layer_weights=layer_weights, eval_data=eval_data, eval_split=eval_split,
                          epochs_intermediate=epochs_intermediate, epochs_prediction=epochs_prediction,
                          batch_size=batch_size, lr_intermediate=lr_intermediate, lr_prediction=lr_prediction,
                          temperature=temperature, attention_loss=attention_loss,
-                         shared_projection=shared_projection, init=init, seed=seed, max_steps=max_steps,
+                         shared_projection=shared_projection, seed=seed, max_steps=max_steps,
                          eval_every=eval_every, save_every=save_every, workers=workers,
                          window_blocks=window_blocks, resume=resume, device=device, precision=precision)
     config.check()
@@ -277,24 +283,45 @@ def train_student_command(cache_path, student, stage, out, layer_map, layer_weig
     click.echo(f"{out}: student saved in {out / 'last'}" + (f"; dev {json.dumps(metrics)}" if metrics else ""))
 
 
+@cli.command("init-student")
+@click.option("--teacher", required=True, help="Teacher checkpoint folder whose layers the student starts from.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the student checkpoint.")
+@click.option("--layers", type=click.IntRange(1), default=None,
+              help="Student layers M (uniform map g(m) = m*N/M); or give --layer-map.")
+@click.option("--layer-map", default=InitConfig.layer_map,
+              help="'uniform', or the teacher layer of each student layer, e.g. 3,6.")
+@click.option("--seed", type=int, default=InitConfig.seed, help="Seeds the pooler and the classification head.")
+def init_student_command(teacher, out, layers, layer_map, seed):
+    """Start a student from teacher layers: embeddings and layers g(1..M) copied, the teacher's width.
+
+    The output is an ordinary checkpoint folder for `train-student --student`, which then never
+    loads the teacher.
+    """
+    config = InitConfig(teacher=teacher, out=out, layers=layers, layer_map=layer_map, seed=seed)
+    config.check()
+    from cache.init_student import init_student
+
+    _quiet_transformers()
+    layer_map = init_student(config, command=_command_line())
+    click.echo(f"{out}: student of {len(layer_map)} layers from teacher layers {','.join(map(str, layer_map))}")
+
+
 @cli.command("finetune-teacher")
 @click.option("--task", required=True, help="GLUE task, or csv / tsv / jsonl with the column options of dump-teacher.")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Folder with train.tsv (and dev.tsv).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the fine-tuned teacher.")
 @click.option("--base", default=None, help="Pretrained BERT folder. Default: the packaged MiniLM-L6-H384.")
-@click.option("--epochs", type=click.IntRange(1), default=3)
-@click.option("--lr", type=POSITIVE, default=2e-5)
-@click.option("--batch-size", type=click.IntRange(1), default=32)
-@click.option("--max-seq-len", type=click.IntRange(4, 512), default=128)
+@click.option("--epochs", type=click.IntRange(1), default=FinetuneConfig.epochs)
+@click.option("--lr", type=POSITIVE, default=FinetuneConfig.lr)
+@click.option("--batch-size", type=click.IntRange(1), default=FinetuneConfig.batch_size)
+@click.option("--max-seq-len", type=click.IntRange(4, 512), default=FinetuneConfig.max_seq_len)
 @click.option("--limit", type=click.IntRange(1), default=None, help="Train on the first N examples only.")
-@click.option("--seed", type=int, default=42)
-@click.option("--device", default="auto")
+@click.option("--seed", type=int, default=FinetuneConfig.seed)
+@click.option("--device", default=FinetuneConfig.device)
 @precision_option
 def finetune_teacher_command(task, data, out, base, epochs, lr, batch_size, max_seq_len, limit, seed, device,
                              precision):
     """Fine-tune a pretrained BERT into a task teacher with a classification head."""
-    from student.config import FinetuneConfig
-
     config = FinetuneConfig(task=task, data=data, out=out, base=base, epochs=epochs, lr=lr, batch_size=batch_size,
                             max_seq_len=max_seq_len, limit=limit, seed=seed, device=device,
                             precision=precision)
@@ -308,7 +335,7 @@ def finetune_teacher_command(task, data, out, base, epochs, lr, batch_size, max_
 
 @cli.command("evaluate")
 @click.option("--model", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="A saved student or teacher folder.")
+              help="A saved student or teacher folder (a training run's folder means its best/, else last/).")
 @click.option("--task", required=True)
 @click.option("--data", required=True, type=click.Path(path_type=Path))
 @click.option("--split", default="dev")
@@ -338,26 +365,15 @@ def evaluate_command(model, task, data, split, max_seq_len, as_json):
 def compare_command(models, task, data, split, max_seq_len, cache_path, as_json):
     """Metric, parameters, latency per example and speed-up of models side by side."""
     _check_data(task, data, split)
-    cache_line = None
-    if cache_path is not None:  # before minutes of scoring
-        from cache.inspect import cache_summary
+    from cache.inspect import size_line
 
-        sizes = cache_summary(cache_path)["sizes"]
-        cache_line = (f"cache {cache_path}: {sizes['bytes'] / 1e6:,.1f} MB "
-                      f"({sizes['bytes_per_example'] / 1e3:,.1f} kB/example)")
-    from cache.data import canonical_task
+    cache_line = size_line(cache_path) if cache_path is not None else None  # before minutes of scoring
     from student.compare import compare_models, format_rows
-    from student.evaluate import metric_for
-    from student.metrics import MAIN_METRIC
 
     _quiet_transformers()
     rows = compare_models(models, task, data, split, max_seq_len)
-    if as_json:
-        click.echo(json.dumps({"models": rows, "cache": cache_line}))
-        return
-    click.echo(format_rows(rows, MAIN_METRIC[metric_for(canonical_task(task))]))
-    if cache_line:
-        click.echo(cache_line)
+    click.echo(json.dumps({"models": rows, "cache": cache_line}) if as_json else
+               "\n".join([format_rows(rows), *([cache_line] if cache_line else [])]))
 
 
 @cli.group("cache", cls=Group)

@@ -24,12 +24,13 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
 from cache import open_cache
+from cache.checkpoints import default_teacher_path, quiet_transformers
 from cache.data import load_examples
 from cache.device import resolve_device
 from cache.dump import DumpConfig, block_batches, dump_teacher, plan_dump
 from cache.inspect import cache_summary
 from cache.layout import BlockIndex
-from cache.teacher import default_teacher_path, teacher_forward
+from cache.teacher import teacher_forward
 
 REPO = Path(__file__).resolve().parents[1]
 WRITERS = ("thread", "process")  # `--writer auto` picks the process beside a GPU teacher, the thread beside a CPU one
@@ -87,10 +88,7 @@ def read_rates(path: Path, samples: int = 300) -> dict:
 @click.option("--rounds", default=3, help="Alternating rounds of bare forward and dump; medians reported.")
 @click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
 def main(limit, teacher_shape, rounds, data):
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
+    quiet_transformers()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import click
 
+from cache.checkpoints import quiet_transformers
 from cache.dump import DumpConfig, dump_teacher
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,9 +75,7 @@ def peak_memory(command: list[str]) -> int:
               help="Where the caches go (default: a temp dir).")
 @click.option("--workers", type=int, default=None, help="Reader processes of the trainer (default: the trainer's).")
 def main(sizes, steps, data, work, workers):
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
+    quiet_transformers()
     peaks = {}
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         for size in map(int, sizes.split(",")):

@@ -7,13 +7,13 @@ differ only in where the targets come from (and the cache's float16 rounding).
 """
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from cache.data import load_examples
 from cache.dump import DumpConfig, plan_dump
-from cache.layout import pad_ragged
 from cache.teacher import teacher_forward
 from student.losses import probabilities_from_scores
 from student.stream import Batch, EpochPlan
@@ -26,8 +26,8 @@ class OnlineTargets:
         examples = load_examples(config.task, config.data, config.split, columns=config.columns, limit=config.limit)
         plan = plan_dump(config, examples, command="online")
         self.model, self._tokenizer, self.tokens, self.device = plan.model, plan.tokenizer, plan.tokens, plan.device
-        self.block_starts, self.manifest, self.labels = plan.block_starts, plan.manifest, examples.labels
-        self.manifest["complete"] = True
+        self.block_starts, self.labels = plan.block_starts, examples.labels
+        self.manifest = replace(plan.manifest, complete=True)
 
     def load_tokenizer(self):
         return self._tokenizer
@@ -45,14 +45,10 @@ class OnlineTargets:
                     yield self._batch(window[rows], device, probabilities, intermediate)
 
     def _batch(self, indices: np.ndarray, device: torch.device, probabilities: bool, intermediate: bool) -> Batch:
-        lengths = self.tokens.lengths[indices]
-        starts = self.tokens.offsets[indices]
-        ids = torch.from_numpy(pad_ragged(self.tokens.input_ids, starts, lengths)).long().to(self.device)
-        types = torch.from_numpy(pad_ragged(self.tokens.token_type_ids, starts, lengths)).long().to(self.device)
-        mask = torch.arange(ids.shape[1], device=self.device)[None] < torch.from_numpy(lengths).to(self.device)[:, None]
+        ids, types, mask = (t.to(self.device) for t in self.tokens.padded(indices))
         out = teacher_forward(self.model, ids, types, mask.long())
-        hidden = {n: out.hidden[n].float().clone().to(device) for n in self.manifest["layers"] if intermediate}
-        attention = {n: out.attention[n - 1].float().clone().to(device) for n in self.manifest["attention_layers"]
+        hidden = {n: out.hidden[n].float().clone().to(device) for n in self.manifest.layers if intermediate}
+        attention = {n: out.attention[n - 1].float().clone().to(device) for n in self.manifest.attention_layers
                      if intermediate}
         if probabilities:
             attention = {n: probabilities_from_scores(a, mask.to(device)) for n, a in attention.items()}

@@ -20,8 +20,8 @@ import click
 import torch
 
 from bench.train_bench import examples_per_s, logged_steps
+from cache.checkpoints import default_teacher_path, quiet_transformers
 from cache.dump import DumpConfig, dump_teacher
-from cache.teacher import default_teacher_path
 from student.trainer import TrainConfig, train_student
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,10 +34,7 @@ COMPARED = ("float32", "bfloat16")
 @click.option("--rounds", default=2)
 @click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
 def main(limit, steps, rounds, data):
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
+    quiet_transformers()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         dump = DumpConfig(task="sst2", data=data, split="train", out=tmp / "c.zarr", teacher=default_teacher_path(),

@@ -31,15 +31,17 @@ import click
 
 from bench.online import OnlineTargets
 from cache.augment import AugmentConfig, augment_file
+from cache.checkpoints import quiet_transformers
+from cache.config import InitConfig
 from cache.dump import DumpConfig, dump_teacher
+from cache.init_student import init_student
+from cache.layer_map import uniform_layer_map
 from student.compare import compare_models
-from student.config import parse_student
+from student.config import PRECISIONS, parse_student
 from student.evaluate import metric_for
 from student.finetune import FinetuneConfig, finetune_teacher
-from student.losses import uniform_layer_map
 from student.metrics import MAIN_METRIC
-from student.model import build_student, init_from_teacher
-from student.precision import PRECISIONS
+from student.model import build_student
 from student.trainer import TrainConfig, train_student
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,13 +49,6 @@ FOLDERS = {"sst2": "SST-2", "cola": "CoLA", "mrpc": "MRPC"}
 STUDENTS = {"tinybert4-size": "layers=2,hidden=384,ffn=1536,heads=12",  # for the MiniLM teacher
             "tinybert4-shape": "layers=2,hidden=312,ffn=1200,heads=12"}
 MAX_SEQ_LEN = {"sst2": 64, "cola": 64, "mrpc": 128}  # the paper's: 64 single sentences, 128 pairs
-
-
-def quiet_transformers() -> None:
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
 
 
 def timed(fn, *args, **kwargs) -> float:
@@ -68,19 +63,30 @@ def distil(train: TrainConfig, online_from: DumpConfig | None) -> float:
     return timed(train_student, train, command="bench", progress=False, source=source)
 
 
-def labels_only(folder: Path, task: str, data: Path, teacher: Path, config: dict) -> float:
+def starting_student(work: Path, teacher: Path, config: dict) -> str:
+    """What `--student` gets: a checkpoint initialised from teacher layers (`init-student`), or a shape."""
+    if config["init"] != "teacher":
+        return config["student"]
+    from transformers import AutoConfig
+
+    if parse_student(config["student"]).hidden != AutoConfig.from_pretrained(teacher).hidden_size:
+        raise click.UsageError("--init teacher needs a student of the teacher's width")
+    init_student(InitConfig(teacher=str(teacher), out=work / "init", layers=parse_student(config["student"]).layers),
+                 command="bench")
+    return str(work / "init")
+
+
+def labels_only(folder: Path, task: str, data: Path, teacher: Path, student: str, config: dict) -> float:
     """The student's shape and initialisation trained on gold labels alone: the bar to clear."""
     from transformers import AutoConfig, AutoTokenizer
 
     started = time.perf_counter()
-    init, teacher_config = folder / "init", AutoConfig.from_pretrained(teacher)
-    student = build_student(parse_student(config["student"]), teacher_config.to_dict(), teacher_config.num_labels)
-    if config["init"] == "teacher":
-        layer_map = uniform_layer_map(student.config.num_hidden_layers, teacher_config.num_hidden_layers)
-        init_from_teacher(student, str(teacher), layer_map)
-    student.save_pretrained(init)
-    AutoTokenizer.from_pretrained(teacher).save_pretrained(init)
-    finetune_teacher(FinetuneConfig(task=task, data=data, out=folder / "model", base=str(init),
+    base = student
+    if not Path(student).is_dir():  # a shape: a random student of the teacher's vocabulary
+        base, teacher_config = str(folder / "init"), AutoConfig.from_pretrained(teacher)
+        build_student(parse_student(student), teacher_config.to_dict(), teacher_config.num_labels).save_pretrained(base)
+        AutoTokenizer.from_pretrained(teacher).save_pretrained(base)
+    finetune_teacher(FinetuneConfig(task=task, data=data, out=folder / "model", base=base,
                                     epochs=config["epochs_prediction"], lr=config["lr_prediction"],
                                     limit=config["limit"], max_seq_len=config["max_seq_len"],
                                     precision=config["precision"]),
@@ -113,14 +119,15 @@ def run_task(task: str, data: Path, work: Path, config: dict) -> dict:
         times["augment"] = timed(augment_file, augmented, command="bench", progress=False)
         dump = replace(dump, data=augmented.out, layers=student_layers(config["student"], teacher))
     times["dump"] = timed(dump_teacher, dump, command="bench", progress=False)
-    train = TrainConfig(cache=dump.out, out=work / "cached", student=config["student"], init=config["init"],
+    student = starting_student(work, teacher, config)
+    train = TrainConfig(cache=dump.out, out=work / "cached", student=student,
                         stage="all", eval_data=data, epochs_intermediate=config["epochs_intermediate"],
                         epochs_prediction=config["epochs_prediction"], lr_intermediate=config["lr_intermediate"],
                         lr_prediction=config["lr_prediction"], workers=config["workers"],
                         precision=config["precision"])
     jobs = {"distil from cache": (distil, train, None),
             "distil online": (distil, replace(train, out=work / "online", workers=0), dump),
-            "labels only": (labels_only, work / "labels", task, data, teacher, config)}
+            "labels only": (labels_only, work / "labels", task, data, teacher, student, config)}
     with ProcessPoolExecutor(len(jobs) if config["concurrent"] else 1, mp_context=get_context("spawn"),
                              initializer=quiet_transformers) as pool:
         futures = {name: pool.submit(*job) for name, job in jobs.items()}

@@ -24,9 +24,10 @@ import click
 
 from bench.dump_bench import base_shaped_teacher
 from cache import open_cache
+from cache.checkpoints import default_teacher_path, quiet_transformers
 from cache.dump import DumpConfig, dump_teacher
-from cache.teacher import default_teacher_path
-from student.losses import uniform_layer_map
+from cache.layer_map import uniform_layer_map
+from cache.manifest import Manifest
 from student.stream import EpochPlan, stream_batches
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,9 +88,7 @@ def cold(files: list[Path], fn, *args) -> tuple[float, object]:
 @click.option("--limit", default=5000, help="First N SST-2 training sentences to dump.")
 @click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
 def main(cache_path, teacher_shape, limit, data):
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
+    quiet_transformers()
     with tempfile.TemporaryDirectory() as tmp:
         if cache_path is None:
             teacher = default_teacher_path() if teacher_shape == "minilm" else base_shaped_teacher(Path(tmp) / "t")
@@ -110,7 +109,7 @@ def main(cache_path, teacher_shape, limit, data):
 def measure(path: Path) -> dict:
     files, cache = cache_files(path), open_cache(path)
     n, total = len(cache), sum(p.stat().st_size for p in cache_files(path))
-    student_layers = [0, *uniform_layer_map(4, cache.manifest["teacher"]["num_layers"])]
+    student_layers = [0, *uniform_layer_map(4, cache.manifest.teacher.num_layers)]
     seconds, _ = cold(files, sequential_read, files)
     reads = {"sequential 8 MiB reads (dd)": (seconds, total)}
     seconds, _ = cold(files, lambda: sum(len(block) for block in cache.iter_blocks()))
@@ -127,12 +126,12 @@ def measure(path: Path) -> dict:
                       for name, (s, b) in reads.items()}}
 
 
-def _stored_layer(path: Path, manifest: dict) -> int | None:
+def _stored_layer(path: Path, manifest: Manifest) -> int | None:
     """The teacher layer a Zarr chunk holds (blocks/<k>/<array>/c/<i>/<chunk>), None for other files."""
     parts = path.parts
     if len(parts) < 4 or parts[-3] != "c" or parts[-4] not in ("hidden", "attention"):
         return None
-    return manifest["layers" if parts[-4] == "hidden" else "attention_layers"][int(parts[-2])]
+    return (manifest.layers if parts[-4] == "hidden" else manifest.attention_layers)[int(parts[-2])]
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ import click
 
 from bench.dump_bench import base_shaped_teacher
 from bench.online import OnlineTargets
+from cache.checkpoints import default_teacher_path, quiet_transformers
 from cache.dump import DumpConfig, dump_teacher
-from cache.teacher import default_teacher_path
 from student.trainer import TrainConfig, train_student
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,9 +61,7 @@ def crossover(dump_s: float, cache: dict, online: dict, experiments: int = 1) ->
 @click.option("--workers", type=int, default=None, help="Reader processes of the cache route (default: the trainer's).")
 @click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
 def main(teacher_shape, limit, workers, data):
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
+    quiet_transformers()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         make_teacher = minilm_with_head if teacher_shape == "minilm" else base_shaped_teacher

@@ -22,10 +22,10 @@ import torch
 
 from bench.dump_bench import base_shaped_teacher
 from bench.online import OnlineTargets
+from cache.checkpoints import default_teacher_path, quiet_transformers
 from cache.device import resolve_device
 from cache.dump import DumpConfig, dump_teacher
-from cache.teacher import default_teacher_path
-from student.losses import uniform_layer_map
+from cache.layer_map import uniform_layer_map
 from student.stream import EpochPlan
 from student.trainer import CachedTargets, TrainConfig, train_student
 
@@ -71,10 +71,7 @@ def examples_per_s(out: Path, batch_size: int = 32) -> float:
 @click.option("--workers", type=int, default=None, help="Reader processes of the cached run (default: the trainer's).")
 @click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
 def main(teacher_shape, limit, steps, batch_size, rounds, workers, data):
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
+    quiet_transformers()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         teacher = default_teacher_path() if teacher_shape == "minilm" else base_shaped_teacher(tmp / "teacher")

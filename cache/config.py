@@ -9,9 +9,15 @@ from .errors import UserError
 from .lock import LOCK
 from .manifest import MANIFEST
 from .paths import check_not_input, check_number, check_output_dir, check_writable
-from .store.base import check_compression
+from .store.base import COMPRESSIONS, check_compression
 
 AUGMENT_RECORD = "augment.json"
+FORMATS = tuple(COMPRESSIONS)
+ATTENTION_KINDS = ("scores", "probs")
+STORED_DTYPES = ("float16", "bfloat16", "float32")
+ATTENTION_DTYPES = (*STORED_DTYPES, "uint8")
+"""uint8, for attention only, holds probabilities (not scores) as round(p * 255): half of float16."""
+WRITERS = ("auto", "thread", "process")
 
 
 @dataclass(frozen=True)
@@ -20,8 +26,8 @@ class DumpConfig:
 
     task: str
     data: Path
-    split: str
     out: Path
+    split: str = "train"
     teacher: str | None = None
     """Teacher folder or hub id; None means the packaged MiniLM."""
     format: str = "zarr"
@@ -105,3 +111,21 @@ class AugmentConfig:
         if output.exists() and not (output.parent / AUGMENT_RECORD).exists():
             raise UserError(f"--out: {output} exists and was not written by augment (no {AUGMENT_RECORD} beside it); "
                             "choose another folder")
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    """Everything that decides an initialised student; built once from the CLI flags."""
+
+    teacher: str
+    out: Path
+    layers: int | None = None
+    """M; None takes it from an explicit --layer-map."""
+    layer_map: str = "uniform"
+    seed: int = 42
+    """Seeds the parts the teacher does not give: the pooler and the classification head."""
+
+    def check(self) -> None:
+        check_output_dir(Path(self.out), "--out")
+        if self.layers is not None and self.layers < 1:
+            raise UserError(f"--layers: {self.layers} is not a positive number of layers")

@@ -3,8 +3,6 @@
 import numpy as np
 import torch
 
-STORED_DTYPES = ("float16", "bfloat16", "float32")
-# uint8, for attention only, holds probabilities (not scores) as round(p * 255): half of float16.
 _TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "uint8": torch.uint8}
 _NUMPY = {"float16": np.float16, "bfloat16": np.uint16, "float32": np.float32, "uint8": np.uint8}
 

@@ -10,8 +10,6 @@ so each block is computed the same way).
 
 import datetime
 import errno
-import hashlib
-import json
 import os
 import shlex
 import shutil
@@ -24,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
+from .checkpoints import default_teacher_path
 from .config import DumpConfig
 from .data import Examples, load_examples
 from .device import resolve_device
@@ -32,18 +31,21 @@ from .errors import CacheError, UserError
 from .layout import BlockIndex, Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
 from .lock import WriterLock
 from .manifest import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
     TOKENIZER,
+    DataRecord,
+    Manifest,
+    Stats,
+    TeacherRecord,
     identity_mismatches,
     index_attrs,
     manifest_path,
     read_manifest,
     write_manifest,
 )
+from .records import file_sha256
 from .store import INDEX, Store, block_unit, open_store
 from .tasks import GENERIC_TASKS
-from .teacher import TeacherInfo, check_teacher, default_teacher_path, load_teacher, teacher_forward
+from .teacher import check_teacher, load_teacher, teacher_forward
 from .tokenize import Tokenized, tokenize, tokenizer_fingerprint
 from .transfer import attention_slots, to_device, token_slots
 from .writer import Writer, open_writer
@@ -92,7 +94,7 @@ class DumpPlan:
     tokens: Tokenized
     geometry: Geometry
     block_starts: np.ndarray  # (n_blocks + 1,)
-    manifest: dict
+    manifest: Manifest
     device: torch.device
 
 
@@ -120,7 +122,7 @@ def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples, 
         manifest, store = _open_for_writing(out, plan.manifest, config)
         if not (out / TOKENIZER).exists():
             _save_tokenizer(plan.tokenizer, out)
-        if manifest["complete"]:
+        if manifest.complete:
             return 0, tokens.truncated
         if not store.has_unit(INDEX):
             store.write_unit(INDEX, _index_arrays(tokens.lengths, block_starts), index_attrs(manifest))
@@ -134,7 +136,7 @@ def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples, 
     return written, tokens.truncated
 
 
-def stored_geometry(config: DumpConfig, teacher: TeacherInfo) -> Geometry:
+def stored_geometry(config: DumpConfig, teacher: TeacherRecord) -> Geometry:
     """Shapes of what this dump stores; rejects layers the teacher does not have."""
     all_layers = tuple(range(teacher.num_layers + 1))
     layers = tuple(sorted(set(config.layers))) if config.layers is not None else all_layers
@@ -146,41 +148,21 @@ def stored_geometry(config: DumpConfig, teacher: TeacherInfo) -> Geometry:
 
 
 def _new_manifest(config: DumpConfig, command: str, examples: Examples, tokens: Tokenized,
-                  teacher: TeacherInfo, tokenizer_sha: str, geometry: Geometry, num_blocks: int) -> dict:
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    manifest = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "project_version": __version__,
-        "created": now,
-        "command": command,
-        "resumed": [],
-        "complete": False,
-        "completed": None,
-        "teacher": asdict(teacher),
-        "tokenizer": {"fingerprint": tokenizer_sha},
-        "data": {
-            "task": examples.task, "split": examples.split, "file": str(examples.path),
-            "sha256": _file_sha256(examples.path), "examples": len(examples), "truncated": tokens.truncated,
-            "columns": asdict(config.columns) if examples.task in GENERIC_TASKS else None,
-            "label_names": list(examples.label_names) if examples.label_names else None,
-            "label_kind": _label_kind(examples),
-        },
-        "max_seq_len": config.max_seq_len,
-        "layers": list(geometry.hidden_layers),
-        "attention_layers": list(geometry.attention_layers),
-        "attention": config.attention,
-        "dtype": config.dtype,
-        "attention_dtype": config.stored_attention_dtype,
-        "storage": config.format,
-        "compression": config.compression,
-        "block_bytes": int(config.block_mb * 2**20),
-        "num_blocks": num_blocks,
-        "batch_size": config.batch_size,
-        "stats": {"tokens": int(tokens.lengths.sum()),
-                  "ideal_bytes": int(geometry.example_values(tokens.lengths).sum() * 2)},
-    }
-    return json.loads(json.dumps(manifest))  # as it reads back from disk (lists, not tuples), for comparing
+                  teacher: TeacherRecord, tokenizer_sha: str, geometry: Geometry, num_blocks: int) -> Manifest:
+    data = DataRecord(
+        task=examples.task, split=examples.split, file=str(examples.path), sha256=file_sha256(examples.path),
+        examples=len(examples), truncated=tokens.truncated,
+        columns=asdict(config.columns) if examples.task in GENERIC_TASKS else None,
+        label_names=examples.label_names or None, label_kind=_label_kind(examples))
+    return Manifest(
+        project_version=__version__, created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        command=command, teacher=teacher, tokenizer_fingerprint=tokenizer_sha, data=data,
+        max_seq_len=config.max_seq_len, layers=geometry.hidden_layers, attention_layers=geometry.attention_layers,
+        attention=config.attention, dtype=config.dtype, attention_dtype=config.stored_attention_dtype,
+        storage=config.format, compression=config.compression, block_bytes=int(config.block_mb * 2**20),
+        num_blocks=num_blocks, batch_size=config.batch_size,
+        stats=Stats(tokens=int(tokens.lengths.sum()),
+                    ideal_bytes=int(geometry.example_values(tokens.lengths).sum() * 2)))
 
 
 def _label_kind(examples: Examples) -> str:
@@ -189,15 +171,7 @@ def _label_kind(examples: Examples) -> str:
     return "regression" if examples.label_names is None else "classification"
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _open_for_writing(out: Path, manifest: dict, config: DumpConfig) -> tuple[dict, Store]:
+def _open_for_writing(out: Path, manifest: Manifest, config: DumpConfig) -> tuple[Manifest, Store]:
     """Create a new cache, or check an existing one against this run and continue it."""
     if manifest_path(out).exists():
         existing = read_manifest(out)
@@ -205,9 +179,9 @@ def _open_for_writing(out: Path, manifest: dict, config: DumpConfig) -> tuple[di
         if mismatches:
             raise CacheError(f"{out}: existing cache was made differently ({'; '.join(mismatches)}); "
                              "refusing to mix targets: choose another --out")
-        store = open_store(out, existing["storage"], existing["compression"])
-        if not existing["complete"]:
-            existing["resumed"].append(manifest["command"])
+        store = open_store(out, existing.storage, existing.compression)
+        if not existing.complete:
+            existing = existing.resumed_by(manifest.command)  # recorded when the dump completes
             store.clean_staging()
             store.create()  # idempotent: a kill may have come between the manifest and the layout
         return existing, store
@@ -335,14 +309,12 @@ def block_batches(tokens: Tokenized, block: BlockIndex, batch_size: int, device:
         yield TeacherBatch(**to_device(host, device))
 
 
-def _mark_complete(out: Path, store: Store, manifest: dict, block_starts: np.ndarray) -> None:
+def _mark_complete(out: Path, store: Store, manifest: Manifest, block_starts: np.ndarray) -> None:
     missing = sorted(set(range(len(block_starts) - 1)) - store.committed_blocks())
     if missing:  # another writer still owns these blocks (or they were lost): do not claim completion
         raise CacheError(f"{out}: blocks {missing[:5]} are not written yet; run the same command again")
-    manifest["complete"] = True
-    manifest["completed"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    manifest["stats"]["bytes"] = store.nbytes()
-    write_manifest(out, manifest)
+    when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    write_manifest(out, manifest.completed_at(when, store.nbytes()))
 
 
 def _since(started: datetime.datetime) -> float:

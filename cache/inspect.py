@@ -8,31 +8,38 @@ from tqdm import tqdm
 
 from .errors import CacheError, describe
 from .layout import BlockIndex
-from .manifest import MANIFEST, index_mismatches, read_manifest
+from .manifest import MANIFEST, Manifest, index_mismatches, read_manifest
 from .store import INDEX, Store, block_unit, open_store, slab_checksums
 
 
-def _store(path: Path, manifest: dict) -> Store:
-    return open_store(path, manifest["storage"], manifest["compression"])
+def _store(path: Path, manifest: Manifest) -> Store:
+    return open_store(path, manifest.storage, manifest.compression)
 
 
 def cache_summary(path: Path) -> dict:
-    """The manifest plus sizes: on disk, per example, and against the ragged and padded baselines."""
+    """The manifest as JSON plus sizes: on disk, per example, and against the ragged and padded
+    baselines (what `cache info --json` prints)."""
     manifest = read_manifest(path)
     store = _store(path, manifest)
-    teacher, n = manifest["teacher"], manifest["data"]["examples"]
+    teacher, n, length = manifest.teacher, manifest.data.examples, manifest.max_seq_len
     on_disk = store.nbytes()
-    padded_values = n * (len(manifest["layers"]) * manifest["max_seq_len"] * teacher["hidden_size"]
-                         + len(manifest["attention_layers"]) * teacher["num_heads"] * manifest["max_seq_len"] ** 2)
+    padded_values = n * (len(manifest.layers) * length * teacher.hidden_size
+                         + len(manifest.attention_layers) * teacher.num_heads * length**2)
     sizes = {
         "bytes": on_disk,
         "target_bytes": store.target_nbytes(),
         "bytes_per_example": on_disk / n,
-        "ideal_ragged_float16_bytes": manifest["stats"]["ideal_bytes"],
+        "ideal_ragged_float16_bytes": manifest.stats.ideal_bytes,
         "padded_float32_bytes": padded_values * 4,
         "committed_blocks": len(store.committed_blocks()),
     }
-    return manifest | {"path": str(path), "sizes": sizes}
+    return manifest.to_json() | {"path": str(path), "sizes": sizes}
+
+
+def size_line(path: Path) -> str:
+    """One line for a table's footer: the cache's bytes on disk, in all and per example."""
+    sizes = cache_summary(path)["sizes"]
+    return f"cache {path}: {_mb(sizes['bytes'])} ({sizes['bytes_per_example'] / 1e3:,.1f} kB/example)"
 
 
 def format_summary(summary: dict) -> str:
@@ -40,7 +47,7 @@ def format_summary(summary: dict) -> str:
     s, t, d = summary["sizes"], summary["teacher"], summary["data"]
     blocks = f"{s['committed_blocks']}/{summary['num_blocks']} blocks"
     state = "complete" if summary["complete"] else f"INCOMPLETE ({blocks})"
-    attention_dtype = summary.get("attention_dtype", summary["dtype"])
+    attention_dtype = summary["attention_dtype"]
     attention = summary["attention"] + (f", stored as {attention_dtype}" if attention_dtype != summary["dtype"] else "")
     rows = [
         ("cache", f"{summary['path']} ({state})"),
@@ -76,10 +83,10 @@ def verify_cache(path: Path, progress: bool = False) -> list[str]:
     manifest = read_manifest(path)
     store = _store(path, manifest)
     committed = store.committed_blocks()
-    blocks = f"{len(committed)}/{manifest['num_blocks']} blocks"
-    problems = [] if manifest["complete"] else [f"cache is incomplete ({blocks})"]
+    blocks = f"{len(committed)}/{manifest.num_blocks} blocks"
+    problems = [] if manifest.complete else [f"cache is incomplete ({blocks})"]
     if not store.has_unit(INDEX):
-        return problems + (["index is missing"] if manifest["complete"] or committed else [])
+        return problems + (["index is missing"] if manifest.complete or committed else [])
     index_problems = [f"index: {p}" for p in _verify_block(store, INDEX, {})]
     if index_problems:  # without a sound index, blocks cannot be located
         return problems + index_problems
@@ -91,29 +98,29 @@ def verify_cache(path: Path, progress: bool = False) -> list[str]:
         start, stop = int(block_starts[k]), int(block_starts[k + 1])
         where = f"block {k} (examples {start}-{stop - 1})"
         if k not in committed:
-            if manifest["complete"]:
+            if manifest.complete:
                 problems.append(f"{where}: missing")
             continue
         expected = _expected_shapes(manifest, BlockIndex.build(start, lengths[start:stop],
-                                                                manifest["teacher"]["num_heads"]))
+                                                                manifest.teacher.num_heads))
         problems += [f"{where}: {p}" for p in _verify_block(store, block_unit(k), expected)]
     return problems
 
 
-def _expected_shapes(manifest: dict, block: BlockIndex) -> dict[str, Callable[[tuple], bool]]:
-    t = manifest["teacher"]
+def _expected_shapes(manifest: Manifest, block: BlockIndex) -> dict[str, Callable[[tuple], bool]]:
+    t = manifest.teacher
     n_tokens, n_attn, b = int(block.tokens[-1]), int(block.attention[-1]), len(block)
     shapes = {
         "input_ids": lambda s: s == (n_tokens,),
         "token_type_ids": lambda s: s == (n_tokens,),
-        "hidden": lambda s: s == (len(manifest["layers"]), n_tokens, t["hidden_size"]),
+        "hidden": lambda s: s == (len(manifest.layers), n_tokens, t.hidden_size),
     }
-    if manifest["attention_layers"]:
-        shapes["attention"] = lambda s: s == (len(manifest["attention_layers"]), n_attn)
-    if manifest["data"]["label_kind"] != "none":
+    if manifest.attention_layers:
+        shapes["attention"] = lambda s: s == (len(manifest.attention_layers), n_attn)
+    if manifest.data.label_kind != "none":
         shapes["label"] = lambda s: s == (b,)
-    if t["num_labels"]:
-        shapes["logits"] = lambda s: s == (b, t["num_labels"])
+    if t.num_labels:
+        shapes["logits"] = lambda s: s == (b, t.num_labels)
     return shapes
 
 

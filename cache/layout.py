@@ -1,7 +1,7 @@
 """Where each example's targets live: blocks of examples, ragged offsets, chunk shapes.
 
 A cache is cut into blocks: contiguous example ranges of about `block_bytes` each, planned from
-the token lengths alone, so every writer (a resumed run, or one of several processes) computes the
+the token lengths alone, so every run over the same data (a resumed one included) computes the
 same plan. A block is the unit of writing, committing and streaming. Inside a block, example j's
 hidden rows are `[tok[j], tok[j+1])` and its attention values `[att[j], att[j+1])`, flattened as
 (head, query, key): only real tokens are stored, so there is no padding and no mask on disk.

@@ -1,7 +1,8 @@
 """The manifest: a versioned JSON record of exactly what made a cache, written atomically.
 
 It is the single source of truth for a cache's identity (teacher, tokenizer, data, settings) and
-for whether it is complete. A reader refuses a format version it does not know, and a manifest
+for whether it is complete. `Manifest` is its one schema: read and written here, used as typed
+fields everywhere else. A reader refuses a format version it does not know, and a manifest
 whose content no longer matches the checksum written with it: one edited byte in `layers` would
 otherwise serve one teacher layer's targets as another's.
 """
@@ -9,6 +10,7 @@ otherwise serve one teacher layer's targets as another's.
 import hashlib
 import json
 import os
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .errors import CacheError
@@ -42,68 +44,172 @@ IDENTITY = {
 """Fields that must agree for a run to continue an existing cache: (label, path in manifest)."""
 
 
+@dataclass(frozen=True)
+class TeacherRecord:
+    """The teacher that computed the targets."""
+
+    path: str
+    architecture: str
+    config: dict
+    weights_sha256: str
+    """sha256 over the state dict (names, dtypes, shapes, bytes): same weights, same hash."""
+    num_layers: int
+    num_heads: int
+    hidden_size: int
+    num_labels: int
+    """Size of the classification head; 0 for a bare BertModel (no logits stored)."""
+
+
+@dataclass(frozen=True)
+class DataRecord:
+    """The examples the teacher ran over."""
+
+    task: str
+    split: str
+    file: str
+    sha256: str
+    """Of the whole data file: its contents, not its path, identify the data."""
+    examples: int
+    truncated: int
+    columns: dict | None
+    """The column options of csv/tsv/jsonl files; None for GLUE tasks (their layout is fixed)."""
+    label_names: tuple[str, ...] | None
+    label_kind: str
+    """classification, regression or none."""
+
+
+@dataclass(frozen=True)
+class Stats:
+    tokens: int
+    ideal_bytes: int
+    """Ragged float16 bytes of the stored targets: what `cache info` compares the size with."""
+    bytes: int | None = None
+    """On disk, once complete."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What made a cache, as `manifest.json` stores it (format `FORMAT_VERSION`)."""
+
+    project_version: str
+    created: str
+    command: str
+    teacher: TeacherRecord
+    tokenizer_fingerprint: str
+    data: DataRecord
+    max_seq_len: int
+    layers: tuple[int, ...]
+    """Teacher layers whose hidden states are stored (0 = embedding output)."""
+    attention_layers: tuple[int, ...]
+    attention: str
+    """scores or probs."""
+    dtype: str
+    attention_dtype: str
+    storage: str
+    compression: str
+    block_bytes: int
+    num_blocks: int
+    batch_size: int
+    stats: Stats
+    resumed: tuple[str, ...] = ()
+    """Each command that continued the dump."""
+    complete: bool = False
+    completed: str | None = None
+
+    def to_json(self) -> dict:
+        """The JSON object, checksum left out (`write_manifest` adds it)."""
+        content = asdict(self)
+        content["tokenizer"] = {"fingerprint": content.pop("tokenizer_fingerprint")}
+        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION} | json.loads(json.dumps(content))
+
+    @classmethod
+    def from_json(cls, content: dict, where: str) -> "Manifest":
+        """Typed fields from a checked JSON object; a missing or malformed field is a CacheError."""
+        try:
+            fields = {k: v for k, v in content.items() if k not in ("format", "format_version", CHECKSUM)}
+            tokenizer, data = fields.pop("tokenizer"), dict(fields.pop("data"))
+            names = data.pop("label_names")
+            return cls(**fields | {
+                "teacher": TeacherRecord(**fields["teacher"]), "tokenizer_fingerprint": tokenizer["fingerprint"],
+                "data": DataRecord(**data, label_names=tuple(names) if names is not None else None),
+                "layers": tuple(fields["layers"]), "attention_layers": tuple(fields["attention_layers"]),
+                "stats": Stats(**fields["stats"]), "resumed": tuple(fields["resumed"]),
+            })
+        except (KeyError, TypeError, AttributeError) as e:
+            raise CacheError(f"{where}: manifest is malformed ({type(e).__name__}: {e})") from None
+
+    def resumed_by(self, command: str) -> "Manifest":
+        return replace(self, resumed=(*self.resumed, command))
+
+    def completed_at(self, when: str, nbytes: int) -> "Manifest":
+        return replace(self, complete=True, completed=when, stats=replace(self.stats, bytes=nbytes))
+
+
 def manifest_path(cache: Path) -> Path:
     return Path(cache) / MANIFEST
 
 
-def read_manifest(cache: Path) -> dict:
-    """Load and check a cache's manifest; CacheError if it is missing or of an unknown version."""
+def read_manifest(cache: Path) -> Manifest:
+    """Load and check a cache's manifest; CacheError if it is missing, of an unknown version, or
+    altered since it was written."""
     path = manifest_path(cache)
     if not path.is_file():
         raise CacheError(f"{cache}: not a cache (no {MANIFEST})")
     try:
-        manifest = json.loads(path.read_text())
+        content = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CacheError(f"{path}: unreadable manifest ({e})") from None
-    if manifest.get("format") != FORMAT_NAME:
+    if not isinstance(content, dict) or content.get("format") != FORMAT_NAME:
         raise CacheError(f"{path}: not a {FORMAT_NAME} manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise CacheError(f"{path}: cache format version {manifest.get('format_version')} is not supported "
+    if content.get("format_version") != FORMAT_VERSION:
+        raise CacheError(f"{path}: cache format version {content.get('format_version')} is not supported "
                          f"(this version reads {FORMAT_VERSION}); dump the teacher again")
-    if manifest.get(CHECKSUM) != content_checksum(manifest):
+    if content.get(CHECKSUM) != content_checksum(content):
         raise CacheError(f"{path}: manifest does not match its checksum (edited or damaged); "
                          "dump the teacher again into a new --out")
-    return manifest
+    return Manifest.from_json(content, str(path))
 
 
-def read_complete_manifest(cache: Path) -> dict:
+def read_complete_manifest(cache: Path) -> Manifest:
     """`read_manifest`, refusing a cache whose dump has not finished."""
     manifest = read_manifest(cache)
-    if not manifest["complete"]:
+    if not manifest.complete:
         raise CacheError(f"{cache}: cache is incomplete; run the same dump-teacher command again to finish it")
     return manifest
 
 
-def content_checksum(manifest: dict) -> str:
-    """sha256 of the manifest's content (key order and layout do not count), its checksum left out."""
-    content = {key: value for key, value in manifest.items() if key != CHECKSUM}
+def content_checksum(content: dict) -> str:
+    """sha256 of the manifest's JSON content (key order and layout do not count), its checksum left out."""
+    content = {key: value for key, value in content.items() if key != CHECKSUM}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
-def write_manifest(cache: Path, manifest: dict) -> None:
+def write_manifest(cache: Path, manifest: Manifest) -> None:
     """Write via a temporary file, fsync and rename: a reader never sees half a manifest."""
     path = manifest_path(cache)
+    content = manifest.to_json()
     tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
-        json.dump(manifest | {CHECKSUM: content_checksum(manifest)}, f, indent=2)
+        json.dump(content | {CHECKSUM: content_checksum(content)}, f, indent=2)
         f.flush()
         os.fsync(f.fileno())
     failpoint("manifest-written")
     os.rename(tmp, path)
 
 
-def identity_mismatches(existing: dict, requested: dict,
+def identity_mismatches(existing: Manifest, requested: Manifest,
                         sides: tuple[str, str] = ("cache has", "this run has")) -> list[str]:
     """Human-readable differences between two manifests' identities (empty when they agree)."""
+    old_json, new_json = existing.to_json(), requested.to_json()
     out = []
     for label, keys in IDENTITY.items():
-        old, new = _get(existing, keys), _get(requested, keys)
+        old, new = _get(old_json, keys), _get(new_json, keys)
         if old != new:
             out.append(f"{label}: {sides[0]} {_short(old)}, {sides[1]} {_short(new)}")
     return out
 
 
-def index_mismatches(manifest: dict, lengths, block_starts, attrs: dict) -> list[str]:
+def index_mismatches(manifest: Manifest, lengths, block_starts, attrs: dict) -> list[str]:
     """Where the manifest and the cache's index disagree (empty when they agree)."""
     expected = index_attrs(manifest)
     found = {"examples": [len(lengths), int(block_starts[-1]) if len(block_starts) else 0, attrs.get("examples")],
@@ -113,14 +219,14 @@ def index_mismatches(manifest: dict, lengths, block_starts, attrs: dict) -> list
                               for key, values in found.items() for value in values if value != expected[key]))
 
 
-def index_attrs(manifest: dict) -> dict:
+def index_attrs(manifest: Manifest) -> dict:
     """What the index records of the manifest, for `index_mismatches` to cross-check."""
-    return {"examples": manifest["data"]["examples"], "num_blocks": manifest["num_blocks"],
-            "layers": manifest["layers"], "attention_layers": manifest["attention_layers"]}
+    return {"examples": manifest.data.examples, "num_blocks": manifest.num_blocks,
+            "layers": list(manifest.layers), "attention_layers": list(manifest.attention_layers)}
 
 
-def _get(manifest: dict, keys: tuple[str, ...]) -> object:
-    value: object = manifest
+def _get(content: dict, keys: tuple[str, ...]) -> object:
+    value: object = content
     for key in keys:
         value = value.get(key) if isinstance(value, dict) else None
     return value

@@ -1,8 +1,8 @@
 """Read a cache: `open_cache(path)[i]` for one example, `iter_blocks()` for streaming.
 
-A block read costs one read call per array whatever the number of examples in it (zarr-python
-spends about a millisecond per call, which caps per-example reads near a thousand examples a
-second); a layer subset reads only the chunks of those layers.
+A block read costs one read call per array whatever the number of examples in it (each zarr call
+has a fixed cost, which caps per-example reads far below block reads; docs/benchmarks.md); a layer
+subset reads only the chunks of those layers.
 """
 
 from collections.abc import Iterable, Iterator
@@ -16,7 +16,7 @@ import torch
 from .dtypes import from_storage, to_float
 from .errors import CacheError, describe
 from .layout import BlockIndex, offsets
-from .manifest import TOKENIZER, index_mismatches, read_complete_manifest, read_manifest
+from .manifest import TOKENIZER, Manifest, index_mismatches, read_complete_manifest, read_manifest
 from .store import INDEX, Store, block_unit, open_store, slab_checksums
 
 
@@ -82,7 +82,7 @@ class RaggedExamples:
 class Cache:
     """A read-only teacher cache. Use `open_cache` to get one."""
 
-    def __init__(self, path: Path, manifest: dict, store: Store, layers: Iterable[int] | None = None):
+    def __init__(self, path: Path, manifest: Manifest, store: Store, layers: Iterable[int] | None = None):
         self.path = Path(path)
         self.manifest = manifest
         self.store = store
@@ -92,7 +92,7 @@ class Cache:
         if mismatches:
             raise CacheError(f"{path}: manifest and index disagree ({'; '.join(mismatches)}); "
                              f"run `cache verify {path}` and dump the teacher again")
-        stored_hidden, stored_attention = manifest["layers"], manifest["attention_layers"]
+        stored_hidden, stored_attention = list(manifest.layers), list(manifest.attention_layers)
         wanted = sorted(set(layers)) if layers is not None else stored_hidden
         missing = [layer for layer in wanted if layer not in stored_hidden]
         if missing:
@@ -112,7 +112,7 @@ class Cache:
 
     @property
     def num_heads(self) -> int:
-        return self.manifest["teacher"]["num_heads"]
+        return self.manifest.teacher.num_heads
 
     @cached_property
     def _array_names(self) -> set[str]:
@@ -152,8 +152,8 @@ class Cache:
             hidden=dict(zip(self.hidden_layers, hidden if hidden is not None else [], strict=True)),
             attention=dict(zip(self.attention_layers, attention if attention is not None else [], strict=True)),
             num_heads=self.num_heads,
-            dtype=self.manifest["dtype"],
-            attention_dtype=self.manifest.get("attention_dtype", self.manifest["dtype"]),
+            dtype=self.manifest.dtype,
+            attention_dtype=self.manifest.attention_dtype,
         )
 
     def iter_blocks(self, order: Iterable[int] | None = None) -> Iterator[RaggedExamples]:
@@ -170,7 +170,7 @@ class Cache:
         if not (self.path / TOKENIZER).is_dir():
             raise CacheError(f"{self.path}: the cache has no {TOKENIZER}/ folder; dump the teacher again")
         tokenizer = AutoTokenizer.from_pretrained(self.path / TOKENIZER)
-        if tokenizer_fingerprint(tokenizer) != self.manifest["tokenizer"]["fingerprint"]:
+        if tokenizer_fingerprint(tokenizer) != self.manifest.tokenizer_fingerprint:
             raise CacheError(f"{self.path / TOKENIZER}: tokenizer does not match the manifest's fingerprint")
         return tokenizer
 
@@ -230,9 +230,9 @@ def _rows(stored: list[int], wanted: list[int]):
 def open_cache(path: str | Path, layers: Iterable[int] | None = None, allow_incomplete: bool = False) -> Cache:
     """Open a cache read-only; `layers` restricts what is read to those teacher layers."""
     manifest = read_manifest(Path(path)) if allow_incomplete else read_complete_manifest(Path(path))
-    store = open_store(Path(path), manifest["storage"], manifest["compression"])
-    if manifest["complete"]:
-        missing = sorted(set(range(manifest["num_blocks"])) - store.committed_blocks())
+    store = open_store(Path(path), manifest.storage, manifest.compression)
+    if manifest.complete:
+        missing = sorted(set(range(manifest.num_blocks)) - store.committed_blocks())
         if missing or not store.has_unit(INDEX):
             what = f"blocks {missing[:5]}" if missing else "the index"
             raise CacheError(f"{path}: cache is damaged: {what} missing; run `cache verify {path}` "

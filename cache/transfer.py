@@ -40,7 +40,7 @@ def unpack(buffer: torch.Tensor, slots: list[Slot]) -> list[np.ndarray]:
 def to_device(arrays: dict, device: torch.device) -> dict:
     """Host arrays as tensors on `device` (same bits, same dtype). To a GPU: one asynchronous copy
     of one pinned buffer; a pageable copy waits for the GPU, and pinning and copying each array
-    apart cost more than a TinyBERT4 training step on an H100."""
+    apart costs more than a small student's training step."""
     tensors = {key: torch.from_numpy(np.ascontiguousarray(a)) for key, a in arrays.items()}
     if device.type == "cpu":
         return tensors

@@ -3,7 +3,7 @@
 A thread suffices where the teacher's forward is a few long calls into PyTorch (a CPU). A GPU
 teacher is Python queueing hundreds of small kernels per batch, and each call into PyTorch hands
 the GIL to a writing thread (zarr encodes and writes blocks in Python) for up to the interpreter's
-switch interval: on an H100 that held the dump to 0.20 of the bare forward. A writer process has
+switch interval, which holds the dump far below the bare forward (docs/benchmarks.md). A writer process has
 its own interpreter; each block crosses to it as one shared-memory buffer, not pickled.
 """
 

@@ -42,7 +42,7 @@ def compare_models(models: dict[str, Path], task: str, data: Path, split: str, m
     for name, saved in tqdm(checked.items(), desc="compare", unit="model", disable=not progress):
         model, tokenizer, folder = saved.load(), saved.tokenizer, saved.folder
         metrics = evaluate(model, tokenizer, examples, max_seq_len)
-        rows.append({"model": name, "path": str(folder), key: metrics[key],
+        rows.append({"model": name, "path": str(folder), "metric": key, key: metrics[key],
                      "parameters": sum(p.numel() for p in model.parameters()),
                      "latency_ms": latency_ms(model, tokenizer, texts, pairs)})
     for row in rows:
@@ -51,7 +51,8 @@ def compare_models(models: dict[str, Path], task: str, data: Path, split: str, m
     return rows
 
 
-def format_rows(rows: list[dict], metric: str) -> str:
+def format_rows(rows: list[dict]) -> str:
+    metric = rows[0]["metric"]
     header = f"{'model':<10}{metric:>10}{'retention':>11}{'parameters':>13}{'ms/example':>12}{'speed-up':>10}"
     lines = [header] + [f"{r['model']:<10}{r[metric]:>10.4f}{r['retention']:>10.1%}{r['parameters'] / 1e6:>12.1f}M"
                         f"{r['latency_ms']:>12.2f}{r['speedup']:>9.1f}x" for r in rows]

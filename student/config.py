@@ -10,6 +10,7 @@ from cache.manifest import read_complete_manifest
 from cache.paths import check_number, check_output_dir
 
 STAGES = ("intermediate", "prediction", "all")
+PRECISIONS = ("auto", "float32", "bfloat16")
 CHECKPOINT = "checkpoint.pt"
 RUN_FILES = ("train_config.json", "command.txt", "metrics.jsonl", "checkpoint.", "best", "last")
 """What a training run writes into its --out (names or prefixes; a checkpoint is staged beside itself)."""
@@ -76,8 +77,6 @@ class TrainConfig:
     attention_loss: str | None = None
     """`scores` or `probs`; None: what the cache stores."""
     shared_projection: bool = False
-    init: str = "random"
-    """`random` (or the --student checkpoint), or `teacher`: copy the teacher's mapped layers."""
     seed: int = 42
     max_steps: int | None = None
     """Stop each stage after this many steps (quick runs)."""
@@ -85,8 +84,8 @@ class TrainConfig:
     save_every: int = 200
     log_every: int = 10
     workers: int | None = None
-    """Reader processes; None: 0 on a CPU (a reader process only competes with the student for the
-    same cores: 0.84 of the in-RAM rate with one against 0.99 without, on 2 cores), 2 on a GPU."""
+    """Reader processes; None: 0 on a CPU (where a reader process only competes with the student for
+    the same cores; docs/benchmarks.md), 2 on a GPU."""
     window_blocks: int = 4
     resume: bool = False
     device: str = "auto"
@@ -109,7 +108,7 @@ class TrainConfig:
         check_number(self.weight_decay, "weight_decay", 0)
         check_number(self.warmup, "warmup", 0, 1, high_open=True)
         if self.eval_data is not None:
-            resolve_data_file(manifest["data"]["task"], Path(self.eval_data), self.eval_split)
+            resolve_data_file(manifest.data.task, Path(self.eval_data), self.eval_split)
         self._check_out()
 
     def _check_out(self) -> None:

@@ -6,11 +6,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cache.checkpoints import check_head, check_length, load_config, load_tokenizer
+from cache.checkpoints import check_head, check_length, load_config, load_tokenizer, model_folder
 from cache.data import Examples, load_examples
 from cache.device import resolve_device
 from cache.errors import UserError
-from cache.layout import pad_ragged
 from cache.tasks import GLUE_TASKS
 from cache.tokenize import tokenize
 from student.metrics import glue_metrics
@@ -30,11 +29,9 @@ def predict(model, tokenizer, examples: Examples, max_seq_len: int, batch_size: 
     order = np.argsort(tokens.lengths, kind="stable")
     out = np.empty((len(order), model.config.num_labels), np.float32)
     for batch in np.split(order, range(batch_size, len(order), batch_size)):
-        lengths = tokens.lengths[batch]
-        ids = torch.from_numpy(pad_ragged(tokens.input_ids, tokens.offsets[batch], lengths)).long()
-        types = torch.from_numpy(pad_ragged(tokens.token_type_ids, tokens.offsets[batch], lengths)).long()
-        mask = (torch.arange(ids.shape[1])[None] < torch.from_numpy(lengths)[:, None]).long()
-        logits = model(input_ids=ids.to(device), token_type_ids=types.to(device), attention_mask=mask.to(device)).logits
+        ids, types, mask = tokens.padded(batch)
+        logits = model(input_ids=ids.to(device), token_type_ids=types.to(device),
+                       attention_mask=mask.long().to(device)).logits
         out[batch] = logits.float().cpu().numpy()
     model.train(was_training)
     return out
@@ -59,6 +56,7 @@ class SavedClassifier:
         """Everything but the weights, so that every model of a comparison is checked before any work."""
         if examples.labels is None:
             raise UserError(f"{examples.path}: no labels to evaluate against")
+        folder = model_folder(folder, option)
         config = load_config(folder, option)
         check_head(config, examples, f"{option}: {folder}")
         check_length(config, max_seq_len, f"{option}: {folder}")
@@ -75,4 +73,4 @@ def evaluate_saved(model_dir: Path, task: str, data: Path, split: str, max_seq_l
     examples = load_examples(task, data, split)
     saved = SavedClassifier.check(model_dir, examples, max_seq_len)
     metrics = evaluate(saved.load().to(resolve_device("auto")), saved.tokenizer, examples, max_seq_len)
-    return {"model": str(model_dir), "task": examples.task, "split": split, "examples": len(examples), **metrics}
+    return {"model": str(saved.folder), "task": examples.task, "split": split, "examples": len(examples), **metrics}

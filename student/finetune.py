@@ -6,7 +6,6 @@ student trainer and writes a plain `save_pretrained` folder that `dump-teacher -
 """
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +13,11 @@ import torch
 from tqdm import tqdm
 from transformers import BertForSequenceClassification
 
-from cache.checkpoints import TaskHead, check_length, load_config, load_tokenizer, record_head
+from cache.checkpoints import TaskHead, check_length, default_teacher_path, load_config, load_tokenizer, record_head
 from cache.data import load_examples, resolve_data_file
 from cache.device import resolve_device
 from cache.errors import UserError
-from cache.layout import pad_ragged
-from cache.teacher import default_teacher_path
+from cache.records import write_record
 from cache.tokenize import tokenize
 from student.config import FINETUNE_LOG, FinetuneConfig
 from student.evaluate import evaluate
@@ -74,10 +72,8 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
     record_head(model.config, TaskHead(train.task, train.label_names, trained=True))
     model.save_pretrained(config.out)
     tokenizer.save_pretrained(config.out)
-    resolved = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
-    resolved |= {"base_resolved": base, "precision_resolved": precision}
-    (config.out / "finetune_config.json").write_text(json.dumps(resolved, indent=2))
-    (config.out / "command.txt").write_text(command + "\n")
+    write_record(config.out / "finetune_config.json", config, command, base_resolved=base,
+                 precision_resolved=precision)
     return metrics
 
 
@@ -91,13 +87,10 @@ def _dev_examples(config: FinetuneConfig):
 
 def _step(model, tokens, batch: np.ndarray, labels: np.ndarray, device: torch.device,
           precision: str) -> torch.Tensor:
-    lengths = tokens.lengths[batch]
-    ids = torch.from_numpy(pad_ragged(tokens.input_ids, tokens.offsets[batch], lengths)).long()
-    types = torch.from_numpy(pad_ragged(tokens.token_type_ids, tokens.offsets[batch], lengths)).long()
-    mask = (torch.arange(ids.shape[1])[None] < torch.from_numpy(lengths)[:, None]).long()
+    ids, types, mask = tokens.padded(batch)
     targets = torch.from_numpy(labels[batch])
     with autocast(precision, device):
-        out = model(input_ids=ids.to(device), token_type_ids=types.to(device), attention_mask=mask.to(device),
+        out = model(input_ids=ids.to(device), token_type_ids=types.to(device), attention_mask=mask.long().to(device),
                     labels=targets.to(device))
     return out.loss
 

@@ -54,8 +54,3 @@ def probabilities_from_scores(scores: torch.Tensor, mask: torch.Tensor) -> torch
     keys = mask[:, None, None, :]  # (B, 1, 1, L)
     probs = scores.float().masked_fill(~keys, float("-inf")).softmax(dim=-1)
     return probs.masked_fill(~mask[:, None, :, None], 0.0).to(scores.dtype)
-
-
-def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
-    """g(m) = m * N / M for m = 1..M (rounded down when M does not divide N)."""
-    return [m * teacher_layers // student_layers for m in range(1, student_layers + 1)]

@@ -2,12 +2,12 @@
 
 import torch
 
-PRECISIONS = ("auto", "float32", "bfloat16")
+from student.config import PRECISIONS
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """`auto` is bfloat16 on CUDA and float32 on a CPU. On a CPU bfloat16 pays where it has
-    AVX512-BF16 or AMX (1.78x per intermediate step measured on one); without them the products are
+    AVX512-BF16 or AMX (docs/benchmarks.md); without them the products are
     not native, so a CPU user asks for it after `bench.precision_bench` shows it pays."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")

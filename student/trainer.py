@@ -24,19 +24,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cache import Cache, __version__, open_cache
+from cache import Cache, open_cache
 from cache.attention import capture_implementation
 from cache.checkpoints import TaskHead, check_length, load_tokenizer, record_head
 from cache.data import load_examples
 from cache.device import resolve_device
 from cache.errors import UserError, describe
 from cache.failpoints import failpoint
-from cache.manifest import identity_mismatches
+from cache.layer_map import resolve_layer_map
+from cache.manifest import Manifest, identity_mismatches
+from cache.records import write_record
 from student.config import CHECKPOINT, TrainConfig, parse_student
 from student.evaluate import evaluate, metric_for
-from student.losses import attention_mse, hidden_mse, regression_mse, soft_cross_entropy, uniform_layer_map
+from student.losses import attention_mse, hidden_mse, regression_mse, soft_cross_entropy
 from student.metrics import MAIN_METRIC
-from student.model import Projections, build_student, init_from_teacher
+from student.model import Projections, build_student
 from student.precision import autocast, resolve_precision
 from student.stream import Batch, EpochPlan, pad_batch, stream_batches
 
@@ -74,34 +76,32 @@ class Run:
         self.workers = config.workers if config.workers is not None else 0 if self.device.type == "cpu" else 2
         self.precision = resolve_precision(config.precision, self.device)
         manifest = source.manifest if source is not None else open_cache(config.cache).manifest  # complete only
-        self.manifest, self.teacher = manifest, manifest["teacher"]
-        self.task = manifest["data"]["task"]
-        self.regression = manifest["data"]["label_kind"] == "regression"
+        self.manifest, self.teacher = manifest, manifest.teacher
+        self.task = manifest.data.task
+        self.regression = manifest.data.label_kind == "regression"
         self.stages = resolve_stages(config, self.task)
         seed_everything(config.seed)  # the student's random initialisation
         shape = parse_student(config.student)
-        self.student = build_student(shape, self.teacher["config"], self.num_labels)
-        check_length(self.student.config, manifest["max_seq_len"], f"--student: {config.student}")
+        self.student = build_student(shape, self.teacher.config, self.num_labels)
+        check_length(self.student.config, manifest.max_seq_len, f"--student: {config.student}")
         self.layer_map = resolve_layer_map(config.layer_map, self.student.config.num_hidden_layers,
-                                           self.teacher["num_layers"])
+                                           self.teacher.num_layers)
         self.weights = resolve_layer_weights(config.layer_weights, len(self.layer_map))
-        self.attention_kind = resolve_attention_kind(config.attention_loss, manifest["attention"])
+        self.attention_kind = resolve_attention_kind(config.attention_loss, manifest.attention)
         check_compatibility(manifest, self.student.config, self.layer_map, self.stages)
         self.targets = source if source is not None else CachedTargets(config.cache, [0, *self.layer_map])
         self.tokenizer = self.targets.load_tokenizer()
         check_student_tokenizer(shape, manifest)
-        if config.init == "teacher":
-            init_from_teacher(self.student, self.teacher["path"], self.layer_map)
         self.student.to(self.device)
-        self.projections = Projections(self.student.config.hidden_size, self.teacher["hidden_size"],
+        self.projections = Projections(self.student.config.hidden_size, self.teacher.hidden_size,
                                        config.shared_projection).to(self.device)
         self.eval_examples = load_examples(self.task, config.eval_data, config.eval_split) if config.eval_data else None
 
     @property
     def num_labels(self) -> int:
-        if self.teacher["num_labels"]:
-            return self.teacher["num_labels"]
-        names = self.manifest["data"]["label_names"]
+        if self.teacher.num_labels:
+            return self.teacher.num_labels
+        names = self.manifest.data.label_names
         return 1 if self.regression else len(names) if names else 2
 
 
@@ -109,7 +109,7 @@ class TargetSource(Protocol):
     """What the trainer consumes: `CachedTargets` here, and the online baseline in bench/online.py,
     which computes the same batches with a live teacher."""
 
-    manifest: dict
+    manifest: Manifest
     block_starts: np.ndarray
 
     def load_tokenizer(self): ...
@@ -146,22 +146,6 @@ def resolve_stages(config: TrainConfig, task: str) -> list[Stage]:
     return stages["intermediate"] + stages["prediction"] if config.stage == "all" else stages[config.stage]
 
 
-def resolve_layer_map(text: str, student_layers: int, teacher_layers: int) -> list[int]:
-    """g(1..M). An explicit list may also start with g(0) = 0."""
-    if text == "uniform":
-        return uniform_layer_map(student_layers, teacher_layers)
-    try:
-        layers = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise UserError(f"--layer-map: {text!r} is not 'uniform' or a list of teacher layers") from None
-    if len(layers) == student_layers + 1 and layers[0] == 0:
-        layers = layers[1:]
-    if len(layers) != student_layers or not all(1 <= n <= teacher_layers for n in layers):
-        raise UserError(f"--layer-map: need {student_layers} teacher layers in 1..{teacher_layers} "
-                        f"(one per student layer), got {text!r}")
-    return layers
-
-
 def resolve_layer_weights(weights: tuple[float, ...] | None, student_layers: int) -> list[float]:
     if weights is None:
         return [1.0] * (student_layers + 2)
@@ -178,30 +162,30 @@ def resolve_attention_kind(requested: str | None, cached: str) -> str:
     return kind
 
 
-def check_compatibility(manifest: dict, student_config, layer_map: list[int], stages: list[Stage]) -> None:
+def check_compatibility(manifest: Manifest, student_config, layer_map: list[int], stages: list[Stage]) -> None:
     """Everything the run needs from the cache, checked before any work."""
-    teacher = manifest["teacher"]
-    if student_config.num_attention_heads != teacher["num_heads"]:
+    teacher = manifest.teacher
+    if student_config.num_attention_heads != teacher.num_heads:
         raise UserError(f"--student: {student_config.num_attention_heads} attention heads, the teacher has "
-                        f"{teacher['num_heads']}; the attention loss needs the same number")
+                        f"{teacher.num_heads}; the attention loss needs the same number")
     if any(s.name == "intermediate" for s in stages):
         needed = sorted({0, *layer_map})
-        missing = [n for n in needed if n not in manifest["layers"]]
+        missing = [n for n in needed if n not in manifest.layers]
         if missing:
-            raise UserError(f"--layer-map: teacher layers {missing} are not in the cache {manifest['layers']}; "
+            raise UserError(f"--layer-map: teacher layers {missing} are not in the cache {list(manifest.layers)}; "
                             "dump them with --layers or choose another map")
-    if any(s.name == "prediction" for s in stages) and not teacher["num_labels"]:
+    if any(s.name == "prediction" for s in stages) and not teacher.num_labels:
         raise UserError("--stage: the cache has no teacher logits (its teacher has no classification head); "
                         "use --stage intermediate, or dump a fine-tuned teacher")
 
 
-def check_student_tokenizer(student, manifest: dict) -> None:
+def check_student_tokenizer(student, manifest: Manifest) -> None:
     """A checkpoint student that carries a tokenizer must carry the cache's."""
     if not isinstance(student, Path) or not (student / "tokenizer_config.json").exists():
         return
     from cache.tokenize import tokenizer_fingerprint
 
-    if tokenizer_fingerprint(load_tokenizer(student, "--student")) != manifest["tokenizer"]["fingerprint"]:
+    if tokenizer_fingerprint(load_tokenizer(student, "--student")) != manifest.tokenizer_fingerprint:
         raise UserError(f"--student: {student} has another tokenizer than the cache's teacher; a student "
                         "must read the same token ids as the targets were computed on")
 
@@ -229,14 +213,11 @@ def train_student(config: TrainConfig, command: str, progress: bool = True,
 def _write_run_files(run: Run, command: str) -> None:
     out = run.config.out
     out.mkdir(parents=True, exist_ok=True)
-    resolved = {key: str(value) if isinstance(value, Path) else value for key, value in asdict(run.config).items()}
-    resolved |= {"layer_map_resolved": run.layer_map, "layer_weights_resolved": run.weights,
-                 "attention_kind": run.attention_kind, "stages": [asdict(s) for s in run.stages],
-                 "teacher_weights_sha256": run.teacher["weights_sha256"], "num_labels": run.num_labels,
-                 "workers_resolved": run.workers, "precision_resolved": run.precision,
-                 "project_version": __version__}
-    (out / "train_config.json").write_text(json.dumps(resolved, indent=2))
-    with open(out / "command.txt", "a") as f:
+    write_record(out / "train_config.json", run.config, command, layer_map_resolved=run.layer_map,
+                 layer_weights_resolved=run.weights, attention_kind=run.attention_kind,
+                 stages=[asdict(s) for s in run.stages], teacher_weights_sha256=run.teacher.weights_sha256,
+                 num_labels=run.num_labels, workers_resolved=run.workers, precision_resolved=run.precision)
+    with open(out / "command.txt", "a") as f:  # every command that ran in this folder (a resume appends)
         f.write(command + "\n")
 
 
@@ -259,7 +240,7 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     bar = tqdm(total=total, initial=state.step, desc=stage.name, unit="step", disable=not progress, dynamic_ncols=True)
     started, seen = time.perf_counter(), 0
     run.student.train()
-    probabilities = run.attention_kind == "probs" and run.manifest["attention"] == "scores"
+    probabilities = run.attention_kind == "probs" and run.manifest.attention == "scores"
     while state.step < total and state.epoch < stage.epochs:
         for batch in run.targets.batches(plan, state.epoch, state.batch, run.workers, run.device, probabilities,
                                          intermediate):
@@ -353,10 +334,10 @@ def _total(values: Iterable[torch.Tensor]) -> torch.Tensor:
 
 def _evaluate(run: Run, stage: Stage, state: RunState) -> None:
     """Score the last stage only: before the prediction stage the classifier is untrained, so its
-    score (0.32 on SST-2 dev in a real run) would only mislead."""
+    score would only mislead."""
     if run.eval_examples is None or stage.name != run.stages[-1].name:
         return
-    metrics = evaluate(run.student, run.tokenizer, run.eval_examples, run.manifest["max_seq_len"])
+    metrics = evaluate(run.student, run.tokenizer, run.eval_examples, run.manifest.max_seq_len)
     entry = {"stage": stage.name, "step": state.step, "eval": metrics}
     state.history.append(entry)
     _log(run, entry)
@@ -376,7 +357,7 @@ def _save_student(run: Run, folder: Path) -> None:
     """A plain transformers checkpoint (loads with pipeline), its tokenizer, and the projections."""
     current = run.student.config._attn_implementation
     run.student.set_attn_implementation("sdpa")  # never save our capture function into the config
-    names = run.manifest["data"]["label_names"]
+    names = run.manifest.data.label_names
     record_head(run.student.config, TaskHead(run.task, tuple(names) if names else None,
                                              trained=any(s.name == "prediction" for s in run.stages)))
     run.student.save_pretrained(folder)
@@ -387,7 +368,7 @@ def _save_student(run: Run, folder: Path) -> None:
 
 def _save_checkpoint(run: Run, optimizer, scheduler, state: RunState, stage_index: int) -> None:
     checkpoint = {
-        "signature": run_signature(run), "cache_manifest": run.manifest,
+        "signature": run_signature(run), "cache_manifest": run.manifest.to_json(),
         "state": asdict(state) | {"stage": stage_index}, "model": run.student.state_dict(),
         "projections": run.projections.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -413,10 +394,9 @@ def _load_checkpoint(run: Run) -> dict:
     path = run.config.out / CHECKPOINT
     try:
         checkpoint = torch.load(path, weights_only=False)
-        saved = checkpoint["signature"], checkpoint["cache_manifest"]
+        signature, manifest = checkpoint["signature"], Manifest.from_json(checkpoint["cache_manifest"], str(path))
     except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways; all mean the same
         raise UserError(f"--resume: {path} cannot be read ({describe(e)}); start a new run in another --out") from None
-    signature, manifest = saved
     differences = [f"--{key.replace('_', '-')}: checkpoint has {signature.get(key)!r}, this run {value!r}"
                    for key, value in run_signature(run).items() if signature.get(key) != value]
     differences += [f"--cache: {m}" for m in identity_mismatches(manifest, run.manifest,

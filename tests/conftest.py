@@ -1,36 +1,10 @@
-"""Shared fixtures: tiny random BERT teachers saved as real checkpoints, and real GLUE paths."""
+"""Shared fixtures: tiny random BERT teachers saved as real checkpoints, real GLUE paths, a small cache."""
 
-import re
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizer
 
-GLUE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glue"
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
-
-def _vocabulary() -> list[str]:
-    """Words of the first real SST-2 and MRPC sentences, so tiny teachers see real token ids."""
-    words = set()
-    for path in [GLUE / "SST-2" / "train.tsv", GLUE / "MRPC" / "train.tsv"]:
-        for line in path.read_text(encoding="utf-8-sig").splitlines()[1:80]:
-            words.update(re.findall(r"\w+|[^\w\s]", line.lower()))
-    return SPECIALS + sorted(words)
-
-
-def save_tiny_teacher(path: Path, *, head: bool, seed: int = 0, vocab: list[str] | None = None,
-                      layers: int = 3) -> Path:
-    """A random BERT (3 layers, 4 heads, d=32) with a WordPiece tokenizer, saved like a real checkpoint."""
-    vocab = vocab or _vocabulary()
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=128, num_labels=2)
-    model = BertForSequenceClassification(config) if head else BertModel(config, add_pooling_layer=False)
-    model.save_pretrained(path)
-    BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(path)
-    return path
+from tests.helpers import GLUE, dump, save_tiny_teacher
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +36,6 @@ def small_sst2(tmp_path, glue) -> Path:
 @pytest.fixture(scope="module")
 def tiny_cache(tmp_path_factory, glue, tiny_teacher):
     """A complete cache of the tiny classification teacher over 96 SST-2 sentences, 6+ blocks."""
-    from tests.cache.test_dump import dump
 
     out = tmp_path_factory.mktemp("cache") / "sst2.zarr"
     dump(tiny_teacher, glue, out, limit=96, block_mb=0.1, batch_size=16)

@@ -3,14 +3,9 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from cache.manifest import manifest_path, read_manifest
-from cli import cli
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+from tests.helpers import run
 
 
 def dump_args(glue, teacher, out, data=None, *extra):
@@ -24,7 +19,7 @@ def test_dump_info_verify_ls(tmp_path, glue, tiny_teacher):
     assert first.exit_code == 0, first.output
     assert "wrote 20 of 20 examples" in first.output
     assert "already complete" in run(*dump_args(glue, tiny_teacher, out)).output
-    assert read_manifest(out)["command"].startswith("python cli.py dump-teacher --task sst2")
+    assert read_manifest(out).command.startswith("python cli.py dump-teacher --task sst2")
 
     info = run("cache", "info", out, "--json")
     assert json.loads(info.output)["data"]["examples"] == 20
@@ -78,9 +73,20 @@ def test_augment_then_dump(tmp_path, glue, tiny_teacher, small_sst2):
     assert len((tmp_path / "aug" / "train.tsv").read_text().splitlines()) == 1 + 3 * 96
     assert json.loads((tmp_path / "aug" / "augment.json").read_text())["command"].startswith("python cli.py augment")
     result = run(*dump_args(glue, tiny_teacher, tmp_path / "c", tmp_path / "aug"))
-    assert result.exit_code == 0 and read_manifest(tmp_path / "c")["data"]["file"].endswith("aug/train.tsv")
+    assert result.exit_code == 0 and read_manifest(tmp_path / "c").data.file.endswith("aug/train.tsv")
     (tmp_path / "bad.tsv").write_text("sentence\tlabel\nfine\t1\nno label here\n")
     result = run("augment", "--task", "sst2", "--data", tmp_path / "bad.tsv", "--out", tmp_path / "o",
                  "--teacher", tiny_teacher)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip().splitlines() == [f"Error: {tmp_path / 'bad.tsv'}:3: row has 1 fields, header has 2"]
+
+
+def test_console_script_is_the_same_cli():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("tinybert-distill")
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert all(command in done.stdout for command in ("dump-teacher", "init-student", "train-student", "compare"))

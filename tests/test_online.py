@@ -11,7 +11,7 @@ from transformers import BertForSequenceClassification
 from bench.online import OnlineTargets
 from cache.dump import DumpConfig, dump_teacher
 from student.trainer import train_student
-from tests.student.test_trainer import config
+from tests.helpers import train_config as config
 
 
 def test_online_and_cached_runs_differ_only_in_the_targets_source(tmp_path, glue, tiny_teacher):

@@ -2,8 +2,8 @@
 
 A cache directory holds `manifest.json` and *units*: the index and one unit per block. A unit is
 written whole into `.staging/` and committed by one atomic rename, so a unit either exists
-complete or not at all, whatever kills the writer, and independent processes writing disjoint
-blocks never touch the same file or chunk.
+complete or not at all, whatever kills the writer, and no two blocks ever share a file or a
+chunk.
 """
 
 import os

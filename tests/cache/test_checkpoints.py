@@ -4,27 +4,12 @@ that fits the task, and the task and labels that models saved here record."""
 import shutil
 
 import pytest
-from click.testing import CliRunner
 from transformers import AutoConfig, BertConfig, BertForSequenceClassification, BertModel, BertTokenizer
 
-from cache.checkpoints import TaskHead, record_head, recorded_head
-from cache.teacher import default_teacher_path
-from cli import cli
+from cache.checkpoints import TaskHead, default_teacher_path, record_head, recorded_head
 from student.trainer import train_student
-from tests.conftest import SPECIALS, save_tiny_teacher
-from tests.student.test_trainer import config
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def assert_one_line(result, expected, code=1):
-    """One `Error:` line (after click's usage lines for a malformed option, exit status 2)."""
-    assert result.exit_code == code and "Traceback" not in result.output, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1 and expected in errors[0], result.output
-    assert code == 2 or result.output.count("\n") == 1, result.output
+from tests.helpers import SPECIALS, assert_refused, run, save_tiny_teacher
+from tests.helpers import train_config as config
 
 
 def without_tokenizer(model_dir, out):
@@ -43,7 +28,7 @@ def test_teacher_without_tokenizer_files_is_refused(tmp_path, glue, tiny_teacher
     bare = without_tokenizer(source, tmp_path / "bare")
     result = run("dump-teacher", "--task", "sst2", "--data", glue / "SST-2", "--limit", 8, "--teacher", bare,
                  "--out", tmp_path / "c")
-    assert_one_line(result, f"--teacher: {bare}: the tokenizer has no vocabulary beyond its special tokens")
+    assert_refused(result, f"--teacher: {bare}: the tokenizer has no vocabulary beyond its special tokens")
     assert not (tmp_path / "c").exists()
 
 
@@ -55,7 +40,7 @@ def test_tokenizer_that_knows_no_ordinary_word_is_refused(tmp_path, glue):
     BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(teacher)
     result = run("dump-teacher", "--task", "sst2", "--data", glue / "SST-2", "--limit", 8, "--teacher", teacher,
                  "--out", tmp_path / "c")
-    assert_one_line(result, "the tokenizer maps ordinary words ('the', 'of', ...) to [UNK]")
+    assert_refused(result, "the tokenizer maps ordinary words ('the', 'of', ...) to [UNK]")
 
 
 def three_label_teacher(tmp_path):
@@ -70,7 +55,7 @@ def test_teacher_head_must_fit_the_labels(tmp_path, glue):
     teacher = three_label_teacher(tmp_path)
     result = run("dump-teacher", "--task", "sst2", "--data", glue / "SST-2", "--limit", 8, "--teacher", teacher,
                  "--out", tmp_path / "c")
-    assert_one_line(result, "its head has 3 outputs; ")
+    assert_refused(result, "its head has 3 outputs; ")
     assert "is 2 labels (0, 1)" in result.output and not (tmp_path / "c").exists()
 
 
@@ -99,29 +84,35 @@ def three_class_tsv(tmp_path):
 
 def test_evaluate_refuses_models_that_do_not_fit(tmp_path, glue, tiny_bare_teacher, tiny_teacher, three_class_tsv):
     sst2 = glue / "SST-2"
-    assert_one_line(run("evaluate", "--model", tiny_bare_teacher, "--task", "sst2", "--data", sst2),
+    assert_refused(run("evaluate", "--model", tiny_bare_teacher, "--task", "sst2", "--data", sst2),
                     f"--model: {tiny_bare_teacher}: has no classification head (BertModel)")
-    assert_one_line(run("evaluate", "--model", tiny_teacher, "--task", "tsv", "--data", three_class_tsv),
+    assert_refused(run("evaluate", "--model", tiny_teacher, "--task", "tsv", "--data", three_class_tsv),
                     "its head has 2 outputs; ")
     other_task = with_head_record(tmp_path, TaskHead("mrpc", ("0", "1"), trained=True))
-    assert_one_line(run("evaluate", "--model", other_task, "--task", "sst2", "--data", sst2),
+    assert_refused(run("evaluate", "--model", other_task, "--task", "sst2", "--data", sst2),
                     "it was trained for mrpc, not sst2")
+
+
+def test_a_folder_without_a_model_is_named(tmp_path, glue):
+    (tmp_path / "empty").mkdir()
+    assert_refused(run("evaluate", "--model", tmp_path / "empty", "--task", "sst2", "--data", glue / "SST-2"),
+                    f"--model: {tmp_path / 'empty'} holds no model (no config.json, nor a run's best/ or last/)")
 
 
 def test_student_without_prediction_stage_is_not_scored(tmp_path, tiny_cache, glue):
     out = tmp_path / "run"
     train_student(config(tiny_cache, out, stage="intermediate", max_steps=2), command="test", progress=False)
     assert recorded_head(AutoConfig.from_pretrained(out / "last")) == TaskHead("sst2", ("0", "1"), trained=False)
-    assert_one_line(run("evaluate", "--model", out / "last", "--task", "sst2", "--data", glue / "SST-2"),
+    assert_refused(run("evaluate", "--model", out / "last", "--task", "sst2", "--data", glue / "SST-2"),
                     "its classification head was never trained")
 
 
 def test_compare_checks_every_model_first(tmp_path, glue, tiny_teacher, tiny_bare_teacher):
     sst2 = glue / "SST-2"
-    assert_one_line(run("compare", "--model", f"a={tiny_teacher}", "--model", f"a={tiny_bare_teacher}",
+    assert_refused(run("compare", "--model", f"a={tiny_teacher}", "--model", f"a={tiny_bare_teacher}",
                         "--task", "sst2", "--data", sst2), "the name 'a' is given twice", code=2)
-    assert_one_line(run("compare", "--model", f"a={tiny_teacher}", "--model", f"b={tiny_bare_teacher}",
+    assert_refused(run("compare", "--model", f"a={tiny_teacher}", "--model", f"b={tiny_bare_teacher}",
                         "--task", "sst2", "--data", sst2),
                     f"--model b: {tiny_bare_teacher}: has no classification head")
-    assert_one_line(run("compare", "--model", f"a={tiny_teacher}", "--model", f"b={tmp_path / 'nothing'}",
+    assert_refused(run("compare", "--model", f"a={tiny_teacher}", "--model", f"b={tmp_path / 'nothing'}",
                         "--task", "sst2", "--data", sst2), "is not a folder", code=2)

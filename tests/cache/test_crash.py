@@ -8,10 +8,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from cache.inspect import verify_cache
 from cache.manifest import manifest_path, read_manifest
 from cache.store import open_store
-from tests.cache.test_resume import REPO, assert_same_arrays
+from tests.helpers import REPO, assert_same_arrays
+
+pytestmark = pytest.mark.slow
 
 FIRST = ["manifest-written:1",  # the first manifest, written but not yet renamed into place
          "unit-mid-write:1",  # the index unit, half written
@@ -32,9 +36,9 @@ def assert_consistent(out):
     if not manifest_path(out).exists():
         return
     manifest = read_manifest(out)
-    committed = open_store(out, manifest["storage"]).committed_blocks()
-    if manifest["complete"]:
-        assert committed == set(range(manifest["num_blocks"]))
+    committed = open_store(out, manifest.storage).committed_blocks()
+    if manifest.complete:
+        assert committed == set(range(manifest.num_blocks))
     problems = verify_cache(out)  # every committed block reads back intact
     assert all(p.startswith("cache is incomplete") for p in problems), problems
 
@@ -61,10 +65,10 @@ def test_sigkill_anywhere_resumes_to_an_identical_cache(tmp_path, glue, tiny_tea
         killed += process.returncode == -signal.SIGKILL
         assert process.returncode in (0, -signal.SIGKILL), process.stderr.read()
         assert_consistent(out)
-    assert killed >= 10 and not read_manifest(out)["complete"]
+    assert killed >= 10 and not read_manifest(out).complete
     finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     assert finished.returncode == 0, finished.stderr
-    assert read_manifest(out)["complete"] and verify_cache(out) == []
+    assert read_manifest(out).complete and verify_cache(out) == []
 
     whole = tmp_path / "whole"
     subprocess.run(dump_command(glue, tiny_teacher, whole), cwd=REPO, check=True, capture_output=True)

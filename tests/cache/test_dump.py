@@ -5,36 +5,8 @@ import torch
 from transformers import AutoTokenizer
 
 from cache import open_cache
-from cache.dump import DumpConfig, dump_teacher
 from cache.errors import CacheError, UserError
-from tests.reference import load_reference, reference_targets
-
-TOLERANCE = {"float16": 2e-3, "bfloat16": 1.6e-2, "float32": 1e-5, "uint8": 1 / 510 + 1e-4}
-"""uint8 probabilities are rounded to the nearest 1/255: at most half a step off."""
-
-
-def dump(teacher, glue, out, **overrides):
-    options = {"task": "sst2", "data": glue / "SST-2", "split": "train", "out": out, "teacher": str(teacher),
-               "limit": 24, "block_mb": 0.01, "batch_size": 5} | overrides
-    return dump_teacher(DumpConfig(**options), command="test", progress=False)
-
-
-def assert_matches_reference(cache_path, teacher, dtype="float16"):
-    cache, model = open_cache(cache_path), load_reference(teacher)
-    kind, tol = cache.manifest["attention"], TOLERANCE[dtype]
-    attention_tol = TOLERANCE[cache.manifest["attention_dtype"]]
-    assert len(cache) == cache.manifest["data"]["examples"] > 0
-    for i in range(len(cache)):
-        item = cache[i]
-        ref = reference_targets(model, item["input_ids"], item["token_type_ids"])
-        for layer, hidden in item["hidden"].items():
-            torch.testing.assert_close(hidden.float(), ref["hidden"][layer], rtol=tol, atol=tol)
-        for layer, attention in item["attention"].items():
-            torch.testing.assert_close(attention.float(), ref[kind][layer - 1], rtol=attention_tol, atol=attention_tol)
-        if ref["logits"] is not None:
-            torch.testing.assert_close(item["logits"], ref["logits"], rtol=1e-4, atol=1e-4)
-        else:
-            assert "logits" not in item
+from tests.helpers import assert_matches_reference, dump
 
 
 @pytest.mark.parametrize("storage", ["zarr", "hdf5"])
@@ -64,7 +36,7 @@ def test_uint8_attention_probabilities(tmp_path, glue, tiny_teacher, storage):
     dump(tiny_teacher, glue, tmp_path / "u8", attention="probs", attention_dtype="uint8", format=storage)
     dump(tiny_teacher, glue, tmp_path / "f16", attention="probs", format=storage)
     small, full = open_cache(tmp_path / "u8"), open_cache(tmp_path / "f16")
-    assert small.manifest["attention_dtype"] == "uint8" and full.manifest["attention_dtype"] == "float16"
+    assert small.manifest.attention_dtype == "uint8" and full.manifest.attention_dtype == "float16"
     item = small[5]
     assert item["attention"][1].dtype == torch.float32 and item["hidden"][1].dtype == torch.float16
     assert torch.equal(item["hidden"][1], full[5]["hidden"][1])  # only attention is quantised
@@ -80,7 +52,7 @@ def test_uint8_attention_needs_probabilities(tmp_path, glue, tiny_teacher):
 def test_bare_model_and_layer_subset(tmp_path, glue, tiny_bare_teacher):
     dump(tiny_bare_teacher, glue, tmp_path / "c", layers=(0, 2))
     cache = open_cache(tmp_path / "c")
-    assert cache.manifest["layers"] == [0, 2] and cache.manifest["attention_layers"] == [2]
+    assert cache.manifest.layers == (0, 2) and cache.manifest.attention_layers == (2,)
     item = cache[3]
     assert set(item["hidden"]) == {0, 2} and set(item["attention"]) == {2} and "logits" not in item
     assert_matches_reference(tmp_path / "c", tiny_bare_teacher)
@@ -93,7 +65,7 @@ def test_truncation_is_counted(tmp_path, glue, tiny_teacher):
     tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
     lines = (glue / "SST-2" / "train.tsv").read_text().splitlines()[1:25]
     too_long = sum(len(tokenizer(line.split("\t")[0])["input_ids"]) > 8 for line in lines)
-    assert report.truncated == cache.manifest["data"]["truncated"] == too_long > 0
+    assert report.truncated == cache.manifest.data.truncated == too_long > 0
 
 
 def test_complete_cache_is_left_alone(tmp_path, glue, tiny_teacher):
@@ -120,12 +92,12 @@ def test_mismatched_run_is_refused(tmp_path, glue, tiny_teacher, change, message
 
 
 def test_other_teacher_or_tokenizer_is_refused(tmp_path, glue, tiny_teacher, tiny_bare_teacher):
-    from tests.conftest import _vocabulary, save_tiny_teacher
+    from tests.helpers import save_tiny_teacher, vocabulary
 
     dump(tiny_teacher, glue, tmp_path / "c", limit=6)
     with pytest.raises(CacheError, match="teacher weights"):
         dump(tiny_bare_teacher, glue, tmp_path / "c", limit=6)
-    vocab = _vocabulary()
+    vocab = vocabulary()
     vocab[10], vocab[11] = vocab[11], vocab[10]  # same weights, different tokenizer
     other = save_tiny_teacher(tmp_path / "other_tok", head=True, vocab=vocab)
     with pytest.raises(CacheError, match="tokenizer"):

@@ -13,9 +13,8 @@ from cache.lock import WriterLock
 from cache.manifest import read_manifest
 from cache.store import BACKENDS
 from student.trainer import train_student
-from tests.cache.test_dump import dump
-from tests.cache.test_resume import REPO, assert_same_arrays
-from tests.student.test_trainer import config
+from tests.helpers import REPO, assert_same_arrays, dump
+from tests.helpers import train_config as config
 
 
 def test_second_writer_is_refused_naming_the_holder(tmp_path, glue, tiny_teacher):
@@ -25,6 +24,7 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path, glue, tiny_teacher
     assert dump(tiny_teacher, glue, tmp_path / "c").written_examples == 24  # free again once released
 
 
+@pytest.mark.slow
 def test_stale_lock_of_a_killed_writer_is_taken_over(tmp_path, glue, tiny_teacher):
     args = [sys.executable, str(REPO / "cli.py"), "dump-teacher", "--task", "sst2", "--data", str(glue / "SST-2"),
             "--teacher", str(tiny_teacher), "--limit", "40", "--out", str(tmp_path / "c")]
@@ -71,7 +71,7 @@ def test_full_disk_stops_cleanly_and_resumes(tmp_path, glue, tiny_teacher, monke
                                          r"are kept: free space and run the same command again"):
         dump(tiny_teacher, glue, tmp_path / "c", format=storage)
     monkeypatch.undo()
-    assert not read_manifest(tmp_path / "c")["complete"]
+    assert not read_manifest(tmp_path / "c").complete
     dump(tiny_teacher, glue, tmp_path / "c", format=storage)
     dump(tiny_teacher, glue, tmp_path / "whole", format=storage)
     assert_same_arrays(tmp_path / "whole", tmp_path / "c")

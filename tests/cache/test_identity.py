@@ -4,6 +4,7 @@ checked against its checksum and against the index on every open and by `cache v
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 
@@ -12,7 +13,7 @@ from cache.errors import CacheError
 from cache.inspect import verify_cache
 from cache.manifest import read_manifest, write_manifest
 from cache.store import INDEX, block_unit, open_store
-from tests.cache.test_dump import dump
+from tests.helpers import dump
 
 
 def sst2_copy(glue, folder):
@@ -32,8 +33,8 @@ def flip_labels(folder):
 def interrupt(cache):
     """What a dump killed after its first blocks leaves: committed blocks, manifest not complete."""
     manifest = read_manifest(cache)
-    write_manifest(cache, manifest | {"complete": False})
-    shutil.rmtree(open_store(cache, manifest["storage"]).unit_path(block_unit(manifest["num_blocks"] - 1)))
+    write_manifest(cache, replace(manifest, complete=False))
+    shutil.rmtree(open_store(cache, manifest.storage).unit_path(block_unit(manifest.num_blocks - 1)))
 
 
 @pytest.mark.parametrize("complete", [True, False], ids=["complete", "interrupted"])
@@ -45,7 +46,7 @@ def test_edited_data_file_is_refused(tmp_path, glue, tiny_teacher, complete):
     flip_labels(data)
     with pytest.raises(CacheError, match=r"data file contents \(sha256\): cache has \"[0-9a-f]{40}"):
         dump(tiny_teacher, glue, tmp_path / "c", data=data, limit=None)
-    assert read_manifest(tmp_path / "c")["complete"] is complete  # nothing was written
+    assert read_manifest(tmp_path / "c").complete is complete  # nothing was written
 
 
 def test_other_columns_are_refused(tmp_path, glue, tiny_teacher):
@@ -69,7 +70,7 @@ def test_same_inputs_in_another_place_continue(tmp_path, glue, tiny_teacher):
     interrupt(tmp_path / "c")
     moved = shutil.copytree(data, tmp_path / "moved")
     report = dump(tiny_teacher, glue, tmp_path / "c", data=moved, limit=None)
-    assert report.written_examples > 0 and read_manifest(tmp_path / "c")["complete"]
+    assert report.written_examples > 0 and read_manifest(tmp_path / "c").complete
 
 
 def edit_manifest(cache, change):
@@ -102,11 +103,11 @@ def test_manifest_is_cross_checked_against_the_index(tmp_path, tiny_cache):
     index recorded is still refused."""
     cache = shutil.copytree(tiny_cache, tmp_path / "c")
     manifest = read_manifest(cache)
-    assert open_store(cache, manifest["storage"]).attrs(INDEX)["layers"] == manifest["layers"]
-    write_manifest(cache, manifest | {"layers": manifest["layers"][::-1]})
+    assert open_store(cache, manifest.storage).attrs(INDEX)["layers"] == list(manifest.layers)
+    write_manifest(cache, replace(manifest, layers=manifest.layers[::-1]))
     with pytest.raises(CacheError, match=r"manifest and index disagree \(layers: the manifest says \[3, 2, 1, 0\]"):
         open_cache(cache)
-    write_manifest(cache, manifest | {"layers": manifest["layers"][::-1], "num_blocks": manifest["num_blocks"] + 1})
+    write_manifest(cache, replace(manifest, layers=manifest.layers[::-1], num_blocks=manifest.num_blocks + 1))
     problems = verify_cache(cache)
     assert "manifest and index disagree: layers: the manifest says [3, 2, 1, 0], the index [0, 1, 2, 3]" in problems
     assert any(p.startswith("manifest and index disagree: num_blocks") for p in problems), problems
@@ -114,4 +115,4 @@ def test_manifest_is_cross_checked_against_the_index(tmp_path, tiny_cache):
 
 def test_intact_cache_verifies(tiny_cache):
     assert verify_cache(tiny_cache) == []
-    assert read_manifest(tiny_cache)["checksum"]
+    assert json.loads((tiny_cache / "manifest.json").read_text())["checksum"]

@@ -8,7 +8,7 @@ import pytest
 from cache.inspect import cache_summary, list_caches, verify_cache
 from cache.teacher import weights_sha256
 from cache.tokenize import tokenizer_fingerprint
-from tests.cache.test_dump import dump
+from tests.helpers import dump
 from tests.reference import load_reference
 
 
@@ -74,7 +74,7 @@ def _range(cache_path, k):
     from cache.manifest import read_manifest
     from cache.store import INDEX, open_store
 
-    starts = open_store(cache_path, read_manifest(cache_path)["storage"]).read(INDEX, "block_starts")
+    starts = open_store(cache_path, read_manifest(cache_path).storage).read(INDEX, "block_starts")
     return f"{starts[k]}-{starts[k + 1] - 1}"
 
 

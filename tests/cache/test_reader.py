@@ -6,7 +6,7 @@ import torch
 
 from cache import open_cache
 from cache.errors import CacheError
-from tests.cache.test_dump import dump
+from tests.helpers import dump
 
 
 @pytest.fixture(params=["zarr", "hdf5"])

@@ -1,31 +1,12 @@
 """A dump that dies part-way resumes to a cache identical to an uninterrupted one."""
 
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from cache import open_cache
 from cache.manifest import read_manifest
-from cache.store import INDEX, Store, block_unit, open_store
-from tests.cache.test_dump import dump
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def stored_arrays(path: Path) -> dict:
-    """Every array of every unit, read straight from the store."""
-    manifest = read_manifest(path)
-    store = open_store(path, manifest["storage"])
-    units = [INDEX] + [block_unit(k) for k in range(manifest["num_blocks"])]
-    return {(unit, name): store.read(unit, name) for unit in units for name in store.array_names(unit)}
-
-
-def assert_same_arrays(a: Path, b: Path) -> None:
-    left, right = stored_arrays(a), stored_arrays(b)
-    assert left.keys() == right.keys()
-    for key in left:
-        assert left[key].dtype == right[key].dtype and np.array_equal(left[key], right[key]), key
+from cache.store import Store, open_store
+from tests.helpers import assert_same_arrays, dump
 
 
 @pytest.mark.parametrize("storage", ["zarr", "hdf5"])
@@ -45,11 +26,11 @@ def test_failed_dump_resumes_to_identical_cache(tmp_path, glue, tiny_teacher, mo
     monkeypatch.undo()
     manifest = read_manifest(tmp_path / "cut")
     committed = open_store(tmp_path / "cut", storage).committed_blocks()
-    assert not manifest["complete"] and 0 < len(committed) < manifest["num_blocks"]
+    assert not manifest.complete and 0 < len(committed) < manifest.num_blocks
     with pytest.raises(Exception, match="incomplete"):
         open_cache(tmp_path / "cut")
 
     report = dump(tiny_teacher, glue, tmp_path / "cut", format=storage)
     assert 0 < report.written_examples < report.examples  # only the missing blocks were computed
-    assert read_manifest(tmp_path / "cut")["complete"]
+    assert read_manifest(tmp_path / "cut").complete
     assert_same_arrays(tmp_path / "whole", tmp_path / "cut")

@@ -21,13 +21,13 @@ def test_pairs_truncation_and_offsets(glue, tiny_teacher):
 
 
 def test_fingerprint_ignores_call_state_but_not_vocab(glue, tiny_teacher, tiny_bare_teacher, tmp_path):
-    from tests.conftest import _vocabulary, save_tiny_teacher
+    from tests.helpers import save_tiny_teacher, vocabulary
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
     before = tokenizer_fingerprint(tokenizer)
     tokenize(load_examples("sst2", glue / "SST-2", "train", limit=5), tokenizer, 16)
     assert tokenizer_fingerprint(tokenizer) == before
     assert tokenizer_fingerprint(AutoTokenizer.from_pretrained(tiny_bare_teacher)) == before  # same vocab
-    vocab = _vocabulary()[:-1]
+    vocab = vocabulary()[:-1]
     other = save_tiny_teacher(tmp_path / "t", head=False, vocab=vocab)
     assert tokenizer_fingerprint(AutoTokenizer.from_pretrained(other)) != before

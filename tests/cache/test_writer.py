@@ -9,15 +9,16 @@ from cache.errors import CacheError
 from cache.manifest import read_manifest
 from cache.store.zarr_store import ZarrStore
 from cache.writer import ProcessWriter
-from tests.cache.test_dump import assert_matches_reference, dump
-from tests.cache.test_resume import assert_same_arrays
+from tests.helpers import assert_matches_reference, assert_same_arrays, dump
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("storage", ["zarr", "hdf5"])
 def test_process_writer_writes_what_the_thread_writes(tmp_path, glue, tiny_teacher, storage):
     dump(tiny_teacher, glue, tmp_path / "thread", format=storage, writer="thread")
     report = dump(tiny_teacher, glue, tmp_path / "process", format=storage, writer="process")
-    assert report.written_examples == 24 and read_manifest(tmp_path / "process")["complete"]
+    assert report.written_examples == 24 and read_manifest(tmp_path / "process").complete
     assert_same_arrays(tmp_path / "thread", tmp_path / "process")
     assert_matches_reference(tmp_path / "process", tiny_teacher)
 
@@ -27,7 +28,7 @@ def test_killed_writer_process_fails_the_dump_and_resumes(tmp_path, glue, tiny_t
     with pytest.raises(CacheError, match=r"the cache writer process died \(exit code -9\); the blocks already "
                                          r"committed are kept: run the same command again"):
         dump(tiny_teacher, glue, tmp_path / "c", writer="process")
-    assert not read_manifest(tmp_path / "c")["complete"]
+    assert not read_manifest(tmp_path / "c").complete
     monkeypatch.delenv("TINYBERT_FAILPOINT")
     assert 0 < dump(tiny_teacher, glue, tmp_path / "c", writer="process").written_examples < 24
     dump(tiny_teacher, glue, tmp_path / "whole", writer="thread")

@@ -8,11 +8,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from transformers import BertForSequenceClassification
 
 from student.trainer import TrainConfig, train_student
-from tests.cache.test_resume import REPO
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.slow
 
 OPTIONS = {"student": "layers=3,hidden=32,ffn=64,heads=4", "stage": "all", "epochs_intermediate": 2,
            "epochs_prediction": 1, "batch_size": 8, "save_every": 2, "workers": 0, "window_blocks": 2}

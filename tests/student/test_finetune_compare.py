@@ -14,9 +14,10 @@ from cli import cli
 from student.compare import compare_models
 from student.evaluate import evaluate
 from student.finetune import FinetuneConfig, finetune_teacher
-from tests.cache.test_dump import dump
+from tests.helpers import dump
 
 
+@pytest.mark.slow
 def test_finetuned_minilm_becomes_a_teacher_with_logits(tmp_path, small_sst2):
     out = tmp_path / "teacher"
     metrics = finetune_teacher(FinetuneConfig(task="sst2", data=small_sst2, out=out, epochs=1, batch_size=16,
@@ -39,7 +40,7 @@ def test_finetuned_minilm_becomes_a_teacher_with_logits(tmp_path, small_sst2):
 
 
 def test_compare_reports_metric_size_and_speed(tmp_path, small_sst2, tiny_teacher):
-    from tests.conftest import save_tiny_teacher
+    from tests.helpers import save_tiny_teacher
 
     big = save_tiny_teacher(tmp_path / "big", head=True, layers=6)
     rows = compare_models({"teacher": big, "student": tiny_teacher}, "sst2", small_sst2, "dev", 128,

@@ -9,7 +9,6 @@ from student.losses import (
     probabilities_from_scores,
     regression_mse,
     soft_cross_entropy,
-    uniform_layer_map,
 )
 
 torch.manual_seed(0)
@@ -82,9 +81,3 @@ def test_probabilities_from_scores_softmax_over_real_keys():
     for b, n in enumerate(LENGTHS):
         torch.testing.assert_close(probs[b, :, :n, :n], scores[b, :, :n, :n].softmax(-1))
         assert probs[b, :, :, n:].abs().sum() == 0 and probs[b, :, n:, :].abs().sum() == 0
-
-
-def test_uniform_layer_map():
-    assert uniform_layer_map(4, 12) == [3, 6, 9, 12]
-    assert uniform_layer_map(6, 12) == [2, 4, 6, 8, 10, 12]
-    assert uniform_layer_map(3, 6) == [2, 4, 6] and uniform_layer_map(2, 6) == [3, 6]

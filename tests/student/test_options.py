@@ -1,4 +1,4 @@
-"""Trainer options: initialisation, checkpoints as students, projections, weights, attention kinds,
+"""Trainer options: checkpoints as students, projections, weights, attention kinds,
 regression, and the train-student / evaluate commands."""
 
 import json
@@ -10,28 +10,11 @@ from click.testing import CliRunner
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
 
 from cache.data import load_examples
-from cache.errors import UserError
 from cli import cli
-from student.config import parse_student
-from student.model import Projections, build_student, init_from_teacher
+from student.model import Projections
 from student.trainer import train_student
-from tests.cache.test_dump import dump
-from tests.conftest import save_tiny_teacher
-from tests.student.test_trainer import config, logged
-
-
-def test_init_from_teacher_copies_mapped_layers(tiny_teacher):
-    teacher = BertForSequenceClassification.from_pretrained(tiny_teacher)
-    student = build_student(parse_student("layers=2,hidden=32,ffn=64,heads=4"), teacher.config.to_dict(), 2)
-    init_from_teacher(student, str(tiny_teacher), [1, 3])
-    for m, n in enumerate([1, 3]):
-        for (name, a), b in zip(student.bert.encoder.layer[m].state_dict().items(),
-                                teacher.bert.encoder.layer[n - 1].state_dict().values(), strict=True):
-            assert torch.equal(a, b), name
-    assert torch.equal(student.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight)
-    wide = build_student(parse_student("layers=2,hidden=64,ffn=64,heads=4"), teacher.config.to_dict(), 2)
-    with pytest.raises(UserError, match="--init teacher"):
-        init_from_teacher(wide, str(tiny_teacher), [1, 3])
+from tests.helpers import dump, logged, save_tiny_teacher
+from tests.helpers import train_config as config
 
 
 def test_projections_shared_or_separate():

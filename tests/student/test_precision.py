@@ -9,8 +9,8 @@ import torch
 from student.finetune import FinetuneConfig, finetune_teacher
 from student.precision import autocast, resolve_precision
 from student.trainer import train_student
-from tests.cache.test_dump import dump
-from tests.student.test_trainer import config, logged
+from tests.helpers import dump, logged
+from tests.helpers import train_config as config
 
 
 def test_auto_is_bfloat16_on_cuda_only():
@@ -29,10 +29,11 @@ def test_autocast_runs_matrix_products_in_bfloat16():
         assert (a @ b).dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_bfloat16_student_tracks_float32_on_the_real_teacher(tmp_path, glue):
     """Same cache (real MiniLM, real sentences), seed and batches: the losses differ (autocast is on)
     but by under 2%."""
-    from cache.teacher import default_teacher_path
+    from cache.checkpoints import default_teacher_path
 
     dump(default_teacher_path(), glue, tmp_path / "c", limit=48, block_mb=1)
     runs = {}

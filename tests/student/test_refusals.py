@@ -2,7 +2,6 @@
 cache that changes what the run computes, a damaged checkpoint is a one-line error, and a loss
 that turns NaN or infinite stops the run before anything is saved."""
 
-import json
 import re
 import shutil
 
@@ -11,11 +10,11 @@ import torch
 from click.testing import CliRunner
 
 from cache.errors import UserError
-from cache.manifest import read_manifest, write_manifest
+from cache.manifest import read_manifest
 from cli import cli
 from student.trainer import train_student
-from tests.cache.test_dump import dump
-from tests.student.test_trainer import STUDENT, config
+from tests.helpers import STUDENT, dump, rewrite_manifest_json
+from tests.helpers import train_config as config
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +47,7 @@ def test_resume_refuses_a_changed_option(tmp_path, tiny_cache, run_with_checkpoi
 
 
 def test_resume_refuses_another_teachers_cache(tmp_path, glue, tiny_cache, run_with_checkpoint):
-    from tests.conftest import save_tiny_teacher
+    from tests.helpers import save_tiny_teacher
 
     other = dump(save_tiny_teacher(tmp_path / "t2", head=True, seed=5), glue, tmp_path / "other", limit=96,
                  block_mb=0.1, batch_size=16).path
@@ -125,12 +124,11 @@ def test_out_never_lands_on_inputs(tmp_path, glue, tiny_cache, where):
     expected = "lies inside" if where == "inside a file" else "already holds other files"
     assert result.exit_code == 1 and expected in result.output, result.output
     assert before is None or sorted(p.name for p in out.iterdir()) == before
-    assert read_manifest(cache)["complete"]
+    assert read_manifest(cache).complete
 
 
 def test_old_format_caches_are_refused(tmp_path, tiny_cache):
     cache = shutil.copytree(tiny_cache, tmp_path / "c")
-    manifest = json.loads((cache / "manifest.json").read_text())
-    write_manifest(cache, manifest | {"format_version": 1})
+    rewrite_manifest_json(cache, format_version=1)
     with pytest.raises(UserError, match="cache format version 1 is not supported"):
         train_student(config(cache, tmp_path / "run"), command="test", progress=False)

@@ -53,7 +53,7 @@ def test_workers_and_resume_do_not_change_the_sequence(tiny_cache):
 
 def test_reader_processes_hand_over_bfloat16_bits_unchanged(tmp_path, glue, tiny_teacher):
     """Workers pass batches as shared-memory tensors; bfloat16 bits (uint16) must come back exact."""
-    from tests.cache.test_dump import dump
+    from tests.helpers import dump
 
     dump(tiny_teacher, glue, tmp_path / "bf16.zarr", dtype="bfloat16", limit=40, block_mb=0.02)
     cache = open_cache(tmp_path / "bf16.zarr", layers=[0, 2])
@@ -66,7 +66,7 @@ def test_reader_processes_hand_over_bfloat16_bits_unchanged(tmp_path, glue, tiny
 
 
 def test_uint8_probabilities_are_padded_as_float(tmp_path, glue, tiny_teacher):
-    from tests.cache.test_dump import dump
+    from tests.helpers import dump
 
     dump(tiny_teacher, glue, tmp_path / "u8.zarr", attention="probs", attention_dtype="uint8", limit=30)
     cache = open_cache(tmp_path / "u8.zarr")

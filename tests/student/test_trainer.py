@@ -9,21 +9,14 @@ from transformers import BertConfig, BertForSequenceClassification, pipeline
 
 from cache import open_cache
 from cache.attention import capture_implementation
+from cache.checkpoints import default_teacher_path
 from cache.errors import UserError
-from cache.teacher import default_teacher_path
 from student.losses import attention_mse, hidden_mse
 from student.stream import EpochPlan, pad_batch, stream_batches
-from student.trainer import TrainConfig, train_student
-from tests.cache.test_dump import dump
+from student.trainer import train_student
+from tests.helpers import dump
+from tests.helpers import train_config as config
 from tests.reference import load_reference, reference_targets
-
-STUDENT = "layers=3,hidden=32,ffn=64,heads=4"
-
-
-def config(cache, out, **overrides):
-    options = {"cache": cache, "out": out, "student": STUDENT, "epochs_intermediate": 1, "epochs_prediction": 1,
-               "batch_size": 8, "workers": 0, "save_every": 3, "log_every": 1, "window_blocks": 2} | overrides
-    return TrainConfig(**options)
 
 
 def fresh_targets(teacher, batch, layers):
@@ -49,15 +42,15 @@ def test_loss_from_cache_equals_loss_from_fresh_teacher(tmp_path, glue, tiny_tea
     cache = open_cache(tmp_path / "c")
     ragged = next(stream_batches(cache, EpochPlan(cache.block_starts, 16, 1, 0), 0, 0, 0))
     batch = pad_batch(ragged, torch.device("cpu"), probabilities=False)
-    t = cache.manifest["teacher"]
-    student = BertForSequenceClassification(BertConfig(vocab_size=t["config"]["vocab_size"], hidden_size=48,
-                                                       num_hidden_layers=2, num_attention_heads=t["num_heads"],
+    t = cache.manifest.teacher
+    student = BertForSequenceClassification(BertConfig(vocab_size=t.config["vocab_size"], hidden_size=48,
+                                                       num_hidden_layers=2, num_attention_heads=t.num_heads,
                                                        intermediate_size=64))
     student.set_attn_implementation(capture_implementation("scores"))
     out = student(input_ids=batch.input_ids, token_type_ids=batch.token_type_ids, attention_mask=batch.mask.long(),
                   output_hidden_states=True, output_attentions=True)
-    projection = torch.nn.Linear(48, t["hidden_size"])
-    layer = t["num_layers"]
+    projection = torch.nn.Linear(48, t.hidden_size)
+    layer = t.num_layers
     hidden, attention = fresh_targets(teacher, batch, [0, layer])
     for ours, theirs in [(batch.hidden, hidden)]:
         for m, n in [(0, 0), (2, layer)]:
@@ -66,11 +59,6 @@ def test_loss_from_cache_equals_loss_from_fresh_teacher(tmp_path, glue, tiny_tea
             assert got.item() == pytest.approx(expected, rel=2e-3)
     got = attention_mse(out.attentions[1], batch.attention[layer], batch.mask)
     assert got.item() == pytest.approx(attention_mse(out.attentions[1], attention[layer], batch.mask).item(), rel=2e-3)
-
-
-def logged(out, key="loss"):
-    entries = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [entry[key] for entry in entries if key in entry]
 
 
 def test_tiny_run_loss_falls_and_student_loads_with_pipeline(tmp_path, tiny_cache, glue):

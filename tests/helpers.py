@@ -1,0 +1,123 @@
+"""What several test modules share: tiny teachers saved as real checkpoints, a dump, a training
+configuration, reading arrays back, and the command line with its one-line errors."""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from click.testing import CliRunner
+from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizer
+
+from cache import open_cache
+from cache.dump import DumpConfig, dump_teacher
+from cache.manifest import CHECKSUM, content_checksum, read_manifest
+from cache.store import INDEX, block_unit, open_store
+from cli import cli
+from student.trainer import TrainConfig
+from tests.reference import load_reference, reference_targets
+
+REPO = Path(__file__).resolve().parents[1]
+GLUE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glue"
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def vocabulary() -> list[str]:
+    """Words of the first real SST-2 and MRPC sentences, so tiny teachers see real token ids."""
+    words = set()
+    for path in [GLUE / "SST-2" / "train.tsv", GLUE / "MRPC" / "train.tsv"]:
+        for line in path.read_text(encoding="utf-8-sig").splitlines()[1:80]:
+            words.update(re.findall(r"\w+|[^\w\s]", line.lower()))
+    return SPECIALS + sorted(words)
+
+
+def save_tiny_teacher(path: Path, *, head: bool, seed: int = 0, vocab: list[str] | None = None,
+                      layers: int = 3) -> Path:
+    """A random BERT (3 layers, 4 heads, d=32) with a WordPiece tokenizer, saved like a real checkpoint."""
+    vocab = vocab or vocabulary()
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=128, num_labels=2)
+    model = BertForSequenceClassification(config) if head else BertModel(config, add_pooling_layer=False)
+    model.save_pretrained(path)
+    BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(path)
+    return path
+
+
+TOLERANCE = {"float16": 2e-3, "bfloat16": 1.6e-2, "float32": 1e-5, "uint8": 1 / 510 + 1e-4}
+"""uint8 probabilities are rounded to the nearest 1/255: at most half a step off."""
+
+
+def dump(teacher, glue, out, **overrides):
+    options = {"task": "sst2", "data": glue / "SST-2", "split": "train", "out": out, "teacher": str(teacher),
+               "limit": 24, "block_mb": 0.01, "batch_size": 5} | overrides
+    return dump_teacher(DumpConfig(**options), command="test", progress=False)
+
+
+def assert_matches_reference(cache_path, teacher, dtype="float16"):
+    cache, model = open_cache(cache_path), load_reference(teacher)
+    kind, tol = cache.manifest.attention, TOLERANCE[dtype]
+    attention_tol = TOLERANCE[cache.manifest.attention_dtype]
+    assert len(cache) == cache.manifest.data.examples > 0
+    for i in range(len(cache)):
+        item = cache[i]
+        ref = reference_targets(model, item["input_ids"], item["token_type_ids"])
+        for layer, hidden in item["hidden"].items():
+            torch.testing.assert_close(hidden.float(), ref["hidden"][layer], rtol=tol, atol=tol)
+        for layer, attention in item["attention"].items():
+            torch.testing.assert_close(attention.float(), ref[kind][layer - 1], rtol=attention_tol, atol=attention_tol)
+        if ref["logits"] is not None:
+            torch.testing.assert_close(item["logits"], ref["logits"], rtol=1e-4, atol=1e-4)
+        else:
+            assert "logits" not in item
+
+
+def stored_arrays(path: Path) -> dict:
+    """Every array of every unit, read straight from the store."""
+    manifest = read_manifest(path)
+    store = open_store(path, manifest.storage)
+    units = [INDEX] + [block_unit(k) for k in range(manifest.num_blocks)]
+    return {(unit, name): store.read(unit, name) for unit in units for name in store.array_names(unit)}
+
+
+def assert_same_arrays(a: Path, b: Path) -> None:
+    left, right = stored_arrays(a), stored_arrays(b)
+    assert left.keys() == right.keys()
+    for key in left:
+        assert left[key].dtype == right[key].dtype and np.array_equal(left[key], right[key]), key
+
+
+STUDENT = "layers=3,hidden=32,ffn=64,heads=4"
+
+
+def train_config(cache, out, **overrides):
+    options = {"cache": cache, "out": out, "student": STUDENT, "epochs_intermediate": 1, "epochs_prediction": 1,
+               "batch_size": 8, "workers": 0, "save_every": 3, "log_every": 1, "window_blocks": 2} | overrides
+    return TrainConfig(**options)
+
+
+def logged(out, key="loss"):
+    entries = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [entry[key] for entry in entries if key in entry]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def assert_refused(result, expected, code=1):
+    """One `Error:` line naming `expected`, no traceback; exit status 2 (a malformed option) comes
+    after click's usage lines."""
+    assert result.exit_code == code and "Traceback" not in result.output, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and expected in errors[0], result.output
+    assert code == 2 or len(result.output.strip().splitlines()) == 1, result.output
+
+
+def rewrite_manifest_json(cache: Path, **changes) -> None:
+    """A manifest as another version of this tool would write it: `changes` applied to the JSON,
+    checksum recomputed."""
+    path = cache / "manifest.json"
+    content = json.loads(path.read_text()) | changes
+    path.write_text(json.dumps(content | {CHECKSUM: content_checksum(content)}))
