@@ -4,6 +4,7 @@ Heavy imports (torch, transformers, zarr) happen inside the commands so `--help`
 """
 
 import errno
+import importlib
 import json
 import math
 import shlex
@@ -65,6 +66,15 @@ def _quiet_transformers() -> None:
     from cache.checkpoints import quiet_transformers  # imports transformers: only once a command runs
 
     quiet_transformers()
+
+
+def _run(config, module: str, recipe: str):
+    """Check the configuration before the heavy imports (a wrong path fails at once), then run the
+    recipe with the command line recorded."""
+    config.check()
+    function = getattr(importlib.import_module(module), recipe)
+    _quiet_transformers()
+    return function(config, command=_command_line())
 
 
 def _command_line() -> str:
@@ -173,11 +183,7 @@ def dump_teacher_command(task, data, split, out, teacher, format_, layers, atten
                         compression=compression,
                         max_seq_len=max_seq_len, batch_size=batch_size, limit=limit, block_mb=block_mb,
                         columns=columns, device=device, writer=writer)
-    config.check()  # before the heavy imports: a wrong path fails at once
-    from cache.dump import dump_teacher
-
-    _quiet_transformers()
-    report = dump_teacher(config, command=_command_line())
+    report = _run(config, "cache.dump", "dump_teacher")
     if report.stale_lock:
         click.echo(f"note: took over the lock of a writer that died (pid {report.stale_lock.get('pid')}: "
                    f"{report.stale_lock.get('command')})", err=True)
@@ -214,11 +220,7 @@ def augment_command(task, data, split, out, teacher, copies, p_replace, neighbou
     config = AugmentConfig(task=task, data=data, out=out, split=split, teacher=teacher, copies=copies,
                            p_replace=p_replace, neighbours=neighbours, seed=seed,
                            columns=ColumnSpec(text_column, pair_column))
-    config.check()
-    from cache.augment import augment_file
-
-    _quiet_transformers()
-    written = augment_file(config, command=_command_line())
+    written = _run(config, "cache.augment", "augment_file")
     click.echo(f"{written}: {copies} augmented copies of each row after the originals")
 
 
@@ -275,11 +277,7 @@ def train_student_command(cache_path, student, stage, out, layer_map, layer_weig
                          shared_projection=shared_projection, seed=seed, max_steps=max_steps,
                          eval_every=eval_every, save_every=save_every, workers=workers,
                          window_blocks=window_blocks, resume=resume, device=device, precision=precision)
-    config.check()
-    from student.trainer import train_student
-
-    _quiet_transformers()
-    metrics = train_student(config, command=_command_line())
+    metrics = _run(config, "student.trainer", "train_student")
     click.echo(f"{out}: student saved in {out / 'last'}" + (f"; dev {json.dumps(metrics)}" if metrics else ""))
 
 
@@ -298,11 +296,7 @@ def init_student_command(teacher, out, layers, layer_map, seed):
     loads the teacher.
     """
     config = InitConfig(teacher=teacher, out=out, layers=layers, layer_map=layer_map, seed=seed)
-    config.check()
-    from cache.init_student import init_student
-
-    _quiet_transformers()
-    layer_map = init_student(config, command=_command_line())
+    layer_map = _run(config, "cache.init_student", "init_student")
     click.echo(f"{out}: student of {len(layer_map)} layers from teacher layers {','.join(map(str, layer_map))}")
 
 
@@ -325,11 +319,7 @@ def finetune_teacher_command(task, data, out, base, epochs, lr, batch_size, max_
     config = FinetuneConfig(task=task, data=data, out=out, base=base, epochs=epochs, lr=lr, batch_size=batch_size,
                             max_seq_len=max_seq_len, limit=limit, seed=seed, device=device,
                             precision=precision)
-    config.check()
-    from student.finetune import finetune_teacher
-
-    _quiet_transformers()
-    metrics = finetune_teacher(config, command=_command_line())
+    metrics = _run(config, "student.finetune", "finetune_teacher")
     click.echo(f"{out}: teacher saved" + (f"; dev {json.dumps(metrics)}" if metrics else ""))
 
 

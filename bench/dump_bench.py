@@ -10,7 +10,6 @@ shared and noisy). Reproduce:
 Writes bench/results/dump-<teacher>.json.
 """
 
-import json
 import platform
 import statistics
 import tempfile
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
+from bench.common import data_option, save_result
 from cache import open_cache
 from cache.checkpoints import default_teacher_path, quiet_transformers
 from cache.data import load_examples
@@ -32,7 +32,6 @@ from cache.inspect import cache_summary
 from cache.layout import BlockIndex
 from cache.teacher import teacher_forward
 
-REPO = Path(__file__).resolve().parents[1]
 WRITERS = ("thread", "process")  # `--writer auto` picks the process beside a GPU teacher, the thread beside a CPU one
 
 
@@ -86,7 +85,7 @@ def read_rates(path: Path, samples: int = 300) -> dict:
 @click.option("--limit", default=2000, help="First N SST-2 training sentences.")
 @click.option("--teacher-shape", type=click.Choice(["minilm", "base"]), default="minilm")
 @click.option("--rounds", default=3, help="Alternating rounds of bare forward and dump; medians reported.")
-@click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
+@data_option
 def main(limit, teacher_shape, rounds, data):
     quiet_transformers()
     torch.manual_seed(0)
@@ -127,9 +126,7 @@ def main(limit, teacher_shape, rounds, data):
                         for name, c in codecs.items()},
         "rounds": {"bare_seconds": bare, "dump_seconds": dumped},
     }
-    out = REPO / "bench" / "results" / f"dump-{teacher_shape}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    save_result(f"dump-{teacher_shape}", result)
     print(f"teacher {teacher_shape}, {limit} SST-2 sentences, {result['machine']}")
     for writer, w in writers.items():
         print(f"dump, {writer} writer: {w['dump_examples_per_s']:.1f} ex/s vs bare forward "
@@ -140,7 +137,7 @@ def main(limit, teacher_shape, rounds, data):
     print(f"{'compression':<12}{'size':>8}{'random read':>13}{'block read':>12}")
     for name, c in result["compression"].items():
         print(f"{name:<12}{c['size_vs_none']:>8.3f}{c['random_read_vs_none']:>13.3f}{c['block_read_vs_none']:>12.3f}")
-    print(f"(ratios vs none; written to {out.relative_to(REPO)})")
+    print("(ratios vs none)")
 
 
 if __name__ == "__main__":

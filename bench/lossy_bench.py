@@ -10,13 +10,13 @@ intermediate and 3 prediction epochs, same seed) distilled from each cache. Writ
 bench/results/lossy.json.
 """
 
-import json
 import platform
 import tempfile
 from pathlib import Path
 
 import click
 
+from bench.common import data_option, save_result
 from cache import open_cache
 from cache.checkpoints import quiet_transformers
 from cache.config import InitConfig
@@ -28,7 +28,6 @@ from student.evaluate import evaluate_saved
 from student.finetune import FinetuneConfig, finetune_teacher
 from student.trainer import TrainConfig, train_student
 
-REPO = Path(__file__).resolve().parents[1]
 STUDENT_LAYERS = 2  # the demo's student: teacher layers 3 and 6 at the teacher's width
 
 
@@ -58,7 +57,7 @@ def distilled_accuracy(cache: Path, out: Path, data: Path, teacher: Path) -> flo
 @click.option("--teacher", type=click.Path(path_type=Path), default=None,
               help="A fine-tuned SST-2 teacher (default: fine-tune one as the demo does).")
 @click.option("--limit", default=3000, help="First N SST-2 training sentences.")
-@click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
+@data_option
 def main(teacher, limit, data):
     quiet_transformers()
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,9 +79,7 @@ def main(teacher, limit, data):
                   "student_dev_accuracy": {dtype: distilled_accuracy(path, tmp / f"student-{dtype}", data, teacher)
                                            for dtype, path in caches.items()},
                   "teacher_dev_accuracy": evaluate_saved(teacher, "sst2", data, "dev", 64)["accuracy"]}
-    out = REPO / "bench" / "results" / "lossy.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    save_result("lossy", result)
     error, accuracy = result["attention_error"], result["student_dev_accuracy"]
     print(f"size uint8 / float16 cache: {result['uint8_over_float16_size']:.3f}")
     print(f"attention probability error: max {error['max_abs']:.5f}, mean {error['mean_abs']:.6f} "

@@ -13,7 +13,6 @@ bench/results/memory.json.
 """
 
 import csv
-import json
 import platform
 import subprocess
 import sys
@@ -23,10 +22,9 @@ from pathlib import Path
 
 import click
 
+from bench.common import REPO, data_option, save_result
 from cache.checkpoints import quiet_transformers
 from cache.dump import DumpConfig, dump_teacher
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def cycled_sst2(source: Path, size: int, folder: Path) -> Path:
@@ -70,7 +68,7 @@ def peak_memory(command: list[str]) -> int:
 @click.command()
 @click.option("--sizes", default="10000,100000", help="Cache sizes in examples, comma-separated.")
 @click.option("--steps", default=150, help="Intermediate-stage steps per run (batch 32).")
-@click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
+@data_option
 @click.option("--work", type=click.Path(path_type=Path), default=None,
               help="Where the caches go (default: a temp dir).")
 @click.option("--workers", type=int, default=None, help="Reader processes of the trainer (default: the trainer's).")
@@ -91,9 +89,7 @@ def main(sizes, steps, data, work, workers):
     smallest, largest = min(peaks), max(peaks)
     result = {"machine": f"{platform.node()} {platform.machine()}", "steps": steps, "workers": workers,
               "peak_pss_bytes": peaks, "largest_over_smallest": peaks[largest] / peaks[smallest]}
-    out = REPO / "bench" / "results" / "memory.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    save_result("memory", result)
     print(f"peak memory {largest} / {smallest} examples: {result['largest_over_smallest']:.3f}")
 
 

@@ -9,7 +9,6 @@ bench/results/precision.json. Run it on the machine you train on: without AVX512
 has no native bfloat16 matrix products.
 """
 
-import json
 import platform
 import statistics
 import tempfile
@@ -19,12 +18,12 @@ from pathlib import Path
 import click
 import torch
 
+from bench.common import data_option, save_result
 from bench.train_bench import examples_per_s, logged_steps
 from cache.checkpoints import default_teacher_path, quiet_transformers
 from cache.dump import DumpConfig, dump_teacher
 from student.trainer import TrainConfig, train_student
 
-REPO = Path(__file__).resolve().parents[1]
 COMPARED = ("float32", "bfloat16")
 
 
@@ -32,7 +31,7 @@ COMPARED = ("float32", "bfloat16")
 @click.option("--limit", default=1000, help="First N SST-2 training sentences.")
 @click.option("--steps", default=60, help="Intermediate-stage steps per run (batch 32).")
 @click.option("--rounds", default=2)
-@click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
+@data_option
 def main(limit, steps, rounds, data):
     quiet_transformers()
     with tempfile.TemporaryDirectory() as tmp:
@@ -54,9 +53,7 @@ def main(limit, steps, rounds, data):
     result = {"machine": f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}",
               "examples_per_s": median, "bfloat16_over_float32": median["bfloat16"] / median["float32"],
               "max_relative_loss_gap": gap, "rounds": rates}
-    out = REPO / "bench" / "results" / "precision.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    save_result("precision", result)
     print(", ".join(f"{k} {v:.1f} ex/s" for k, v in median.items()) +
           f"; bfloat16/float32 {result['bfloat16_over_float32']:.2f}; largest relative gap between the logged "
           f"losses {gap:.3%}")

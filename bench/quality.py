@@ -29,6 +29,7 @@ from pathlib import Path
 
 import click
 
+from bench.common import GLUE, REPO, RESULTS, seconds
 from bench.online import OnlineTargets
 from cache.augment import AugmentConfig, augment_file
 from cache.checkpoints import quiet_transformers
@@ -44,23 +45,17 @@ from student.metrics import MAIN_METRIC
 from student.model import build_student
 from student.trainer import TrainConfig, train_student
 
-REPO = Path(__file__).resolve().parents[1]
 FOLDERS = {"sst2": "SST-2", "cola": "CoLA", "mrpc": "MRPC"}
 STUDENTS = {"tinybert4-size": "layers=2,hidden=384,ffn=1536,heads=12",  # for the MiniLM teacher
             "tinybert4-shape": "layers=2,hidden=312,ffn=1200,heads=12"}
 MAX_SEQ_LEN = {"sst2": 64, "cola": 64, "mrpc": 128}  # the paper's: 64 single sentences, 128 pairs
 
 
-def timed(fn, *args, **kwargs) -> float:
-    started = time.perf_counter()
-    fn(*args, **kwargs)
-    return time.perf_counter() - started
-
 
 def distil(train: TrainConfig, online_from: DumpConfig | None) -> float:
     """One student from the cache, or online when given the dump's config (runs in a worker process)."""
     source = OnlineTargets(online_from) if online_from else None
-    return timed(train_student, train, command="bench", progress=False, source=source)
+    return seconds(train_student, train, command="bench", progress=False, source=source)
 
 
 def starting_student(work: Path, teacher: Path, config: dict) -> str:
@@ -106,7 +101,7 @@ def student_layers(student: str, teacher: Path) -> tuple[int, ...]:
 def run_task(task: str, data: Path, work: Path, config: dict) -> dict:
     times = {}
     teacher = work / "teacher"
-    times["finetune teacher"] = timed(
+    times["finetune teacher"] = seconds(
         finetune_teacher, FinetuneConfig(task=task, data=data, out=teacher, base=config["base"], epochs=3,
                                          lr=config["teacher_lr"], limit=config["limit"],
                                          max_seq_len=config["max_seq_len"], precision=config["precision"]),
@@ -116,9 +111,9 @@ def run_task(task: str, data: Path, work: Path, config: dict) -> dict:
     if config["augment"]:
         augmented = AugmentConfig(task=task, data=data, out=work / "augmented", teacher=config["base"],
                                   copies=config["augment"])
-        times["augment"] = timed(augment_file, augmented, command="bench", progress=False)
+        times["augment"] = seconds(augment_file, augmented, command="bench", progress=False)
         dump = replace(dump, data=augmented.out, layers=student_layers(config["student"], teacher))
-    times["dump"] = timed(dump_teacher, dump, command="bench", progress=False)
+    times["dump"] = seconds(dump_teacher, dump, command="bench", progress=False)
     student = starting_student(work, teacher, config)
     train = TrainConfig(cache=dump.out, out=work / "cached", student=student,
                         stage="all", eval_data=data, epochs_intermediate=config["epochs_intermediate"],
@@ -144,9 +139,9 @@ def run_task(task: str, data: Path, work: Path, config: dict) -> dict:
 
 @click.command()
 @click.option("--tasks", default="sst2,cola,mrpc")
-@click.option("--glue", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue")
+@click.option("--glue", type=click.Path(path_type=Path), default=GLUE)
 @click.option("--work", type=click.Path(path_type=Path), default=REPO / "runs/quality")
-@click.option("--results", type=click.Path(path_type=Path), default=REPO / "bench/results")
+@click.option("--results", type=click.Path(path_type=Path), default=RESULTS)
 @click.option("--base", default=None, help="Pretrained BERT to fine-tune into the teacher (default: packaged MiniLM).")
 @click.option("--student", type=click.Choice(list(STUDENTS)), default="tinybert4-size")
 @click.option("--init", type=click.Choice(["teacher", "random"]), default="teacher")

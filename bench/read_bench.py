@@ -12,7 +12,6 @@ A GPU student becomes read-bound where its examples/s exceed the stream's; the R
 that means. Writes bench/results/read-<teacher>.json.
 """
 
-import json
 import os
 import platform
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import click
 
+from bench.common import data_option, save_result
 from bench.dump_bench import base_shaped_teacher
 from cache import open_cache
 from cache.checkpoints import default_teacher_path, quiet_transformers
@@ -30,7 +30,6 @@ from cache.layer_map import uniform_layer_map
 from cache.manifest import Manifest
 from student.stream import EpochPlan, stream_batches
 
-REPO = Path(__file__).resolve().parents[1]
 PIECE = 8 << 20
 
 
@@ -86,7 +85,7 @@ def cold(files: list[Path], fn, *args) -> tuple[float, object]:
               help="An existing cache (default: dump one).")
 @click.option("--teacher-shape", type=click.Choice(["minilm", "base"]), default="minilm")
 @click.option("--limit", default=5000, help="First N SST-2 training sentences to dump.")
-@click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
+@data_option
 def main(cache_path, teacher_shape, limit, data):
     quiet_transformers()
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,9 +96,7 @@ def main(cache_path, teacher_shape, limit, data):
                                     limit=limit), command="bench", progress=False)
         result = measure(cache_path)
     result["teacher"] = teacher_shape
-    out = REPO / "bench" / "results" / f"read-{teacher_shape}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    save_result(f"read-{teacher_shape}", result)
     print(f"{result['examples']} examples, {result['bytes'] / 1e6:.0f} MB, {result['machine']}")
     print(f"{'cold read':<34}{'examples/s':>12}{'MB/s':>9}{'vs dd':>7}")
     for name, r in result["reads"].items():

@@ -10,29 +10,22 @@ and 20. From the per-epoch costs of N = 5 and 20 it reports the N where the cach
 and where it pays from when K experiments share one cache. Writes bench/results/recipe-<teacher>.json.
 """
 
-import json
 import platform
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
+from bench.common import data_option, save_result, seconds
 from bench.dump_bench import base_shaped_teacher
 from bench.online import OnlineTargets
 from cache.checkpoints import default_teacher_path, quiet_transformers
 from cache.dump import DumpConfig, dump_teacher
 from student.trainer import TrainConfig, train_student
 
-REPO = Path(__file__).resolve().parents[1]
 EPOCHS = (1, 5, 20)
 
-
-def seconds(fn, *args, **kwargs) -> float:
-    started = time.perf_counter()
-    fn(*args, **kwargs)
-    return time.perf_counter() - started
 
 
 def minilm_with_head(folder: Path) -> str:
@@ -59,7 +52,7 @@ def crossover(dump_s: float, cache: dict, online: dict, experiments: int = 1) ->
 @click.option("--teacher-shape", type=click.Choice(["minilm", "base"]), default="minilm")
 @click.option("--limit", default=500, help="First N SST-2 training sentences.")
 @click.option("--workers", type=int, default=None, help="Reader processes of the cache route (default: the trainer's).")
-@click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
+@data_option
 def main(teacher_shape, limit, workers, data):
     quiet_transformers()
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,9 +77,7 @@ def main(teacher_shape, limit, workers, data):
               "online_over_cache_route": {n: online[n] / (dump_s + cache[n]) for n in EPOCHS},
               "crossover_epochs": crossover(dump_s, cache, online),
               "crossover_epochs_5_experiments": crossover(dump_s, cache, online, experiments=5)}
-    out = REPO / "bench" / "results" / f"recipe-{teacher_shape}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    save_result(f"recipe-{teacher_shape}", result)
     print(f"{'N':>3}{'cache route':>13}{'online':>9}{'online / cache route':>22}")
     for n in EPOCHS:
         print(f"{n:>3}{dump_s + cache[n]:>12.0f}s{online[n]:>8.0f}s{result['online_over_cache_route'][n]:>22.2f}")

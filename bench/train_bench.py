@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 import torch
 
+from bench.common import data_option, save_result
 from bench.dump_bench import base_shaped_teacher
 from bench.online import OnlineTargets
 from cache.checkpoints import default_teacher_path, quiet_transformers
@@ -28,8 +29,6 @@ from cache.dump import DumpConfig, dump_teacher
 from cache.layer_map import uniform_layer_map
 from student.stream import EpochPlan
 from student.trainer import CachedTargets, TrainConfig, train_student
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 class InMemoryTargets(CachedTargets):
@@ -69,7 +68,7 @@ def examples_per_s(out: Path, batch_size: int = 32) -> float:
 @click.option("--batch-size", default=32, help="Examples per step (a GPU student is launch-bound at 32).")
 @click.option("--rounds", default=2)
 @click.option("--workers", type=int, default=None, help="Reader processes of the cached run (default: the trainer's).")
-@click.option("--data", type=click.Path(path_type=Path), default=REPO.parent / "shared/data/glue/SST-2")
+@data_option
 def main(teacher_shape, limit, steps, batch_size, rounds, workers, data):
     quiet_transformers()
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,9 +95,7 @@ def main(teacher_shape, limit, steps, batch_size, rounds, workers, data):
               "batch_size": batch_size,
               "examples_per_s": median, "cache_over_ram": median["cache"] / median["ram"],
               "cache_over_online": median["cache"] / median["online"], "rounds": rates}
-    out = REPO / "bench" / "results" / f"train-{teacher_shape}-b{batch_size}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    save_result(f"train-{teacher_shape}-b{batch_size}", result)
     print(f"teacher {teacher_shape}, batch {batch_size}: " + ", ".join(f"{k} {v:.1f} ex/s" for k, v in median.items()) +
           f"; cache/RAM {result['cache_over_ram']:.2f}, cache/online {result['cache_over_online']:.2f}")
 
