@@ -134,7 +134,7 @@ def cli():
 
 @cli.command("dump-teacher")
 @click.option("--task", required=True, help="GLUE task (sst2, cola, mrpc, stsb, qqp, mnli, qnli, rte, wnli), "
-              "or csv / tsv / jsonl / text for your own files.")
+              "or csv / tsv / jsonl / text / parquet / arrow / datasets (a save_to_disk folder) for your own data.")
 @click.option("--data", required=True, type=click.Path(path_type=Path),
               help="A data file, or a folder holding <split>.tsv (GLUE layout).")
 @click.option("--split", default=DumpConfig.split, help="Split to read when --data is a folder.")
@@ -158,11 +158,11 @@ def cli():
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N examples.")
 @click.option("--block-mb", type=FiniteFloat(0.001), default=DumpConfig.block_mb,
               help="Target block size: the unit of commit (resume) and of streaming reads.")
-@click.option("--text-column", default=ColumnSpec.text, help="csv/tsv/jsonl: column of the first text.")
-@click.option("--pair-column", default=None, help="csv/tsv/jsonl: column of the second text, if any.")
-@click.option("--label-column", default=None, help="csv/tsv/jsonl: label column (default: 'label' if present).")
-@click.option("--labels", default=None, help="csv/tsv/jsonl: class names in id order, comma-separated.")
-@click.option("--regression", is_flag=True, help="csv/tsv/jsonl: the label is a number.")
+@click.option("--text-column", default=ColumnSpec.text, help="Your own data: column of the first text.")
+@click.option("--pair-column", default=None, help="Your own data: column of the second text, if any.")
+@click.option("--label-column", default=None, help="Your own data: label column (default: 'label' if present).")
+@click.option("--labels", default=None, help="Your own data: class names in id order, comma-separated.")
+@click.option("--regression", is_flag=True, help="Your own data: the label is a number.")
 @click.option("--device", default=DumpConfig.device, help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
 @click.option("--writer", type=click.Choice(WRITERS), default=DumpConfig.writer,
               help="Where blocks are written while the teacher computes: auto = a process beside a GPU "
@@ -262,12 +262,14 @@ precision_option = click.option(
 @click.option("--window-blocks", type=click.IntRange(1), default=TrainConfig.window_blocks,
               help="Blocks shuffled together (the shuffle buffer; memory grows with it).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--tensorboard", is_flag=True,
+              help="Also write the logged scalars as TensorBoard events (--out/tensorboard).")
 @click.option("--device", default=TrainConfig.device)
 @precision_option
 def train_student_command(cache_path, student, stage, out, layer_map, layer_weights, eval_data, eval_split,
                           epochs_intermediate, epochs_prediction, batch_size, lr_intermediate, lr_prediction,
                           temperature, attention_loss, shared_projection, seed, max_steps, eval_every,
-                          save_every, workers, window_blocks, resume, device, precision):
+                          save_every, workers, window_blocks, resume, tensorboard, device, precision):
     """Distil a TinyBERT student from a teacher cache; the teacher is never loaded."""
     config = TrainConfig(cache=cache_path, out=out, student=student, stage=stage, layer_map=layer_map,
                          layer_weights=layer_weights, eval_data=eval_data, eval_split=eval_split,
@@ -276,7 +278,8 @@ def train_student_command(cache_path, student, stage, out, layer_map, layer_weig
                          temperature=temperature, attention_loss=attention_loss,
                          shared_projection=shared_projection, seed=seed, max_steps=max_steps,
                          eval_every=eval_every, save_every=save_every, workers=workers,
-                         window_blocks=window_blocks, resume=resume, device=device, precision=precision)
+                         window_blocks=window_blocks, resume=resume, device=device, precision=precision,
+                         tensorboard=tensorboard)
     metrics = _run(config, "student.trainer", "train_student")
     click.echo(f"{out}: student saved in {out / 'last'}" + (f"; dev {json.dumps(metrics)}" if metrics else ""))
 
@@ -352,7 +355,9 @@ def evaluate_command(model, task, data, split, max_seq_len, as_json):
 @click.option("--cache", "cache_path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Also report this cache's size.")
 @click.option("--json", "as_json", is_flag=True)
-def compare_command(models, task, data, split, max_seq_len, cache_path, as_json):
+@click.option("--plot", type=click.Path(path_type=Path), default=None,
+              help="Also draw the metric against latency (marker size: parameters) to this PNG.")
+def compare_command(models, task, data, split, max_seq_len, cache_path, as_json, plot):
     """Metric, parameters, latency per example and speed-up of models side by side."""
     _check_data(task, data, split)
     from cache.inspect import size_line
@@ -362,8 +367,63 @@ def compare_command(models, task, data, split, max_seq_len, cache_path, as_json)
 
     _quiet_transformers()
     rows = compare_models(models, task, data, split, max_seq_len)
+    if plot is not None:
+        from student.show import draw_comparison
+
+        draw_comparison(rows, plot)
     click.echo(json.dumps({"models": rows, "cache": cache_line}) if as_json else
                "\n".join([format_rows(rows), *([cache_line] if cache_line else [])]))
+
+
+@cli.group("show", cls=Group)
+def show_group():
+    """Pictures (PNG): attention maps, training curves, what a cache holds."""
+
+
+@show_group.command("attention")
+@click.option("--cache", "cache_path", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--example", type=click.IntRange(0), default=0, help="Example number in the cache.")
+@click.option("--student", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A student (or its run folder) to show beside the teacher.")
+@click.option("--layer", type=click.IntRange(0), default=None,
+              help="Student layer (teacher layer without --student); default: the last.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="PNG file to write.")
+def show_attention(cache_path, example, student, layer, out):
+    """Teacher and student attention of one example, one panel per head, tokens on the axes."""
+    from student.show import attention_maps, draw_attention
+
+    _quiet_transformers()
+    maps = attention_maps(cache_path, example, student, layer)
+    draw_attention(maps, out)
+    click.echo(f"{out}: teacher layer {maps.teacher_layer}"
+               + (f", student layer {maps.student_layer}" if maps.student is not None else ""))
+
+
+@show_group.command("curves")
+@click.option("--run", "runs", multiple=True, required=True, type=click.Path(exists=True, file_okay=False,
+                                                                            path_type=Path),
+              help="A train-student run folder; repeat to overlay runs.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="PNG file to write.")
+def show_curves(runs, out):
+    """Each loss component and the eval metric against step, runs overlaid."""
+    from student.show import draw_curves, training_curves
+
+    curves = training_curves(list(runs))
+    draw_curves(curves, out)
+    click.echo(f"{out}: {len(curves)} runs")
+
+
+@show_group.command("cache")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="PNG file to write.")
+def show_cache(path, out):
+    """Length histogram, and the bytes of each kind of target and layer."""
+    from student.show import cache_contents, draw_cache
+
+    contents = cache_contents(path)
+    draw_cache(contents, out)
+    megabytes = sum(contents.bytes_by_target.values()) / 1e6
+    click.echo(f"{out}: {int(contents.length_counts.sum())} examples, {megabytes:,.1f} MB of targets")
 
 
 @cli.group("cache", cls=Group)

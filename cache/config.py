@@ -10,6 +10,7 @@ from .lock import LOCK
 from .manifest import MANIFEST
 from .paths import check_not_input, check_number, check_output_dir, check_writable
 from .store.base import COMPRESSIONS, check_compression
+from .tasks import GLUE_TASKS
 
 AUGMENT_RECORD = "augment.json"
 FORMATS = tuple(COMPRESSIONS)
@@ -92,7 +93,7 @@ class AugmentConfig:
         """The file to augment; refused for formats `augment` does not write."""
         task = canonical_task(self.task)
         source = resolve_data_file(task, Path(self.data), self.split)
-        if task in ("csv", "jsonl", "text"):
+        if task not in GLUE_TASKS and task != "tsv":
             raise UserError(f"--task {task}: augment reads GLUE tasks and tsv files, not {source.name}")
         return source
 

@@ -14,11 +14,14 @@ from typing import cast
 import numpy as np
 
 from .errors import DataError, UserError
+from .tables import EXTENSIONS, TABLE_TASKS, datasets_folder, table_dict_rows
 from .tasks import GENERIC_TASKS, GLUE_TASKS, TASK_ALIASES, TaskSpec
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 """Regression labels are stored as float32: a larger label would be stored as infinity."""
-Row = tuple[int, dict | list]  # (line number, fields by name or by position)
+Row = tuple[int, dict | list]
+DICT_ROWS = ("jsonl", *TABLE_TASKS)
+"""Tasks whose rows are dicts by column name (no header row)."""  # (line number, fields by name or by position)
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,14 @@ def canonical_task(task: str) -> str:
 
 
 def resolve_data_file(task: str, data: Path, split: str) -> Path:
-    """`data` is a file, or a folder holding `<split>.<ext>` in the task's layout."""
+    """`data` is a file, or a folder holding `<split>.<ext>` in the task's layout (for `datasets`,
+    the folder that `save_to_disk` wrote)."""
+    if task == "datasets":
+        if not data.is_dir():
+            raise DataError(str(data), None, "no such folder")
+        return datasets_folder(data, split)
     if data.is_dir():
-        ext = {"csv": "csv", "jsonl": "jsonl", "text": "txt"}.get(task, "tsv")
+        ext = {"csv": "csv", "jsonl": "jsonl", "text": "txt", **EXTENSIONS}.get(task, "tsv")
         data = data / f"{split}.{ext}"
     if not data.is_file():
         raise DataError(str(data), None, "no such file")
@@ -80,7 +88,8 @@ def load_examples(task: str, data: Path | str, split: str, *, columns: ColumnSpe
     path = resolve_data_file(task, Path(data), split)
     if task == "text":
         return _plain_text(path, split, limit)
-    rows = _jsonl_rows(path) if task == "jsonl" else table_rows(path, task)
+    rows = _jsonl_rows(path) if task == "jsonl" else table_dict_rows(path, task) if task in TABLE_TASKS else \
+        table_rows(path, task)
     spec = task_spec(task, split, columns)
     return _examples_from_rows(spec, task, split, path, rows, limit)
 
@@ -139,7 +148,7 @@ def _examples_from_rows(spec: TaskSpec, task: str, split: str, path: Path, rows:
                         limit: int | None) -> Examples:
     rows = iter(rows)
     header = None
-    if spec.header and task != "jsonl":
+    if spec.header and task not in DICT_ROWS:
         try:
             _, header = next(rows)
         except StopIteration:
@@ -193,7 +202,7 @@ def _column_picker(spec: TaskSpec, path: Path, header: list | None, task: str):
         return value
 
     def pick(line: int, fields):
-        if header is not None and task != "jsonl" and len(fields) != len(header):
+        if header is not None and task not in DICT_ROWS and len(fields) != len(header):
             raise DataError(str(path), line, f"row has {len(fields)} fields, header has {len(header)}")
         text = field(line, fields, positions[0], "text")
         pair = field(line, fields, positions[1], "second text")

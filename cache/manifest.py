@@ -72,7 +72,7 @@ class DataRecord:
     examples: int
     truncated: int
     columns: dict | None
-    """The column options of csv/tsv/jsonl files; None for GLUE tasks (their layout is fixed)."""
+    """The column options of the user's own data; None for GLUE tasks (their layout is fixed)."""
     label_names: tuple[str, ...] | None
     label_kind: str
     """classification, regression or none."""

@@ -24,8 +24,14 @@ def write_record(path: Path, config, command: str, **resolved) -> None:
 
 
 def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes; of a folder (a `datasets` folder), of every file's name and bytes
+    in sorted order."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
     return digest.hexdigest()

@@ -51,4 +51,4 @@ GLUE_TASKS: dict[str, TaskSpec] = {
 }
 
 TASK_ALIASES = {"sst-2": "sst2", "sts-b": "stsb"}
-GENERIC_TASKS = ("csv", "tsv", "jsonl", "text")
+GENERIC_TASKS = ("csv", "tsv", "jsonl", "text", "parquet", "arrow", "datasets")

@@ -12,7 +12,7 @@ from cache.paths import check_number, check_output_dir
 STAGES = ("intermediate", "prediction", "all")
 PRECISIONS = ("auto", "float32", "bfloat16")
 CHECKPOINT = "checkpoint.pt"
-RUN_FILES = ("train_config.json", "command.txt", "metrics.jsonl", "checkpoint.", "best", "last")
+RUN_FILES = ("train_config.json", "command.txt", "metrics.jsonl", "checkpoint.", "best", "last", "tensorboard")
 """What a training run writes into its --out (names or prefixes; a checkpoint is staged beside itself)."""
 FINETUNE_LOG = "metrics.jsonl"
 
@@ -91,6 +91,8 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     """`float32`, `bfloat16` (autocast), or `auto`: bfloat16 on CUDA, float32 on a CPU."""
+    tensorboard: bool = False
+    """Also write the logged scalars as TensorBoard events in `out`/tensorboard."""
 
     def check(self) -> None:
         """Everything decidable from the flags, the cache's manifest and the paths, before torch or

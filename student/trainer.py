@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ from student.precision import autocast, resolve_precision
 from student.stream import Batch, EpochPlan, pad_batch, stream_batches
 
 INTERMEDIATE_EPOCHS = {"cola": 50, "mnli": 10, "qqp": 10, "qnli": 10}  # the paper's; 20 otherwise
-NOT_COMPUTING = ("cache", "out", "resume", "device", "precision", "workers", "save_every", "log_every")
+NOT_COMPUTING = ("cache", "out", "resume", "device", "precision", "workers", "save_every", "log_every", "tensorboard")
 """Options that do not change what a run computes (the cache and precision are compared by what
 they resolve to: the cache's identity, the precision used); `--resume` compares all the others."""
 
@@ -96,6 +96,7 @@ class Run:
         self.projections = Projections(self.student.config.hidden_size, self.teacher.hidden_size,
                                        config.shared_projection).to(self.device)
         self.eval_examples = load_examples(self.task, config.eval_data, config.eval_split) if config.eval_data else None
+        self.log = RunLog(config.out, config.tensorboard)
 
     @property
     def num_labels(self) -> int:
@@ -201,11 +202,14 @@ def train_student(config: TrainConfig, command: str, progress: bool = True,
     checkpoint = _load_checkpoint(run) if config.resume else None
     _write_run_files(run, command)
     state = RunState(**checkpoint["state"]) if checkpoint else RunState()
-    for index, stage in enumerate(run.stages):
-        if index < state.stage:
-            continue
-        _train_stage(run, stage, index, state, progress, checkpoint)
-        state = RunState(stage=index + 1, best=state.best, history=state.history)
+    try:
+        for index, stage in enumerate(run.stages):
+            if index < state.stage:
+                continue
+            _train_stage(run, stage, index, state, progress, checkpoint)
+            state = RunState(stage=index + 1, best=state.best, history=state.history)
+    finally:
+        run.log.close()
     _save_student(run, config.out / "last")
     return state.history[-1]["eval"] if state.history else {}
 
@@ -348,9 +352,38 @@ def _evaluate(run: Run, stage: Stage, state: RunState) -> None:
 
 
 def _log(run: Run, entry: dict) -> None:
-    entry = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")} | entry
-    with open(run.config.out / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(entry) + "\n")
+    run.log.write(entry)
+
+
+class RunLog:
+    """metrics.jsonl, and with --tensorboard the same scalars as TensorBoard events in tensorboard/
+    (tag `<stage>/<name>`, eval metrics as `<stage>/eval/<metric>`, at the stage's step)."""
+
+    def __init__(self, out: Path, tensorboard: bool):
+        self.path, self.tensorboard = out / "metrics.jsonl", tensorboard
+        self._writer: Any = None  # a SummaryWriter, opened at the first entry (the run folder exists by then)
+
+    def write(self, entry: dict) -> None:
+        stamped = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")} | entry
+        with open(self.path, "a") as f:
+            f.write(json.dumps(stamped) + "\n")
+        if self.tensorboard:
+            self._scalars(entry)
+
+    def _scalars(self, entry: dict) -> None:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.path.parent / "tensorboard"))
+        values = {f"eval/{k}": v for k, v in entry["eval"].items()} if "eval" in entry else entry
+        for name, value in values.items():
+            if name not in ("stage", "epoch", "step") and isinstance(value, int | float):
+                self._writer.add_scalar(f"{entry['stage']}/{name}", value, entry["step"])
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
 
 def _save_student(run: Run, folder: Path) -> None:

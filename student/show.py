@@ -1,0 +1,195 @@
+"""Pictures: attention maps of teacher and student, training curves, what a cache holds, and the
+compared models. Each function draws one PNG of a fixed size (matplotlib's Agg backend, inputs in
+a fixed order, so the same inputs give the same file) and returns the data it drew, so that tests
+compare the picture's content with its source."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from cache import Cache, open_cache  # noqa: E402
+from cache.attention import capture_implementation  # noqa: E402
+from cache.checkpoints import model_folder  # noqa: E402
+from cache.dtypes import numpy_dtype  # noqa: E402
+from cache.errors import UserError  # noqa: E402
+from cache.layer_map import uniform_layer_map  # noqa: E402
+
+DPI = 100
+PANEL = 1.7
+"""Inches per attention panel (one per head)."""
+
+
+@dataclass(frozen=True)
+class AttentionMaps:
+    """What `show attention` drew: maps (h, L, L) of one example, and which layers they come from."""
+
+    tokens: list[str]
+    teacher_layer: int
+    teacher: np.ndarray
+    student_layer: int | None
+    student: np.ndarray | None
+
+
+def attention_maps(cache_path: Path, example: int, student: Path | None, layer: int | None) -> AttentionMaps:
+    """Teacher attention of `example` from the cache; with `student`, the student's own maps of the
+    same kind (scores or probabilities) for the student layer `layer` (default: its last), next to
+    the teacher layer the run's layer map pairs it with. Without a student, `layer` is a teacher layer."""
+    cache = open_cache(cache_path)
+    if not 0 <= example < len(cache):
+        raise UserError(f"--example: {example} is not in 0..{len(cache) - 1}")
+    item = cache[example]
+    tokens = cache.load_tokenizer().convert_ids_to_tokens(item["input_ids"].tolist())
+    if student is None:
+        n = layer if layer is not None else cache.attention_layers[-1]
+        return AttentionMaps(tokens, n, _teacher_map(cache, item, n), None, None)
+    model, layer_map = _student(model_folder(student, "--student"), cache)
+    m = layer if layer is not None else len(layer_map)
+    if not 1 <= m <= len(layer_map):
+        raise UserError(f"--layer: the student has layers 1..{len(layer_map)}, not {m}")
+    model.set_attn_implementation(capture_implementation(cache.manifest.attention))
+    with torch.no_grad():
+        out = model(input_ids=item["input_ids"][None], token_type_ids=item["token_type_ids"][None],
+                    output_attentions=True)
+    ours = out.attentions[m - 1][0].float().numpy()  # (h, L, L)
+    n = layer_map[m - 1]
+    return AttentionMaps(tokens, n, _teacher_map(cache, item, n), m, ours)
+
+
+def _teacher_map(cache: Cache, item: dict, layer: int) -> np.ndarray:
+    if layer not in item["attention"]:
+        raise UserError(f"--layer: teacher layer {layer} has no attention in the cache "
+                        f"(it stores {list(cache.attention_layers)})")
+    return item["attention"][layer].float().numpy()
+
+
+def _student(folder: Path, cache: Cache):
+    """The student's encoder and its layer map (the run's, else uniform over the teacher's layers)."""
+    from transformers import BertModel
+
+    model = BertModel.from_pretrained(folder, add_pooling_layer=False).eval()
+    record = folder.parent / "train_config.json"
+    if record.is_file():
+        return model, json.loads(record.read_text())["layer_map_resolved"]
+    return model, uniform_layer_map(model.config.num_hidden_layers, cache.manifest.teacher.num_layers)
+
+
+def draw_attention(maps: AttentionMaps, out: Path) -> None:
+    rows: list[tuple[str, int | None, np.ndarray]] = [("teacher", maps.teacher_layer, maps.teacher)]
+    if maps.student is not None:
+        rows.append(("student", maps.student_layer, maps.student))
+    heads = maps.teacher.shape[0]
+    figure, axes = plt.subplots(len(rows), heads, figsize=(PANEL * heads, PANEL * len(rows) + 0.4),
+                                squeeze=False)
+    ticks = range(len(maps.tokens))
+    for r, (who, layer, values) in enumerate(rows):
+        for head in range(heads):
+            axis = axes[r][head]
+            axis.imshow(values[head], cmap="viridis")
+            axis.set_title(f"{who} L{layer} h{head}", fontsize=6)
+            axis.set_xticks(ticks, maps.tokens if r == len(rows) - 1 else [], rotation=90, fontsize=3)
+            axis.set_yticks(ticks, maps.tokens if head == 0 else [], fontsize=3)
+    _save(figure, out)
+
+
+CURVES = ("embd", "hidn", "attn", "pred")
+"""Loss components, one panel each, in this order; the eval metric gets the last panel."""
+
+
+def training_curves(runs: list[Path]) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
+    """Per run (by folder name), each series in its metrics.jsonl: loss components and the eval
+    metrics against the step of their stage."""
+    curves: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
+    for run in runs:
+        log = Path(run) / "metrics.jsonl"
+        if not log.is_file():
+            raise UserError(f"--run: {run} has no metrics.jsonl (not a training run)")
+        series: dict[str, tuple[list[int], list[float]]] = {}
+        for entry in map(json.loads, log.read_text().splitlines()):
+            values = entry.get("eval", {k: entry[k] for k in CURVES if k in entry})
+            prefix = "eval " if "eval" in entry else ""
+            for key, value in values.items():
+                steps, points = series.setdefault(prefix + key, ([], []))
+                steps.append(entry["step"])
+                points.append(value)
+        curves[Path(run).name if Path(run).name not in curves else str(run)] = series
+    return curves
+
+
+def draw_curves(curves: dict[str, dict[str, tuple[list[int], list[float]]]], out: Path) -> None:
+    names = sorted({name for series in curves.values() for name in series},
+                   key=lambda n: (n.startswith("eval"), CURVES.index(n) if n in CURVES else 0, n))
+    figure, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.8), squeeze=False)
+    for axis, name in zip(axes[0], names, strict=True):
+        for run, series in curves.items():
+            if name in series:
+                axis.plot(*series[name], label=run, linewidth=1, marker="o", markersize=2)
+        axis.set_title(name, fontsize=9)
+        axis.set_xlabel("step", fontsize=8)
+        axis.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=7)
+    _save(figure, out)
+
+
+@dataclass(frozen=True)
+class CacheContents:
+    """What `show cache` drew: the length histogram and the bytes of each kind of target."""
+
+    length_bins: np.ndarray  # (bins + 1,)
+    length_counts: np.ndarray  # (bins,)
+    bytes_by_target: dict[str, int]
+    """`hidden L<n>`, `attention L<n>`, `tokens`, `labels and logits`: bytes on disk before compression."""
+
+
+def cache_contents(cache_path: Path) -> CacheContents:
+    cache = open_cache(cache_path)
+    manifest, lengths = cache.manifest, cache.lengths.astype(np.int64)
+    counts, bins = np.histogram(lengths, bins=np.arange(1, manifest.max_seq_len + 2))
+    hidden = int(lengths.sum()) * manifest.teacher.hidden_size * numpy_dtype(manifest.dtype).itemsize
+    attention = int((manifest.teacher.num_heads * lengths**2).sum()) * numpy_dtype(manifest.attention_dtype).itemsize
+    sizes = {f"hidden L{n}": hidden for n in manifest.layers}
+    sizes |= {f"attention L{n}": attention for n in manifest.attention_layers}
+    sizes["tokens"] = int(lengths.sum()) * (4 + 1)  # int32 ids, int8 token types
+    sizes["labels and logits"] = len(lengths) * (8 + 4 * manifest.teacher.num_labels)
+    return CacheContents(bins, counts, sizes)
+
+
+def draw_cache(contents: CacheContents, out: Path) -> None:
+    figure, (lengths, sizes) = plt.subplots(1, 2, figsize=(10, 4))
+    lengths.bar(contents.length_bins[:-1], contents.length_counts, width=1.0)
+    lengths.set_xlabel("tokens per example")
+    lengths.set_ylabel("examples")
+    names = list(contents.bytes_by_target)
+    sizes.barh(names, [contents.bytes_by_target[n] / 1e6 for n in names])
+    sizes.invert_yaxis()
+    sizes.set_xlabel("MB")
+    sizes.tick_params(labelsize=7)
+    _save(figure, out)
+
+
+def draw_comparison(rows: list[dict], out: Path) -> list[tuple[str, float, float, int]]:
+    """Metric against latency, marker area by parameters; returns (model, latency, metric, parameters)."""
+    metric = rows[0]["metric"]
+    points = [(r["model"], r["latency_ms"], r[metric], r["parameters"]) for r in rows]
+    figure, axis = plt.subplots(figsize=(5, 4))
+    largest = max(p[3] for p in points)
+    for name, latency, score, parameters in points:
+        axis.scatter(latency, score, s=400 * parameters / largest, alpha=0.6)
+        axis.annotate(f"{name} ({parameters / 1e6:.1f}M)", (latency, score), fontsize=8)
+    axis.set_xlabel("ms per example (batch size 1)")
+    axis.set_ylabel(metric)
+    _save(figure, out)
+    return points
+
+
+def _save(figure, out: Path) -> None:
+    figure.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=DPI, metadata={"Software": None})  # no version stamp: same inputs, same bytes
+    plt.close(figure)
