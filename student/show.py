@@ -1,25 +1,23 @@
 """Pictures: attention maps of teacher and student, training curves, what a cache holds, and the
-compared models. Each function draws one PNG of a fixed size (matplotlib's Agg backend, inputs in
-a fixed order, so the same inputs give the same file) and returns the data it drew, so that tests
+compared models. Each function draws one PNG of a fixed size (matplotlib `Figure` objects, which
+render with Agg and touch no global pyplot state; inputs in a fixed order, so the same inputs give
+the same file) and returns the data it drew, so that tests
 compare the picture's content with its source."""
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from cache import Cache, open_cache  # noqa: E402
-from cache.attention import capture_implementation  # noqa: E402
-from cache.checkpoints import model_folder  # noqa: E402
-from cache.dtypes import numpy_dtype  # noqa: E402
-from cache.errors import UserError  # noqa: E402
-from cache.layer_map import uniform_layer_map  # noqa: E402
+from cache import Cache, open_cache
+from cache.attention import capture_implementation
+from cache.checkpoints import model_folder
+from cache.dtypes import numpy_dtype
+from cache.errors import UserError
+from cache.layer_map import uniform_layer_map
 
 DPI = 100
 PANEL = 1.7
@@ -85,8 +83,7 @@ def draw_attention(maps: AttentionMaps, out: Path) -> None:
     if maps.student is not None:
         rows.append(("student", maps.student_layer, maps.student))
     heads = maps.teacher.shape[0]
-    figure, axes = plt.subplots(len(rows), heads, figsize=(PANEL * heads, PANEL * len(rows) + 0.4),
-                                squeeze=False)
+    figure, axes = _figure(PANEL * heads, PANEL * len(rows) + 0.4, len(rows), heads)
     ticks = range(len(maps.tokens))
     for r, (who, layer, values) in enumerate(rows):
         for head in range(heads):
@@ -125,7 +122,7 @@ def training_curves(runs: list[Path]) -> dict[str, dict[str, tuple[list[int], li
 def draw_curves(curves: dict[str, dict[str, tuple[list[int], list[float]]]], out: Path) -> None:
     names = sorted({name for series in curves.values() for name in series},
                    key=lambda n: (n.startswith("eval"), CURVES.index(n) if n in CURVES else 0, n))
-    figure, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.8), squeeze=False)
+    figure, axes = _figure(3.2 * len(names), 2.8, 1, len(names))
     for axis, name in zip(axes[0], names, strict=True):
         for run, series in curves.items():
             if name in series:
@@ -161,7 +158,8 @@ def cache_contents(cache_path: Path) -> CacheContents:
 
 
 def draw_cache(contents: CacheContents, out: Path) -> None:
-    figure, (lengths, sizes) = plt.subplots(1, 2, figsize=(10, 4))
+    figure, axes = _figure(10, 4, 1, 2)
+    lengths, sizes = axes[0]
     lengths.bar(contents.length_bins[:-1], contents.length_counts, width=1.0)
     lengths.set_xlabel("tokens per example")
     lengths.set_ylabel("examples")
@@ -177,19 +175,26 @@ def draw_comparison(rows: list[dict], out: Path) -> list[tuple[str, float, float
     """Metric against latency, marker area by parameters; returns (model, latency, metric, parameters)."""
     metric = rows[0]["metric"]
     points = [(r["model"], r["latency_ms"], r[metric], r["parameters"]) for r in rows]
-    figure, axis = plt.subplots(figsize=(5, 4))
+    figure, axes = _figure(5, 4)
+    axis = axes[0][0]
     largest = max(p[3] for p in points)
     for name, latency, score, parameters in points:
         axis.scatter(latency, score, s=400 * parameters / largest, alpha=0.6)
         axis.annotate(f"{name} ({parameters / 1e6:.1f}M)", (latency, score), fontsize=8)
+    axis.margins(x=0.35, y=0.2)  # room for the labels
     axis.set_xlabel("ms per example (batch size 1)")
     axis.set_ylabel(metric)
     _save(figure, out)
     return points
 
 
-def _save(figure, out: Path) -> None:
+def _figure(width: float, height: float, rows: int = 1, columns: int = 1):
+    """A figure of `width` x `height` inches and its grid of axes (always 2-D)."""
+    figure = Figure(figsize=(width, height))
+    return figure, figure.subplots(rows, columns, squeeze=False)
+
+
+def _save(figure: Figure, out: Path) -> None:
     figure.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=DPI, metadata={"Software": None})  # no version stamp: same inputs, same bytes
-    plt.close(figure)

@@ -55,12 +55,28 @@ def test_attention_maps_equal_the_cache_and_a_fresh_student_forward(tmp_path, ti
 
 
 @pytest.mark.slow
-def test_real_minilm_attention_through_the_command(tmp_path, glue):
-    dump(default_teacher_path(), glue, tmp_path / "c", limit=8, block_mb=1)
+def test_real_minilm_through_the_commands(tmp_path, glue):
+    """The real MiniLM on real sentences: its attention, its cache, and a student's curves and events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    dump(default_teacher_path(), glue, tmp_path / "c", limit=16, block_mb=1)
     result = run("show", "attention", "--cache", tmp_path / "c", "--example", 3, "--layer", 6,
                  "--out", tmp_path / "a.png")
     assert result.exit_code == 0 and "teacher layer 6" in result.output, result.output
     assert png_size(tmp_path / "a.png") == (round(PANEL * 12 * DPI), round((PANEL + 0.4) * DPI))
+    assert run("show", "cache", tmp_path / "c", "--out", tmp_path / "k.png").exit_code == 0
+    assert png_size(tmp_path / "k.png") == (1000, 400)
+    trained = run("train-student", "--cache", tmp_path / "c", "--student", "layers=2,hidden=48,ffn=64,heads=12",
+                  "--stage", "intermediate", "--max-steps", 4, "--batch-size", 4, "--tensorboard",
+                  "--out", tmp_path / "run")
+    assert trained.exit_code == 0, trained.output
+    assert run("show", "curves", "--run", tmp_path / "run", "--out", tmp_path / "c.png").exit_code == 0
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    logged = training_curves([tmp_path / "run"])["run"]["attn"]
+    read = [(s.step, s.value) for s in events.Scalars("intermediate/attn")]
+    assert [step for step, _ in read] == logged[0]
+    assert [value for _, value in read] == pytest.approx(logged[1], rel=1e-6)
 
 
 def test_curves_are_the_logged_values(tmp_path, trained):
