@@ -1,6 +1,7 @@
 """tinybert-distill command line: parse flags into one config object and call the library.
 
-Heavy imports (torch, transformers, zarr) happen inside the commands so `--help` is instant.
+torch and transformers are imported only once a command's cheap checks have passed, so `--help`
+and a mistyped path answer at once.
 """
 
 import errno
@@ -304,7 +305,9 @@ def init_student_command(teacher, out, layers, layer_map, seed):
 
 
 @cli.command("finetune-teacher")
-@click.option("--task", required=True, help="GLUE task, or csv / tsv / jsonl with the column options of dump-teacher.")
+@click.option("--task", required=True,
+              help="GLUE task, or your own data (csv, tsv, jsonl, parquet, arrow, datasets) with columns "
+              "text and label.")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Folder with train.tsv (and dev.tsv).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the fine-tuned teacher.")
 @click.option("--base", default=None, help="Pretrained BERT folder. Default: the packaged MiniLM-L6-H384.")
