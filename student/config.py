@@ -12,9 +12,10 @@ from cache.paths import check_number, check_output_dir
 STAGES = ("intermediate", "prediction", "all")
 PRECISIONS = ("auto", "float32", "bfloat16")
 CHECKPOINT = "checkpoint.pt"
-RUN_FILES = ("train_config.json", "command.txt", "metrics.jsonl", "checkpoint.", "best", "last", "tensorboard")
+METRICS_LOG = "metrics.jsonl"
+"""Every logged step and evaluation of a training or fine-tuning run, one JSON object per line."""
+RUN_FILES = ("train_config.json", "command.txt", METRICS_LOG, "checkpoint.", "best", "last", "tensorboard")
 """What a training run writes into its --out (names or prefixes; a checkpoint is staged beside itself)."""
-FINETUNE_LOG = "metrics.jsonl"
 
 
 PRESETS: dict[str, tuple[int, int, int, int]] = {  # layers M, hidden d, FFN d', heads h
@@ -150,4 +151,4 @@ class FinetuneConfig:
         check_number(self.lr, "--lr", 0, low_open=True)
         if (Path(self.out) / "config.json").exists():
             raise UserError(f"--out: {self.out} already holds a model; choose another --out")
-        check_output_dir(Path(self.out), "--out", ours=(FINETUNE_LOG,))  # a log is all an interrupted run leaves
+        check_output_dir(Path(self.out), "--out", ours=(METRICS_LOG,))  # a log is all an interrupted run leaves

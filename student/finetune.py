@@ -5,7 +5,6 @@ teacher. This recipe shares tokenisation, padding, optimiser, schedule and evalu
 student trainer and writes a plain `save_pretrained` folder that `dump-teacher --teacher` takes.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +18,10 @@ from cache.device import resolve_device
 from cache.errors import UserError
 from cache.records import write_record
 from cache.tokenize import tokenize
-from student.config import FINETUNE_LOG, FinetuneConfig
+from student.config import FinetuneConfig
 from student.evaluate import evaluate
 from student.precision import autocast, resolve_precision
-from student.trainer import linear_schedule, seed_everything
+from student.trainer import RunLog, linear_schedule, seed_everything
 
 
 def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True) -> dict:
@@ -49,7 +48,8 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
                                   fused=device.type == "cuda")
     scheduler = linear_schedule(optimizer, steps, int(config.warmup * steps))
     config.out.mkdir(parents=True, exist_ok=True)
-    (config.out / FINETUNE_LOG).unlink(missing_ok=True)  # left by an interrupted run
+    log = RunLog(config.out, tensorboard=False)
+    log.path.unlink(missing_ok=True)  # left by an interrupted run
     rng, metrics = np.random.default_rng(config.seed), {}
     bar = tqdm(total=steps, desc="finetune-teacher", unit="step", disable=not progress, dynamic_ncols=True)
     for epoch in range(config.epochs):
@@ -67,7 +67,7 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
                 bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         if dev is not None:
             metrics = evaluate(model, tokenizer, dev, config.max_seq_len)
-            _log(config.out, {"epoch": epoch + 1, "eval": metrics})
+            log.write({"epoch": epoch + 1, "eval": metrics})
     bar.close()
     record_head(model.config, TaskHead(train.task, train.label_names, trained=True))
     model.save_pretrained(config.out)
@@ -93,8 +93,3 @@ def _step(model, tokens, batch: np.ndarray, labels: np.ndarray, device: torch.de
         out = model(input_ids=ids.to(device), token_type_ids=types.to(device), attention_mask=mask.long().to(device),
                     labels=targets.to(device))
     return out.loss
-
-
-def _log(out: Path, entry: dict) -> None:
-    with open(out / FINETUNE_LOG, "a") as f:
-        f.write(json.dumps(entry) + "\n")

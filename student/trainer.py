@@ -34,7 +34,7 @@ from cache.failpoints import failpoint
 from cache.layer_map import resolve_layer_map
 from cache.manifest import Manifest, identity_mismatches
 from cache.records import write_record
-from student.config import CHECKPOINT, TrainConfig, parse_student
+from student.config import CHECKPOINT, METRICS_LOG, TrainConfig, parse_student
 from student.evaluate import evaluate, metric_for
 from student.losses import attention_mse, hidden_mse, regression_mse, soft_cross_entropy
 from student.metrics import MAIN_METRIC
@@ -257,7 +257,7 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
                 rate, values = seen / (time.perf_counter() - started), {k: v.item() for k, v in parts.items()}
                 check_finite(values, stage.name, state.step)  # before anything is saved
                 bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()} | {"ex/s": f"{rate:.0f}"}, refresh=False)
-                _log(run, {"stage": stage.name, "epoch": state.epoch, "step": state.step, **values,
+                run.log.write({"stage": stage.name, "epoch": state.epoch, "step": state.step, **values,
                            "lr": scheduler.get_last_lr()[0], "examples_per_s": rate})
             if evaluating:
                 _evaluate(run, stage, state)
@@ -344,15 +344,11 @@ def _evaluate(run: Run, stage: Stage, state: RunState) -> None:
     metrics = evaluate(run.student, run.tokenizer, run.eval_examples, run.manifest.max_seq_len)
     entry = {"stage": stage.name, "step": state.step, "eval": metrics}
     state.history.append(entry)
-    _log(run, entry)
+    run.log.write(entry)
     score = metrics[MAIN_METRIC[metric_for(run.task)]]
     if state.best is None or score > state.best:
         state.best = score
         _save_student(run, run.config.out / "best")
-
-
-def _log(run: Run, entry: dict) -> None:
-    run.log.write(entry)
 
 
 class RunLog:
@@ -360,7 +356,7 @@ class RunLog:
     (tag `<stage>/<name>`, eval metrics as `<stage>/eval/<metric>`, at the stage's step)."""
 
     def __init__(self, out: Path, tensorboard: bool):
-        self.path, self.tensorboard = out / "metrics.jsonl", tensorboard
+        self.path, self.tensorboard = out / METRICS_LOG, tensorboard
         self._writer: Any = None  # a SummaryWriter, opened at the first entry (the run folder exists by then)
 
     def write(self, entry: dict) -> None:
