@@ -25,7 +25,7 @@ from cache.config import (
 )
 from cache.data import ColumnSpec
 from cache.store.base import COMPRESSIONS
-from student.config import PRECISIONS, STAGES, FinetuneConfig, TrainConfig
+from student.config import PRECISIONS, PROJECTION_SHARING, STAGES, FinetuneConfig, TrainConfig
 
 
 class Group(click.Group):
@@ -135,10 +135,16 @@ def cli():
 
 @cli.command("dump-teacher")
 @click.option("--task", required=True, help="GLUE task (sst2, cola, mrpc, stsb, qqp, mnli, qnli, rte, wnli), "
-              "or csv / tsv / jsonl / text / parquet / arrow / datasets (a save_to_disk folder) for your own data.")
+              "csv / tsv / jsonl / text / parquet / arrow / datasets (a save_to_disk folder) for your own data, "
+              "or corpus: raw text for general distillation, packed into --max-seq-len sequences.")
 @click.option("--data", required=True, type=click.Path(path_type=Path),
-              help="A data file, or a folder holding <split>.tsv (GLUE layout).")
-@click.option("--split", default=DumpConfig.split, help="Split to read when --data is a folder.")
+              help="A data file, or a folder holding <split>.tsv (GLUE layout); for a corpus, a text file or a "
+              "folder of .txt files (blank lines separate documents).")
+@click.option("--split", default=DumpConfig.split,
+              help="Split to read when --data is a folder; for a corpus, train or holdout (see --holdout).")
+@click.option("--holdout", type=FiniteFloat(0, 1, max_open=True), default=DumpConfig.holdout,
+              help="Corpus only: fraction of documents (chosen by a hash of their text) set aside as the "
+              "holdout split; give the same value to the train and holdout dumps.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Cache directory to write.")
 @click.option("--teacher", default=None, help="Teacher checkpoint folder (BertModel or "
               "BertForSequenceClassification). Default: the packaged MiniLM-L6-H384.")
@@ -156,7 +162,8 @@ def cli():
 @click.option("--max-seq-len", type=click.IntRange(4, 512), default=DumpConfig.max_seq_len,
               help="Truncate examples at this length.")
 @click.option("--batch-size", type=click.IntRange(1), default=DumpConfig.batch_size, help="Teacher batch size.")
-@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N examples.")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Only the first N examples (for a corpus: packed sequences).")
 @click.option("--block-mb", type=FiniteFloat(0.001), default=DumpConfig.block_mb,
               help="Target block size: the unit of commit (resume) and of streaming reads.")
 @click.option("--text-column", default=ColumnSpec.text, help="Your own data: column of the first text.")
@@ -168,22 +175,22 @@ def cli():
 @click.option("--writer", type=click.Choice(WRITERS), default=DumpConfig.writer,
               help="Where blocks are written while the teacher computes: auto = a process beside a GPU "
               "teacher, a thread beside a CPU one.")
-def dump_teacher_command(task, data, split, out, teacher, format_, layers, attention, dtype, attention_dtype,
+def dump_teacher_command(task, data, split, holdout, out, teacher, format_, layers, attention, dtype, attention_dtype,
                          compression, max_seq_len, batch_size, limit, block_mb, text_column, pair_column, label_column,
                          labels, regression, device, writer):
     """Run the teacher once over a data set and store its targets in a cache.
 
     Stores the embedding output, hidden states and attention of the chosen layers (real tokens
-    only) and the logits when the teacher has a classification head. Re-run the same command
-    to resume an interrupted dump.
+    only) and the logits when the teacher has a classification head (not for a corpus: general
+    distillation uses no logits). Re-run the same command to resume an interrupted dump.
     """
     columns = ColumnSpec(text_column, pair_column, label_column,
                          tuple(labels.split(",")) if labels else None, regression)
     config = DumpConfig(task=task, data=data, split=split, out=out, teacher=teacher, format=format_,
                         layers=layers, attention=attention, dtype=dtype, attention_dtype=attention_dtype,
                         compression=compression,
-                        max_seq_len=max_seq_len, batch_size=batch_size, limit=limit, block_mb=block_mb,
-                        columns=columns, device=device, writer=writer)
+                        max_seq_len=max_seq_len, batch_size=batch_size, limit=limit, holdout=holdout,
+                        block_mb=block_mb, columns=columns, device=device, writer=writer)
     report = _run(config, "cache.dump", "dump_teacher")
     if report.stale_lock:
         click.echo(f"note: took over the lock of a writer that died (pid {report.stale_lock.get('pid')}: "
@@ -202,27 +209,40 @@ def dump_teacher_command(task, data, split, out, teacher, format_, layers, atten
 @click.option("--split", default=AugmentConfig.split, help="Split to read when --data is a folder.")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="Folder for the augmented file (same name and layout as the input).")
-@click.option("--teacher", default=None, help="Whose input embeddings give the replacement words "
+@click.option("--mlm", default=None, help="A BERT masked-LM checkpoint (BertForMaskedLM): candidates for one-piece "
+              "words, as in the paper. Default: the teacher's input-embedding neighbours.")
+@click.option("--glove", type=click.Path(path_type=Path), default=None,
+              help="GloVe vectors (text format): candidates for words of several pieces. Default: keep them.")
+@click.option("--teacher", default=None, help="Without --mlm, whose input embeddings give the candidates "
               "(default: the packaged MiniLM).")
-@click.option("--copies", type=click.IntRange(1), default=AugmentConfig.copies,
-              help="Augmented copies per row (the paper's N_a).")
+@click.option("--copies", type=click.IntRange(1), default=None,
+              help="New sentences per row (N_a), duplicates dropped. Default: 20 SST-2 and QNLI, 10 MNLI and "
+              "QQP, 30 otherwise (the reference script's).")
 @click.option("--p-replace", type=FiniteFloat(0, 1), default=AugmentConfig.p_replace,
               help="Chance that a word is replaced (p_t).")
 @click.option("--neighbours", type=click.IntRange(1), default=AugmentConfig.neighbours, help="Candidates per word (K).")
 @click.option("--seed", type=int, default=AugmentConfig.seed)
+@click.option("--limit", type=click.IntRange(1), default=None, help="Augment the first N rows only.")
+@click.option("--batch-size", type=click.IntRange(1), default=AugmentConfig.batch_size,
+              help="Masked sentences per masked-LM forward.")
+@click.option("--device", default=AugmentConfig.device, help="For the masked LM: auto, cpu, cuda, ...")
 @click.option("--text-column", default=ColumnSpec.text, help="tsv: column of the first text.")
 @click.option("--pair-column", default=None, help="tsv: column of the second text, if any.")
-def augment_command(task, data, split, out, teacher, copies, p_replace, neighbours, seed, text_column, pair_column):
+def augment_command(task, data, split, out, mlm, glove, teacher, copies, p_replace, neighbours, seed, limit,
+                    batch_size, device, text_column, pair_column):
     """Write an augmented copy of a training set for the teacher to label (TinyBERT's data augmentation).
 
-    Each whole word is replaced, with probability --p-replace, by one of its --neighbours nearest
-    words in the teacher's input embeddings; the original rows come first, then --copies copies of each.
+    Each word that is not a stop word is replaced, with probability --p-replace, by one of its
+    --neighbours candidates: for a one-piece word the masked LM's likeliest words in its sentence
+    (--mlm) or its nearest words in the teacher's input embeddings; for a longer word its nearest
+    GloVe words (--glove). The original rows come first, then each row's new sentences.
     """
-    config = AugmentConfig(task=task, data=data, out=out, split=split, teacher=teacher, copies=copies,
-                           p_replace=p_replace, neighbours=neighbours, seed=seed,
-                           columns=ColumnSpec(text_column, pair_column))
+    config = AugmentConfig(task=task, data=data, out=out, split=split, teacher=teacher, mlm=mlm, glove=glove,
+                           copies=copies, p_replace=p_replace, neighbours=neighbours, seed=seed, limit=limit,
+                           batch_size=batch_size, device=device, columns=ColumnSpec(text_column, pair_column))
     written = _run(config, "cache.augment", "augment_file")
-    click.echo(f"{written}: {copies} augmented copies of each row after the originals")
+    click.echo(f"{written}: the original rows, then up to {config.resolved_copies()} "
+               "new sentences of each (duplicates dropped)")
 
 
 precision_option = click.option(
@@ -236,16 +256,19 @@ precision_option = click.option(
 @click.option("--student", default=TrainConfig.student,
               help="tinybert4, tinybert6, sizes layers=M,hidden=d,ffn=d',heads=h, or a checkpoint folder.")
 @click.option("--stage", type=click.Choice(STAGES), default=TrainConfig.stage,
-              help="intermediate: embedding+hidden+attention; prediction: logits; all: one then the other.")
+              help="intermediate: embedding+hidden+attention; prediction: logits; all: one then the other; "
+              "general: the intermediate losses on a corpus cache, saving a general student (no head).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder (students, logs, checkpoint).")
 @click.option("--layer-map", default=TrainConfig.layer_map,
               help="'uniform' (g(m) = m*N/M) or teacher layers per student layer, e.g. 2,4,6.")
 @click.option("--layer-weights", default=None, callback=_parse_weights,
               help="lambda_m for m = 0..M+1, comma-separated (default: all 1).")
 @click.option("--eval-data", type=click.Path(path_type=Path), default=None, help="Task data to evaluate on.")
+@click.option("--eval-cache", type=click.Path(path_type=Path), default=None,
+              help="A held-out cache of the same teacher (a corpus's holdout split): the intermediate losses on it.")
 @click.option("--eval-split", default=TrainConfig.eval_split)
 @click.option("--epochs-intermediate", type=click.IntRange(1), default=None,
-              help="Default: the paper's (20; CoLA 50; MNLI, QQP, QNLI 10).")
+              help="Default: the paper's (20; CoLA 50; MNLI, QQP, QNLI 10); 3 for --stage general.")
 @click.option("--epochs-prediction", type=click.IntRange(1), default=TrainConfig.epochs_prediction)
 @click.option("--batch-size", type=click.IntRange(1), default=TrainConfig.batch_size)
 @click.option("--lr-intermediate", type=POSITIVE, default=TrainConfig.lr_intermediate)
@@ -253,7 +276,10 @@ precision_option = click.option(
 @click.option("--temperature", type=POSITIVE, default=TrainConfig.temperature)
 @click.option("--attention-loss", type=click.Choice(ATTENTION_KINDS), default=None,
               help="Compare scores or probabilities (default: what the cache stores).")
-@click.option("--shared-projection", is_flag=True, help="One W for embeddings and hidden states (reference code).")
+@click.option("--projections", type=click.Choice(PROJECTION_SHARING), default=None,
+              help="W_e and one W_h (the paper), one W for all (reference code's fit_dense), or one per layer. "
+              "Default: the --student folder's saved projections, else separate.")
+@click.option("--fresh-projections", is_flag=True, help="Start new projections even if the --student folder has some.")
 @click.option("--seed", type=int, default=TrainConfig.seed)
 @click.option("--max-steps", type=click.IntRange(1), default=None, help="Stop each stage after N steps.")
 @click.option("--eval-every", type=click.IntRange(1), default=None, help="Also evaluate every N steps.")
@@ -267,22 +293,28 @@ precision_option = click.option(
               help="Also write the logged scalars as TensorBoard events (--out/tensorboard).")
 @click.option("--device", default=TrainConfig.device)
 @precision_option
-def train_student_command(cache_path, student, stage, out, layer_map, layer_weights, eval_data, eval_split,
-                          epochs_intermediate, epochs_prediction, batch_size, lr_intermediate, lr_prediction,
-                          temperature, attention_loss, shared_projection, seed, max_steps, eval_every,
-                          save_every, workers, window_blocks, resume, tensorboard, device, precision):
-    """Distil a TinyBERT student from a teacher cache; the teacher is never loaded."""
-    config = TrainConfig(cache=cache_path, out=out, student=student, stage=stage, layer_map=layer_map,
-                         layer_weights=layer_weights, eval_data=eval_data, eval_split=eval_split,
+def train_student_command(cache_path, student, stage, out, layer_map, layer_weights, eval_data, eval_cache,
+                          eval_split, epochs_intermediate, epochs_prediction, batch_size, lr_intermediate,
+                          lr_prediction, temperature, attention_loss, projections, fresh_projections, seed, max_steps,
+                          eval_every, save_every, workers, window_blocks, resume, tensorboard, device, precision):
+    """Distil a TinyBERT student from a teacher cache; the teacher is never loaded.
+
+    General distillation (--stage general, a corpus cache) gives a general student; task
+    distillation (--stage all, a task cache) continues from it with --student FOLDER, which also
+    loads its projections (or those of a general TinyBERT saved by the reference code).
+    """
+    config = TrainConfig(cache=cache_path, out=out, student=student, stage=stage, eval_cache=eval_cache,
+                         layer_map=layer_map, layer_weights=layer_weights, eval_data=eval_data, eval_split=eval_split,
                          epochs_intermediate=epochs_intermediate, epochs_prediction=epochs_prediction,
                          batch_size=batch_size, lr_intermediate=lr_intermediate, lr_prediction=lr_prediction,
                          temperature=temperature, attention_loss=attention_loss,
-                         shared_projection=shared_projection, seed=seed, max_steps=max_steps,
+                         projections=projections, fresh_projections=fresh_projections, seed=seed, max_steps=max_steps,
                          eval_every=eval_every, save_every=save_every, workers=workers,
                          window_blocks=window_blocks, resume=resume, device=device, precision=precision,
                          tensorboard=tensorboard)
     metrics = _run(config, "student.trainer", "train_student")
-    click.echo(f"{out}: student saved in {out / 'last'}" + (f"; dev {json.dumps(metrics)}" if metrics else ""))
+    evaluated = "held-out losses" if stage == "general" else "dev"
+    click.echo(f"{out}: student saved in {out / 'last'}" + (f"; {evaluated} {json.dumps(metrics)}" if metrics else ""))
 
 
 @cli.command("init-student")

@@ -2,72 +2,125 @@
 
 A fine-tuned teacher is nearly certain on its own training set (docs/results.md), so its soft
 targets there say little beyond the gold labels.
-TinyBERT (Jiao et al., 2020, section 3.3) therefore distils on an augmented set: each word is
-replaced with probability p_t = 0.4 by one of K = 15 candidates, N_a = 20 copies per sentence; the
-teacher labels the new sentences, which sit near the decision boundary often enough to teach.
-
-The paper takes candidates from BERT's masked-LM head (single-piece words) and GloVe neighbours
-(others). Neither is available offline here (the packaged MiniLM has no MLM head), so candidates
-are the K nearest whole-word neighbours, by cosine, in the teacher's own input-embedding matrix;
-words the vocabulary splits into pieces are kept. The output is the input file with extra rows:
-every original row first, then the copies, labels carried over (distillation ignores them).
+TinyBERT (Jiao et al., 2020, section 3.3) therefore distils on an augmented set: each word that is
+not a stop word is replaced with probability p_t = 0.4 by one of its K = 15 candidates
+(`cache.candidates`), N_a new sentences per example (20 for SST-2 and QNLI, 10 for MNLI and QQP,
+30 otherwise, as the reference script), duplicates dropped. The teacher labels the new sentences,
+which sit near the decision boundary often enough to teach. The output is the input file with
+extra rows: every original row first, then each row's new sentences, labels carried over
+(distillation ignores them). Words are the alphabetic runs of the text; everything between them
+(spaces, punctuation) is kept as it was.
 """
 
 import os
+import re
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
+from .candidates import STOP_WORDS, EmbeddingNeighbours, GloveNeighbours, MaskedLM, MaskedWord
 from .checkpoints import default_teacher_path, load_config, load_tokenizer
 from .config import AUGMENT_RECORD, AugmentConfig
 from .data import canonical_task, load_examples, table_rows, task_spec
-from .errors import UserError
+from .device import resolve_device
 from .records import file_sha256, write_record
 
+WORD = re.compile(r"([^\W\d_]+)")
+"""Alphabetic runs: `re.split` with this group puts the words at the odd indices."""
+ROWS_PER_CHUNK = 256  # rows whose masked words go to the masked LM together
 
-class Neighbours:
-    """The K nearest whole-word tokens of each whole-word token, by cosine of input embeddings."""
 
-    def __init__(self, words: list[str], embeddings: torch.Tensor, k: int, chunk: int = 2048):
-        unit = torch.nn.functional.normalize(embeddings.float(), dim=1)
-        self.words = words
-        self.row = {word: i for i, word in enumerate(words)}
-        tops = []
-        for start in range(0, len(words), chunk):
-            similarity = unit[start:start + chunk] @ unit.T
-            similarity[torch.arange(len(similarity)), torch.arange(start, start + len(similarity))] = -2  # not itself
-            tops.append(similarity.topk(k, dim=1).indices)
-        self.table = torch.cat(tops).numpy()  # (words, K)
+@dataclass
+class Sources:
+    """Where candidates come from: one-piece words from the masked LM, else the teacher's
+    embeddings; words of several pieces from GloVe, else nowhere (kept)."""
 
-    @classmethod
-    def of_teacher(cls, teacher: str, k: int) -> "Neighbours":
-        from transformers import AutoModel
+    tokenizer: object
+    masked_lm: MaskedLM | None
+    embedding: EmbeddingNeighbours | None
+    glove: GloveNeighbours | None
 
+    def single_piece(self, word: str) -> bool:
+        pieces = self.tokenizer.tokenize(word)  # type: ignore[attr-defined]
+        return len(pieces) == 1 and pieces[0] != self.tokenizer.unk_token  # type: ignore[attr-defined]
+
+
+Slots = list[tuple[int, list[str]]]
+"""The replaceable words of one text: (segment index, candidates)."""
+
+
+def candidate_slots(texts: list[str], sources: Sources) -> list[tuple[tuple[str, ...], Slots]]:
+    """Each text split into segments, with the candidates of each replaceable word."""
+    out: list[tuple[tuple[str, ...], Slots]] = []
+    queued: list[tuple[int, int, MaskedWord]] = []  # (text, slot, what to mask)
+    for text in texts:
+        segments = tuple(WORD.split(text))
+        slots: Slots = []
+        for index in range(1, len(segments), 2):
+            word = segments[index]
+            if word.lower() in STOP_WORDS:
+                continue
+            if not sources.single_piece(word):
+                slots.append((index, sources.glove(word) if sources.glove else []))
+            elif sources.masked_lm is not None:
+                slots.append((index, []))
+                queued.append((len(out), len(slots) - 1, MaskedWord(segments, index)))
+            else:
+                slots.append((index, sources.embedding(word) if sources.embedding else []))
+        out.append((segments, slots))
+    if sources.masked_lm is not None and queued:
+        found = sources.masked_lm.candidates([masked for _, _, masked in queued])
+        for (row, slot, masked), candidates in zip(queued, found, strict=True):
+            out[row][1][slot] = (masked.index, candidates)
+    return out
+
+
+def match_case(candidate: str, word: str) -> str:
+    """The candidate written as the word it replaces is (uncased vocabularies give lower case)."""
+    if len(word) > 1 and word.isupper():
+        return candidate.upper()
+    return candidate.capitalize() if word[0].isupper() else candidate
+
+
+def new_text(segments: tuple[str, ...], slots: Slots, p_replace: float, rng: np.random.Generator) -> str:
+    """One new sentence: each word with candidates replaced by a random one with probability p."""
+    words = list(segments)
+    for index, candidates in slots:
+        if candidates and rng.random() < p_replace:
+            words[index] = match_case(candidates[rng.integers(len(candidates))], segments[index])
+    return "".join(words)
+
+
+def new_rows(fields: list[str], columns: list[int], texts: list[tuple[tuple[str, ...], Slots]], copies: int,
+             p_replace: float, rng: np.random.Generator) -> list[list[str]]:
+    """Up to `copies` new rows of one row, none equal to it or to each other."""
+    seen, rows = {tuple(fields)}, []
+    for _ in range(copies):
+        row = list(fields)
+        for column, (segments, slots) in zip(columns, texts, strict=True):
+            row[column] = new_text(segments, slots, p_replace, rng)
+        if tuple(row) not in seen:
+            seen.add(tuple(row))
+            rows.append(row)
+    return rows
+
+
+def load_sources(config: AugmentConfig) -> Sources:
+    device = resolve_device(config.device)
+    if config.mlm is not None:
+        masked_lm = MaskedLM(config.mlm, config.neighbours, config.batch_size, device)
+        tokenizer, embedding = masked_lm.tokenizer, None
+    else:
+        teacher = config.teacher or default_teacher_path()
+        masked_lm, embedding = None, EmbeddingNeighbours.of_teacher(teacher, config.neighbours)
         tokenizer = load_tokenizer(teacher, "--teacher", load_config(teacher, "--teacher").vocab_size)
-        weight = AutoModel.from_pretrained(teacher).get_input_embeddings().weight.detach()
-        vocab = tokenizer.get_vocab()
-        words = sorted((w for w in vocab if w.isalpha() and w not in tokenizer.all_special_tokens), key=vocab.get)
-        if k >= len(words):
-            raise UserError(f"--neighbours: {k} is not below the teacher's {len(words)} whole words")
-        return cls(words, weight[[vocab[w] for w in words]], k)
-
-    def candidates(self, word: str) -> np.ndarray | None:
-        row = self.row.get(word.lower())
-        return None if row is None else self.table[row]
-
-
-def augment_text(text: str, neighbours: Neighbours, p_replace: float, rng: np.random.Generator) -> str:
-    """One copy of `text` with each whole word replaced by a random neighbour with probability p."""
-    words = text.split(" ")
-    for i, word in enumerate(words):
-        options = neighbours.candidates(word)
-        if options is not None and rng.random() < p_replace:
-            words[i] = neighbours.words[options[rng.integers(len(options))]]
-    return " ".join(words)
+    glove = GloveNeighbours(Path(config.glove), config.neighbours) if config.glove is not None else None
+    return Sources(tokenizer, masked_lm, embedding, glove)
 
 
 def augment_file(config: AugmentConfig, command: str | None = None, progress: bool = True) -> Path:
@@ -75,20 +128,24 @@ def augment_file(config: AugmentConfig, command: str | None = None, progress: bo
     with `augment.json` (config, command, source checksum) beside it. Returns the file written."""
     config.check()
     task, source = canonical_task(config.task), config.source()
-    load_examples(task, source, config.split, columns=config.columns)  # every row checked first, as the dump checks it
+    # every row checked first, as the dump checks it
+    load_examples(task, source, config.split, columns=config.columns, limit=config.limit)
     spec = task_spec(task, config.split, config.columns)
-    rows = [fields for _, fields in table_rows(source, task)]
+    rows = [cast(list[str], fields) for _, fields in table_rows(source, task)]
     header = list(rows.pop(0)) if spec.header else []
+    rows = rows[:config.limit]
     columns = [header.index(c) if isinstance(c, str) else c for c in (spec.text, spec.pair) if c is not None]
-    neighbours = Neighbours.of_teacher(config.teacher or default_teacher_path(), config.neighbours)
+    sources = load_sources(config)
     rng = np.random.default_rng(config.seed)
     copies = []
-    for fields in tqdm(rows, desc="augment", unit="row", disable=not progress):
-        for _ in range(config.copies):
-            copy = list(fields)
-            for c in columns:
-                copy[c] = augment_text(fields[c], neighbours, config.p_replace, rng)
-            copies.append(copy)
+    with tqdm(total=len(rows), desc="augment", unit="row", disable=not progress) as bar:
+        for start in range(0, len(rows), ROWS_PER_CHUNK):
+            chunk = rows[start:start + ROWS_PER_CHUNK]
+            slots = candidate_slots([fields[c] for fields in chunk for c in columns], sources)
+            for i, fields in enumerate(chunk):
+                texts = slots[i * len(columns):(i + 1) * len(columns)]
+                copies += new_rows(fields, columns, texts, config.resolved_copies(), config.p_replace, rng)
+            bar.update(len(chunk))
     out = config.output()
     out.parent.mkdir(parents=True, exist_ok=True)
     body = ["\t".join(fields) for fields in [*([header] if header else []), *rows, *copies]]
@@ -97,5 +154,8 @@ def augment_file(config: AugmentConfig, command: str | None = None, progress: bo
     os.replace(staging, out)
     write_record(out.parent / AUGMENT_RECORD, config, command or shlex.join(sys.argv),
                  source={"file": str(source), "sha256": file_sha256(source), "rows": len(rows)},
-                 output={"file": str(out), "rows": len(rows) + len(copies)})
+                 output={"file": str(out), "rows": len(rows) + len(copies), "new_rows": len(copies)},
+                 copies_resolved=config.resolved_copies(),
+                 candidates={"one piece": f"masked LM {config.mlm}" if config.mlm else "teacher input embeddings",
+                             "several pieces": f"GloVe {config.glove}" if config.glove else "kept"})
     return out

@@ -4,15 +4,18 @@ the teacher: the CLI runs them before it imports the recipes, so a wrong path fa
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .corpus import Corpus
 from .data import ColumnSpec, canonical_task, resolve_data_file
 from .errors import UserError
 from .lock import LOCK
 from .manifest import MANIFEST
 from .paths import check_not_input, check_number, check_output_dir, check_writable
 from .store.base import COMPRESSIONS, check_compression
-from .tasks import GLUE_TASKS
+from .tasks import CORPUS_TASK, GLUE_TASKS
 
 AUGMENT_RECORD = "augment.json"
+DEFAULT_COPIES = {"sst2": 20, "qnli": 20, "mnli": 10, "qqp": 10}
+"""Augmented copies per example (N_a) in the reference script; 30 for every other task."""
 FORMATS = tuple(COMPRESSIONS)
 ATTENTION_KINDS = ("scores", "probs")
 STORED_DTYPES = ("float16", "bfloat16", "float32")
@@ -42,6 +45,9 @@ class DumpConfig:
     max_seq_len: int = 128
     batch_size: int = 64
     limit: int | None = None
+    """The first N examples (for a corpus: packed sequences) only."""
+    holdout: float = 0.0
+    """For a corpus: the fraction of documents set aside as its `holdout` split (cache.corpus)."""
     block_mb: float = 32.0
     """Target size of a block, the unit of committing and streaming."""
     columns: ColumnSpec = field(default_factory=ColumnSpec)
@@ -53,7 +59,12 @@ class DumpConfig:
         """Everything decidable before the teacher loads or the data is read, so that a wrong flag
         or path fails at once (the teacher is checked next, before any cache is touched)."""
         task = canonical_task(self.task)
-        resolve_data_file(task, Path(self.data), self.split)
+        if task == CORPUS_TASK:
+            self.corpus().check()
+        else:
+            resolve_data_file(task, Path(self.data), self.split)
+            if self.holdout:
+                raise UserError(f"--holdout: only a corpus is split by the dump; --task {task} has its own split files")
         check_compression(self.format, self.compression)
         check_number(self.block_mb, "--block-mb", 0, low_open=True)
         labels = self.columns.labels or ()
@@ -67,6 +78,9 @@ class DumpConfig:
             check_writable(Path(self.out), "--out")
         else:  # a new cache; only a dump killed before its first manifest leaves anything behind
             check_output_dir(Path(self.out), "--out", ours=(LOCK, f".{MANIFEST}."))
+
+    def corpus(self) -> Corpus:
+        return Corpus(Path(self.data), self.split, self.holdout, self.limit)
 
     @property
     def stored_attention_dtype(self) -> str:
@@ -82,12 +96,27 @@ class AugmentConfig:
     out: Path
     split: str = "train"
     teacher: str | None = None
-    """Whose input embeddings give the candidates; None means the packaged MiniLM."""
-    copies: int = 20
+    """Whose input embeddings give one-piece words' candidates without --mlm; None means the
+    packaged MiniLM."""
+    mlm: str | None = None
+    """A BERT masked-LM checkpoint: the paper's candidates for one-piece words."""
+    glove: Path | None = None
+    """GloVe vectors (text format): the paper's candidates for words of several pieces."""
+    copies: int | None = None
+    """N_a; None means the reference script's for the task (DEFAULT_COPIES, else 30)."""
     p_replace: float = 0.4
     neighbours: int = 15
+    """K, candidates per word."""
     seed: int = 0
+    limit: int | None = None
+    """Augment the first N rows only (the rest are left out of the output)."""
+    batch_size: int = 128
+    """Masked copies per masked-LM forward."""
+    device: str = "auto"
     columns: ColumnSpec = field(default_factory=ColumnSpec)
+
+    def resolved_copies(self) -> int:
+        return self.copies if self.copies is not None else DEFAULT_COPIES.get(canonical_task(self.task), 30)
 
     def source(self) -> Path:
         """The file to augment; refused for formats `augment` does not write."""
@@ -105,6 +134,8 @@ class AugmentConfig:
         file that an earlier `augment` did not write."""
         source, output = self.source(), self.output()
         check_number(self.p_replace, "--p-replace", 0, 1)
+        if self.glove is not None and not Path(self.glove).is_file():
+            raise UserError(f"--glove: {self.glove} is not a file")
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise UserError(f"--out: {self.out} is a file, not a folder")
         check_writable(Path(self.out), "--out")

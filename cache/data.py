@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import DataError, UserError
 from .tables import EXTENSIONS, TABLE_TASKS, datasets_folder, table_dict_rows
-from .tasks import GENERIC_TASKS, GLUE_TASKS, TASK_ALIASES, TaskSpec
+from .tasks import CORPUS_TASK, GENERIC_TASKS, GLUE_TASKS, TASK_ALIASES, TaskSpec
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 """Regression labels are stored as float32: a larger label would be stored as infinity."""
@@ -60,8 +60,8 @@ class ColumnSpec:
 def canonical_task(task: str) -> str:
     """Lower-case a task name and resolve aliases; raise on unknown names."""
     name = TASK_ALIASES.get(task.lower(), task.lower())
-    if name not in GLUE_TASKS and name not in GENERIC_TASKS:
-        known = ", ".join([*GLUE_TASKS, *GENERIC_TASKS])
+    if name not in GLUE_TASKS and name not in GENERIC_TASKS and name != CORPUS_TASK:
+        known = ", ".join([*GLUE_TASKS, *GENERIC_TASKS, CORPUS_TASK])
         raise UserError(f"--task: unknown task {task!r} (known: {known})")
     return name
 
@@ -69,6 +69,8 @@ def canonical_task(task: str) -> str:
 def resolve_data_file(task: str, data: Path, split: str) -> Path:
     """`data` is a file, or a folder holding `<split>.<ext>` in the task's layout (for `datasets`,
     the folder that `save_to_disk` wrote)."""
+    if task == CORPUS_TASK:  # cache.corpus reads it; only dump-teacher takes one
+        raise UserError(f"--task {task}: raw text has no labelled examples; only dump-teacher reads a corpus")
     if task == "datasets":
         if not data.is_dir():
             raise DataError(str(data), None, "no such folder")

@@ -24,7 +24,8 @@ from tqdm import tqdm
 from . import __version__
 from .checkpoints import default_teacher_path
 from .config import DumpConfig
-from .data import Examples, load_examples
+from .corpus import Corpus
+from .data import Examples, canonical_task, load_examples
 from .device import resolve_device
 from .dtypes import numpy_dtype, to_storage, to_stored_type, torch_dtype
 from .errors import CacheError, UserError
@@ -44,7 +45,7 @@ from .manifest import (
 )
 from .records import file_sha256
 from .store import INDEX, Store, block_unit, open_store
-from .tasks import GENERIC_TASKS
+from .tasks import CORPUS_TASK, GENERIC_TASKS
 from .teacher import check_teacher, load_teacher, teacher_forward
 from .tokenize import Tokenized, tokenize, tokenizer_fingerprint
 from .transfer import attention_slots, to_device, token_slots
@@ -69,18 +70,26 @@ def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool 
     command = command or shlex.join(sys.argv)
     config.check()
     out = Path(config.out)
-    examples = load_examples(config.task, config.data, config.split, columns=config.columns, limit=config.limit)
-    check_teacher(config.teacher or default_teacher_path(), examples, config.max_seq_len)
+    source = load_source(config)
+    check_teacher(config.teacher or default_teacher_path(), source if isinstance(source, Examples) else None,
+                  config.max_seq_len)
     resolve_device(config.device)
     with WriterLock(out, command) as lock:
         try:
-            written, truncated = _dump_into(out, config, command, examples, progress)
+            total, written, truncated = _dump_into(out, config, command, source, progress)
         except OSError as e:
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
             raise CacheError(f"{out}: no space left on device ({e.filename or 'while writing'}); the blocks "
                              "already committed are kept: free space and run the same command again") from None
-    return DumpReport(out, len(examples), written, truncated, _since(started), lock.stale_holder)
+    return DumpReport(out, total, written, truncated, _since(started), lock.stale_holder)
+
+
+def load_source(config: DumpConfig) -> Examples | Corpus:
+    """The examples of a task's split, or the part of a corpus to pack (read when tokenised)."""
+    if canonical_task(config.task) == CORPUS_TASK:
+        return config.corpus()
+    return load_examples(config.task, config.data, config.split, columns=config.columns, limit=config.limit)
 
 
 @dataclass
@@ -88,7 +97,7 @@ class DumpPlan:
     """Everything a dump decides before computing any target: also what the online baseline and
     the benchmarks use, so that they run exactly the dump's batches."""
 
-    examples: Examples
+    examples: Examples | Corpus
     model: torch.nn.Module
     tokenizer: object
     tokens: Tokenized
@@ -98,11 +107,13 @@ class DumpPlan:
     device: torch.device
 
 
-def plan_dump(config: DumpConfig, examples: Examples, command: str) -> DumpPlan:
-    """Load the teacher, tokenise, plan the blocks and draft the manifest."""
+def plan_dump(config: DumpConfig, examples: Examples | Corpus, command: str) -> DumpPlan:
+    """Load the teacher, tokenise, plan the blocks and draft the manifest. A corpus's teacher runs
+    without any head: general distillation uses the intermediate targets only."""
     device = resolve_device(config.device)
-    model, tokenizer, teacher = load_teacher(config.teacher or default_teacher_path(), config.attention, device)
-    tokens = tokenize(examples, tokenizer, config.max_seq_len)
+    model, tokenizer, teacher = load_teacher(config.teacher or default_teacher_path(), config.attention, device,
+                                             head=isinstance(examples, Examples))
+    tokens = tokenize_source(examples, tokenizer, config.max_seq_len)
     geometry = stored_geometry(config, teacher)
     block_starts = plan_blocks(tokens.lengths, geometry, int(config.block_mb * 2**20))
     manifest = _new_manifest(config, command, examples, tokens, teacher, tokenizer_fingerprint(tokenizer),
@@ -110,8 +121,17 @@ def plan_dump(config: DumpConfig, examples: Examples, command: str) -> DumpPlan:
     return DumpPlan(examples, model, tokenizer, tokens, geometry, block_starts, manifest, device)
 
 
-def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples, progress: bool) -> tuple[int, int]:
-    """Everything after the lock is held; returns (examples written, examples truncated)."""
+def tokenize_source(source: Examples | Corpus, tokenizer, max_seq_len: int) -> Tokenized:
+    if isinstance(source, Examples):
+        return tokenize(source, tokenizer, max_seq_len)
+    input_ids, lengths = source.pack(tokenizer, max_seq_len)
+    return Tokenized(input_ids, np.zeros(len(input_ids), dtype=np.int8), lengths, truncated=0)
+
+
+def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples | Corpus,
+               progress: bool) -> tuple[int, int, int]:
+    """Everything after the lock is held; returns the examples in the cache, written by this run,
+    and truncated."""
     # Opened first: a writer process starts up while the teacher loads and the data is tokenised.
     # A cache made with another format or compression is refused below, before anything is written.
     writer = open_writer(config.writer, open_store(out, config.format, config.compression),
@@ -123,17 +143,17 @@ def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples, 
         if not (out / TOKENIZER).exists():
             _save_tokenizer(plan.tokenizer, out)
         if manifest.complete:
-            return 0, tokens.truncated
+            return len(tokens.lengths), 0, tokens.truncated
         if not store.has_unit(INDEX):
             store.write_unit(INDEX, _index_arrays(tokens.lengths, block_starts), index_attrs(manifest))
         pending = sorted(set(range(len(block_starts) - 1)) - store.committed_blocks())
-        done = len(examples) - sum(int(block_starts[k + 1] - block_starts[k]) for k in pending)
+        done = len(tokens.lengths) - sum(int(block_starts[k + 1] - block_starts[k]) for k in pending)
         written = _dump_blocks(plan.model, writer, tokens, examples.labels, plan.geometry, block_starts, pending,
                                config, plan.device, progress, done)
     finally:
         writer.close()
     _mark_complete(out, store, manifest, block_starts)
-    return written, tokens.truncated
+    return len(tokens.lengths), written, tokens.truncated
 
 
 def stored_geometry(config: DumpConfig, teacher: TeacherRecord) -> Geometry:
@@ -147,12 +167,12 @@ def stored_geometry(config: DumpConfig, teacher: TeacherRecord) -> Geometry:
                     tuple(layer for layer in layers if layer > 0), numpy_dtype(config.dtype).itemsize)
 
 
-def _new_manifest(config: DumpConfig, command: str, examples: Examples, tokens: Tokenized,
+def _new_manifest(config: DumpConfig, command: str, examples: Examples | Corpus, tokens: Tokenized,
                   teacher: TeacherRecord, tokenizer_sha: str, geometry: Geometry, num_blocks: int) -> Manifest:
     data = DataRecord(
-        task=examples.task, split=examples.split, file=str(examples.path), sha256=file_sha256(examples.path),
-        examples=len(examples), truncated=tokens.truncated,
-        columns=asdict(config.columns) if examples.task in GENERIC_TASKS else None,
+        task=examples.task, split=examples.split, file=str(examples.path),
+        sha256=file_sha256(examples.path) if isinstance(examples, Examples) else examples.sha256(),
+        examples=len(tokens.lengths), truncated=tokens.truncated, columns=_read_options(config, examples),
         label_names=examples.label_names or None, label_kind=_label_kind(examples))
     return Manifest(
         project_version=__version__, created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -165,7 +185,13 @@ def _new_manifest(config: DumpConfig, command: str, examples: Examples, tokens: 
                     ideal_bytes=int(geometry.example_values(tokens.lengths).sum() * 2)))
 
 
-def _label_kind(examples: Examples) -> str:
+def _read_options(config: DumpConfig, examples: Examples | Corpus) -> dict | None:
+    if isinstance(examples, Corpus):
+        return {"holdout": examples.holdout, "limit": examples.limit}
+    return asdict(config.columns) if examples.task in GENERIC_TASKS else None
+
+
+def _label_kind(examples: Examples | Corpus) -> str:
     if examples.labels is None:
         return "none"
     return "regression" if examples.label_names is None else "classification"

@@ -30,7 +30,7 @@ IDENTITY = {
     "task": ("data", "task"),
     "split": ("data", "split"),
     "data file contents (sha256)": ("data", "sha256"),
-    "data columns": ("data", "columns"),
+    "data options (columns, --holdout)": ("data", "columns"),
     "example count (--limit)": ("data", "examples"),
     "--max-seq-len": ("max_seq_len",),
     "--layers": ("layers",),
@@ -72,7 +72,8 @@ class DataRecord:
     examples: int
     truncated: int
     columns: dict | None
-    """The column options of the user's own data; None for GLUE tasks (their layout is fixed)."""
+    """How the user's own data was read: its column options, or a corpus's --holdout and --limit;
+    None for GLUE tasks (their layout is fixed)."""
     label_names: tuple[str, ...] | None
     label_kind: str
     """classification, regression or none."""

@@ -52,3 +52,5 @@ GLUE_TASKS: dict[str, TaskSpec] = {
 
 TASK_ALIASES = {"sst-2": "sst2", "sts-b": "stsb"}
 GENERIC_TASKS = ("csv", "tsv", "jsonl", "text", "parquet", "arrow", "datasets")
+CORPUS_TASK = "corpus"
+"""Raw text for general distillation (cache.corpus): packed sequences, no labels."""

@@ -20,21 +20,23 @@ class TeacherOutput:
     logits: torch.Tensor | None  # (B, C)
 
 
-def check_teacher(path: str, examples: Examples, max_seq_len: int) -> None:
+def check_teacher(path: str, examples: Examples | None, max_seq_len: int) -> None:
     """Config, tokenizer and head checked before the weights load: a teacher whose head has other
-    labels than the data (3 outputs on a 2-label task) would fill a cache with meaningless logits."""
+    labels than the data (3 outputs on a 2-label task) would fill a cache with meaningless logits.
+    `examples` is None for a corpus, whose teacher runs without its head."""
     config = load_config(path, "--teacher")
     load_tokenizer(path, "--teacher", config.vocab_size)
     check_length(config, max_seq_len, f"--teacher: {path}")
-    if has_classifier(config) and examples.labels is not None:
+    if has_classifier(config) and examples is not None and examples.labels is not None:
         check_head(config, examples, f"--teacher: {path}")
 
 
-def load_teacher(path: str, attention: str, device: torch.device):
-    """Load model and tokenizer from a local folder (or hub id); returns (model, tokenizer, info)."""
+def load_teacher(path: str, attention: str, device: torch.device, head: bool = True):
+    """Load model and tokenizer from a local folder (or hub id); returns (model, tokenizer, info).
+    With `head=False`, or for a model without a classifier, the bare encoder (no logits)."""
     config = load_config(path, "--teacher")
     tokenizer = load_tokenizer(path, "--teacher", config.vocab_size)
-    with_head = has_classifier(config)
+    with_head = head and has_classifier(config)
     model: BertModel | BertForSequenceClassification = (
         BertForSequenceClassification.from_pretrained(path) if with_head
         else BertModel.from_pretrained(path, add_pooling_layer=False))

@@ -6,10 +6,16 @@ from pathlib import Path
 
 from cache.data import canonical_task, resolve_data_file
 from cache.errors import UserError
-from cache.manifest import read_complete_manifest
+from cache.manifest import Manifest, read_complete_manifest
 from cache.paths import check_number, check_output_dir
+from cache.tasks import CORPUS_TASK
 
-STAGES = ("intermediate", "prediction", "all")
+STAGES = ("intermediate", "prediction", "all", "general")
+"""general: the intermediate losses on a corpus cache, giving a general student (no head);
+intermediate, prediction, or all (one then the other): task distillation."""
+PROJECTION_SHARING = ("separate", "shared", "per-layer")
+"""W_e and one W_h for all layers (the paper), one matrix for everything (the reference code's
+`fit_dense`), or one per student layer (`fit_denses`)."""
 PRECISIONS = ("auto", "float32", "bfloat16")
 CHECKPOINT = "checkpoint.pt"
 METRICS_LOG = "metrics.jsonl"
@@ -59,6 +65,9 @@ class TrainConfig:
     out: Path
     student: str = "tinybert4"
     stage: str = "all"
+    eval_cache: Path | None = None
+    """A held-out cache of the same teacher: the intermediate losses on it are the evaluation of
+    the stages that use them (general distillation has no other)."""
     layer_map: str = "uniform"
     """`uniform` (g(m) = m*N/M) or teacher layers for student layers 1..M, e.g. `2,4,6`."""
     layer_weights: tuple[float, ...] | None = None
@@ -77,7 +86,10 @@ class TrainConfig:
     temperature: float = 1.0
     attention_loss: str | None = None
     """`scores` or `probs`; None: what the cache stores."""
-    shared_projection: bool = False
+    projections: str | None = None
+    """One of PROJECTION_SHARING; None: the student folder's saved projections, else separate."""
+    fresh_projections: bool = False
+    """Start new projections even when the student folder holds some."""
     seed: int = 42
     max_steps: int | None = None
     """Stop each stage after this many steps (quick runs)."""
@@ -111,7 +123,12 @@ class TrainConfig:
         check_number(self.weight_decay, "weight_decay", 0)
         check_number(self.warmup, "warmup", 0, 1, high_open=True)
         if self.eval_data is not None:
+            if manifest.data.task == CORPUS_TASK or self.stage == "general":
+                raise UserError("--eval-data: general distillation has no labels to score; evaluate it on a held-out "
+                                "corpus cache with --eval-cache")
             resolve_data_file(manifest.data.task, Path(self.eval_data), self.eval_split)
+        if self.eval_cache is not None:
+            check_eval_cache(manifest, read_complete_manifest(Path(self.eval_cache)), Path(self.eval_cache))
         self._check_out()
 
     def _check_out(self) -> None:
@@ -122,6 +139,26 @@ class TrainConfig:
                             "or choose another --out")
         if self.resume and not has_run:
             raise UserError(f"--resume: {self.out} has no checkpoint to resume from")
+
+
+def check_eval_cache(train: Manifest, held_out: Manifest, path: Path) -> None:
+    """An evaluation cache must hold the same teacher's targets on the same tokens, and other data."""
+    if held_out.teacher.weights_sha256 != train.teacher.weights_sha256:
+        raise UserError(f"--eval-cache: {path} was made by another teacher than --cache")
+    if held_out.tokenizer_fingerprint != train.tokenizer_fingerprint:
+        raise UserError(f"--eval-cache: {path} was tokenised differently from --cache")
+    if held_out.attention != train.attention:
+        raise UserError(f"--eval-cache: {path} stores attention {held_out.attention}, --cache {train.attention}")
+    if held_out.data.sha256 == train.data.sha256 and not _disjoint_corpus_parts(train, held_out):
+        raise UserError(f"--eval-cache: {path} shares data with --cache; dump a held-out part of a corpus with "
+                        "--split holdout and the --holdout of the training dump, or evaluate on other data")
+
+
+def _disjoint_corpus_parts(train: Manifest, held_out: Manifest) -> bool:
+    """The train and holdout parts of one corpus, split with the same fraction, share no document."""
+    options = train.data.columns or {}, held_out.data.columns or {}
+    return (train.data.task == held_out.data.task == CORPUS_TASK and (train.data.split, held_out.data.split) ==
+            ("train", "holdout") and options[0].get("holdout") == options[1].get("holdout"))
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,35 @@ def attention_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tens
     """(1/h) sum_i MSE(A_i^S, A_i^T) over real (query, key) pairs.
 
     student, teacher: (B, h, L, L) attention scores or probabilities; mask: (B, L) bool, True on
-    real tokens. Heads weigh equally, so this is the mean over every real cell of every head.
+    real tokens. Heads weigh equally, so this is the mean over every real cell of every head. Maps
+    with different head counts are first matched by `match_heads`.
     """
+    student, teacher = match_heads(student, teacher)
     pairs = (mask[:, None, :, None] & mask[:, None, None, :]).to(student.dtype)  # (B, 1, L, L)
     squared = (student - teacher).square() * pairs
     cells = pairs.sum() * student.shape[1]
     return squared.sum() / cells.clamp(min=1)
+
+
+def head_map(student_heads: int, teacher_heads: int) -> str:
+    """How attention maps are compared when the head counts differ: `one-to-one` when equal;
+    `grouped` when the teacher has k times the student's heads (student head i against the mean of
+    teacher heads i*k .. i*k+k-1, consecutive as BERT lays them out); `mean` otherwise (the mean
+    map over all heads on each side)."""
+    if student_heads == teacher_heads:
+        return "one-to-one"
+    return "grouped" if teacher_heads % student_heads == 0 else "mean"
+
+
+def match_heads(student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Student and teacher maps (B, h, L, L) brought to one head count by `head_map`."""
+    heads = student.shape[1]
+    kind = head_map(heads, teacher.shape[1])
+    if kind == "grouped":
+        return student, teacher.unflatten(1, (heads, -1)).mean(2)
+    if kind == "mean":
+        return student.mean(1, keepdim=True), teacher.mean(1, keepdim=True)
+    return student, teacher
 
 
 def hidden_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor,

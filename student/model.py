@@ -1,4 +1,4 @@
-"""Student models (plain Hugging Face BertForSequenceClassification) and the W_e / W_h projections.
+"""Student models (plain Hugging Face BERT) and the W_e / W_h projections.
 
 Building and projecting; a student initialised from teacher layers comes from `init-student`
 (cache/init_student.py) as a checkpoint folder, so training never loads a teacher.
@@ -6,19 +6,28 @@ Building and projecting; a student initialised from teacher layers comes from `i
 
 from pathlib import Path
 
+import torch
 from torch import nn
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertConfig, BertForSequenceClassification, BertModel
 
-from cache.errors import UserError
-from student.config import StudentShape
+from cache.errors import UserError, describe
+from student.config import PROJECTION_SHARING, StudentShape
+
+PROJECTIONS_FILE = "projections.pt"
+REFERENCE_WEIGHTS = "pytorch_model.bin"
+"""Where the reference TinyBERT code saves a student: BERT weights plus `fit_dense` (one projection
+for everything) or `fit_denses.<m>` (one per layer m = 0..M)."""
 
 
-def build_student(student: StudentShape | Path, teacher_config: dict, num_labels: int) -> BertForSequenceClassification:
-    """A student on the teacher's vocabulary, from a shape (random init) or a checkpoint folder."""
+def build_student(student: StudentShape | Path, teacher_config: dict, num_labels: int,
+                  head: bool = True) -> BertModel | BertForSequenceClassification:
+    """A student on the teacher's vocabulary, from a shape (random init) or a checkpoint folder;
+    without `head`, the bare encoder (with its pooler) that general distillation trains."""
     if isinstance(student, Path):
         # a head of another size (a general student, another task) starts afresh: the prediction stage trains it
         model = BertForSequenceClassification.from_pretrained(student, num_labels=num_labels,
-                                                              ignore_mismatched_sizes=True)
+                                                              ignore_mismatched_sizes=True) if head \
+            else BertModel.from_pretrained(student)
         if model.config.vocab_size != teacher_config["vocab_size"]:
             raise UserError(f"--student: {student} has a vocabulary of {model.config.vocab_size}, "
                             f"the cache's tokenizer {teacher_config['vocab_size']}")
@@ -32,17 +41,70 @@ def build_student(student: StudentShape | Path, teacher_config: dict, num_labels
         num_attention_heads=student.heads,
     )
     config.num_labels = num_labels
-    return BertForSequenceClassification(config)
+    return BertForSequenceClassification(config) if head else BertModel(config)
 
 
 class Projections(nn.Module):
-    """W_e (embeddings) and W_h (hidden states): student width -> teacher width.
+    """Student width -> teacher width for each matched student layer m = 0..M (0: embeddings).
 
-    Separate by default, as in the paper; `shared=True` uses one matrix for both, as the
-    reference code's `fit_dense` does.
+    `separate` (the paper): W_e, and one W_h shared by every layer; `shared` (the reference code's
+    `fit_dense`): one matrix for all; `per-layer` (`fit_denses`): one per layer. Layer m uses map
+    min(m, maps - 1), which gives all three.
     """
 
-    def __init__(self, student_width: int, teacher_width: int, shared: bool = False):
+    def __init__(self, student_width: int, teacher_width: int, student_layers: int, sharing: str = "separate"):
         super().__init__()
-        self.hidden = nn.Linear(student_width, teacher_width)
-        self.embedding = self.hidden if shared else nn.Linear(student_width, teacher_width)
+        count = {"separate": 2, "shared": 1, "per-layer": student_layers + 1}[sharing]
+        self.sharing = sharing
+        self.maps = nn.ModuleList(nn.Linear(student_width, teacher_width) for _ in range(count))
+
+    def layer(self, m: int) -> nn.Linear:
+        return self.maps[min(m, len(self.maps) - 1)]  # type: ignore[return-value]
+
+    def save(self, folder: Path) -> None:
+        torch.save({"sharing": self.sharing, "state": self.state_dict()}, folder / PROJECTIONS_FILE)
+
+
+def saved_projections(folder: Path) -> tuple[str, dict] | None:
+    """(sharing, state dict) of the projections saved with a student, or None when it has none:
+    ours (projections.pt), else the reference code's `fit_dense` / `fit_denses` in its weights."""
+    try:
+        if (folder / PROJECTIONS_FILE).is_file():
+            saved = torch.load(folder / PROJECTIONS_FILE, weights_only=True)
+            return saved["sharing"], saved["state"]
+        if (folder / REFERENCE_WEIGHTS).is_file():
+            return _reference_projections(torch.load(folder / REFERENCE_WEIGHTS, weights_only=True))
+    except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways; all mean the same
+        raise UserError(f"--student: the projections in {folder} cannot be read ({describe(e)}); "
+                        "add --fresh-projections to start new ones") from None
+    return None
+
+
+def _reference_projections(weights: dict) -> tuple[str, dict] | None:
+    if "fit_dense.weight" in weights:
+        return "shared", {f"maps.0.{p}": weights[f"fit_dense.{p}"] for p in ("weight", "bias")}
+    layers = sorted({int(key.split(".")[1]) for key in weights if key.startswith("fit_denses.")})
+    if not layers:
+        return None
+    return "per-layer", {f"maps.{m}.{p}": weights[f"fit_denses.{m}.{p}"] for m in layers for p in ("weight", "bias")}
+
+
+def load_projections(student: StudentShape | Path, student_width: int, teacher_width: int, student_layers: int,
+                     requested: str | None, fresh: bool) -> Projections:
+    """The student folder's projections unless `fresh` (or it has none); new ones of the requested
+    sharing otherwise. Saved projections of another sharing or width are refused, not reshaped."""
+    saved = saved_projections(student) if isinstance(student, Path) and not fresh else None
+    if saved is None:
+        return Projections(student_width, teacher_width, student_layers, requested or PROJECTION_SHARING[0])
+    sharing, state = saved
+    if requested is not None and requested != sharing:
+        raise UserError(f"--projections {requested}: {student} holds {sharing} projections; add --fresh-projections "
+                        "to start new ones")
+    projections = Projections(student_width, teacher_width, student_layers, sharing)
+    expected = {name: tuple(p.shape) for name, p in projections.state_dict().items()}
+    found = {name: tuple(p.shape) for name, p in state.items()}
+    if found != expected:
+        raise UserError(f"--student: the projections in {student} do not fit a {student_layers}-layer student of "
+                        f"width {student_width} and a teacher of width {teacher_width}; add --fresh-projections")
+    projections.load_state_dict(state)
+    return projections

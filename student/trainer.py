@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from tqdm import tqdm
+from transformers import BertForSequenceClassification
 
 from cache import Cache, open_cache
 from cache.attention import capture_implementation
@@ -36,13 +37,15 @@ from cache.manifest import Manifest, identity_mismatches
 from cache.records import write_record
 from student.config import CHECKPOINT, METRICS_LOG, TrainConfig, parse_student
 from student.evaluate import evaluate, metric_for
-from student.losses import attention_mse, hidden_mse, regression_mse, soft_cross_entropy
+from student.losses import attention_mse, head_map, hidden_mse, regression_mse, soft_cross_entropy
 from student.metrics import MAIN_METRIC
-from student.model import Projections, build_student
+from student.model import Projections, build_student, load_projections
 from student.precision import autocast, resolve_precision
 from student.stream import Batch, EpochPlan, pad_batch, stream_batches
 
 INTERMEDIATE_EPOCHS = {"cola": 50, "mnli": 10, "qqp": 10, "qnli": 10}  # the paper's; 20 otherwise
+GENERAL_EPOCHS = 3
+"""The reference code's general distillation runs 3 epochs over its corpus."""
 NOT_COMPUTING = ("cache", "out", "resume", "device", "precision", "workers", "save_every", "log_every", "tensorboard")
 """Options that do not change what a run computes (the cache and precision are compared by what
 they resolve to: the cache's identity, the precision used); `--resume` compares all the others."""
@@ -53,6 +56,11 @@ class Stage:
     name: str
     epochs: int
     lr: float
+
+    @property
+    def intermediate(self) -> bool:
+        """Trains on the layers' targets (embedding, hidden, attention), not on the logits."""
+        return self.name != "prediction"
 
 
 @dataclass
@@ -82,19 +90,25 @@ class Run:
         self.stages = resolve_stages(config, self.task)
         seed_everything(config.seed)  # the student's random initialisation
         shape = parse_student(config.student)
-        self.student = build_student(shape, self.teacher.config, self.num_labels)
+        self.student = build_student(shape, self.teacher.config, self.num_labels, head=config.stage != "general")
         check_length(self.student.config, manifest.max_seq_len, f"--student: {config.student}")
         self.layer_map = resolve_layer_map(config.layer_map, self.student.config.num_hidden_layers,
                                            self.teacher.num_layers)
         self.weights = resolve_layer_weights(config.layer_weights, len(self.layer_map))
         self.attention_kind = resolve_attention_kind(config.attention_loss, manifest.attention)
-        check_compatibility(manifest, self.student.config, self.layer_map, self.stages)
+        self.head_map = head_map(self.student.config.num_attention_heads, self.teacher.num_heads)
+        check_compatibility(manifest, self.layer_map, self.stages)
         self.targets = source if source is not None else CachedTargets(config.cache, [0, *self.layer_map])
+        self.eval_targets = None
+        if config.eval_cache is not None:
+            check_compatibility(open_cache(config.eval_cache).manifest, self.layer_map, self.stages, "--eval-cache")
+            self.eval_targets = CachedTargets(config.eval_cache, [0, *self.layer_map])
         self.tokenizer = self.targets.load_tokenizer()
         check_student_tokenizer(shape, manifest)
         self.student.to(self.device)
-        self.projections = Projections(self.student.config.hidden_size, self.teacher.hidden_size,
-                                       config.shared_projection).to(self.device)
+        self.projections = load_projections(shape, self.student.config.hidden_size, self.teacher.hidden_size,
+                                            len(self.layer_map), config.projections,
+                                            config.fresh_projections).to(self.device)
         self.eval_examples = load_examples(self.task, config.eval_data, config.eval_split) if config.eval_data else None
         self.log = RunLog(config.out, config.tensorboard)
 
@@ -143,7 +157,8 @@ class CachedTargets:
 def resolve_stages(config: TrainConfig, task: str) -> list[Stage]:
     epochs = config.epochs_intermediate or INTERMEDIATE_EPOCHS.get(task, 20)
     stages = {"intermediate": [Stage("intermediate", epochs, config.lr_intermediate)],
-              "prediction": [Stage("prediction", config.epochs_prediction, config.lr_prediction)]}
+              "prediction": [Stage("prediction", config.epochs_prediction, config.lr_prediction)],
+              "general": [Stage("general", config.epochs_intermediate or GENERAL_EPOCHS, config.lr_intermediate)]}
     return stages["intermediate"] + stages["prediction"] if config.stage == "all" else stages[config.stage]
 
 
@@ -163,21 +178,17 @@ def resolve_attention_kind(requested: str | None, cached: str) -> str:
     return kind
 
 
-def check_compatibility(manifest: Manifest, student_config, layer_map: list[int], stages: list[Stage]) -> None:
-    """Everything the run needs from the cache, checked before any work."""
-    teacher = manifest.teacher
-    if student_config.num_attention_heads != teacher.num_heads:
-        raise UserError(f"--student: {student_config.num_attention_heads} attention heads, the teacher has "
-                        f"{teacher.num_heads}; the attention loss needs the same number")
-    if any(s.name == "intermediate" for s in stages):
+def check_compatibility(manifest: Manifest, layer_map: list[int], stages: list[Stage], option: str = "--cache") -> None:
+    """Everything the run needs from a cache, checked before any work."""
+    if any(s.intermediate for s in stages):
         needed = sorted({0, *layer_map})
         missing = [n for n in needed if n not in manifest.layers]
         if missing:
-            raise UserError(f"--layer-map: teacher layers {missing} are not in the cache {list(manifest.layers)}; "
-                            "dump them with --layers or choose another map")
-    if any(s.name == "prediction" for s in stages) and not teacher.num_labels:
+            raise UserError(f"--layer-map: teacher layers {missing} are not in {option} (it has "
+                            f"{list(manifest.layers)}); dump them with --layers or choose another map")
+    if any(s.name == "prediction" for s in stages) and not manifest.teacher.num_labels:
         raise UserError("--stage: the cache has no teacher logits (its teacher has no classification head); "
-                        "use --stage intermediate, or dump a fine-tuned teacher")
+                        "use --stage general (a corpus) or intermediate, or dump a fine-tuned teacher")
 
 
 def check_student_tokenizer(student, manifest: Manifest) -> None:
@@ -193,7 +204,8 @@ def check_student_tokenizer(student, manifest: Manifest) -> None:
 
 def train_student(config: TrainConfig, command: str, progress: bool = True,
                   source: "TargetSource | None" = None) -> dict:
-    """Run every stage of `config`; returns the final evaluation (empty without --eval-data).
+    """Run every stage of `config`; returns the final evaluation (empty without --eval-data or
+    --eval-cache).
 
     `source` replaces the cache as the provider of targets (the online baseline in bench/).
     """
@@ -218,7 +230,8 @@ def _write_run_files(run: Run, command: str) -> None:
     out = run.config.out
     out.mkdir(parents=True, exist_ok=True)
     write_record(out / "train_config.json", run.config, command, layer_map_resolved=run.layer_map,
-                 layer_weights_resolved=run.weights, attention_kind=run.attention_kind,
+                 layer_weights_resolved=run.weights, attention_kind=run.attention_kind, head_map=run.head_map,
+                 projections_resolved=run.projections.sharing,
                  stages=[asdict(s) for s in run.stages], teacher_weights_sha256=run.teacher.weights_sha256,
                  num_labels=run.num_labels, workers_resolved=run.workers, precision_resolved=run.precision)
     with open(out / "command.txt", "a") as f:  # every command that ran in this folder (a resume appends)
@@ -231,7 +244,7 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     plan = EpochPlan(run.targets.block_starts, config.batch_size, config.window_blocks, config.seed + index)
     total = sum(plan.steps_per_epoch(e) for e in range(stage.epochs))
     total = min(total, config.max_steps) if config.max_steps else total
-    intermediate = stage.name == "intermediate"
+    intermediate = stage.intermediate
     run.student.set_attn_implementation(capture_implementation(run.attention_kind) if intermediate else "sdpa")
     params = [*run.student.parameters(), *(run.projections.parameters() if intermediate else [])]
     optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=config.weight_decay,
@@ -313,8 +326,8 @@ def intermediate_losses(hidden: Sequence[torch.Tensor], attention: Sequence[torc
     (B, h, L, L); layer_map: g(1..M); weights: lambda_0..lambda_{M+1}.
     """
     mask, pairs = batch.mask, list(enumerate(layer_map, start=1))
-    embd = weights[0] * hidden_mse(hidden[0].float(), batch.hidden[0], mask, projections.embedding)
-    hidn = _total(weights[m] * hidden_mse(hidden[m].float(), batch.hidden[n], mask, projections.hidden)
+    embd = weights[0] * hidden_mse(hidden[0].float(), batch.hidden[0], mask, projections.layer(0))
+    hidn = _total(weights[m] * hidden_mse(hidden[m].float(), batch.hidden[n], mask, projections.layer(m))
                   for m, n in pairs)
     attn = _total(weights[m] * attention_mse(attention[m - 1].float(), batch.attention[n], mask) for m, n in pairs)
     return {"embd": embd, "hidn": hidn, "attn": attn}
@@ -337,15 +350,53 @@ def _total(values: Iterable[torch.Tensor]) -> torch.Tensor:
 
 
 def _evaluate(run: Run, stage: Stage, state: RunState) -> None:
-    """Score the last stage only: before the prediction stage the classifier is untrained, so its
-    score would only mislead."""
-    if run.eval_examples is None or stage.name != run.stages[-1].name:
-        return
-    metrics = evaluate(run.student, run.tokenizer, run.eval_examples, run.manifest.max_seq_len)
+    """The held-out intermediate losses (--eval-cache) in the stages that train on them; the task
+    metric (--eval-data) of the last stage only: before the prediction stage the classifier is
+    untrained, so its score would only mislead. The last stage's evaluation picks `best/`."""
+    last = stage.name == run.stages[-1].name
+    if stage.intermediate and run.eval_targets is not None:
+        losses = held_out_losses(run)
+        _record_evaluation(run, stage, state, losses, -losses["loss"] if last and run.eval_examples is None else None)
+    if run.eval_examples is not None and last:
+        metrics = evaluate(run.student, run.tokenizer, run.eval_examples, run.manifest.max_seq_len)
+        _record_evaluation(run, stage, state, metrics, metrics[MAIN_METRIC[metric_for(run.task)]])
+
+
+@torch.no_grad()
+def held_out_losses(run: Run) -> dict[str, float]:
+    """The intermediate losses over the whole --eval-cache: each batch's means weighted by its real
+    tokens (embedding, hidden) or cells (attention), so that they are the means over the whole
+    cache, whatever the batch size."""
+    assert run.eval_targets is not None
+    plan = EpochPlan(run.eval_targets.block_starts, run.config.batch_size, run.config.window_blocks, seed=0)
+    probabilities = run.attention_kind == "probs" and run.eval_targets.manifest.attention == "scores"
+    sums = {"embd": 0.0, "hidn": 0.0, "attn": 0.0}
+    tokens = cells = 0
+    run.student.eval()
+    for batch in run.eval_targets.batches(plan, 0, 0, run.workers, run.device, probabilities, intermediate=True):
+        with autocast(run.precision, run.device):
+            out = run.student(input_ids=batch.input_ids, token_type_ids=batch.token_type_ids,
+                              attention_mask=batch.mask.long(), output_hidden_states=True, output_attentions=True)
+        parts = intermediate_losses(out.hidden_states, out.attentions, batch, run.layer_map, run.weights,
+                                    run.projections)
+        lengths = batch.mask.sum(1)
+        batch_tokens, batch_cells = int(lengths.sum()), int(lengths.square().sum())
+        sums["embd"] += parts["embd"].item() * batch_tokens
+        sums["hidn"] += parts["hidn"].item() * batch_tokens
+        sums["attn"] += parts["attn"].item() * batch_cells
+        tokens, cells = tokens + batch_tokens, cells + batch_cells
+    run.student.train()
+    means = {"embd": sums["embd"] / tokens, "hidn": sums["hidn"] / tokens, "attn": sums["attn"] / cells}
+    return {"loss": sum(means.values())} | means
+
+
+def _record_evaluation(run: Run, stage: Stage, state: RunState, metrics: dict, score: float | None) -> None:
+    """Log an evaluation; a `score` (higher is better) that beats the best so far saves `best/`."""
     entry = {"stage": stage.name, "step": state.step, "eval": metrics}
     state.history.append(entry)
     run.log.write(entry)
-    score = metrics[MAIN_METRIC[metric_for(run.task)]]
+    if score is None:
+        return
     if state.best is None or score > state.best:
         state.best = score
         _save_student(run, run.config.out / "best")
@@ -383,16 +434,18 @@ class RunLog:
 
 
 def _save_student(run: Run, folder: Path) -> None:
-    """A plain transformers checkpoint (loads with pipeline), its tokenizer, and the projections."""
+    """A plain transformers checkpoint (loads with pipeline; a general student with AutoModel), its
+    tokenizer, and the projections (which task distillation from it continues)."""
     current = run.student.config._attn_implementation
     run.student.set_attn_implementation("sdpa")  # never save our capture function into the config
     names = run.manifest.data.label_names
-    record_head(run.student.config, TaskHead(run.task, tuple(names) if names else None,
-                                             trained=any(s.name == "prediction" for s in run.stages)))
+    if isinstance(run.student, BertForSequenceClassification):
+        record_head(run.student.config, TaskHead(run.task, tuple(names) if names else None,
+                                                 trained=any(s.name == "prediction" for s in run.stages)))
     run.student.save_pretrained(folder)
     run.student.set_attn_implementation(current)
     run.tokenizer.save_pretrained(folder)
-    torch.save(run.projections.state_dict(), folder / "projections.pt")
+    run.projections.save(folder)
 
 
 def _save_checkpoint(run: Run, optimizer, scheduler, state: RunState, stage_index: int) -> None:

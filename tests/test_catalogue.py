@@ -83,7 +83,8 @@ COMPATIBILITY = [  # (case, damage to the cache or the student to use, expected 
                                                     "dump the teacher again")),
     ("incomplete cache", _incomplete, "cache is incomplete; run the same dump-teacher command again to finish it"),
     ("student with another tokenizer", "student", "has another tokenizer than the cache's teacher"),
-    ("head count", "layers=3,hidden=32,ffn=64,heads=2", "--student: 2 attention heads, the teacher has 4"),
+    ("heads not dividing the width", "layers=3,hidden=32,ffn=64,heads=3",
+     "--student: hidden size 32 must be a positive multiple of heads 3"),
     ("layer map beyond the cache", "--layer-map=1,2,5", "--layer-map: need 3 teacher layers in 1..3"),
 ]
 

@@ -70,7 +70,7 @@ def test_augment_then_dump(tmp_path, glue, tiny_teacher, small_sst2):
     result = run("augment", "--task", "sst2", "--data", small_sst2, "--out", tmp_path / "aug", "--copies", 2,
                  "--teacher", tiny_teacher)
     assert result.exit_code == 0, result.output
-    assert len((tmp_path / "aug" / "train.tsv").read_text().splitlines()) == 1 + 3 * 96
+    assert 1 + 96 < len((tmp_path / "aug" / "train.tsv").read_text().splitlines()) <= 1 + 3 * 96  # duplicates dropped
     assert json.loads((tmp_path / "aug" / "augment.json").read_text())["command"].startswith("python cli.py augment")
     result = run(*dump_args(glue, tiny_teacher, tmp_path / "c", tmp_path / "aug"))
     assert result.exit_code == 0 and read_manifest(tmp_path / "c").data.file.endswith("aug/train.tsv")

@@ -1,17 +1,24 @@
-"""Data augmentation: originals first, copies whose replaced words are true embedding neighbours."""
+"""Data augmentation: originals first, then new sentences whose replaced words are true candidates
+(masked-LM top-K from a plain one-forward-per-word loop, embedding and GloVe neighbours from numpy)."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.numpy import load_file
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertTokenizer
 
 from cache.augment import AugmentConfig, augment_file
+from cache.candidates import STOP_WORDS
 from cache.checkpoints import default_teacher_path
-from cache.data import ColumnSpec, load_examples
+from cache.data import ColumnSpec
 from cache.errors import DataError, UserError
+from tests.helpers import GLUE, assert_refused, run, vocabulary
+
+K = 4
 
 
 def nearest_words(teacher, k: int, chunk: int = 2048) -> dict[str, set[str]]:
@@ -33,58 +40,174 @@ def nearest_words(teacher, k: int, chunk: int = 2048) -> dict[str, set[str]]:
     return out
 
 
-def check_copies(original: list[str], copies: list[str], neighbours: dict[str, set[str]]) -> int:
-    """Every changed word of every copy is a neighbour of the word it replaced; returns the changes."""
+def id_labelled(tmp_path: Path, rows: int = 24, pairs: bool = False, start: int = 1) -> Path:
+    """A tsv of real sentences (MRPC pairs) whose label is the row's id: each new row names its origin."""
+    lines = (GLUE / "MRPC" / "train.tsv").read_text(encoding="utf-8-sig").splitlines()[start:start + rows]
+    fields = [line.split("\t") for line in lines]
+    body = [f"{f[3]}\t{f[4]}\t{i}" if pairs else f"{f[3]}\t{i}" for i, f in enumerate(fields)]
+    path = tmp_path / "in" / "train.tsv"
+    path.parent.mkdir()
+    path.write_text("\n".join(["sentence\tsecond\tlabel" if pairs else "sentence\tlabel", *body]) + "\n")
+    return path
+
+
+def augment(tmp_path, source, pairs=False, out="out", **options):
+    options = {"seed": 1, "neighbours": K} | options
+    config = AugmentConfig(task="tsv", data=source, out=tmp_path / out,
+                           columns=ColumnSpec(text="sentence", pair="second" if pairs else None), **options)
+    out = augment_file(config, command="test", progress=False)
+    rows = [line.split("\t") for line in out.read_text().splitlines()[1:]]
+    originals = rows[:options.get("limit") or len(source.read_text().splitlines()) - 1]
+    return originals, rows[len(originals):]
+
+
+def changes(original: str, new: str) -> list[tuple[str, str, str]]:
+    """(word, replacement, the text before the word) for each changed word; the text between words is
+    unchanged."""
+    a, b = re.split(r"([^\W\d_]+)", original), re.split(r"([^\W\d_]+)", new)
+    assert len(a) == len(b) and a[0::2] == b[0::2], (original, new)
+    return [(x, y, "".join(a[:i])) for i, (x, y) in enumerate(zip(a, b, strict=True)) if i % 2 and x != y]
+
+
+def check_rows(originals, new_rows, allowed) -> int:
+    """Every new row differs from its origin and from its siblings, and each changed word is one the
+    test allows; returns the number of changed words."""
+    by_id = {row[-1]: row for row in originals}
+    assert len({tuple(r) for r in new_rows}) == len(new_rows)
     changed = 0
-    for copy in copies:
-        before, after = original.split(" "), copy.split(" ")
-        assert len(before) == len(after)
-        for old, new in zip(before, after, strict=True):
-            if old != new:
-                assert new in neighbours[old.lower()], (old, new)
+    for row in new_rows:
+        origin = by_id[row[-1]]
+        assert row != origin
+        for old, new in zip(origin[:-1], row[:-1], strict=True):
+            for word, replacement, before in changes(old, new):
+                assert word.lower() not in STOP_WORDS
+                if word[0].isupper():
+                    assert replacement[0].isupper()
+                assert allowed(word, replacement.lower(), before, old), (word, replacement)
                 changed += 1
     return changed
 
 
-@pytest.mark.parametrize("task,folder", [("sst2", "SST-2"), ("mrpc", "MRPC")])
-def test_copies_replace_words_by_embedding_neighbours(tmp_path, glue, tiny_teacher, task, folder):
-    source = tmp_path / "in"
-    source.mkdir()
-    lines = (glue / folder / "train.tsv").read_text(encoding="utf-8-sig").splitlines()
-    (source / "train.tsv").write_text("\n".join(lines[:13]) + "\n")
-    out = augment_file(AugmentConfig(task=task, data=source, out=tmp_path / "out", teacher=str(tiny_teacher),
-                                     copies=3, neighbours=4, seed=1), command="test", progress=False)
-    before, after = load_examples(task, source, "train"), load_examples(task, out.parent, "train")
-    assert len(after) == 4 * len(before) == 48 and sorted(p.name for p in out.parent.iterdir()) == [
-        "augment.json", "train.tsv"]  # no staging file left
-    assert after.texts[:12] == before.texts and np.array_equal(after.labels[:12], before.labels)
-    assert np.array_equal(after.labels[12:], np.repeat(before.labels, 3))  # labels carried over
-    neighbours = nearest_words(tiny_teacher, 4)
-    texts = [after.texts] + ([after.pairs] if task == "mrpc" else [])
-    originals = [before.texts] + ([before.pairs] if task == "mrpc" else [])
-    changed = sum(check_copies(o, column[12 + 3 * i:15 + 3 * i], neighbours)
-                  for column, orig in zip(texts, originals, strict=True) for i, o in enumerate(orig))
-    assert changed > 20
-    record = json.loads((out.parent / "augment.json").read_text())
-    assert record["copies"] == 3 and record["source"]["rows"] == 12 and record["output"]["rows"] == 48
+def test_embedding_neighbours_for_one_piece_words(tmp_path, tiny_teacher):
+    originals, new = augment(tmp_path, id_labelled(tmp_path, pairs=True), pairs=True, teacher=str(tiny_teacher),
+                             copies=3)
+    neighbours = nearest_words(tiny_teacher, K)
+    assert check_rows(originals, new, lambda word, rep, *_: rep in neighbours.get(word.lower(), ())) > 40
+    assert 24 < len(new) <= 72
+    record = json.loads((tmp_path / "out" / "augment.json").read_text())
+    assert record["output"]["new_rows"] == len(new) and record["copies_resolved"] == 3
+    assert record["candidates"] == {"one piece": "teacher input embeddings", "several pieces": "kept"}
 
 
-def test_probability_bounds_and_seed(tmp_path, glue, tiny_teacher, small_sst2):
-    def run(name, **options):
-        config = AugmentConfig(task="sst2", data=small_sst2, out=tmp_path / name, teacher=str(tiny_teacher),
-                               copies=2, **options)
-        return load_examples("sst2", augment_file(config, command="test", progress=False).parent, "train").texts
-
-    never, always = run("never", p_replace=0.0), run("always", p_replace=1.0)
-    assert never[96:] == [t for t in never[:96] for _ in range(2)]
-    words = set(nearest_words(tiny_teacher, 15))
-    for original, copy in zip([t for t in always[:96] for _ in range(2)], always[96:], strict=True):
-        kept = [o for o, c in zip(original.split(" "), copy.split(" "), strict=True) if o == c]
-        assert not any(w in words for w in kept)  # every word with neighbours was replaced
-    assert run("a", seed=3) == run("b", seed=3) != run("c", seed=4)
+@pytest.fixture(scope="module")
+def tiny_mlm(tmp_path_factory) -> Path:
+    """A random BertForMaskedLM with a WordPiece tokenizer, saved like a real checkpoint."""
+    path = tmp_path_factory.mktemp("mlm")
+    vocab = vocabulary()
+    torch.manual_seed(5)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertForMaskedLM(config).save_pretrained(path)
+    BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(path)
+    return path
 
 
-def test_bad_input_is_named(tmp_path, glue, tiny_teacher):
+def masked_lm_top_k(path: Path):
+    """One forward per masked word, all logits, filtered by hand: the reference code's way."""
+    model, tokenizer = BertForMaskedLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+    vocab = tokenizer.get_vocab()
+    words = sorted(vocab, key=vocab.get)
+
+    def top_k(word: str, before: str, text: str) -> set[str]:
+        masked = before + "[MASK]" + text[len(before) + len(word):]
+        ids = tokenizer(masked, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, (ids[0] == tokenizer.mask_token_id).nonzero()[0, 0]]
+        scored = [(logits[i].item(), w) for i, w in enumerate(words)
+                  if w.isalpha() and w not in tokenizer.all_special_tokens and w != word.lower()]
+        scored.sort(reverse=True)
+        kth = scored[K - 1][0]
+        return {w for score, w in scored if score >= kth - 1e-4}
+
+    return top_k
+
+
+def test_masked_lm_candidates_equal_one_forward_per_word(tmp_path, tiny_mlm):
+    originals, new = augment(tmp_path, id_labelled(tmp_path, pairs=True), pairs=True, mlm=str(tiny_mlm),
+                             copies=3, batch_size=7)
+    top_k = masked_lm_top_k(tiny_mlm)
+    vocab = AutoTokenizer.from_pretrained(tiny_mlm).get_vocab()
+
+    def allowed(word, replacement, before, text):
+        return word.lower() in vocab and replacement in top_k(word, before, text)  # one-piece words only
+
+    assert check_rows(originals, new, allowed) > 40
+    record = json.loads((tmp_path / "out" / "augment.json").read_text())
+    assert record["candidates"]["one piece"] == f"masked LM {tiny_mlm}"
+
+
+def test_glove_neighbours_for_words_of_several_pieces(tmp_path, tiny_mlm):
+    source = id_labelled(tmp_path, start=200)  # sentences the tiny vocabulary has not seen
+    words = sorted({w for line in source.read_text().splitlines()[1:] for w in re.findall(r"[^\W\d_]+", line)})
+    vocab = AutoTokenizer.from_pretrained(tiny_mlm).get_vocab()
+    unknown = [w for w in words if w.lower() not in vocab]
+    assert len(unknown) > 10  # words the tiny vocabulary splits (into [UNK])
+    rng = np.random.default_rng(0)
+    glove_words = sorted({w.lower() for w in unknown} | {"alpha", "beta", "gamma", "delta", "epsilon"}) + ["x1"]
+    vectors = rng.standard_normal((len(glove_words), 6)).astype(np.float32)
+    (tmp_path / "glove.txt").write_text("".join(f"{w} {' '.join(f'{v:.5f}' for v in vec)}\n"
+                                                for w, vec in zip(glove_words, vectors, strict=True)))
+    stored = np.array([[float(f"{v:.5f}") for v in vec] for vec in vectors])
+    unit = stored / np.linalg.norm(stored, axis=1, keepdims=True)
+    nearest = {}
+    for i, w in enumerate(glove_words):
+        similarity = unit @ unit[i]
+        similarity[i] = -np.inf
+        similarity[[j for j, x in enumerate(glove_words) if not x.isalpha()]] = -np.inf
+        nearest[w] = {glove_words[j] for j in np.argsort(-similarity)[:K]}
+    originals, new = augment(tmp_path, source, mlm=str(tiny_mlm), glove=tmp_path / "glove.txt", copies=3)
+    glove_changes = 0
+
+    def allowed(word, replacement, *_):
+        nonlocal glove_changes
+        if word.lower() in vocab:
+            return True  # the masked LM's: checked in the test above
+        glove_changes += 1
+        return replacement in nearest[word.lower()] and replacement != "x1"
+
+    check_rows(originals, new, allowed)
+    assert glove_changes > 10
+    _, without = augment(tmp_path, source, out="kept", mlm=str(tiny_mlm), copies=3)
+    kept = check_rows(originals, without, lambda word, *_: word.lower() in vocab)
+    assert kept > 0  # words of several pieces are kept without GloVe
+
+
+def test_duplicates_are_dropped_and_copies_default_per_task(tmp_path, tiny_teacher):
+    source = id_labelled(tmp_path)
+    originals, new = augment(tmp_path, source, teacher=str(tiny_teacher), copies=5, neighbours=1, p_replace=1.0)
+    assert len(new) == len(originals)  # p = 1 and one candidate per word: the 5 copies are one sentence
+    _, none = augment(tmp_path, source, out="p0", teacher=str(tiny_teacher), copies=5, p_replace=0.0)
+    assert none == []  # every copy equals its original
+    first, new = augment(tmp_path, source, out="limit", teacher=str(tiny_teacher), copies=2, limit=5)
+    ids = ["0", "1", "2", "3", "4"]
+    assert [row[-1] for row in first] == ids and {row[-1] for row in new} <= set(ids)
+    copies = {task: AugmentConfig(task=task, data=GLUE, out=tmp_path).resolved_copies()
+              for task in ("sst2", "qnli", "mnli", "qqp", "mrpc", "cola", "tsv")}
+    assert copies == {"sst2": 20, "qnli": 20, "mnli": 10, "qqp": 10, "mrpc": 30, "cola": 30, "tsv": 30}
+
+
+def test_seed_decides_the_output(tmp_path, tiny_teacher):
+    source = id_labelled(tmp_path)
+    results = []
+    for name, seed in [("a", 3), ("b", 3), ("c", 4)]:
+        (tmp_path / name).mkdir()
+        config = AugmentConfig(task="tsv", data=source, out=tmp_path / name / "out", teacher=str(tiny_teacher),
+                               copies=2, seed=seed, columns=ColumnSpec(text="sentence"))
+        results.append(augment_file(config, command="test", progress=False).read_text())
+    assert results[0] == results[1] != results[2]
+
+
+def test_bad_input_is_named(tmp_path, tiny_teacher, tiny_bare_teacher):
     (tmp_path / "train.tsv").write_text("sentence\tlabel\nfine words\t1\nonly-one-field\n")
     config = AugmentConfig(task="tsv", data=tmp_path, out=tmp_path / "out", teacher=str(tiny_teacher),
                            columns=ColumnSpec(text="sentence"))
@@ -96,15 +219,18 @@ def test_bad_input_is_named(tmp_path, glue, tiny_teacher):
         augment_file(config, command="test", progress=False)
     with pytest.raises(UserError, match="augment reads"):
         augment_file(AugmentConfig(task="jsonl", data=tmp_path / "train.tsv", out=tmp_path / "o2"), progress=False)
+    sst2 = ["augment", "--task", "sst2", "--data", GLUE / "SST-2", "--out", tmp_path / "o3"]
+    assert_refused(run(*sst2, "--mlm", tiny_bare_teacher), "has no masked-LM head")
+    assert_refused(run(*sst2, "--glove", tmp_path / "none.txt"), "--glove: ")
+    (tmp_path / "glove.txt").write_text("word 0.1 0.2\nother 0.3\n")
+    assert_refused(run(*sst2, "--teacher", tiny_teacher, "--glove", tmp_path / "glove.txt"),
+                   "glove.txt:2: 1 numbers, the first line has 2")
+    assert not (tmp_path / "o3" / "train.tsv").exists()
 
 
 @pytest.mark.slow
-def test_minilm_neighbours_on_real_sentences(tmp_path, small_sst2):
-    """The packaged MiniLM: copies of real SST-2 sentences change words into true neighbours."""
-    teacher = default_teacher_path()
-    out = augment_file(AugmentConfig(task="sst2", data=small_sst2, out=tmp_path / "out", copies=2, seed=0),
-                       command="test", progress=False)
-    after = load_examples("sst2", out.parent, "train").texts
-    neighbours = nearest_words(Path(teacher), 15)
-    changed = sum(check_copies(o, after[96 + 2 * i:98 + 2 * i], neighbours) for i, o in enumerate(after[:96]))
-    assert changed > 100
+def test_minilm_neighbours_on_real_sentences(tmp_path):
+    """The packaged MiniLM: new rows of real MRPC sentences change words into true neighbours."""
+    originals, new = augment(tmp_path, id_labelled(tmp_path, rows=48), copies=2, neighbours=15)
+    neighbours = nearest_words(Path(default_teacher_path()), 15)
+    assert check_rows(originals, new, lambda word, rep, *_: rep in neighbours.get(word.lower(), ())) > 100

@@ -5,6 +5,7 @@ import torch
 
 from student.losses import (
     attention_mse,
+    head_map,
     hidden_mse,
     probabilities_from_scores,
     regression_mse,
@@ -38,6 +39,35 @@ def test_attention_mse_counts_only_real_pairs():
     noisy = student.clone()
     noisy[1, :, 1:, :] = 1e3  # padding of the single-token example: must not count
     assert attention_mse(noisy, teacher, mask_of(LENGTHS)).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_head_mapping_against_a_hand_computation():
+    lengths = [4, 2]
+    mask = mask_of(lengths)
+    student2, student3 = torch.randn(2, 2, 4, 4), torch.randn(2, 3, 4, 4)
+    teacher = torch.randn(2, 4, 4, 4)
+    # grouped: student head 0 learns from teacher heads 0, 1; head 1 from heads 2, 3
+    grouped = [[sum(teacher[b, 2 * h + g, i, j].item() for g in range(2)) / 2 for h in range(2)
+                for i in range(4) for j in range(4)] for b in range(2)]
+    total, cells = 0.0, 0
+    for b, n in enumerate(lengths):
+        for h in range(2):
+            for i in range(n):
+                for j in range(n):
+                    total += (student2[b, h, i, j].item() - grouped[b][h * 16 + i * 4 + j]) ** 2
+                    cells += 1
+    assert head_map(2, 4) == "grouped"
+    assert attention_mse(student2, teacher, mask).item() == pytest.approx(total / cells, rel=1e-5)
+    # 4 teacher heads, 3 student heads: the mean map on both sides
+    total, cells = 0.0, 0
+    for b, n in enumerate(lengths):
+        for i in range(n):
+            for j in range(n):
+                s = sum(student3[b, h, i, j].item() for h in range(3)) / 3
+                t = sum(teacher[b, h, i, j].item() for h in range(4)) / 4
+                total, cells = total + (s - t) ** 2, cells + 1
+    assert head_map(3, 4) == "mean" and head_map(8, 4) == "mean" and head_map(4, 4) == "one-to-one"
+    assert attention_mse(student3, teacher, mask).item() == pytest.approx(total / cells, rel=1e-5)
 
 
 def test_hidden_mse_projects_and_masks():

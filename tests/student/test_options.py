@@ -17,10 +17,12 @@ from tests.helpers import dump, logged, save_tiny_teacher
 from tests.helpers import train_config as config
 
 
-def test_projections_shared_or_separate():
-    assert len(list(Projections(8, 16).parameters())) == 4
-    shared = Projections(8, 16, shared=True)
-    assert shared.embedding is shared.hidden and len(list(shared.parameters())) == 2
+def test_projections_separate_shared_or_per_layer():
+    separate, shared, per_layer = (Projections(8, 16, 3, sharing) for sharing in ("separate", "shared", "per-layer"))
+    assert len(separate.maps) == 2 and separate.layer(0) is not separate.layer(1)
+    assert separate.layer(1) is separate.layer(2) is separate.layer(3)
+    assert len(shared.maps) == 1 and shared.layer(0) is shared.layer(3)
+    assert len(per_layer.maps) == 4 and len({id(per_layer.layer(m)) for m in range(4)}) == 4
 
 
 def test_checkpoint_student_weights_and_probs_loss(tmp_path, tiny_cache):
