@@ -1,4 +1,5 @@
-# Two entry points: `make demo` (the main job on built-in defaults) and `make test`; `make lint` runs in CI too.
+# Two entry points: `make demo` (the main job on built-in defaults) and `make test`; `make lint` runs in CI too;
+# `make recipe` runs TinyBERT's whole two-stage recipe on slices that fit a CPU.
 # Each creates its own virtual environment in $(VENV).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-.PHONY: demo test lint
+CORPUS ?= ../shared/data/corpus
+RECIPE_OUT ?= runs/recipe
+TASK ?= sst2
+TASK_FOLDER ?= SST-2
+MAX_LEN ?= 64
+CORPUS_SEQUENCES ?= 8000
+TASK_EXAMPLES ?= 1000
+TINYBERT4_LAYERS := 0,1,3,4,6
+
+.PHONY: demo test lint recipe
 # The main job on a slice of SST-2: fine-tune the packaged MiniLM into a task teacher, run it once
 # into a cache, start a 2-layer student from its layers 3 and 6, distil it from the cache (the teacher
 # is not loaded), compare.
@@ -31,6 +41,31 @@ demo: $(VENV)/.installed
 		--lr-prediction 1e-4 --eval-data $(DATA)/SST-2 --out $(DEMO_OUT)/student
 	$(PY) cli.py compare --model teacher=$(DEMO_OUT)/teacher --model student=$(DEMO_OUT)/student \
 		--task sst2 --data $(DATA)/SST-2 --max-seq-len 64 --cache $(DEMO_OUT)/sst2.zarr
+
+# TinyBERT4 (4 layers, d=312) in two stages: general distillation from the pre-trained MiniLM over a
+# corpus slice (scored on a held-out part), then task distillation from the general student on an
+# augmented task slice, labelled by a fine-tuned MiniLM; then teacher and student side by side.
+# Other tasks: make recipe TASK=mrpc TASK_FOLDER=MRPC MAX_LEN=128.
+recipe: $(VENV)/.installed
+	rm -rf $(RECIPE_OUT)
+	$(PY) cli.py dump-teacher --task corpus --data $(CORPUS) --holdout 0.02 --layers $(TINYBERT4_LAYERS) \
+		--limit $(CORPUS_SEQUENCES) --out $(RECIPE_OUT)/corpus.zarr
+	$(PY) cli.py dump-teacher --task corpus --data $(CORPUS) --holdout 0.02 --split holdout \
+		--layers $(TINYBERT4_LAYERS) --limit 400 --out $(RECIPE_OUT)/holdout.zarr
+	$(PY) cli.py train-student --stage general --cache $(RECIPE_OUT)/corpus.zarr \
+		--eval-cache $(RECIPE_OUT)/holdout.zarr --student tinybert4 --epochs-intermediate 2 \
+		--lr-intermediate 1e-4 --eval-every 200 --out $(RECIPE_OUT)/general
+	$(PY) cli.py finetune-teacher --task $(TASK) --data $(DATA)/$(TASK_FOLDER) --limit $(TASK_EXAMPLES) \
+		--epochs 3 --lr 1e-4 --max-seq-len $(MAX_LEN) --out $(RECIPE_OUT)/teacher
+	$(PY) cli.py augment --task $(TASK) --data $(DATA)/$(TASK_FOLDER) --limit $(TASK_EXAMPLES) --copies 4 \
+		--out $(RECIPE_OUT)/augmented
+	$(PY) cli.py dump-teacher --task $(TASK) --data $(RECIPE_OUT)/augmented --teacher $(RECIPE_OUT)/teacher \
+		--layers $(TINYBERT4_LAYERS) --max-seq-len $(MAX_LEN) --out $(RECIPE_OUT)/task.zarr
+	$(PY) cli.py train-student --cache $(RECIPE_OUT)/task.zarr --student $(RECIPE_OUT)/general --stage all \
+		--epochs-intermediate 2 --epochs-prediction 2 --lr-intermediate 1e-4 --lr-prediction 1e-4 \
+		--eval-data $(DATA)/$(TASK_FOLDER) --out $(RECIPE_OUT)/student
+	$(PY) cli.py compare --model teacher=$(RECIPE_OUT)/teacher --model student=$(RECIPE_OUT)/student \
+		--task $(TASK) --data $(DATA)/$(TASK_FOLDER) --max-seq-len $(MAX_LEN) --cache $(RECIPE_OUT)/task.zarr
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -254,7 +254,8 @@ precision_option = click.option(
 @click.option("--cache", "cache_path", required=True, type=click.Path(path_type=Path),
               help="Teacher cache to distil from.")
 @click.option("--student", default=TrainConfig.student,
-              help="tinybert4, tinybert6, sizes layers=M,hidden=d,ffn=d',heads=h, or a checkpoint folder.")
+              help="tinybert4, tinybert6, sizes layers=M,hidden=d,ffn=d',heads=h, a checkpoint folder (a general "
+              "student: with its projections), or a run folder (its best/, else last/).")
 @click.option("--stage", type=click.Choice(STAGES), default=TrainConfig.stage,
               help="intermediate: embedding+hidden+attention; prediction: logits; all: one then the other; "
               "general: the intermediate losses on a corpus cache, saving a general student (no head).")

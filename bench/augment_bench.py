@@ -23,7 +23,7 @@ from transformers import BertForMaskedLM
 
 from bench.common import data_option, save_result
 from cache.augment import WORD, Sources, candidate_slots
-from cache.candidates import STOP_WORDS, MaskedLM, MaskedWord
+from cache.candidates import STOP_WORDS, MaskedLM, MaskedWord, single_piece
 from cache.checkpoints import default_teacher_path, load_tokenizer, quiet_transformers
 from cache.data import load_examples
 from cache.device import resolve_device
@@ -35,7 +35,7 @@ def one_forward_per_word(texts: list[str], masked_lm: MaskedLM) -> list[list[str
         segments = tuple(WORD.split(text))
         for index in range(1, len(segments), 2):
             word = segments[index]
-            if word.lower() not in STOP_WORDS and masked_lm.single_piece(word):
+            if word.lower() not in STOP_WORDS and single_piece(masked_lm.tokenizer, word):
                 found += masked_lm.candidates([MaskedWord(segments, index)])
     return found
 
@@ -44,7 +44,7 @@ def batched(texts: list[str], masked_lm: MaskedLM) -> list[list[str]]:
     sources = Sources(masked_lm.tokenizer, masked_lm, None, None)
     slots = candidate_slots(texts, sources)
     return [candidates for segments, text_slots in slots for index, candidates in text_slots
-            if masked_lm.single_piece(segments[index])]
+            if single_piece(masked_lm.tokenizer, segments[index])]
 
 
 @click.command()

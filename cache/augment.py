@@ -18,12 +18,12 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 from tqdm import tqdm
 
-from .candidates import STOP_WORDS, EmbeddingNeighbours, GloveNeighbours, MaskedLM, MaskedWord
+from .candidates import STOP_WORDS, EmbeddingNeighbours, GloveNeighbours, MaskedLM, MaskedWord, single_piece
 from .checkpoints import default_teacher_path, load_config, load_tokenizer
 from .config import AUGMENT_RECORD, AugmentConfig
 from .data import canonical_task, load_examples, table_rows, task_spec
@@ -40,14 +40,11 @@ class Sources:
     """Where candidates come from: one-piece words from the masked LM, else the teacher's
     embeddings; words of several pieces from GloVe, else nowhere (kept)."""
 
-    tokenizer: object
+    tokenizer: Any
+    """The one that decides what a one-piece word is: the masked LM's, else the teacher's."""
     masked_lm: MaskedLM | None
     embedding: EmbeddingNeighbours | None
     glove: GloveNeighbours | None
-
-    def single_piece(self, word: str) -> bool:
-        pieces = self.tokenizer.tokenize(word)  # type: ignore[attr-defined]
-        return len(pieces) == 1 and pieces[0] != self.tokenizer.unk_token  # type: ignore[attr-defined]
 
 
 Slots = list[tuple[int, list[str]]]
@@ -65,7 +62,7 @@ def candidate_slots(texts: list[str], sources: Sources) -> list[tuple[tuple[str,
             word = segments[index]
             if word.lower() in STOP_WORDS:
                 continue
-            if not sources.single_piece(word):
+            if not single_piece(sources.tokenizer, word):
                 slots.append((index, sources.glove(word) if sources.glove else []))
             elif sources.masked_lm is not None:
                 slots.append((index, []))

@@ -37,6 +37,12 @@ STOP_WORDS = frozenset({
 """English stop words (NLTK's list, which the reference augmentation script uses): never replaced."""
 
 
+def single_piece(tokenizer, word: str) -> bool:
+    """Whether the vocabulary holds the word whole (the masked LM can predict it in one slot)."""
+    pieces = tokenizer.tokenize(word)
+    return len(pieces) == 1 and pieces[0] != tokenizer.unk_token
+
+
 def whole_word(token: str) -> bool:
     """A vocabulary entry that can stand for a word: alphabetic, not a special token nor a suffix piece."""
     return token.isalpha()
@@ -143,10 +149,6 @@ class MaskedLM:
         self.words = sorted(vocab, key=vocab.get)
         allowed = torch.tensor([whole_word(w) and w not in self.tokenizer.all_special_tokens for w in self.words])
         self.blocked = ~allowed.to(device)
-
-    def single_piece(self, word: str) -> bool:
-        pieces = self.tokenizer.tokenize(word)
-        return len(pieces) == 1 and pieces[0] != self.tokenizer.unk_token
 
     @torch.inference_mode()
     def candidates(self, masked: list[MaskedWord]) -> list[list[str]]:

@@ -42,16 +42,6 @@ class TaskHead:
     """False for a student saved before any prediction-layer training: its head is still random."""
 
 
-def model_folder(folder: Path, option: str) -> Path:
-    """A model folder, or the student a training run saved in it: its `best/`, else its `last/`."""
-    if (folder / "config.json").is_file():
-        return folder
-    for saved in ("best", "last"):
-        if (folder / saved / "config.json").is_file():
-            return folder / saved
-    raise UserError(f"{option}: {folder} holds no model (no config.json, nor a run's best/ or last/)")
-
-
 def quiet_transformers() -> None:
     """Silence transformers' warnings and download bars: this tool reports its own checks in one line."""
     from transformers.utils import logging

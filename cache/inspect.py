@@ -10,6 +10,7 @@ from .errors import CacheError, describe
 from .layout import BlockIndex
 from .manifest import MANIFEST, Manifest, index_mismatches, read_manifest
 from .store import INDEX, Store, block_unit, open_store, slab_checksums
+from .tasks import CORPUS_TASK
 
 
 def _store(path: Path, manifest: Manifest) -> Store:
@@ -54,13 +55,13 @@ def format_summary(summary: dict) -> str:
         ("teacher", (f"{t['path']} ({t['architecture']}, {t['num_layers']} layers, {t['num_heads']} heads, "
                      f"d={t['hidden_size']}, weights sha256 {t['weights_sha256'][:12]})")),
         ("tokenizer", summary["tokenizer"]["fingerprint"][:12]),
-        ("data", (f"{d['task']} {d['split']}: {d['examples']} examples from {d['file']} "
-                  f"(sha256 {d['sha256'][:12]}), {d['truncated']} truncated at {summary['max_seq_len']} tokens")),
+        ("data", _data_line(d, summary["max_seq_len"])),
         ("labels", d["label_kind"] + (f" {d['label_names']}" if d["label_names"] else "")),
         ("layers", f"hidden {summary['layers']}, attention {summary['attention_layers']} ({attention})"),
         ("storage", (f"{summary['storage']}, {summary['dtype']}, compression {summary['compression']}, "
                      f"{summary['num_blocks']} blocks")),
-        ("size", (f"{_mb(s['bytes'])} = {s['bytes_per_example'] / 1e3:,.1f} kB/example; targets (index + blocks) "
+        ("size", (f"{_mb(s['bytes'])} = {s['bytes_per_example'] / 1e3:,.1f} kB/example, "
+                  f"{s['bytes'] / max(summary['stats']['tokens'], 1):,.0f} B/token; targets (index + blocks) "
                   f"x{s['target_bytes'] / s['ideal_ragged_float16_bytes']:.3f} of ragged float16, "
                   f"x{s['target_bytes'] / s['padded_float32_bytes']:.3f} of padded float32 "
                   f"({_mb(s['padded_float32_bytes'])})")),
@@ -69,6 +70,15 @@ def format_summary(summary: dict) -> str:
     rows += [("resumed", command) for command in summary["resumed"]]
     width = max(len(key) for key, _ in rows)
     return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
+
+
+def _data_line(d: dict, max_seq_len: int) -> str:
+    source = f"from {d['file']} (sha256 {d['sha256'][:12]})"
+    if d["task"] == CORPUS_TASK:
+        return (f"corpus {d['split']}: {d['examples']} sequences of at most {max_seq_len} tokens {source}, "
+                f"--holdout {d['columns']['holdout']:g}")
+    truncated = f"{d['truncated']} truncated at {max_seq_len} tokens"
+    return f"{d['task']} {d['split']}: {d['examples']} examples {source}, {truncated}"
 
 
 def _mb(n: float) -> str:

@@ -1,5 +1,6 @@
 """Checks on the paths a user passes, done before any work: outputs never land on inputs, inside a
-file, on a read-only file system, or over a folder that holds something else."""
+file, on a read-only file system, or over a folder that holds something else; and which checkpoint
+a folder names."""
 
 import math
 import os
@@ -54,3 +55,13 @@ def check_number(value: float, option: str, low: float = -math.inf, high: float 
     if not math.isfinite(value) or below or above:
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         raise UserError(f"{option}: {value:g} is not a finite number in {interval}")
+
+
+def model_folder(folder: Path, option: str) -> Path:
+    """A model folder, or the student a training run saved in it: its `best/`, else its `last/`."""
+    if (folder / "config.json").is_file():
+        return folder
+    for saved in ("best", "last"):
+        if (folder / saved / "config.json").is_file():
+            return folder / saved
+    raise UserError(f"{option}: {folder} holds no model (no config.json, nor a run's best/ or last/)")

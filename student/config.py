@@ -7,7 +7,7 @@ from pathlib import Path
 from cache.data import canonical_task, resolve_data_file
 from cache.errors import UserError
 from cache.manifest import Manifest, read_complete_manifest
-from cache.paths import check_number, check_output_dir
+from cache.paths import check_number, check_output_dir, model_folder
 from cache.tasks import CORPUS_TASK
 
 STAGES = ("intermediate", "prediction", "all", "general")
@@ -39,7 +39,8 @@ class StudentShape:
 
 
 def parse_student(text: str) -> StudentShape | Path:
-    """`tinybert4`, `tinybert6`, explicit sizes `layers=2,hidden=128,ffn=512,heads=12`, or a folder."""
+    """`tinybert4`, `tinybert6`, explicit sizes `layers=2,hidden=128,ffn=512,heads=12`, a checkpoint
+    folder, or a training run's folder (its best/, else its last/)."""
     if text in PRESETS:
         return StudentShape(*PRESETS[text])
     if "=" in text:
@@ -51,8 +52,8 @@ def parse_student(text: str) -> StudentShape | Path:
         if min(shape.layers, shape.hidden, shape.ffn, shape.heads) < 1 or shape.hidden % shape.heads:
             raise UserError(f"--student: hidden size {shape.hidden} must be a positive multiple of heads {shape.heads}")
         return shape
-    if Path(text, "config.json").is_file():
-        return Path(text)
+    if Path(text).is_dir():  # a checkpoint, or a run folder: its best/, else its last/
+        return model_folder(Path(text), "--student")
     raise UserError(f"--student: {text!r} is not a preset ({', '.join(PRESETS)}), sizes "
                     "(layers=M,hidden=d,ffn=d',heads=h) or a checkpoint folder")
 
@@ -115,6 +116,8 @@ class TrainConfig:
         if self.stage not in STAGES:
             raise UserError(f"--stage: {self.stage!r} is not one of {', '.join(STAGES)}")
         parse_student(self.student)
+        if self.projections is not None and self.projections not in PROJECTION_SHARING:
+            raise UserError(f"--projections: {self.projections!r} is not one of {', '.join(PROJECTION_SHARING)}")
         for value in self.layer_weights or ():
             check_number(value, "--layer-weights", 0)
         for option in ("lr_intermediate", "lr_prediction", "temperature"):

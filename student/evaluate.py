@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cache.checkpoints import check_head, check_length, load_config, load_tokenizer, model_folder
+from cache.checkpoints import check_head, check_length, load_config, load_tokenizer
 from cache.data import Examples, load_examples
 from cache.device import resolve_device
 from cache.errors import UserError
+from cache.paths import model_folder
 from cache.tasks import GLUE_TASKS
 from cache.tokenize import tokenize
 from student.metrics import glue_metrics

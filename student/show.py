@@ -14,10 +14,10 @@ from matplotlib.figure import Figure
 
 from cache import Cache, open_cache
 from cache.attention import capture_implementation
-from cache.checkpoints import model_folder
 from cache.dtypes import numpy_dtype
 from cache.errors import UserError
 from cache.layer_map import uniform_layer_map
+from cache.paths import model_folder
 
 DPI = 100
 PANEL = 1.7

@@ -86,7 +86,7 @@ def test_task_distillation_continues_the_general_student(tmp_path, corpus_caches
     train_student(config(corpus_caches["train"], general, student=GENERAL, stage="general", layer_map="2,3",
                          max_steps=2), command="x", progress=False)
     saved = torch.load(general / "last" / "projections.pt")["state"]
-    task = Run(config(tiny_cache, tmp_path / "task", student=str(general / "last"), layer_map="2,3"))
+    task = Run(config(tiny_cache, tmp_path / "task", student=str(general), layer_map="2,3"))  # the run's last/
     encoder = BertModel.from_pretrained(general / "last").state_dict()
     assert all(torch.equal(task.student.bert.state_dict()[k], v) for k, v in encoder.items())
     assert all(torch.equal(task.projections.state_dict()[k].cpu(), v) for k, v in saved.items())
