@@ -2,7 +2,8 @@
 
 Read top to bottom: `train_student` resolves and checks the whole configuration against the cache
 before any work, then runs the stages (intermediate: embedding + hidden + attention losses;
-prediction: logits), evaluating and checkpointing as it goes. A checkpoint holds model,
+prediction: logits; general: the intermediate losses on a corpus, for a student without a head),
+evaluating and checkpointing as it goes. A checkpoint holds model,
 projections, optimizer, scheduler, RNG states and the stream position, so `--resume` continues
 exactly where an interrupted run stopped.
 """

@@ -184,3 +184,30 @@ def test_real_minilm_general_distillation_on_the_real_corpus(tmp_path):
         cells += len(item["input_ids"]) ** 2 * 4
     assert maps["maps.0.weight"].shape == (384, 64)
     assert final["attn"] == pytest.approx(attn / cells, rel=2e-4)
+
+
+def test_real_minilm_as_a_reference_code_general_student(tmp_path):
+    """The packaged MiniLM's weights saved as the reference code saves a general TinyBERT (with a
+    `fit_dense`), loaded by task distillation on real SST-2 targets of the same MiniLM."""
+    teacher = default_teacher_path()
+    folder = tmp_path / "reference"
+    folder.mkdir()
+    minilm = BertModel.from_pretrained(teacher, add_pooling_layer=False)
+    config = {k: v for k, v in minilm.config.to_dict().items() if k not in ("model_type", "architectures")}
+    (folder / "config.json").write_text(json.dumps(config | {"pre_trained": "", "training": ""}))
+    (folder / "vocab.txt").write_text((Path(teacher) / "vocab.txt").read_text())
+    fit_dense = {"fit_dense.weight": torch.randn(384, 384) / 20, "fit_dense.bias": torch.zeros(384)}
+    torch.save({f"bert.{k}": v for k, v in minilm.state_dict().items()} | fit_dense, folder / "pytorch_model.bin")
+    dump(teacher, GLUE, tmp_path / "sst2.zarr", limit=16, max_seq_len=64)
+    run_ = Run(config_of(tmp_path / "sst2.zarr", tmp_path / "task", folder))
+    loaded = run_.student.bert.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in minilm.state_dict().items())
+    assert run_.projections.sharing == "shared"
+    assert torch.equal(run_.projections.maps[0].weight.cpu(), fit_dense["fit_dense.weight"])
+    train_student(config_of(tmp_path / "sst2.zarr", tmp_path / "task", folder, max_steps=2), command="x",
+                  progress=False)
+    assert len(logged(tmp_path / "task", "attn")) == 2
+
+
+def config_of(cache: Path, out: Path, student: Path, **overrides):
+    return config(cache, out, student=str(student), stage="intermediate", layer_map="uniform", **overrides)
