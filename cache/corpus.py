@@ -92,16 +92,6 @@ class Corpus:
         if self.split == "holdout" and self.holdout == 0:
             raise UserError("--split holdout: the held-out part is empty; give --holdout FRACTION (e.g. 0.01)")
 
-    def sha256(self) -> str:
-        """Of the files read (names and bytes, in reading order): what identifies the corpus."""
-        digest = hashlib.sha256()
-        for file in self.files:
-            digest.update(file.name.encode() + b"\0")
-            with open(file, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-        return digest.hexdigest()
-
     def documents(self) -> Iterator[str]:
         """The documents of this split, in corpus order."""
         want_held_out = self.split == "holdout"

@@ -171,7 +171,7 @@ def _new_manifest(config: DumpConfig, command: str, examples: Examples | Corpus,
                   teacher: TeacherRecord, tokenizer_sha: str, geometry: Geometry, num_blocks: int) -> Manifest:
     data = DataRecord(
         task=examples.task, split=examples.split, file=str(examples.path),
-        sha256=file_sha256(examples.path) if isinstance(examples, Examples) else examples.sha256(),
+        sha256=file_sha256(examples.path, None if isinstance(examples, Examples) else examples.files),
         examples=len(tokens.lengths), truncated=tokens.truncated, columns=_read_options(config, examples),
         label_names=examples.label_names or None, label_kind=_label_kind(examples))
     return Manifest(

@@ -5,6 +5,7 @@ import datetime
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,11 +24,12 @@ def write_record(path: Path, config, command: str, **resolved) -> None:
     os.replace(staging, path)
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, files: Iterable[Path] | None = None) -> str:
     """sha256 of a file's bytes; of a folder (a `datasets` folder), of every file's name and bytes
-    in sorted order."""
+    in sorted order, or of `files` (inside it) only."""
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    if files is None:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
         if path.is_dir():
             digest.update(str(file.relative_to(path)).encode() + b"\0")
