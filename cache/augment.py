@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .candidates import STOP_WORDS, EmbeddingNeighbours, GloveNeighbours, MaskedLM, MaskedWord, single_piece
-from .checkpoints import default_teacher_path, load_config, load_tokenizer
+from .checkpoints import default_teacher_path
 from .config import AUGMENT_RECORD, AugmentConfig
 from .data import canonical_task, load_examples, table_rows, task_spec
 from .device import resolve_device
@@ -113,9 +113,8 @@ def load_sources(config: AugmentConfig) -> Sources:
         masked_lm = MaskedLM(config.mlm, config.neighbours, config.batch_size, device)
         tokenizer, embedding = masked_lm.tokenizer, None
     else:
-        teacher = config.teacher or default_teacher_path()
-        masked_lm, embedding = None, EmbeddingNeighbours.of_teacher(teacher, config.neighbours)
-        tokenizer = load_tokenizer(teacher, "--teacher", load_config(teacher, "--teacher").vocab_size)
+        embedding = EmbeddingNeighbours.of_teacher(config.teacher or default_teacher_path(), config.neighbours)
+        masked_lm, tokenizer = None, embedding.tokenizer
     glove = GloveNeighbours(Path(config.glove), config.neighbours) if config.glove is not None else None
     return Sources(tokenizer, masked_lm, embedding, glove)
 

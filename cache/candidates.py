@@ -11,7 +11,6 @@ encoder together (length-sorted, padded per batch), and only the masked position
 LM head. The reference code runs one forward per word.
 """
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 
 from .checkpoints import load_config, load_tokenizer
 from .errors import DataError, UserError
+from .tokenize import Tokenized
 
 STOP_WORDS = frozenset({
     "i", "me", "my", "myself", "we", "our", "ours", "ourselves", "you", "your", "yours", "yourself", "yourselves",
@@ -51,9 +51,9 @@ def whole_word(token: str) -> bool:
 class EmbeddingNeighbours:
     """The K nearest whole-word tokens of each whole-word token, by cosine of input embeddings."""
 
-    def __init__(self, words: list[str], embeddings: torch.Tensor, k: int, chunk: int = 2048):
+    def __init__(self, tokenizer, words: list[str], embeddings: torch.Tensor, k: int, chunk: int = 2048):
         unit = torch.nn.functional.normalize(embeddings.float(), dim=1)
-        self.words = words
+        self.tokenizer, self.words = tokenizer, words
         self.row = {word: i for i, word in enumerate(words)}
         tops = []
         for start in range(0, len(words), chunk):
@@ -72,7 +72,7 @@ class EmbeddingNeighbours:
         words = sorted((w for w in vocab if whole_word(w) and w not in tokenizer.all_special_tokens), key=vocab.get)
         if k >= len(words):
             raise UserError(f"--neighbours: {k} is not below the teacher's {len(words)} whole words")
-        return cls(words, weight[[vocab[w] for w in words]], k)
+        return cls(tokenizer, words, weight[[vocab[w] for w in words]], k)
 
     def __call__(self, word: str) -> list[str]:
         row = self.row.get(word.lower())
@@ -157,11 +157,15 @@ class MaskedLM:
                  for m in masked]
         encoded = self.tokenizer(texts, truncation=True, max_length=self.model.config.max_position_embeddings,
                                  return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        tokens = Tokenized(np.concatenate([np.asarray(e, dtype=np.int32) for e in encoded]),
+                           np.zeros(sum(map(len, encoded)), dtype=np.int8),
+                           np.asarray([len(e) for e in encoded], dtype=np.int32), truncated=0)
         out: list[list[str]] = [[] for _ in masked]
-        order = sorted(range(len(masked)), key=lambda i: len(encoded[i]))
-        for batch in _batches(order, self.batch_size):
-            ids, mask = _padded([encoded[i] for i in batch], self.tokenizer.pad_token_id, self.device)
-            hidden = self.model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+        order = np.argsort(tokens.lengths, kind="stable")
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size].tolist()
+            ids, _, mask = (t.to(self.device) for t in tokens.padded(np.asarray(batch)))
+            hidden = self.model.bert(input_ids=ids, attention_mask=mask.long()).last_hidden_state
             at_mask = ids == self.tokenizer.mask_token_id  # (B, L); a mask cut off by truncation gives no row
             rows = at_mask.any(1)
             logits = self.model.cls(hidden[at_mask]).float()  # (masked rows, V): the LM head at masks only
@@ -175,15 +179,3 @@ class MaskedLM:
                 out[i] = [self.words[t] for t, score in zip(top, scores, strict=True) if score > -torch.inf]
         return out
 
-
-def _batches(items: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _padded(sequences: list[list[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    longest = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), longest), pad, dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        ids[row, :len(sequence)] = torch.tensor(sequence)
-    return ids.to(device), (torch.arange(longest) < torch.tensor([len(s) for s in sequences])[:, None]).to(device)
