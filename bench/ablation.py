@@ -26,13 +26,12 @@ bench/results/ablation.json and prints the markdown table of docs/results.md.
 import json
 import shlex
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from bench.common import GLUE, REPO, RESULTS, save_result
+from bench.common import GLUE, REPO, RESULTS, save_result, timed
 from cache import open_cache
 from cache.augment import AugmentConfig, augment_file
 from cache.checkpoints import quiet_transformers
@@ -61,12 +60,6 @@ class Settings:
     batch_size: int
     seed: int
     precision: str
-
-
-def timed(fn, *args, **kwargs):
-    started = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, round(time.perf_counter() - started, 1)
 
 
 def general_student(s: Settings) -> tuple[Path, dict]:

@@ -14,11 +14,16 @@ data_option = click.option("--data", type=click.Path(path_type=Path), default=GL
                            help="The SST-2 folder (train.tsv, dev.tsv).")
 
 
+def timed(fn, *args, **kwargs):
+    """(result, wall time in seconds) of one call."""
+    started = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - started
+
+
 def seconds(fn, *args, **kwargs) -> float:
     """Wall time of one call."""
-    started = time.perf_counter()
-    fn(*args, **kwargs)
-    return time.perf_counter() - started
+    return timed(fn, *args, **kwargs)[1]
 
 
 def save_result(name: str, result: dict) -> None:
