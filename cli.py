@@ -192,6 +192,8 @@ def dump_teacher_command(task, data, split, holdout, out, teacher, format_, laye
                         max_seq_len=max_seq_len, batch_size=batch_size, limit=limit, holdout=holdout,
                         block_mb=block_mb, columns=columns, device=device, writer=writer)
     report = _run(config, "cache.dump", "dump_teacher")
+    if not report.main:  # a torchrun job's rank 0 speaks for it
+        return
     if report.stale_lock:
         click.echo(f"note: took over the lock of a writer that died (pid {report.stale_lock.get('pid')}: "
                    f"{report.stale_lock.get('command')})", err=True)

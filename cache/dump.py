@@ -6,6 +6,10 @@ thread, or a process beside a GPU: `writer.py`) writes the previous block. A blo
 atomically; the manifest is marked complete only after every block is in, so a killed dump
 resumes where it stopped and ends identical to an uninterrupted one (batches never span blocks,
 so each block is computed the same way).
+
+Under torchrun every rank computes the same block plan from the same lengths and writes only the
+blocks k with k mod world = rank; rank 0 holds the lock for the whole job, lays out the cache,
+and marks it complete once every rank has committed its blocks.
 """
 
 import datetime
@@ -14,6 +18,7 @@ import os
 import shlex
 import shutil
 import sys
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +32,7 @@ from .config import DumpConfig
 from .corpus import Corpus
 from .data import Examples, canonical_task, load_examples
 from .device import resolve_device
+from .distributed import Ranks, current_ranks, on_main, process_group, sum_over_ranks
 from .dtypes import numpy_dtype, to_storage, to_stored_type, torch_dtype
 from .errors import CacheError, UserError
 from .layout import BlockIndex, Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
@@ -62,6 +68,8 @@ class DumpReport:
     seconds: float
     stale_lock: dict | None = None
     """The holder recorded in a lock left by a killed writer, which this run took over."""
+    main: bool = True
+    """False on the ranks of a torchrun job other than 0 (whose report is the job's)."""
 
 
 def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool = True) -> DumpReport:
@@ -74,15 +82,17 @@ def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool 
     check_teacher(config.teacher or default_teacher_path(), source if isinstance(source, Examples) else None,
                   config.max_seq_len)
     resolve_device(config.device)
-    with WriterLock(out, command) as lock:
+    ranks = current_ranks()
+    with process_group(ranks), ExitStack() as owned:  # one job owns the cache: its rank 0 holds the lock
+        stale_holder = on_main(ranks, lambda: owned.enter_context(WriterLock(out, command)).stale_holder)
         try:
-            total, written, truncated = _dump_into(out, config, command, source, progress)
+            total, written, truncated = _dump_into(out, config, command, source, progress and ranks.main, ranks)
         except OSError as e:
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
             raise CacheError(f"{out}: no space left on device ({e.filename or 'while writing'}); the blocks "
                              "already committed are kept: free space and run the same command again") from None
-    return DumpReport(out, total, written, truncated, _since(started), lock.stale_holder)
+    return DumpReport(out, total, written, truncated, _since(started), stale_holder, ranks.main)
 
 
 def load_source(config: DumpConfig) -> Examples | Corpus:
@@ -129,9 +139,9 @@ def tokenize_source(source: Examples | Corpus, tokenizer, max_seq_len: int) -> T
 
 
 def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples | Corpus,
-               progress: bool) -> tuple[int, int, int]:
-    """Everything after the lock is held; returns the examples in the cache, written by this run,
-    and truncated."""
+               progress: bool, ranks: Ranks) -> tuple[int, int, int]:
+    """Everything after the lock is held; returns the examples in the cache, written by this run
+    (all ranks), and truncated."""
     # Opened first: a writer process starts up while the teacher loads and the data is tokenised.
     # A cache made with another format or compression is refused below, before anything is written.
     writer = open_writer(config.writer, open_store(out, config.format, config.compression),
@@ -139,21 +149,30 @@ def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples |
     try:
         plan = plan_dump(config, examples, command)
         tokens, block_starts = plan.tokens, plan.block_starts
-        manifest, store = _open_for_writing(out, plan.manifest, config)
-        if not (out / TOKENIZER).exists():
-            _save_tokenizer(plan.tokenizer, out)
+        manifest = on_main(ranks, lambda: _prepare_cache(out, plan, config))
         if manifest.complete:
             return len(tokens.lengths), 0, tokens.truncated
-        if not store.has_unit(INDEX):
-            store.write_unit(INDEX, _index_arrays(tokens.lengths, block_starts), index_attrs(manifest))
-        pending = sorted(set(range(len(block_starts) - 1)) - store.committed_blocks())
-        done = len(tokens.lengths) - sum(int(block_starts[k + 1] - block_starts[k]) for k in pending)
+        store = open_store(out, manifest.storage, manifest.compression)
+        mine = set(range(ranks.rank, len(block_starts) - 1, ranks.world))
+        pending = sorted(mine - store.committed_blocks())
+        share = sum(int(block_starts[k + 1] - block_starts[k]) for k in mine)
         written = _dump_blocks(plan.model, writer, tokens, examples.labels, plan.geometry, block_starts, pending,
-                               config, plan.device, progress, done)
+                               config, plan.device, progress, share)
     finally:
         writer.close()
-    _mark_complete(out, store, manifest, block_starts)
+    written = int(sum_over_ranks(ranks, torch.tensor(written)))  # also waits for every rank's last block
+    on_main(ranks, lambda: _mark_complete(out, store, manifest, block_starts))
     return len(tokens.lengths), written, tokens.truncated
+
+
+def _prepare_cache(out: Path, plan: DumpPlan, config: DumpConfig) -> Manifest:
+    """Create the cache or check the existing one, with its tokenizer and index (rank 0's part)."""
+    manifest, store = _open_for_writing(out, plan.manifest, config)
+    if not (out / TOKENIZER).exists():
+        _save_tokenizer(plan.tokenizer, out)
+    if not manifest.complete and not store.has_unit(INDEX):
+        store.write_unit(INDEX, _index_arrays(plan.tokens.lengths, plan.block_starts), index_attrs(manifest))
+    return manifest
 
 
 def stored_geometry(config: DumpConfig, teacher: TeacherRecord) -> Geometry:
@@ -234,9 +253,11 @@ def _index_arrays(lengths: np.ndarray, block_starts: np.ndarray) -> dict:
 
 def _dump_blocks(model, writer: Writer, tokens: Tokenized, labels: np.ndarray | None, geometry: Geometry,
                  block_starts: np.ndarray, pending: list[int], config: DumpConfig, device: torch.device,
-                 progress: bool, done: int) -> int:
-    """Compute and write the pending blocks; returns the number of examples written."""
-    bar = tqdm(total=len(tokens.lengths), initial=done, unit="ex", desc="dump-teacher", disable=not progress,
+                 progress: bool, share: int) -> int:
+    """Compute and write the pending blocks; returns the number of examples written. `share`: the
+    examples of all this rank's blocks, done or pending (the progress bar's total)."""
+    left = sum(int(block_starts[k + 1] - block_starts[k]) for k in pending)
+    bar = tqdm(total=share, initial=share - left, unit="ex", desc="dump-teacher", disable=not progress,
                dynamic_ncols=True)
     written = 0
     try:

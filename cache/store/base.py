@@ -8,6 +8,7 @@ chunk.
 
 import os
 import shutil
+import socket
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from pathlib import Path
@@ -64,7 +65,8 @@ class Store(ABC):
         """
         attrs = attrs | {"crc32c": {name: {"rows": chunks[0], "slabs": slab_checksums(data, chunks[0])}
                                     for name, (data, chunks) in arrays.items()}}
-        staging = self.path / STAGING / f"{unit.replace('/', '-')}.{os.getpid()}{self.suffix}"
+        writer = f"{socket.gethostname()}-{os.getpid()}"  # the ranks of a job on several hosts share the folder
+        staging = self.path / STAGING / f"{unit.replace('/', '-')}.{writer}{self.suffix}"
         _remove(staging)
         staging.parent.mkdir(parents=True, exist_ok=True)
         self._write(staging, arrays, attrs)

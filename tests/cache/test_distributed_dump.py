@@ -1,0 +1,80 @@
+"""torchrun dumps: two CPU ranks (gloo) write the cache a one-process dump writes, each rank its
+own blocks; a rank killed mid-dump leaves a cache that resumes to the same; a refusal on rank 0
+stops every rank."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cache.inspect import verify_cache
+from cache.manifest import read_manifest
+from cache.store import open_store
+from tests.helpers import REPO, assert_same_arrays, dump
+
+pytestmark = pytest.mark.slow
+EXAMPLES = 300
+
+
+def torchrun(*args, ranks: int = 2, env: dict | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
+               str(REPO / "cli.py"), *map(str, args)]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=os.environ | (env or {}),
+                          timeout=600, check=False)
+
+
+def dump_args(glue, teacher, out, *extra):
+    return ["dump-teacher", "--task", "sst2", "--data", glue / "SST-2", "--teacher", teacher, "--limit", EXAMPLES,
+            "--block-mb", 0.05, "--batch-size", 16, "--out", out, "--device", "cpu", *extra]
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory, glue, tiny_teacher):
+    out = tmp_path_factory.mktemp("one") / "cache"
+    dump(tiny_teacher, glue, out, limit=EXAMPLES, block_mb=0.05, batch_size=16)
+    return out
+
+
+def test_two_ranks_write_the_one_process_cache(tmp_path, glue, tiny_teacher, one_process):
+    out = tmp_path / "two"
+    result = torchrun(*dump_args(glue, tiny_teacher, out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(f"wrote {EXAMPLES} of {EXAMPLES} examples") == 1, result.stdout  # rank 0 reports
+    assert read_manifest(out).complete and verify_cache(out) == []
+    assert_same_arrays(one_process, out)
+
+
+def test_a_rank_killed_mid_dump_resumes_to_the_same_cache(tmp_path, glue, tiny_teacher, one_process):
+    out = tmp_path / "killed"
+    killed = torchrun(*dump_args(glue, tiny_teacher, out), env={"TINYBERT_FAILPOINT": "unit-staged:3@1"})
+    assert killed.returncode != 0
+    manifest = read_manifest(out)
+    committed = open_store(out, manifest.storage).committed_blocks()
+    assert not manifest.complete and manifest.num_blocks > 10
+    # rank 1 writes blocks 1, 3, 5, ...: it committed two and died with the third staged
+    assert {k for k in committed if k % 2} == {1, 3}
+    assert all(problem.startswith("cache is incomplete") for problem in verify_cache(out))
+
+    resumed = torchrun(*dump_args(glue, tiny_teacher, out))
+    assert resumed.returncode == 0, resumed.stderr
+    left = EXAMPLES - sum(int(manifest_size) for manifest_size in _block_sizes(out, committed))
+    assert f"wrote {left} of {EXAMPLES} examples" in resumed.stdout
+    assert read_manifest(out).complete and verify_cache(out) == []
+    assert_same_arrays(one_process, out)
+
+
+def _block_sizes(out, blocks):
+    store = open_store(out, read_manifest(out).storage)
+    return [store.attrs(f"blocks/{k:06d}")["stop"] - store.attrs(f"blocks/{k:06d}")["start"] for k in blocks]
+
+
+def test_a_refusal_on_rank_0_stops_every_rank(tmp_path, glue, tiny_teacher):
+    out = tmp_path / "float32"
+    dump(tiny_teacher, glue, out, limit=40, dtype="float32")
+    result = torchrun(*dump_args(glue, tiny_teacher, out))
+    assert result.returncode != 0
+    refusals = [line for line in result.stderr.splitlines() if "existing cache was made differently" in line]
+    assert len(refusals) == 2, result.stderr  # each rank, one line
+    ours = [line for line in result.stderr.splitlines() if f'File "{REPO}' in line and "site-packages" not in line]
+    assert ours == [], result.stderr  # the only traceback is torchrun's own summary
