@@ -8,6 +8,7 @@ import errno
 import importlib
 import json
 import math
+import os
 import shlex
 from pathlib import Path
 
@@ -76,6 +77,11 @@ def _run(config, module: str, recipe: str):
     function = getattr(importlib.import_module(module), recipe)
     _quiet_transformers()
     return function(config, command=_command_line())
+
+
+def _main_rank() -> bool:
+    """True but on the ranks of a torchrun job other than 0 (whose rank 0 reports for it)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _command_line() -> str:
@@ -192,7 +198,7 @@ def dump_teacher_command(task, data, split, holdout, out, teacher, format_, laye
                         max_seq_len=max_seq_len, batch_size=batch_size, limit=limit, holdout=holdout,
                         block_mb=block_mb, columns=columns, device=device, writer=writer)
     report = _run(config, "cache.dump", "dump_teacher")
-    if not report.main:  # a torchrun job's rank 0 speaks for it
+    if not _main_rank():
         return
     if report.stale_lock:
         click.echo(f"note: took over the lock of a writer that died (pid {report.stale_lock.get('pid')}: "
@@ -273,7 +279,8 @@ precision_option = click.option(
 @click.option("--epochs-intermediate", type=click.IntRange(1), default=None,
               help="Default: the paper's (20; CoLA 50; MNLI, QQP, QNLI 10); 3 for --stage general.")
 @click.option("--epochs-prediction", type=click.IntRange(1), default=TrainConfig.epochs_prediction)
-@click.option("--batch-size", type=click.IntRange(1), default=TrainConfig.batch_size)
+@click.option("--batch-size", type=click.IntRange(1), default=TrainConfig.batch_size,
+              help="Examples per step; under torchrun per rank (the global batch is this times the ranks).")
 @click.option("--lr-intermediate", type=POSITIVE, default=TrainConfig.lr_intermediate)
 @click.option("--lr-prediction", type=POSITIVE, default=TrainConfig.lr_prediction)
 @click.option("--temperature", type=POSITIVE, default=TrainConfig.temperature)
@@ -287,6 +294,8 @@ precision_option = click.option(
 @click.option("--max-steps", type=click.IntRange(1), default=None, help="Stop each stage after N steps.")
 @click.option("--eval-every", type=click.IntRange(1), default=None, help="Also evaluate every N steps.")
 @click.option("--save-every", type=click.IntRange(1), default=TrainConfig.save_every, help="Checkpoint every N steps.")
+@click.option("--log-every", type=click.IntRange(1), default=TrainConfig.log_every,
+              help="Log the losses every N steps (metrics.jsonl; under torchrun, summed over the ranks).")
 @click.option("--workers", type=click.IntRange(0), default=None,
               help="Reader processes (default: 0 on a CPU, where they only compete for its cores; 2 on a GPU).")
 @click.option("--window-blocks", type=click.IntRange(1), default=TrainConfig.window_blocks,
@@ -299,7 +308,8 @@ precision_option = click.option(
 def train_student_command(cache_path, student, stage, out, layer_map, layer_weights, eval_data, eval_cache,
                           eval_split, epochs_intermediate, epochs_prediction, batch_size, lr_intermediate,
                           lr_prediction, temperature, attention_loss, projections, fresh_projections, seed, max_steps,
-                          eval_every, save_every, workers, window_blocks, resume, tensorboard, device, precision):
+                          eval_every, save_every, log_every, workers, window_blocks, resume, tensorboard, device,
+                          precision):
     """Distil a TinyBERT student from a teacher cache; the teacher is never loaded.
 
     General distillation (--stage general, a corpus cache) gives a general student; task
@@ -312,10 +322,12 @@ def train_student_command(cache_path, student, stage, out, layer_map, layer_weig
                          batch_size=batch_size, lr_intermediate=lr_intermediate, lr_prediction=lr_prediction,
                          temperature=temperature, attention_loss=attention_loss,
                          projections=projections, fresh_projections=fresh_projections, seed=seed, max_steps=max_steps,
-                         eval_every=eval_every, save_every=save_every, workers=workers,
+                         eval_every=eval_every, save_every=save_every, log_every=log_every, workers=workers,
                          window_blocks=window_blocks, resume=resume, device=device, precision=precision,
                          tensorboard=tensorboard)
     metrics = _run(config, "student.trainer", "train_student")
+    if not _main_rank():
+        return
     evaluated = "held-out losses" if stage == "general" else "dev"
     click.echo(f"{out}: student saved in {out / 'last'}" + (f"; {evaluated} {json.dumps(metrics)}" if metrics else ""))
 

@@ -16,7 +16,7 @@ from cache.data import load_examples
 from cache.dump import DumpConfig, plan_dump
 from cache.teacher import teacher_forward
 from student.losses import probabilities_from_scores
-from student.stream import Batch, EpochPlan
+from student.stream import Batch, BatchTotals, EpochPlan
 
 
 class OnlineTargets:
@@ -56,5 +56,5 @@ class OnlineTargets:
             input_ids=ids.to(device), token_type_ids=types.to(device), mask=mask.to(device),
             labels=torch.from_numpy(self.labels[indices]).to(device) if self.labels is not None else None,
             logits=out.logits.float().clone().to(device) if out.logits is not None else None,
-            hidden=hidden, attention=attention,
+            hidden=hidden, attention=attention, totals=BatchTotals.of(self.tokens.lengths[indices]),
         )

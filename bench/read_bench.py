@@ -70,7 +70,7 @@ def stream_examples(path: Path, layers: list[int] | None, workers: int) -> int:
     """The trainer's read path: epoch-0 ragged batches of 32, as train-student streams them."""
     cache = open_cache(path, layers=layers)
     plan = EpochPlan(cache.block_starts, 32, 4, seed=0)
-    return sum(len(batch.lengths) for batch in stream_batches(cache, plan, 0, 0, workers))
+    return sum(len(share.examples) for share in stream_batches(cache, plan, 0, 0, workers))
 
 
 def cold(files: list[Path], fn, *args) -> tuple[float, object]:

@@ -49,6 +49,9 @@ class Ranks:
         return f"rank {self.rank} of {self.world}"
 
 
+ONE_PROCESS = Ranks()
+
+
 def current_ranks() -> Ranks:
     """From torchrun's environment; one rank of one when it is not set."""
     try:

@@ -68,8 +68,6 @@ class DumpReport:
     seconds: float
     stale_lock: dict | None = None
     """The holder recorded in a lock left by a killed writer, which this run took over."""
-    main: bool = True
-    """False on the ranks of a torchrun job other than 0 (whose report is the job's)."""
 
 
 def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool = True) -> DumpReport:
@@ -92,7 +90,7 @@ def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool 
                 raise
             raise CacheError(f"{out}: no space left on device ({e.filename or 'while writing'}); the blocks "
                              "already committed are kept: free space and run the same command again") from None
-    return DumpReport(out, total, written, truncated, _since(started), stale_holder, ranks.main)
+    return DumpReport(out, total, written, truncated, _since(started), stale_holder)
 
 
 def load_source(config: DumpConfig) -> Examples | Corpus:

@@ -4,23 +4,29 @@ Every MSE averages over *real* positions only (the mask), where the reference im
 averages over padded tensors with padding zeroed. Padding adds zeros to its numerator and
 positions to its denominator, so its loss scale depends on how a batch happens to be padded; ours
 does not. The price is a different loss scale from the reference code (documented in the README).
+
+Each mean can divide by a count given from outside (`pairs`, `tokens`, `examples`) instead of
+this batch's own: under DDP a rank's share divides by its global batch's, so that the ranks'
+losses add up to the one-process batch's.
 """
 
 import torch
 import torch.nn.functional as F
 
 
-def attention_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def attention_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor,
+                  pairs: int | None = None) -> torch.Tensor:
     """(1/h) sum_i MSE(A_i^S, A_i^T) over real (query, key) pairs.
 
     student, teacher: (B, h, L, L) attention scores or probabilities; mask: (B, L) bool, True on
     real tokens. Heads weigh equally, so this is the mean over every real cell of every head. Maps
-    with different head counts are first matched by `match_heads`.
+    with different head counts are first matched by `match_heads`. pairs: sum of L_i^2 to divide
+    by (default: this batch's).
     """
     student, teacher = match_heads(student, teacher)
-    pairs = (mask[:, None, :, None] & mask[:, None, None, :]).to(student.dtype)  # (B, 1, L, L)
-    squared = (student - teacher).square() * pairs
-    cells = pairs.sum() * student.shape[1]
+    real = (mask[:, None, :, None] & mask[:, None, None, :]).to(student.dtype)  # (B, 1, L, L)
+    squared = (student - teacher).square() * real
+    cells = (real.sum() if pairs is None else torch.tensor(float(pairs))) * student.shape[1]
     return squared.sum() / cells.clamp(min=1)
 
 
@@ -46,27 +52,33 @@ def match_heads(student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Ten
 
 
 def hidden_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor,
-               projection: torch.nn.Module) -> torch.Tensor:
+               projection: torch.nn.Module, tokens: int | None = None) -> torch.Tensor:
     """MSE(H^S W, H^T) over real tokens; with W = W_h for hidden states, W_e for embeddings.
 
     student: (B, L, d') student width; teacher: (B, L, d) teacher width; mask: (B, L) bool;
-    projection: d' -> d.
+    projection: d' -> d; tokens: real tokens to divide by (default: this batch's).
     """
     weights = mask.to(student.dtype)[..., None]  # (B, L, 1)
     squared = (projection(student) - teacher).square() * weights
-    return squared.sum() / (weights.sum() * teacher.shape[-1]).clamp(min=1)
+    count = weights.sum() if tokens is None else torch.tensor(float(tokens))
+    return squared.sum() / (count * teacher.shape[-1]).clamp(min=1)
 
 
 def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                       temperature: float = 1.0) -> torch.Tensor:
-    """-sum softmax(z^T / t) * log_softmax(z^S / t), averaged over the batch. Logits: (B, C)."""
+                       temperature: float = 1.0, examples: int | None = None) -> torch.Tensor:
+    """-sum softmax(z^T / t) * log_softmax(z^S / t), averaged over the batch (or over `examples`).
+    Logits: (B, C)."""
     targets = F.softmax(teacher_logits / temperature, dim=-1)
-    return -(targets * F.log_softmax(student_logits / temperature, dim=-1)).sum(-1).mean()
+    losses = -(targets * F.log_softmax(student_logits / temperature, dim=-1)).sum(-1)
+    return losses.sum() / (len(losses) if examples is None else examples)
 
 
-def regression_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """MSE against the teacher's prediction for regression tasks (STS-B). Logits: (B, 1)."""
-    return F.mse_loss(student_logits, teacher_logits)
+def regression_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                   examples: int | None = None) -> torch.Tensor:
+    """MSE against the teacher's prediction for regression tasks (STS-B), averaged over the batch
+    (or over `examples`). Logits: (B, 1)."""
+    return F.mse_loss(student_logits, teacher_logits, reduction="sum") / (
+        len(student_logits) if examples is None else examples)
 
 
 def probabilities_from_scores(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

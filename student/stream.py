@@ -5,6 +5,10 @@ order, grouped into windows of `window_blocks` (the shuffle buffer), examples sh
 window and cut into batches. A window is one DataLoader item, so workers read and gather whole
 windows ahead of the trainer, memory stays bounded by a few windows whatever the cache size, and
 the batch sequence does not depend on the number of workers: resuming skips windows, then batches.
+
+Under DDP the plan is the same global batches; rank r trains on the r-th of K near-equal parts of
+each (a `Share`), and every loss divides by the global batch's sizes (`BatchTotals`), so K ranks'
+gradients, averaged by DDP, are the one-process gradient of the same batch.
 """
 
 from collections.abc import Iterator
@@ -16,15 +20,32 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cache import Cache, RaggedExamples
+from cache.distributed import ONE_PROCESS, Ranks
 from cache.errors import CacheError
 from cache.layout import ragged_positions
 from cache.transfer import Slot, attention_slots, pack, to_device, token_slots, unpack
 from student.losses import probabilities_from_scores
 
 
+@dataclass(frozen=True)
+class BatchTotals:
+    """Sizes of a whole (global) batch: what its loss means divide by, on every rank's share."""
+
+    examples: int
+    tokens: int
+    pairs: int
+    """(query, key) pairs of real tokens: sum of L_i^2."""
+
+    @classmethod
+    def of(cls, lengths: np.ndarray) -> "BatchTotals":
+        lengths = lengths.astype(np.int64)
+        return cls(len(lengths), int(lengths.sum()), int((lengths**2).sum()))
+
+
 @dataclass
 class Batch:
-    """A padded batch on one device; `mask` is True on real tokens."""
+    """A padded batch on one device (a rank's share of a global batch under DDP); `mask` is True
+    on real tokens."""
 
     input_ids: torch.Tensor  # (B, L)
     token_type_ids: torch.Tensor  # (B, L)
@@ -33,27 +54,42 @@ class Batch:
     logits: torch.Tensor | None  # (B, C)
     hidden: dict[int, torch.Tensor]  # layer -> (B, L, d) float32
     attention: dict[int, torch.Tensor]  # layer -> (B, h, L, L) float32
+    totals: BatchTotals
+    """Of the global batch this one is a share of (of this batch itself without DDP)."""
+    counts: bool = True
+    """False for a stand-in share, whose losses are multiplied by 0 (see `EpochPlan.share`)."""
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
 
 class EpochPlan:
-    """Which examples form which batch, for every epoch, computed from lengths alone."""
+    """Which examples form which batch, for every epoch, computed from lengths alone.
 
-    def __init__(self, block_starts: np.ndarray, batch_size: int, window_blocks: int, seed: int):
+    `batch_size` is the global batch; with K ranks, `share` cuts each into K parts.
+    """
+
+    def __init__(self, block_starts: np.ndarray, batch_size: int, window_blocks: int, seed: int,
+                 ranks: Ranks = ONE_PROCESS):
         self.block_starts, self.batch_size = block_starts, batch_size
-        self.window_blocks, self.seed = window_blocks, seed
+        self.window_blocks, self.seed, self.ranks = window_blocks, seed, ranks
 
     def windows(self, epoch: int) -> list[np.ndarray]:
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.block_starts) - 1)
         return [order[i:i + self.window_blocks] for i in range(0, len(order), self.window_blocks)]
 
     def batches(self, epoch: int, window: int, blocks: np.ndarray) -> list[np.ndarray]:
-        """Example indices (into the window's concatenated blocks) of each batch of a window."""
+        """Example indices (into the window's concatenated blocks) of each global batch of a window."""
         size = int(sum(self.block_starts[k + 1] - self.block_starts[k] for k in blocks))
         order = np.random.default_rng([self.seed, epoch, window]).permutation(size)
         return [order[i:i + self.batch_size] for i in range(0, size, self.batch_size)]
+
+    def share(self, rows: np.ndarray) -> tuple[np.ndarray, bool]:
+        """This rank's part of a global batch, and whether it counts. A batch smaller than the ranks
+        (a window's last) leaves some with nothing; DDP needs every rank in every step, so such a
+        rank steps on a stand-in (the batch's first example) whose losses are multiplied by 0."""
+        part = np.array_split(rows, self.ranks.world)[self.ranks.rank]
+        return (part, True) if len(part) else (rows[:1], False)
 
     def steps_per_epoch(self, epoch: int) -> int:
         return sum(len(self.batches(epoch, w, blocks)) for w, blocks in enumerate(self.windows(epoch)))
@@ -99,6 +135,17 @@ class PackedBatch:
         return _with_arrays(self.skeleton, dict(zip(slots, unpack(self.buffer, list(slots.values())), strict=True)))
 
 
+@dataclass
+class Share:
+    """This rank's part of one global batch (the whole batch without DDP)."""
+
+    examples: RaggedExamples | PackedBatch
+    totals: BatchTotals
+    """Of the global batch."""
+    counts: bool = True
+    """False for a stand-in (`EpochPlan.share`)."""
+
+
 class WindowDataset(Dataset):
     """Item w: the ragged batches of window w of one epoch, packed when a reader process reads it."""
 
@@ -109,14 +156,19 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getitem__(self, w: int) -> list[PackedBatch] | list[RaggedExamples] | CacheError:
+    def __getitem__(self, w: int) -> list[Share] | CacheError:
         try:
             blocks = [self.cache.read_block(int(k)) for k in self.windows[w]]
         except CacheError as error:  # handed back as a value: a worker's raise would add its traceback
             return error
         window = _concatenate(blocks)
-        batches = [_take(window, rows) for rows in self.plan.batches(self.epoch, w, self.windows[w])]
-        return [PackedBatch.of(b) for b in batches] if self.pack else batches
+        shares = []
+        for rows in self.plan.batches(self.epoch, w, self.windows[w]):
+            part, counts = self.plan.share(rows)
+            examples = _take(window, part)
+            shares.append(Share(PackedBatch.of(examples) if self.pack else examples,
+                                BatchTotals.of(window.lengths[rows]), counts))
+        return shares
 
 
 def _concatenate(blocks: list[RaggedExamples]) -> RaggedExamples:
@@ -150,13 +202,15 @@ def _take(window: RaggedExamples, rows: np.ndarray) -> RaggedExamples:
     )
 
 
-def pad_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool) -> Batch:
+def pad_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool,
+              share: Share | None = None) -> Batch:
     """Pad a ragged batch to its longest example (dynamic padding), as float32 targets on `device`.
 
     The padding runs on `device`: only the real tokens cross to a GPU, in the stored type, in one
     copy from pinned memory, and the scatter into (B, h, L, L) happens there. Every size comes from
     the host's lengths, so nothing here waits for the GPU: the next batch is queued while the last
     step still runs. With `probabilities`, cached scores become probabilities (softmax over real keys).
+    `share`: the global batch's totals and whether this share counts (default: a whole batch).
     """
     from cache.dtypes import to_float, torch_dtype
 
@@ -189,6 +243,7 @@ def pad_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool)
         mask=mask, labels=arrays.get(("labels", None)), logits=arrays.get(("logits", None)),
         hidden={layer: hidden(arrays[("hidden", layer)]) for layer in ragged.hidden},
         attention={layer: attention(arrays[("attention", layer)]) for layer in ragged.attention},
+        totals=share.totals if share else BatchTotals.of(ragged.lengths), counts=share.counts if share else True,
     )
 
 
@@ -197,8 +252,9 @@ def _as_is(window: list) -> list:
     return window
 
 
-def stream_batches(cache: Cache, plan: EpochPlan, epoch: int, skip: int, workers: int) -> Iterator[RaggedExamples]:
-    """The epoch's ragged batches in plan order, after skipping the first `skip` (for resume)."""
+def stream_batches(cache: Cache, plan: EpochPlan, epoch: int, skip: int, workers: int) -> Iterator[Share]:
+    """This rank's shares of the epoch's batches in plan order, with their examples unpacked,
+    after skipping the first `skip` (for resume)."""
     dataset = WindowDataset(cache, plan, epoch, pack=workers > 0)
     first, counted = 0, 0
     for w, blocks in enumerate(dataset.windows):  # whole windows to skip, from lengths alone
@@ -215,8 +271,10 @@ def stream_batches(cache: Cache, plan: EpochPlan, epoch: int, skip: int, workers
     for window in loader:
         if isinstance(window, CacheError):
             raise window
-        for batch in window:
+        for share in window:
             if to_skip:
                 to_skip -= 1
                 continue
-            yield batch.unpack() if isinstance(batch, PackedBatch) else batch
+            if isinstance(share.examples, PackedBatch):
+                share.examples = share.examples.unpack()
+            yield share

@@ -6,6 +6,10 @@ prediction: logits; general: the intermediate losses on a corpus, for a student 
 evaluating and checkpointing as it goes. A checkpoint holds model,
 projections, optimizer, scheduler, RNG states and the stream position, so `--resume` continues
 exactly where an interrupted run stopped.
+
+Under torchrun the student trains with DDP: every rank builds the same run, streams its share of
+each global batch (--batch-size per rank) and steps the same optimizer on averaged gradients;
+rank 0 alone writes logs, evaluates and saves.
 """
 
 import datetime
@@ -19,18 +23,20 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from transformers import BertForSequenceClassification
 
-from cache import Cache, open_cache
+from cache import Cache, RaggedExamples, open_cache
 from cache.attention import capture_implementation
 from cache.checkpoints import TaskHead, check_length, load_tokenizer, record_head
 from cache.data import load_examples
 from cache.device import resolve_device
+from cache.distributed import ONE_PROCESS, Ranks, current_ranks, gather_objects, process_group, sum_over_ranks
 from cache.errors import UserError, describe
 from cache.failpoints import failpoint
 from cache.layer_map import resolve_layer_map
@@ -48,6 +54,8 @@ INTERMEDIATE_EPOCHS = {"cola": 50, "mnli": 10, "qqp": 10, "qnli": 10}  # the pap
 GENERAL_EPOCHS = 3
 """The reference code's general distillation runs 3 epochs over its corpus."""
 NOT_COMPUTING = ("cache", "out", "resume", "device", "precision", "workers", "save_every", "log_every", "tensorboard")
+RANK_SEED_STRIDE = 1_000_003
+"""Rank r draws its dropout masks from seed + r * stride: ranks must not drop the same units."""
 """Options that do not change what a run computes (the cache and precision are compared by what
 they resolve to: the cache's identity, the precision used); `--resume` compares all the others."""
 
@@ -79,8 +87,8 @@ class RunState:
 class Run:
     """The resolved pieces of one training run (everything `train_student` sets up)."""
 
-    def __init__(self, config: TrainConfig, source: "TargetSource | None" = None):
-        self.config = config
+    def __init__(self, config: TrainConfig, source: "TargetSource | None" = None, ranks: Ranks = ONE_PROCESS):
+        self.config, self.ranks = config, ranks
         self.device = resolve_device(config.device)
         self.workers = config.workers if config.workers is not None else 0 if self.device.type == "cpu" else 2
         self.precision = resolve_precision(config.precision, self.device)
@@ -99,6 +107,8 @@ class Run:
         self.attention_kind = resolve_attention_kind(config.attention_loss, manifest.attention)
         self.head_map = head_map(self.student.config.num_attention_heads, self.teacher.num_heads)
         check_compatibility(manifest, self.layer_map, self.stages)
+        if manifest.data.examples < ranks.world:
+            raise UserError(f"--cache: {manifest.data.examples} examples cannot be shared by {ranks.world} ranks")
         self.targets = source if source is not None else CachedTargets(config.cache, [0, *self.layer_map])
         self.eval_targets = None
         if config.eval_cache is not None:
@@ -111,7 +121,11 @@ class Run:
                                             len(self.layer_map), config.projections,
                                             config.fresh_projections).to(self.device)
         self.eval_examples = load_examples(self.task, config.eval_data, config.eval_split) if config.eval_data else None
-        self.log = RunLog(config.out, config.tensorboard)
+        self.log = RunLog(config.out, config.tensorboard, ranks.main)
+        distiller = Distiller(self)
+        self.model: torch.nn.Module = distiller if not ranks.distributed else DistributedDataParallel(
+            distiller, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=True)  # the prediction stage leaves the projections, the others the head, unused
 
     @property
     def num_labels(self) -> int:
@@ -119,6 +133,28 @@ class Run:
             return self.teacher.num_labels
         names = self.manifest.data.label_names
         return 1 if self.regression else len(names) if names else 2
+
+
+class Distiller(torch.nn.Module):
+    """The student and its projections as one module whose forward returns the loss parts: what
+    DDP wraps, so that its gradient hooks cover the projections (used after the student's forward)."""
+
+    def __init__(self, run: Run):
+        super().__init__()
+        self.student, self.projections = run.student, run.projections
+        self.run = [run]  # in a list: not a submodule
+
+    def forward(self, batch: Batch, intermediate: bool) -> dict[str, torch.Tensor]:
+        run = self.run[0]
+        out = self.student(input_ids=batch.input_ids, token_type_ids=batch.token_type_ids,
+                           attention_mask=batch.mask.long(), output_hidden_states=intermediate,
+                           output_attentions=intermediate)
+        if intermediate:
+            parts = intermediate_losses(out.hidden_states, out.attentions, batch, run.layer_map, run.weights,
+                                        self.projections)
+        else:
+            parts = prediction_losses(out.logits, batch, run.regression, run.config.temperature, run.weights[-1])
+        return parts if batch.counts else {name: value * 0 for name, value in parts.items()}
 
 
 class TargetSource(Protocol):
@@ -151,8 +187,8 @@ class CachedTargets:
         """The epoch's padded batches in plan order, after the first `skip`; the layers' targets
         only for the intermediate stage."""
         cache = self.cache if intermediate else self.logits_only
-        for ragged in stream_batches(cache, plan, epoch, skip, workers):
-            yield pad_batch(ragged, device, probabilities)
+        for share in stream_batches(cache, plan, epoch, skip, workers):
+            yield pad_batch(cast(RaggedExamples, share.examples), device, probabilities, share)
 
 
 def resolve_stages(config: TrainConfig, task: str) -> list[Stage]:
@@ -211,19 +247,23 @@ def train_student(config: TrainConfig, command: str, progress: bool = True,
     `source` replaces the cache as the provider of targets (the online baseline in bench/).
     """
     config.check()
-    run = Run(config, source)
-    checkpoint = _load_checkpoint(run) if config.resume else None
-    _write_run_files(run, command)
-    state = RunState(**checkpoint["state"]) if checkpoint else RunState()
-    try:
-        for index, stage in enumerate(run.stages):
-            if index < state.stage:
-                continue
-            _train_stage(run, stage, index, state, progress, checkpoint)
-            state = RunState(stage=index + 1, best=state.best, history=state.history)
-    finally:
-        run.log.close()
-    _save_student(run, config.out / "last")
+    ranks = current_ranks()
+    with process_group(ranks, "nccl" if resolve_device(config.device).type == "cuda" else "gloo"):
+        run = Run(config, source, ranks)
+        checkpoint = _load_checkpoint(run) if config.resume else None
+        if ranks.main:
+            _write_run_files(run, command)
+        state = RunState(**checkpoint["state"]) if checkpoint else RunState()
+        try:
+            for index, stage in enumerate(run.stages):
+                if index < state.stage:
+                    continue
+                _train_stage(run, stage, index, state, progress and ranks.main, checkpoint)
+                state = RunState(stage=index + 1, best=state.best, history=state.history)
+        finally:
+            run.log.close()
+        if ranks.main:
+            _save_student(run, config.out / "last")
     return state.history[-1]["eval"] if state.history else {}
 
 
@@ -234,7 +274,8 @@ def _write_run_files(run: Run, command: str) -> None:
                  layer_weights_resolved=run.weights, attention_kind=run.attention_kind, head_map=run.head_map,
                  projections_resolved=run.projections.sharing,
                  stages=[asdict(s) for s in run.stages], teacher_weights_sha256=run.teacher.weights_sha256,
-                 num_labels=run.num_labels, workers_resolved=run.workers, precision_resolved=run.precision)
+                 num_labels=run.num_labels, workers_resolved=run.workers, precision_resolved=run.precision,
+                 ranks=run.ranks.world, global_batch_size=run.config.batch_size * run.ranks.world)
     with open(out / "command.txt", "a") as f:  # every command that ran in this folder (a resume appends)
         f.write(command + "\n")
 
@@ -242,7 +283,8 @@ def _write_run_files(run: Run, command: str) -> None:
 def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: bool,
                  checkpoint: dict | None) -> None:
     config = run.config
-    plan = EpochPlan(run.targets.block_starts, config.batch_size, config.window_blocks, config.seed + index)
+    plan = EpochPlan(run.targets.block_starts, config.batch_size * run.ranks.world, config.window_blocks,
+                     config.seed + index, run.ranks)
     total = sum(plan.steps_per_epoch(e) for e in range(stage.epochs))
     total = min(total, config.max_steps) if config.max_steps else total
     intermediate = stage.intermediate
@@ -252,9 +294,9 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
                                   fused=run.device.type == "cuda")
     scheduler = linear_schedule(optimizer, total, int(config.warmup * total))
     if checkpoint is not None and state.step:  # resuming inside this stage
-        _restore(checkpoint, optimizer, scheduler)
+        _restore(checkpoint, optimizer, scheduler, run.ranks)
     else:
-        seed_everything(config.seed + index)
+        seed_everything(config.seed + index + run.ranks.rank * RANK_SEED_STRIDE)
     bar = tqdm(total=total, initial=state.step, desc=stage.name, unit="step", disable=not progress, dynamic_ncols=True)
     started, seen = time.perf_counter(), 0
     run.student.train()
@@ -263,12 +305,12 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
         for batch in run.targets.batches(plan, state.epoch, state.batch, run.workers, run.device, probabilities,
                                          intermediate):
             parts = _train_step(run, batch, intermediate, optimizer, scheduler)
-            state.batch, state.step, seen = state.batch + 1, state.step + 1, seen + len(batch)
+            state.batch, state.step, seen = state.batch + 1, state.step + 1, seen + batch.totals.examples
             bar.update(1)
             saving = state.step % config.save_every == 0
             evaluating = config.eval_every is not None and state.step % config.eval_every == 0
             if saving or evaluating or state.step % config.log_every == 0 or state.step == total:  # syncs a GPU
-                rate, values = seen / (time.perf_counter() - started), {k: v.item() for k, v in parts.items()}
+                rate, values = seen / (time.perf_counter() - started), _over_ranks(run.ranks, parts)
                 check_finite(values, stage.name, state.step)  # before anything is saved
                 bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()} | {"ex/s": f"{rate:.0f}"}, refresh=False)
                 run.log.write({"stage": stage.name, "epoch": state.epoch, "step": state.step, **values,
@@ -288,6 +330,12 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     _save_checkpoint(run, optimizer, scheduler, done, index + 1)
 
 
+def _over_ranks(ranks: Ranks, parts: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The global batch's loss parts: the sum of the ranks' shares (a collective: every rank calls it)."""
+    totals = sum_over_ranks(ranks, torch.stack(list(parts.values())).float())
+    return dict(zip(parts, totals.tolist(), strict=True))
+
+
 def check_finite(parts: dict[str, float], stage: str, step: int) -> None:
     """A NaN or infinite loss is refused before anything is saved: the last checkpoint stays good."""
     bad = {name: value for name, value in parts.items() if not math.isfinite(value)}
@@ -298,18 +346,12 @@ def check_finite(parts: dict[str, float], stage: str, step: int) -> None:
 
 
 def _train_step(run: Run, batch: Batch, intermediate: bool, optimizer, scheduler) -> dict[str, torch.Tensor]:
-    """One optimiser step; returns the detached loss parts, left on the device so a GPU never waits."""
+    """One optimiser step; returns the detached loss parts (this rank's share of the global
+    batch's), left on the device so a GPU never waits."""
     with autocast(run.precision, run.device):
-        out = run.student(input_ids=batch.input_ids, token_type_ids=batch.token_type_ids,
-                          attention_mask=batch.mask.long(), output_hidden_states=intermediate,
-                          output_attentions=intermediate)
-        if intermediate:
-            parts = intermediate_losses(out.hidden_states, out.attentions, batch, run.layer_map, run.weights,
-                                        run.projections)
-        else:
-            parts = prediction_losses(out.logits, batch, run.regression, run.config.temperature, run.weights[-1])
+        parts = run.model(batch, intermediate)
     loss = _total(parts.values())
-    loss.backward()
+    (loss * run.ranks.world).backward()  # DDP averages the ranks' gradients; the shares' losses add up
     torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]],
                                    run.config.max_grad_norm)
     optimizer.step()
@@ -326,11 +368,12 @@ def intermediate_losses(hidden: Sequence[torch.Tensor], attention: Sequence[torc
     hidden: the student's M+1 hidden states (B, L, d'), embeddings first; attention: its M maps
     (B, h, L, L); layer_map: g(1..M); weights: lambda_0..lambda_{M+1}.
     """
-    mask, pairs = batch.mask, list(enumerate(layer_map, start=1))
-    embd = weights[0] * hidden_mse(hidden[0].float(), batch.hidden[0], mask, projections.layer(0))
-    hidn = _total(weights[m] * hidden_mse(hidden[m].float(), batch.hidden[n], mask, projections.layer(m))
+    mask, pairs, totals = batch.mask, list(enumerate(layer_map, start=1)), batch.totals
+    embd = weights[0] * hidden_mse(hidden[0].float(), batch.hidden[0], mask, projections.layer(0), totals.tokens)
+    hidn = _total(weights[m] * hidden_mse(hidden[m].float(), batch.hidden[n], mask, projections.layer(m),
+                                          totals.tokens) for m, n in pairs)
+    attn = _total(weights[m] * attention_mse(attention[m - 1].float(), batch.attention[n], mask, totals.pairs)
                   for m, n in pairs)
-    attn = _total(weights[m] * attention_mse(attention[m - 1].float(), batch.attention[n], mask) for m, n in pairs)
     return {"embd": embd, "hidn": hidn, "attn": attn}
 
 
@@ -340,8 +383,9 @@ def prediction_losses(logits: torch.Tensor, batch: Batch, regression: bool, temp
     if batch.logits is None:
         raise UserError("the cache has no teacher logits for the prediction stage")
     targets = batch.logits
-    loss = regression_mse(logits.float(), targets) if regression else \
-        soft_cross_entropy(logits.float(), targets, temperature)
+    examples = batch.totals.examples
+    loss = regression_mse(logits.float(), targets, examples) if regression else \
+        soft_cross_entropy(logits.float(), targets, temperature, examples)
     return {"pred": weight * loss}
 
 
@@ -353,7 +397,10 @@ def _total(values: Iterable[torch.Tensor]) -> torch.Tensor:
 def _evaluate(run: Run, stage: Stage, state: RunState) -> None:
     """The held-out intermediate losses (--eval-cache) in the stages that train on them; the task
     metric (--eval-data) of the last stage only: before the prediction stage the classifier is
-    untrained, so its score would only mislead. The last stage's evaluation picks `best/`."""
+    untrained, so its score would only mislead. The last stage's evaluation picks `best/`. On rank
+    0 only: the others wait for it at the next step's gradient exchange."""
+    if not run.ranks.main:
+        return
     last = stage.name == run.stages[-1].name
     if stage.intermediate and run.eval_targets is not None:
         losses = held_out_losses(run)
@@ -407,11 +454,14 @@ class RunLog:
     """metrics.jsonl, and with --tensorboard the same scalars as TensorBoard events in tensorboard/
     (tag `<stage>/<name>`, eval metrics as `<stage>/eval/<metric>`, at the stage's step)."""
 
-    def __init__(self, out: Path, tensorboard: bool):
-        self.path, self.tensorboard = out / METRICS_LOG, tensorboard
+    def __init__(self, out: Path, tensorboard: bool, main: bool = True):
+        self.path, self.tensorboard, self.main = out / METRICS_LOG, tensorboard, main
         self._writer: Any = None  # a SummaryWriter, opened at the first entry (the run folder exists by then)
 
     def write(self, entry: dict) -> None:
+        """Append `entry` (on rank 0; other ranks log nothing)."""
+        if not self.main:
+            return
         stamped = {"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")} | entry
         with open(self.path, "a") as f:
             f.write(json.dumps(stamped) + "\n")
@@ -450,13 +500,15 @@ def _save_student(run: Run, folder: Path) -> None:
 
 
 def _save_checkpoint(run: Run, optimizer, scheduler, state: RunState, stage_index: int) -> None:
+    """Rank 0 saves what every rank shares (model, optimizer, position) and each rank's RNG states."""
+    rng = gather_objects(run.ranks, _rng_states())
+    if not run.ranks.main:
+        return
     checkpoint = {
         "signature": run_signature(run), "cache_manifest": run.manifest.to_json(),
         "state": asdict(state) | {"stage": stage_index}, "model": run.student.state_dict(),
         "projections": run.projections.state_dict(), "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        "scheduler": scheduler.state_dict(), "rng": rng,
     }
     path = run.config.out / CHECKPOINT
     tmp = path.with_suffix(".tmp")
@@ -465,11 +517,17 @@ def _save_checkpoint(run: Run, optimizer, scheduler, state: RunState, stage_inde
     os.replace(tmp, path)  # a checkpoint is whole or absent, never half-written
 
 
+def _rng_states() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
 def run_signature(run: Run) -> dict:
     """Every option that decides what the run computes, as resolved (compared on `--resume`)."""
     options = {key: str(value) if isinstance(value, Path) else value
                for key, value in asdict(run.config).items() if key not in NOT_COMPUTING}
-    return json.loads(json.dumps(options | {"precision": run.precision}))  # tuples as lists, as saved
+    options |= {"precision": run.precision, "ranks": run.ranks.world}  # --batch-size is per rank
+    return json.loads(json.dumps(options))  # tuples as lists, as saved
 
 
 def _load_checkpoint(run: Run) -> dict:
@@ -480,7 +538,7 @@ def _load_checkpoint(run: Run) -> dict:
         signature, manifest = checkpoint["signature"], Manifest.from_json(checkpoint["cache_manifest"], str(path))
     except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways; all mean the same
         raise UserError(f"--resume: {path} cannot be read ({describe(e)}); start a new run in another --out") from None
-    differences = [f"--{key.replace('_', '-')}: checkpoint has {signature.get(key)!r}, this run {value!r}"
+    differences = [f"{_option(key)}: checkpoint has {signature.get(key)!r}, this run {value!r}"
                    for key, value in run_signature(run).items() if signature.get(key) != value]
     differences += [f"--cache: {m}" for m in identity_mismatches(manifest, run.manifest,
                                                                   sides=("the checkpoint's cache has", "this one"))]
@@ -492,10 +550,14 @@ def _load_checkpoint(run: Run) -> dict:
     return checkpoint
 
 
-def _restore(checkpoint: dict, optimizer, scheduler) -> None:
+def _option(key: str) -> str:
+    return "torchrun ranks (WORLD_SIZE)" if key == "ranks" else f"--{key.replace('_', '-')}"
+
+
+def _restore(checkpoint: dict, optimizer, scheduler, ranks: Ranks) -> None:
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
-    rng = checkpoint["rng"]
+    rng = checkpoint["rng"][ranks.rank]
     torch.set_rng_state(rng["torch"])
     np.random.set_state(rng["numpy"])
     random.setstate(rng["python"])

@@ -4,11 +4,12 @@ import numpy as np
 import torch
 
 from cache import open_cache
-from student.stream import EpochPlan, pad_batch, stream_batches
+from cache.distributed import Ranks
+from student.stream import BatchTotals, EpochPlan, pad_batch, stream_batches
 
 
 def all_batches(cache, plan, epoch=0, skip=0, workers=0):
-    return list(stream_batches(cache, plan, epoch, skip, workers))
+    return [share.examples for share in stream_batches(cache, plan, epoch, skip, workers)]
 
 
 def test_every_example_once_per_epoch_in_a_new_order(tiny_cache):
@@ -77,3 +78,36 @@ def test_uint8_probabilities_are_padded_as_float(tmp_path, glue, tiny_teacher):
         n = int(ragged.lengths[row])
         assert torch.equal(batch.attention[2][row, :, :n, :n], cache[int(i)]["attention"][2])
         torch.testing.assert_close(batch.attention[2][row, :, :n, :n].sum(-1), torch.ones(4, n), atol=0.02, rtol=0)
+
+
+def test_ranks_share_each_global_batch_and_divide_by_its_totals(tiny_cache):
+    """Two ranks' shares of every step are the one-process batch, split in two, and carry its totals."""
+    cache = open_cache(tiny_cache, layers=[0])
+    whole = list(stream_batches(cache, EpochPlan(cache.block_starts, 10, 2, seed=1), 1, 0, 0))
+    shares = [list(stream_batches(cache, EpochPlan(cache.block_starts, 10, 2, seed=1, ranks=Ranks(r, 2)), 1, 0, 0))
+              for r in (0, 1)]
+    for batch, first, second in zip(whole, *shares, strict=True):
+        if len(batch.examples) == 1:  # a window's last batch of one: rank 1 steps on a stand-in that does not count
+            assert first.counts and not second.counts
+            assert np.array_equal(first.examples.indices, second.examples.indices)
+            continue
+        assert first.counts and second.counts and abs(len(first.examples) - len(second.examples)) <= 1
+        assert np.array_equal(np.concatenate([first.examples.indices, second.examples.indices]), batch.examples.indices)
+        assert batch.totals == first.totals == second.totals == BatchTotals.of(batch.examples.lengths)
+    assert any(len(batch.examples) == 1 for batch in whole)  # the case above is exercised
+
+
+def test_a_stand_in_share_adds_nothing_to_the_loss(tiny_cache):
+    from cache.attention import capture_implementation
+    from student.trainer import Distiller, Run
+    from tests.helpers import train_config
+
+    run = Run(train_config(tiny_cache, tiny_cache.parent / "unused", stage="intermediate"))
+    run.student.set_attn_implementation(capture_implementation(run.attention_kind))  # as the stage does
+    share = next(stream_batches(open_cache(tiny_cache, layers=[0, 1, 2, 3]),
+                                EpochPlan(open_cache(tiny_cache).block_starts, 8, 2, seed=0), 0, 0, 0))
+    batch = pad_batch(share.examples, torch.device("cpu"), probabilities=False, share=share)
+    counted = Distiller(run)(batch, intermediate=True)
+    batch.counts = False
+    stand_in = Distiller(run)(batch, intermediate=True)
+    assert all(v > 0 for v in counted.values()) and all(v == 0 for v in stand_in.values())

@@ -40,7 +40,7 @@ def test_loss_from_cache_equals_loss_from_fresh_teacher(tmp_path, glue, tiny_tea
     teacher = tiny_teacher if teacher_kind == "tiny" else default_teacher_path()
     dump(teacher, glue, tmp_path / "c", limit=16, block_mb=1)
     cache = open_cache(tmp_path / "c")
-    ragged = next(stream_batches(cache, EpochPlan(cache.block_starts, 16, 1, 0), 0, 0, 0))
+    ragged = next(stream_batches(cache, EpochPlan(cache.block_starts, 16, 1, 0), 0, 0, 0)).examples
     batch = pad_batch(ragged, torch.device("cpu"), probabilities=False)
     t = cache.manifest.teacher
     student = BertForSequenceClassification(BertConfig(vocab_size=t.config["vocab_size"], hidden_size=48,
