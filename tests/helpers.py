@@ -2,7 +2,10 @@
 configuration, reading arrays back, and the command line with its one-line errors."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +103,14 @@ def train_config(cache, out, **overrides):
 def logged(out, key="loss"):
     entries = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return [entry[key] for entry in entries if key in entry]
+
+
+def torchrun(*args, ranks: int = 2, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`cli.py ARGS` as a torchrun job of `ranks` CPU processes on this machine."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
+               str(REPO / "cli.py"), *map(str, args)]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=os.environ | (env or {}),
+                          timeout=600, check=False)
 
 
 def run(*args):

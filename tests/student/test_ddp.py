@@ -3,9 +3,7 @@ the losses of one process and end with its weights; killed and resumed, they end
 uninterrupted two-rank run ends. The student has no dropout: ranks draw their own masks."""
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,7 +11,7 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from cache.errors import UserError
 from student.trainer import train_student
-from tests.helpers import REPO, logged, train_config, vocabulary
+from tests.helpers import logged, torchrun, train_config, vocabulary
 
 pytestmark = pytest.mark.slow
 OPTIONS = {"stage": "all", "epochs_intermediate": 2, "epochs_prediction": 1, "save_every": 4, "log_every": 1,
@@ -33,13 +31,11 @@ def student(tmp_path_factory):
     return folder
 
 
-def torchrun_train(cache, out, student, *extra, env=None) -> subprocess.CompletedProcess:
-    flags = [f"--{key.replace('_', '-')}={value}" for key, value in OPTIONS.items()]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-               str(REPO / "cli.py"), "train-student", "--cache", str(cache), "--out", str(out), "--student",
-               str(student), f"--batch-size={GLOBAL_BATCH // 2}", *flags, *extra]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=os.environ | (env or {}),
-                          timeout=600, check=False)
+def torchrun_train(cache, out, student, *extra, options=OPTIONS, env=None) -> subprocess.CompletedProcess:
+    """Two ranks of GLOBAL_BATCH / 2 examples each."""
+    flags = [f"--{key.replace('_', '-')}={value}" for key, value in options.items()]
+    return torchrun("train-student", "--cache", cache, "--out", out, "--student", student,
+                    f"--batch-size={GLOBAL_BATCH // 2}", *flags, *extra, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +85,22 @@ def test_resuming_with_another_number_of_ranks_is_refused(tmp_path, tiny_cache, 
     config = train_config(tiny_cache, out, student=str(student), batch_size=GLOBAL_BATCH // 2, resume=True, **OPTIONS)
     with pytest.raises(UserError, match=r"torchrun ranks \(WORLD_SIZE\): checkpoint has 2, this run 1"):
         train_student(config, command="resume", progress=False)
+
+
+def test_real_minilm_cache_two_ranks_log_the_losses_of_one_process(tmp_path, glue):
+    """MiniLM's targets on real SST-2 sentences; a dropout-free student of its vocabulary."""
+    from cache.dump import DumpConfig, dump_teacher
+
+    cache = tmp_path / "minilm"
+    dump_teacher(DumpConfig(task="sst2", data=glue / "SST-2", split="train", out=cache, limit=48, block_mb=0.3),
+                 command="test", progress=False)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, num_labels=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "student")
+    options = OPTIONS | {"stage": "intermediate", "epochs_intermediate": 1}
+    one = tmp_path / "one"
+    train_student(train_config(cache, one, student=str(tmp_path / "student"), batch_size=GLOBAL_BATCH, **options),
+                  command="one", progress=False)
+    result = torchrun_train(cache, tmp_path / "two", tmp_path / "student", options=options)
+    assert result.returncode == 0, result.stderr
+    torch.testing.assert_close(torch.tensor(logged(tmp_path / "two")), torch.tensor(logged(one)), rtol=1e-4, atol=1e-6)
