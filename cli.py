@@ -64,6 +64,38 @@ class FiniteFloat(click.FloatRange):
 POSITIVE = FiniteFloat(min=0, min_open=True)
 
 
+class CacheLocation(click.ParamType):
+    """A cache folder, or an fsspec URL (s3://bucket/prefix), kept as a string: a Path would fold its //."""
+
+    name = "FOLDER|URL"
+
+    def convert(self, value, param, ctx):
+        from cache.location import as_target
+
+        return value if isinstance(value, Path) else as_target(value)
+
+
+CACHE = CacheLocation()
+
+
+def _parse_storage_options(ctx, param, value: str | None) -> dict | None:
+    if value is None:
+        return None
+    try:
+        options = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"not JSON ({e})") from None
+    if not isinstance(options, dict):
+        raise click.BadParameter('a JSON object, e.g. \'{"anon": true}\'')
+    return options
+
+
+storage_options_option = click.option(
+    "--storage-options", callback=_parse_storage_options, default=None,
+    help="For a URL cache: a JSON object of fsspec options beyond the environment's (AWS_ENDPOINT_URL, "
+    "AWS_PROFILE, ...). Recorded with the command: keep secrets in the environment.")
+
+
 def _quiet_transformers() -> None:
     from cache.checkpoints import quiet_transformers  # imports transformers: only once a command runs
 
@@ -151,7 +183,8 @@ def cli():
 @click.option("--holdout", type=FiniteFloat(0, 1, max_open=True), default=DumpConfig.holdout,
               help="Corpus only: fraction of documents (chosen by a hash of their text) set aside as the "
               "holdout split; give the same value to the train and holdout dumps.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Cache directory to write.")
+@click.option("--out", required=True, type=CACHE, help="Cache to write: a folder, or a URL (s3://bucket/prefix, ...).")
+@storage_options_option
 @click.option("--teacher", default=None, help="Teacher checkpoint folder (BertModel or "
               "BertForSequenceClassification). Default: the packaged MiniLM-L6-H384.")
 @click.option("--format", "format_", type=click.Choice(FORMATS), default=DumpConfig.format, help="On-disk format.")
@@ -181,9 +214,9 @@ def cli():
 @click.option("--writer", type=click.Choice(WRITERS), default=DumpConfig.writer,
               help="Where blocks are written while the teacher computes: auto = a process beside a GPU "
               "teacher, a thread beside a CPU one.")
-def dump_teacher_command(task, data, split, holdout, out, teacher, format_, layers, attention, dtype, attention_dtype,
-                         compression, max_seq_len, batch_size, limit, block_mb, text_column, pair_column, label_column,
-                         labels, regression, device, writer):
+def dump_teacher_command(task, data, split, holdout, out, storage_options, teacher, format_, layers, attention, dtype,
+                         attention_dtype, compression, max_seq_len, batch_size, limit, block_mb, text_column,
+                         pair_column, label_column, labels, regression, device, writer):
     """Run the teacher once over a data set and store its targets in a cache.
 
     Stores the embedding output, hidden states and attention of the chosen layers (real tokens
@@ -196,7 +229,8 @@ def dump_teacher_command(task, data, split, holdout, out, teacher, format_, laye
                         layers=layers, attention=attention, dtype=dtype, attention_dtype=attention_dtype,
                         compression=compression,
                         max_seq_len=max_seq_len, batch_size=batch_size, limit=limit, holdout=holdout,
-                        block_mb=block_mb, columns=columns, device=device, writer=writer)
+                        block_mb=block_mb, columns=columns, device=device, writer=writer,
+                        storage_options=storage_options)
     report = _run(config, "cache.dump", "dump_teacher")
     if not _main_rank():
         return
@@ -259,8 +293,9 @@ precision_option = click.option(
 
 
 @cli.command("train-student")
-@click.option("--cache", "cache_path", required=True, type=click.Path(path_type=Path),
-              help="Teacher cache to distil from.")
+@click.option("--cache", "cache_path", required=True, type=CACHE,
+              help="Teacher cache to distil from: a folder, or a URL (s3://bucket/prefix, ...).")
+@storage_options_option
 @click.option("--student", default=TrainConfig.student,
               help="tinybert4, tinybert6, sizes layers=M,hidden=d,ffn=d',heads=h, a checkpoint folder (a general "
               "student: with its projections), or a run folder (its best/, else last/).")
@@ -273,7 +308,7 @@ precision_option = click.option(
 @click.option("--layer-weights", default=None, callback=_parse_weights,
               help="lambda_m for m = 0..M+1, comma-separated (default: all 1).")
 @click.option("--eval-data", type=click.Path(path_type=Path), default=None, help="Task data to evaluate on.")
-@click.option("--eval-cache", type=click.Path(path_type=Path), default=None,
+@click.option("--eval-cache", type=CACHE, default=None,
               help="A held-out cache of the same teacher (a corpus's holdout split): the intermediate losses on it.")
 @click.option("--eval-split", default=TrainConfig.eval_split)
 @click.option("--epochs-intermediate", type=click.IntRange(1), default=None,
@@ -300,31 +335,35 @@ precision_option = click.option(
               help="Reader processes (default: 0 on a CPU, where they only compete for its cores; 2 on a GPU).")
 @click.option("--window-blocks", type=click.IntRange(1), default=TrainConfig.window_blocks,
               help="Blocks shuffled together (the shuffle buffer; memory grows with it).")
+@click.option("--prefetch-blocks", type=click.IntRange(1), default=None,
+              help="Blocks read at once, the next window read ahead (default: 1 from a folder, 8 from a URL).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--tensorboard", is_flag=True,
               help="Also write the logged scalars as TensorBoard events (--out/tensorboard).")
 @click.option("--device", default=TrainConfig.device)
 @precision_option
-def train_student_command(cache_path, student, stage, out, layer_map, layer_weights, eval_data, eval_cache,
+def train_student_command(cache_path, storage_options, student, stage, out, layer_map, layer_weights, eval_data,
+                          eval_cache,
                           eval_split, epochs_intermediate, epochs_prediction, batch_size, lr_intermediate,
                           lr_prediction, temperature, attention_loss, projections, fresh_projections, seed, max_steps,
-                          eval_every, save_every, log_every, workers, window_blocks, resume, tensorboard, device,
-                          precision):
+                          eval_every, save_every, log_every, workers, window_blocks, prefetch_blocks, resume,
+                          tensorboard, device, precision):
     """Distil a TinyBERT student from a teacher cache; the teacher is never loaded.
 
     General distillation (--stage general, a corpus cache) gives a general student; task
     distillation (--stage all, a task cache) continues from it with --student FOLDER, which also
     loads its projections (or those of a general TinyBERT saved by the reference code).
     """
-    config = TrainConfig(cache=cache_path, out=out, student=student, stage=stage, eval_cache=eval_cache,
+    config = TrainConfig(cache=cache_path, storage_options=storage_options, out=out, student=student, stage=stage,
+                         eval_cache=eval_cache,
                          layer_map=layer_map, layer_weights=layer_weights, eval_data=eval_data, eval_split=eval_split,
                          epochs_intermediate=epochs_intermediate, epochs_prediction=epochs_prediction,
                          batch_size=batch_size, lr_intermediate=lr_intermediate, lr_prediction=lr_prediction,
                          temperature=temperature, attention_loss=attention_loss,
                          projections=projections, fresh_projections=fresh_projections, seed=seed, max_steps=max_steps,
                          eval_every=eval_every, save_every=save_every, log_every=log_every, workers=workers,
-                         window_blocks=window_blocks, resume=resume, device=device, precision=precision,
-                         tensorboard=tensorboard)
+                         window_blocks=window_blocks, prefetch_blocks=prefetch_blocks, resume=resume, device=device,
+                         precision=precision, tensorboard=tensorboard)
     metrics = _run(config, "student.trainer", "train_student")
     if not _main_rank():
         return
@@ -482,23 +521,27 @@ def cache_group():
 
 
 @cache_group.command("info")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=CACHE)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and sizes as JSON.")
-def cache_info(path, as_json):
-    """Show what made a cache and how large it is."""
+@storage_options_option
+def cache_info(path, as_json, storage_options):
+    """Show what made a cache (a folder or a URL) and how large it is."""
     from cache.inspect import cache_summary, format_summary
+    from cache.location import open_root
 
-    summary = cache_summary(path)
+    summary = cache_summary(open_root(path, storage_options))
     click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
 
 
 @cache_group.command("verify")
-@click.argument("path", type=click.Path(path_type=Path))
-def cache_verify(path):
+@click.argument("path", type=CACHE)
+@storage_options_option
+def cache_verify(path, storage_options):
     """Re-read every chunk; check checksums and shapes. Exit status 1 on any problem."""
     from cache.inspect import verify_cache
+    from cache.location import open_root
 
-    problems = verify_cache(path, progress=True)
+    problems = verify_cache(open_root(path, storage_options), progress=True)
     for problem in problems:
         click.echo(f"{path}: {problem}", err=True)
     if problems:
@@ -507,13 +550,17 @@ def cache_verify(path):
 
 
 @cache_group.command("ls")
-@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
+@click.argument("root", type=CACHE, default=".")
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
-def cache_ls(root, as_json):
-    """List the caches under a folder: teacher, data, layers, size, completeness."""
+@storage_options_option
+def cache_ls(root, as_json, storage_options):
+    """List the caches under a folder or URL prefix: teacher, data, layers, size, completeness."""
     from cache.inspect import format_table, list_caches
+    from cache.location import is_url, open_root
 
-    rows = list_caches(root)
+    if not is_url(root) and not Path(root).is_dir():
+        raise click.BadParameter(f"{root} is not a folder", param_hint="ROOT")
+    rows = list_caches(open_root(root, storage_options))
     click.echo(json.dumps(rows, indent=2) if as_json else format_table(rows))
 
 

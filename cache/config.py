@@ -7,10 +7,11 @@ from pathlib import Path
 from .corpus import Corpus
 from .data import ColumnSpec, canonical_task, resolve_data_file
 from .errors import UserError
+from .location import Target, check_reachable, is_url, open_root
 from .lock import LOCK
 from .manifest import MANIFEST
 from .paths import check_not_input, check_number, check_output_dir, check_writable
-from .store.base import COMPRESSIONS, check_compression
+from .store.base import COMPRESSIONS, check_compression, check_location
 from .tasks import CORPUS_TASK, GLUE_TASKS
 
 AUGMENT_RECORD = "augment.json"
@@ -30,7 +31,8 @@ class DumpConfig:
 
     task: str
     data: Path
-    out: Path
+    out: Target
+    """A folder, or an fsspec URL (s3://bucket/prefix)."""
     split: str = "train"
     teacher: str | None = None
     """Teacher folder or hub id; None means the packaged MiniLM."""
@@ -54,6 +56,8 @@ class DumpConfig:
     device: str = "auto"
     writer: str = "auto"
     """Where blocks are written while the teacher computes: thread, process, or auto (see cache.writer)."""
+    storage_options: dict | None = None
+    """Passed to fsspec for a URL --out (beyond what the environment configures)."""
 
     def check(self) -> None:
         """Everything decidable before the teacher loads or the data is read, so that a wrong flag
@@ -74,7 +78,10 @@ class DumpConfig:
             raise UserError("--labels names classes; --regression reads numbers: give one or the other")
         if self.attention_dtype == "uint8" and self.attention != "probs":
             raise UserError("--attention-dtype uint8 stores probabilities in [0, 1]; use it with --attention probs")
-        if (Path(self.out) / MANIFEST).exists():
+        if is_url(self.out):
+            check_location(self.format, str(self.out))
+            check_reachable(open_root(self.out, self.storage_options), "--out")
+        elif (Path(self.out) / MANIFEST).exists():
             check_writable(Path(self.out), "--out")
         else:  # a new cache; only a dump killed before its first manifest leaves anything behind
             check_output_dir(Path(self.out), "--out", ours=(LOCK, f".{MANIFEST}."))

@@ -18,6 +18,7 @@ import os
 import shlex
 import shutil
 import sys
+import tempfile
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,10 +35,12 @@ from .data import Examples, canonical_task, load_examples
 from .device import resolve_device
 from .distributed import Ranks, current_ranks, on_main, process_group, sum_over_ranks
 from .dtypes import numpy_dtype, to_storage, to_stored_type, torch_dtype
-from .errors import CacheError, UserError
+from .errors import CacheError, UserError, describe
 from .layout import BlockIndex, Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
-from .lock import WriterLock
+from .location import Root, Target, open_root
+from .lock import cache_lock
 from .manifest import (
+    MANIFEST,
     TOKENIZER,
     DataRecord,
     Manifest,
@@ -45,7 +48,6 @@ from .manifest import (
     TeacherRecord,
     identity_mismatches,
     index_attrs,
-    manifest_path,
     read_manifest,
     write_manifest,
 )
@@ -60,7 +62,7 @@ from .writer import Writer, open_writer
 
 @dataclass(frozen=True)
 class DumpReport:
-    path: Path
+    path: Target
     examples: int
     written_examples: int
     """Examples computed by this run (0 when the cache was already complete)."""
@@ -75,22 +77,42 @@ def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool 
     started = datetime.datetime.now(datetime.timezone.utc)
     command = command or shlex.join(sys.argv)
     config.check()
-    out = Path(config.out)
+    out = open_root(config.out, config.storage_options)
     source = load_source(config)
     check_teacher(config.teacher or default_teacher_path(), source if isinstance(source, Examples) else None,
                   config.max_seq_len)
     resolve_device(config.device)
     ranks = current_ranks()
     with process_group(ranks), ExitStack() as owned:  # one job owns the cache: its rank 0 holds the lock
-        stale_holder = on_main(ranks, lambda: owned.enter_context(WriterLock(out, command)).stale_holder)
+        stale_holder = on_main(ranks, lambda: _own(owned, out, command))
         try:
             total, written, truncated = _dump_into(out, config, command, source, progress and ranks.main, ranks)
+        except UserError:
+            raise
         except OSError as e:
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            raise CacheError(f"{out}: no space left on device ({e.filename or 'while writing'}); the blocks "
+                raise _store_failure(out, e) from None
+            raise CacheError(f"{config.out}: no space left on device ({e.filename or 'while writing'}); the blocks "
                              "already committed are kept: free space and run the same command again") from None
-    return DumpReport(out, total, written, truncated, _since(started), stale_holder)
+        except Exception as e:
+            raise _store_failure(out, e) from None
+    return DumpReport(config.out, total, written, truncated, _since(started), stale_holder)
+
+
+def _store_failure(out: Root, error: Exception) -> Exception:
+    """An object store that failed mid-dump (down, unreachable, refusing) is the user's to fix, in
+    one line; anything else is a bug and keeps its traceback."""
+    if out.local:
+        return error
+    return CacheError(f"{out.url}: the object store failed ({type(error).__name__}: {describe(error)}); the "
+                      "blocks already committed are kept: run the same command again once it answers")
+
+
+def _own(stack: ExitStack, out: Root, command: str) -> dict | None:
+    """Take the cache's lock for as long as `stack` lasts; the holder of a stale lock taken over."""
+    lock = cache_lock(out, command)
+    stack.enter_context(lock)
+    return lock.stale_holder
 
 
 def load_source(config: DumpConfig) -> Examples | Corpus:
@@ -136,7 +158,7 @@ def tokenize_source(source: Examples | Corpus, tokenizer, max_seq_len: int) -> T
     return Tokenized(input_ids, np.zeros(len(input_ids), dtype=np.int8), lengths, truncated=0)
 
 
-def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples | Corpus,
+def _dump_into(out: Root, config: DumpConfig, command: str, examples: Examples | Corpus,
                progress: bool, ranks: Ranks) -> tuple[int, int, int]:
     """Everything after the lock is held; returns the examples in the cache, written by this run
     (all ranks), and truncated."""
@@ -163,10 +185,10 @@ def _dump_into(out: Path, config: DumpConfig, command: str, examples: Examples |
     return len(tokens.lengths), written, tokens.truncated
 
 
-def _prepare_cache(out: Path, plan: DumpPlan, config: DumpConfig) -> Manifest:
+def _prepare_cache(out: Root, plan: DumpPlan, config: DumpConfig) -> Manifest:
     """Create the cache or check the existing one, with its tokenizer and index (rank 0's part)."""
     manifest, store = _open_for_writing(out, plan.manifest, config)
-    if not (out / TOKENIZER).exists():
+    if not _has_tokenizer(out):
         _save_tokenizer(plan.tokenizer, out)
     if not manifest.complete and not store.has_unit(INDEX):
         store.write_unit(INDEX, _index_arrays(plan.tokens.lengths, plan.block_starts), index_attrs(manifest))
@@ -214,13 +236,13 @@ def _label_kind(examples: Examples | Corpus) -> str:
     return "regression" if examples.label_names is None else "classification"
 
 
-def _open_for_writing(out: Path, manifest: Manifest, config: DumpConfig) -> tuple[Manifest, Store]:
+def _open_for_writing(out: Root, manifest: Manifest, config: DumpConfig) -> tuple[Manifest, Store]:
     """Create a new cache, or check an existing one against this run and continue it."""
-    if manifest_path(out).exists():
+    if out.exists(MANIFEST):
         existing = read_manifest(out)
         mismatches = identity_mismatches(existing, manifest)
         if mismatches:
-            raise CacheError(f"{out}: existing cache was made differently ({'; '.join(mismatches)}); "
+            raise CacheError(f"{config.out}: existing cache was made differently ({'; '.join(mismatches)}); "
                              "refusing to mix targets: choose another --out")
         store = open_store(out, existing.storage, existing.compression)
         if not existing.complete:
@@ -228,20 +250,36 @@ def _open_for_writing(out: Path, manifest: Manifest, config: DumpConfig) -> tupl
             store.clean_staging()
             store.create()  # idempotent: a kill may have come between the manifest and the layout
         return existing, store
-    out.mkdir(parents=True, exist_ok=True)
+    if out.local:
+        Path(out.url).mkdir(parents=True, exist_ok=True)
     write_manifest(out, manifest)  # first: from here on the folder is recognisably this cache
     store = open_store(out, config.format, config.compression)
     store.create()
     return manifest, store
 
 
-def _save_tokenizer(tokenizer, out: Path) -> None:
-    """Keep the teacher's tokenizer in the cache: students need it, and must not need the teacher."""
-    for stale in out.glob(f".{TOKENIZER}.*"):  # left by a writer killed while saving it
+TOKENIZER_LAST = "tokenizer_config.json"
+"""Uploaded last into an object store: once it is there, the whole tokenizer is."""
+
+
+def _has_tokenizer(out: Root) -> bool:
+    return out.exists(TOKENIZER) if out.local else out.exists(TOKENIZER, TOKENIZER_LAST)
+
+
+def _save_tokenizer(tokenizer, out: Root) -> None:
+    """Keep the teacher's tokenizer in the cache: students need it, and must not need the teacher.
+    Saved beside the cache and renamed into place, or uploaded with TOKENIZER_LAST last."""
+    if not out.local:
+        with tempfile.TemporaryDirectory() as local:
+            tokenizer.save_pretrained(local)
+            out.upload(Path(local), TOKENIZER, last=TOKENIZER_LAST)
+        return
+    folder = Path(out.url)
+    for stale in folder.glob(f".{TOKENIZER}.*"):  # left by a writer killed while saving it
         shutil.rmtree(stale, ignore_errors=True)
-    staging = out / f".{TOKENIZER}.{os.getpid()}"
+    staging = folder / f".{TOKENIZER}.{os.getpid()}"
     tokenizer.save_pretrained(staging)
-    os.rename(staging, out / TOKENIZER)
+    os.rename(staging, folder / TOKENIZER)
 
 
 def _index_arrays(lengths: np.ndarray, block_starts: np.ndarray) -> dict:
@@ -354,10 +392,10 @@ def block_batches(tokens: Tokenized, block: BlockIndex, batch_size: int, device:
         yield TeacherBatch(**to_device(host, device))
 
 
-def _mark_complete(out: Path, store: Store, manifest: Manifest, block_starts: np.ndarray) -> None:
+def _mark_complete(out: Root, store: Store, manifest: Manifest, block_starts: np.ndarray) -> None:
     missing = sorted(set(range(len(block_starts) - 1)) - store.committed_blocks())
     if missing:  # another writer still owns these blocks (or they were lost): do not claim completion
-        raise CacheError(f"{out}: blocks {missing[:5]} are not written yet; run the same command again")
+        raise CacheError(f"{out.url}: blocks {missing[:5]} are not written yet; run the same command again")
     when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     write_manifest(out, manifest.completed_at(when, store.nbytes()))
 

@@ -8,16 +8,17 @@ from tqdm import tqdm
 
 from .errors import CacheError, describe
 from .layout import BlockIndex
+from .location import Root, Target, open_root
 from .manifest import MANIFEST, Manifest, index_mismatches, read_manifest
 from .store import INDEX, Store, block_unit, open_store, slab_checksums
 from .tasks import CORPUS_TASK
 
 
-def _store(path: Path, manifest: Manifest) -> Store:
+def _store(path: Target | Root, manifest: Manifest) -> Store:
     return open_store(path, manifest.storage, manifest.compression)
 
 
-def cache_summary(path: Path) -> dict:
+def cache_summary(path: Target | Root) -> dict:
     """The manifest as JSON plus sizes: on disk, per example, and against the ragged and padded
     baselines (what `cache info --json` prints)."""
     manifest = read_manifest(path)
@@ -37,7 +38,7 @@ def cache_summary(path: Path) -> dict:
     return manifest.to_json() | {"path": str(path), "sizes": sizes}
 
 
-def size_line(path: Path) -> str:
+def size_line(path: Target) -> str:
     """One line for a table's footer: the cache's bytes on disk, in all and per example."""
     sizes = cache_summary(path)["sizes"]
     return f"cache {path}: {_mb(sizes['bytes'])} ({sizes['bytes_per_example'] / 1e3:,.1f} kB/example)"
@@ -85,7 +86,7 @@ def _mb(n: float) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
-def verify_cache(path: Path, progress: bool = False) -> list[str]:
+def verify_cache(path: Target | Root, progress: bool = False) -> list[str]:
     """Re-read every chunk (checksums are checked on read) and check shapes and value checksums.
 
     Returns the problems found, each naming the block, its example range and the array.
@@ -154,26 +155,40 @@ def _verify_block(store: Store, unit: str, expected: dict) -> list[str]:
     return problems
 
 
-def list_caches(root: Path) -> list[dict]:
-    """Every cache under `root` (not descending into caches), with what a team needs to pick one."""
+def list_caches(root: Target | Root) -> list[dict]:
+    """Every cache under `root` (a folder or a URL; not descending into caches), with what a team
+    needs to pick one."""
     found = []
-    for folder, dirs, files in os.walk(root):
-        if MANIFEST not in files:
-            continue
-        dirs.clear()
+    for folder in _cache_roots(open_root(root)):
         try:
-            summary = cache_summary(Path(folder))
+            summary = cache_summary(folder)
         except CacheError as e:
-            found.append({"path": folder, "error": str(e)})
+            found.append({"path": folder.url, "error": str(e)})
             continue
         t, d = summary["teacher"], summary["data"]
         found.append({
-            "path": folder, "teacher": f"{Path(t['path']).name}@{t['weights_sha256'][:8]}",
+            "path": folder.url, "teacher": f"{Path(t['path']).name}@{t['weights_sha256'][:8]}",
             "data": f"{d['task']}/{d['split']}", "layers": ",".join(map(str, summary["layers"])),
             "attention": summary["attention"], "dtype": summary["dtype"], "examples": d["examples"],
             "size": _mb(summary["sizes"]["bytes"]), "complete": summary["complete"],
         })
     return sorted(found, key=lambda row: row["path"])
+
+
+def _cache_roots(root: Root) -> list[Root]:
+    """The caches at or under `root`: the folders or prefixes holding a manifest, outermost only."""
+    if root.local:
+        folders = []
+        for folder, dirs, files in os.walk(root.url):
+            if MANIFEST in files:
+                dirs.clear()
+                folders.append(folder)
+        return [open_root(folder) for folder in folders]
+    manifests = sorted(root.fs.glob(root.join("**", MANIFEST)) + root.fs.glob(root.join(MANIFEST)))
+    prefixes = [m.rsplit("/", 1)[0] for m in dict.fromkeys(manifests)]
+    outermost = [p for p in prefixes if not any(p.startswith(q + "/") for q in prefixes)]
+    return [Root(root.url_of(p[len(root.path) + 1:]) if p != root.path else root.url, root.storage_options)
+            for p in outermost]
 
 
 def format_table(rows: list[dict]) -> str:

@@ -13,8 +13,9 @@ import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .errors import CacheError
+from .errors import CacheError, describe
 from .failpoints import failpoint
+from .location import Root, Target, open_root
 
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer"
@@ -150,14 +151,22 @@ def manifest_path(cache: Path) -> Path:
     return Path(cache) / MANIFEST
 
 
-def read_manifest(cache: Path) -> Manifest:
+def read_manifest(cache: Target | Root) -> Manifest:
     """Load and check a cache's manifest; CacheError if it is missing, of an unknown version, or
     altered since it was written."""
-    path = manifest_path(cache)
-    if not path.is_file():
-        raise CacheError(f"{cache}: not a cache (no {MANIFEST})")
+    root = open_root(cache)
+    path = manifest_path(Path(root.url)) if root.local else root.url_of(MANIFEST)
     try:
-        content = json.loads(path.read_text())
+        raw = root.read_bytes(MANIFEST)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise CacheError(f"{cache}: not a cache (no {MANIFEST})") from None
+    except Exception as e:
+        if root.local:
+            raise
+        raise CacheError(f"{path}: cannot be read ({type(e).__name__}: {describe(e)}); check the endpoint and "
+                         "credentials (AWS_ENDPOINT_URL, AWS_PROFILE, ... or --storage-options)") from None
+    try:
+        content = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CacheError(f"{path}: unreadable manifest ({e})") from None
     if not isinstance(content, dict) or content.get("format") != FORMAT_NAME:
@@ -171,7 +180,7 @@ def read_manifest(cache: Path) -> Manifest:
     return Manifest.from_json(content, str(path))
 
 
-def read_complete_manifest(cache: Path) -> Manifest:
+def read_complete_manifest(cache: Target | Root) -> Manifest:
     """`read_manifest`, refusing a cache whose dump has not finished."""
     manifest = read_manifest(cache)
     if not manifest.complete:
@@ -185,10 +194,16 @@ def content_checksum(content: dict) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
-def write_manifest(cache: Path, manifest: Manifest) -> None:
-    """Write via a temporary file, fsync and rename: a reader never sees half a manifest."""
-    path = manifest_path(cache)
+def write_manifest(cache: Target | Root, manifest: Manifest) -> None:
+    """Write via a temporary file, fsync and rename (an object store: one PUT): a reader never sees
+    half a manifest."""
+    root = open_root(cache)
     content = manifest.to_json()
+    if not root.local:
+        failpoint("manifest-written")
+        root.put_bytes(json.dumps(content | {CHECKSUM: content_checksum(content)}, indent=2).encode(), MANIFEST)
+        return
+    path = manifest_path(Path(root.url))
     tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
         json.dump(content | {CHECKSUM: content_checksum(content)}, f, indent=2)

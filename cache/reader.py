@@ -5,6 +5,7 @@ has a fixed cost, which caps per-example reads far below block reads; docs/bench
 subset reads only the chunks of those layers.
 """
 
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,6 +17,7 @@ import torch
 from .dtypes import from_storage, to_float
 from .errors import CacheError, describe
 from .layout import BlockIndex, offsets
+from .location import Target, as_target, open_root
 from .manifest import TOKENIZER, Manifest, index_mismatches, read_complete_manifest, read_manifest
 from .store import INDEX, Store, block_unit, open_store, slab_checksums
 
@@ -82,8 +84,9 @@ class RaggedExamples:
 class Cache:
     """A read-only teacher cache. Use `open_cache` to get one."""
 
-    def __init__(self, path: Path, manifest: Manifest, store: Store, layers: Iterable[int] | None = None):
-        self.path = Path(path)
+    def __init__(self, path: Target, manifest: Manifest, store: Store, layers: Iterable[int] | None = None):
+        self.path = path
+        """As the user named it: a folder or a URL."""
         self.manifest = manifest
         self.store = store
         self.lengths: np.ndarray = store.read(INDEX, "lengths")
@@ -167,11 +170,17 @@ class Cache:
 
         from .tokenize import tokenizer_fingerprint
 
-        if not (self.path / TOKENIZER).is_dir():
+        root = self.store.root
+        if not root.exists(TOKENIZER):
             raise CacheError(f"{self.path}: the cache has no {TOKENIZER}/ folder; dump the teacher again")
-        tokenizer = AutoTokenizer.from_pretrained(self.path / TOKENIZER)
+        if root.local:
+            tokenizer = AutoTokenizer.from_pretrained(Path(root.url) / TOKENIZER)
+        else:
+            with tempfile.TemporaryDirectory() as local:
+                root.download(TOKENIZER, Path(local))
+                tokenizer = AutoTokenizer.from_pretrained(local)
         if tokenizer_fingerprint(tokenizer) != self.manifest.tokenizer_fingerprint:
-            raise CacheError(f"{self.path / TOKENIZER}: tokenizer does not match the manifest's fingerprint")
+            raise CacheError(f"{root.url_of(TOKENIZER)}: tokenizer does not match the manifest's fingerprint")
         return tokenizer
 
     def close(self) -> None:
@@ -227,14 +236,18 @@ def _rows(stored: list[int], wanted: list[int]):
     return np.asarray([stored.index(layer) for layer in wanted], dtype=np.int64)
 
 
-def open_cache(path: str | Path, layers: Iterable[int] | None = None, allow_incomplete: bool = False) -> Cache:
-    """Open a cache read-only; `layers` restricts what is read to those teacher layers."""
-    manifest = read_manifest(Path(path)) if allow_incomplete else read_complete_manifest(Path(path))
-    store = open_store(Path(path), manifest.storage, manifest.compression)
+def open_cache(path: Target, layers: Iterable[int] | None = None, allow_incomplete: bool = False,
+               storage_options: dict | None = None) -> Cache:
+    """Open a cache (a folder or a URL) read-only; `layers` restricts what is read to those teacher
+    layers; `storage_options` go to fsspec for a URL."""
+    path = as_target(path)
+    root = open_root(path, storage_options)
+    manifest = read_manifest(root) if allow_incomplete else read_complete_manifest(root)
+    store = open_store(root, manifest.storage, manifest.compression)
     if manifest.complete:
         missing = sorted(set(range(manifest.num_blocks)) - store.committed_blocks())
         if missing or not store.has_unit(INDEX):
             what = f"blocks {missing[:5]}" if missing else "the index"
             raise CacheError(f"{path}: cache is damaged: {what} missing; run `cache verify {path}` "
                              "and dump the teacher again")
-    return Cache(Path(path), manifest, store, layers)
+    return Cache(path, manifest, store, layers)

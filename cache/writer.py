@@ -61,7 +61,7 @@ class ProcessWriter:
         context = multiprocessing.get_context("spawn")  # fork is unsafe once CUDA is initialised
         self._connection, child = context.Pipe()
         self._process = context.Process(target=_write_blocks, name="cache-writer", daemon=True,
-                                        args=(type(store), store.path, store.compression, child))
+                                        args=(type(store), store.root, store.compression, child))
         self._process.start()
         child.close()
         self.bytes_written = 0
@@ -98,12 +98,12 @@ class ProcessWriter:
 Writer = ThreadWriter | ProcessWriter
 
 
-def _write_blocks(store_class: type[Store], path, compression: str, connection: Connection) -> None:
+def _write_blocks(store_class: type[Store], root, compression: str, connection: Connection) -> None:
     """The writer process: write each block sent until None (or the dump's end of the pipe
     closes); answer None or the error. Ctrl-C is the dump's to handle: it sends None once the
     block in flight is committed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    store = store_class(path, compression)
+    store = store_class(root, compression)
     while (job := _receive(connection)) is not None:
         unit, layout, buffer, attrs = job
         views = unpack(buffer, [slot for slot, _ in layout.values()])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from cache.data import canonical_task, resolve_data_file
 from cache.errors import UserError
+from cache.location import Root, Target, as_target, open_root
 from cache.manifest import Manifest, read_complete_manifest
 from cache.paths import check_number, check_output_dir, model_folder
 from cache.tasks import CORPUS_TASK
@@ -62,11 +63,12 @@ def parse_student(text: str) -> StudentShape | Path:
 class TrainConfig:
     """Everything that decides a training run; built once from the CLI flags."""
 
-    cache: Path
+    cache: Target
+    """A folder, or an fsspec URL (s3://bucket/prefix)."""
     out: Path
     student: str = "tinybert4"
     stage: str = "all"
-    eval_cache: Path | None = None
+    eval_cache: Target | None = None
     """A held-out cache of the same teacher: the intermediate losses on it are the evaluation of
     the stages that use them (general distillation has no other)."""
     layer_map: str = "uniform"
@@ -107,12 +109,17 @@ class TrainConfig:
     """`float32`, `bfloat16` (autocast), or `auto`: bfloat16 on CUDA, float32 on a CPU."""
     tensorboard: bool = False
     """Also write the logged scalars as TensorBoard events in `out`/tensorboard."""
+    storage_options: dict | None = None
+    """Passed to fsspec for URL caches (--cache, --eval-cache), beyond what the environment configures."""
+    prefetch_blocks: int | None = None
+    """Blocks read at once (and the next window read ahead without reader processes); None: 1 from a
+    folder, REMOTE_PREFETCH from an object store."""
 
     def check(self) -> None:
         """Everything decidable from the flags, the cache's manifest and the paths, before torch or
         the student loads. Refusing NaN and infinity here keeps a
         NaN student from being trained and saved with exit status 0."""
-        manifest = read_complete_manifest(Path(self.cache))
+        manifest = read_complete_manifest(self.cache_root(self.cache))
         if self.stage not in STAGES:
             raise UserError(f"--stage: {self.stage!r} is not one of {', '.join(STAGES)}")
         parse_student(self.student)
@@ -131,8 +138,11 @@ class TrainConfig:
                                 "corpus cache with --eval-cache")
             resolve_data_file(manifest.data.task, Path(self.eval_data), self.eval_split)
         if self.eval_cache is not None:
-            check_eval_cache(manifest, read_complete_manifest(Path(self.eval_cache)), Path(self.eval_cache))
+            check_eval_cache(manifest, read_complete_manifest(self.cache_root(self.eval_cache)), self.eval_cache)
         self._check_out()
+
+    def cache_root(self, cache: Target) -> Root:
+        return open_root(as_target(cache), self.storage_options)
 
     def _check_out(self) -> None:
         check_output_dir(Path(self.out), "--out", ours=RUN_FILES)  # never into a cache, a data folder, ...
@@ -144,7 +154,7 @@ class TrainConfig:
             raise UserError(f"--resume: {self.out} has no checkpoint to resume from")
 
 
-def check_eval_cache(train: Manifest, held_out: Manifest, path: Path) -> None:
+def check_eval_cache(train: Manifest, held_out: Manifest, path: Target) -> None:
     """An evaluation cache must hold the same teacher's targets on the same tokens, and other data."""
     if held_out.teacher.weights_sha256 != train.teacher.weights_sha256:
         raise UserError(f"--eval-cache: {path} was made by another teacher than --cache")

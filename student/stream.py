@@ -12,6 +12,7 @@ gradients, averaged by DDP, are the one-process gradient of the same batch.
 """
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import cast
 
@@ -147,10 +148,11 @@ class Share:
 
 
 class WindowDataset(Dataset):
-    """Item w: the ragged batches of window w of one epoch, packed when a reader process reads it."""
+    """Item w: the ragged batches of window w of one epoch, packed when a reader process reads it;
+    its blocks read `prefetch` at a time."""
 
-    def __init__(self, cache: Cache, plan: EpochPlan, epoch: int, pack: bool):
-        self.cache, self.plan, self.epoch, self.pack = cache, plan, epoch, pack
+    def __init__(self, cache: Cache, plan: EpochPlan, epoch: int, pack: bool, prefetch: int = 1):
+        self.cache, self.plan, self.epoch, self.pack, self.prefetch = cache, plan, epoch, pack, prefetch
         self.windows = plan.windows(epoch)
 
     def __len__(self) -> int:
@@ -158,7 +160,7 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, w: int) -> list[Share] | CacheError:
         try:
-            blocks = [self.cache.read_block(int(k)) for k in self.windows[w]]
+            blocks = read_blocks(self.cache, self.windows[w], self.prefetch)
         except CacheError as error:  # handed back as a value: a worker's raise would add its traceback
             return error
         window = _concatenate(blocks)
@@ -169,6 +171,15 @@ class WindowDataset(Dataset):
             shares.append(Share(PackedBatch.of(examples) if self.pack else examples,
                                 BatchTotals.of(window.lengths[rows]), counts))
         return shares
+
+
+def read_blocks(cache: Cache, blocks: np.ndarray, concurrent: int) -> list[RaggedExamples]:
+    """Blocks read `concurrent` at a time: an object store answers each request after a round trip,
+    which threads overlap (zarr and numpy release the GIL while they wait and decode)."""
+    if concurrent <= 1:
+        return [cache.read_block(int(k)) for k in blocks]
+    with ThreadPoolExecutor(min(concurrent, len(blocks))) as pool:
+        return list(pool.map(lambda k: cache.read_block(int(k)), blocks))
 
 
 def _concatenate(blocks: list[RaggedExamples]) -> RaggedExamples:
@@ -247,15 +258,28 @@ def pad_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool,
     )
 
 
+def _read_ahead(dataset: WindowDataset, first: int) -> Iterator:
+    """The windows from `first` on, each read on a thread while the one before it is consumed."""
+    with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as pool:
+        pending = pool.submit(dataset.__getitem__, first) if first < len(dataset) else None
+        for w in range(first, len(dataset)):
+            assert pending is not None
+            window = pending.result()
+            pending = pool.submit(dataset.__getitem__, w + 1) if w + 1 < len(dataset) else None
+            yield window
+
+
 def _as_is(window: list) -> list:
     """A window's batches are already batches: no collation."""
     return window
 
 
-def stream_batches(cache: Cache, plan: EpochPlan, epoch: int, skip: int, workers: int) -> Iterator[Share]:
+def stream_batches(cache: Cache, plan: EpochPlan, epoch: int, skip: int, workers: int,
+                   prefetch: int = 1) -> Iterator[Share]:
     """This rank's shares of the epoch's batches in plan order, with their examples unpacked,
-    after skipping the first `skip` (for resume)."""
-    dataset = WindowDataset(cache, plan, epoch, pack=workers > 0)
+    after skipping the first `skip` (for resume). With `prefetch` > 1, blocks are read that many at
+    a time and, without reader processes, the next window is read on a thread while this one trains."""
+    dataset = WindowDataset(cache, plan, epoch, pack=workers > 0, prefetch=prefetch)
     first, counted = 0, 0
     for w, blocks in enumerate(dataset.windows):  # whole windows to skip, from lengths alone
         n = len(plan.batches(epoch, w, blocks))
@@ -268,7 +292,7 @@ def stream_batches(cache: Cache, plan: EpochPlan, epoch: int, skip: int, workers
                         prefetch_factor=2 if workers else None, collate_fn=_as_is,
                         generator=torch.Generator().manual_seed(plan.seed))
     to_skip = skip - counted
-    for window in loader:
+    for window in loader if workers or prefetch <= 1 else _read_ahead(dataset, first):
         if isinstance(window, CacheError):
             raise window
         for share in window:

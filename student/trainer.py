@@ -40,6 +40,7 @@ from cache.distributed import ONE_PROCESS, Ranks, current_ranks, gather_objects,
 from cache.errors import UserError, describe
 from cache.failpoints import failpoint
 from cache.layer_map import resolve_layer_map
+from cache.location import Target
 from cache.manifest import Manifest, identity_mismatches
 from cache.records import write_record
 from student.config import CHECKPOINT, METRICS_LOG, TrainConfig, parse_student
@@ -53,7 +54,10 @@ from student.stream import Batch, EpochPlan, pad_batch, stream_batches
 INTERMEDIATE_EPOCHS = {"cola": 50, "mnli": 10, "qqp": 10, "qnli": 10}  # the paper's; 20 otherwise
 GENERAL_EPOCHS = 3
 """The reference code's general distillation runs 3 epochs over its corpus."""
-NOT_COMPUTING = ("cache", "out", "resume", "device", "precision", "workers", "save_every", "log_every", "tensorboard")
+NOT_COMPUTING = ("cache", "out", "resume", "device", "precision", "workers", "save_every", "log_every", "tensorboard",
+                 "storage_options", "prefetch_blocks")
+REMOTE_PREFETCH = 8
+"""Blocks read at once from an object store (each read waits on round trips; docs/benchmarks.md)."""
 RANK_SEED_STRIDE = 1_000_003
 """Rank r draws its dropout masks from seed + r * stride: ranks must not drop the same units."""
 """Options that do not change what a run computes (the cache and precision are compared by what
@@ -92,7 +96,8 @@ class Run:
         self.device = resolve_device(config.device)
         self.workers = config.workers if config.workers is not None else 0 if self.device.type == "cpu" else 2
         self.precision = resolve_precision(config.precision, self.device)
-        manifest = source.manifest if source is not None else open_cache(config.cache).manifest  # complete only
+        manifest = source.manifest if source is not None else \
+            open_cache(config.cache, storage_options=config.storage_options).manifest  # complete only
         self.manifest, self.teacher = manifest, manifest.teacher
         self.task = manifest.data.task
         self.regression = manifest.data.label_kind == "regression"
@@ -109,11 +114,14 @@ class Run:
         check_compatibility(manifest, self.layer_map, self.stages)
         if manifest.data.examples < ranks.world:
             raise UserError(f"--cache: {manifest.data.examples} examples cannot be shared by {ranks.world} ranks")
-        self.targets = source if source is not None else CachedTargets(config.cache, [0, *self.layer_map])
+        self.targets = source if source is not None else \
+            CachedTargets(config.cache, [0, *self.layer_map], config.storage_options, config.prefetch_blocks)
         self.eval_targets = None
         if config.eval_cache is not None:
-            check_compatibility(open_cache(config.eval_cache).manifest, self.layer_map, self.stages, "--eval-cache")
-            self.eval_targets = CachedTargets(config.eval_cache, [0, *self.layer_map])
+            eval_targets = CachedTargets(config.eval_cache, [0, *self.layer_map], config.storage_options,
+                                         config.prefetch_blocks)
+            check_compatibility(eval_targets.manifest, self.layer_map, self.stages, "--eval-cache")
+            self.eval_targets = eval_targets
         self.tokenizer = self.targets.load_tokenizer()
         check_student_tokenizer(shape, manifest)
         self.student.to(self.device)
@@ -173,9 +181,12 @@ class TargetSource(Protocol):
 class CachedTargets:
     """Distillation targets streamed from a teacher cache: what `train-student` always uses."""
 
-    def __init__(self, path: Path, layers: list[int]):
-        self.cache: Cache = open_cache(path, layers=layers)
-        self.logits_only: Cache = open_cache(path, layers=[])  # the prediction stage reads no layer
+    def __init__(self, path: Target, layers: list[int], storage_options: dict | None = None,
+                 prefetch: int | None = None):
+        self.cache: Cache = open_cache(path, layers=layers, storage_options=storage_options)
+        self.prefetch = prefetch or (1 if self.cache.store.root.local else REMOTE_PREFETCH)
+        # the prediction stage reads no layer
+        self.logits_only: Cache = open_cache(path, layers=[], storage_options=storage_options)
         self.manifest = self.cache.manifest
         self.block_starts = self.cache.block_starts
 
@@ -187,7 +198,7 @@ class CachedTargets:
         """The epoch's padded batches in plan order, after the first `skip`; the layers' targets
         only for the intermediate stage."""
         cache = self.cache if intermediate else self.logits_only
-        for share in stream_batches(cache, plan, epoch, skip, workers):
+        for share in stream_batches(cache, plan, epoch, skip, workers, self.prefetch):
             yield pad_batch(cast(RaggedExamples, share.examples), device, probabilities, share)
 
 

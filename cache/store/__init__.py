@@ -1,7 +1,6 @@
 """Storage backends behind one contract (`Store`): Zarr v3 (default) and HDF5."""
 
-from pathlib import Path
-
+from ..location import Root, Target
 from .base import BLOCKS, COMPRESSIONS, INDEX, Store, array_checksum, block_unit, check_compression, slab_checksums
 from .hdf5_store import HDF5Store
 from .zarr_store import ZarrStore
@@ -9,8 +8,8 @@ from .zarr_store import ZarrStore
 BACKENDS: dict[str, type[Store]] = {"zarr": ZarrStore, "hdf5": HDF5Store}
 
 
-def open_store(path: Path, format: str, compression: str = "none") -> Store:
-    return BACKENDS[format](path, compression)
+def open_store(root: Target | Root, format: str, compression: str = "none") -> Store:
+    return BACKENDS[format](root, compression)
 
 
 __all__ = [

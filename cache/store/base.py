@@ -1,14 +1,17 @@
 """The storage contract shared by the Zarr and HDF5 backends.
 
-A cache directory holds `manifest.json` and *units*: the index and one unit per block. A unit is
-written whole into `.staging/` and committed by one atomic rename, so a unit either exists
-complete or not at all, whatever kills the writer, and no two blocks ever share a file or a
-chunk.
+A cache holds `manifest.json` and *units*: the index and one unit per block; no two blocks ever
+share a file or a chunk. A unit is whole or absent, whatever kills the writer:
+- in a folder, it is written into `.staging/` and committed by one atomic rename;
+- in an object store (no rename), it is written in place and committed by a marker object
+  `<unit>.committed`, one PUT after its last byte; without its marker a unit does not exist
+  (readers never see it, a resumed writer rewrites it over whatever a dead one left).
 """
 
 import os
 import shutil
 import socket
+import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from pathlib import Path
@@ -18,11 +21,14 @@ import numpy as np
 
 from ..errors import UserError
 from ..failpoints import failpoint
+from ..location import Root, Target, is_url, open_root
 
 COMPRESSIONS: dict[str, tuple[str, ...]] = {"zarr": ("none", "zstd", "lz4", "gzip"), "hdf5": ("none", "gzip", "lzf")}
 STAGING = ".staging"
 BLOCKS = "blocks"
 INDEX = "index"
+COMMITTED = ".committed"
+"""Suffix of a unit's commit marker in an object store."""
 
 ArrayPlan = tuple[np.ndarray, tuple[int, ...]]  # data, chunk shape
 
@@ -33,28 +39,43 @@ def check_compression(format: str, compression: str) -> None:
                         f"(choose {', '.join(COMPRESSIONS[format])})")
 
 
+def check_location(format: str, url: str) -> None:
+    """HDF5 needs a file system: h5py writes through seeks and in-place updates, which objects lack."""
+    if format == "hdf5" and is_url(url):
+        raise UserError(f"--format hdf5: {url} is an object store, and an HDF5 file needs a file system; "
+                        "use --format zarr there, or a local or shared folder")
+
+
 def block_unit(k: int) -> str:
     return f"{BLOCKS}/{k:06d}"
 
 
 class Store(ABC):
-    """One cache directory in one on-disk format."""
+    """One cache (a folder or an object-store prefix) in one format."""
 
     format: str
     suffix: str
     """Appended to a unit's name to get its path (a file extension, or "" for directories)."""
 
-    def __init__(self, path: Path, compression: str = "none", open_units: int = 64):
+    def __init__(self, root: "Target | Root", compression: str = "none", open_units: int = 64):
         check_compression(self.format, compression)
-        self.path = Path(path)
+        self.root = open_root(root)
         self.compression = compression
         self._open: OrderedDict[str, object] = OrderedDict()
         self._open_limit = open_units
+        self._opening = threading.Lock()  # blocks are read on several threads from an object store
+
+    @property
+    def path(self) -> Path:
+        """The cache folder (a local root only)."""
+        assert self.root.local, self.root
+        return Path(self.root.url)
 
     # -- writing -------------------------------------------------------------------------------
     def create(self) -> None:
-        """Lay out an empty cache directory (idempotent)."""
-        (self.path / BLOCKS).mkdir(parents=True, exist_ok=True)
+        """Lay out an empty cache (idempotent; an object store needs no folders)."""
+        if self.root.local:
+            (self.path / BLOCKS).mkdir(parents=True, exist_ok=True)
 
     def write_unit(self, unit: str, arrays: dict[str, ArrayPlan], attrs: dict) -> None:
         """Write `arrays` and `attrs` as `unit`, committed atomically by a rename.
@@ -65,6 +86,11 @@ class Store(ABC):
         """
         attrs = attrs | {"crc32c": {name: {"rows": chunks[0], "slabs": slab_checksums(data, chunks[0])}
                                     for name, (data, chunks) in arrays.items()}}
+        if not self.root.local:
+            self._write(self.unit_location(unit), arrays, attrs)  # over whatever a dead writer left
+            failpoint("unit-staged")
+            self.root.put_bytes(b"", f"{unit}{self.suffix}{COMMITTED}")
+            return
         writer = f"{socket.gethostname()}-{os.getpid()}"  # the ranks of a job on several hosts share the folder
         staging = self.path / STAGING / f"{unit.replace('/', '-')}.{writer}{self.suffix}"
         _remove(staging)
@@ -76,19 +102,28 @@ class Store(ABC):
         os.rename(staging, final)
 
     def clean_staging(self) -> None:
-        """Drop half-written units left by a killed writer."""
-        _remove(self.path / STAGING)
+        """Drop half-written units left by a killed writer (in an object store they are simply
+        not committed, and rewritten)."""
+        if self.root.local:
+            _remove(self.path / STAGING)
 
     # -- reading -------------------------------------------------------------------------------
     def unit_path(self, unit: str) -> Path:
         return self.path / f"{unit}{self.suffix}"
 
+    def unit_location(self, unit: str) -> Path | str:
+        """A unit's folder or file, or its URL in an object store."""
+        return self.unit_path(unit) if self.root.local else self.root.url_of(f"{unit}{self.suffix}")
+
     def has_unit(self, unit: str) -> bool:
-        return self.unit_path(unit).exists()
+        if self.root.local:
+            return self.unit_path(unit).exists()
+        return self.root.exists(f"{unit}{self.suffix}{COMMITTED}")
 
     def committed_blocks(self) -> set[int]:
-        names = os.listdir(self.path / BLOCKS) if (self.path / BLOCKS).is_dir() else []
-        return {int(n.removesuffix(self.suffix)) for n in names if n.removesuffix(self.suffix).isdigit()}
+        marker = self.suffix if self.root.local else f"{self.suffix}{COMMITTED}"
+        names = [n.removesuffix(marker) for n in self.root.listdir(BLOCKS) if n.endswith(marker)]
+        return {int(n) for n in names if n.isdigit()}
 
     def read(self, unit: str, name: str, selection: tuple = ()) -> np.ndarray:
         """Read `name` of `unit`; `selection` is orthogonal (ints, slices or sorted index arrays).
@@ -110,12 +145,12 @@ class Store(ABC):
         return self._array_names(self._handle(unit))
 
     def nbytes(self) -> int:
-        """Bytes of all files under the cache directory (apparent size)."""
-        return _tree_bytes(self.path)
+        """Bytes of all files or objects of the cache (apparent size)."""
+        return self.root.du()
 
     def target_nbytes(self) -> int:
         """Bytes of the targets alone: the index and the blocks (no manifest, no tokenizer)."""
-        return _tree_bytes(self.path / BLOCKS) + _tree_bytes(self.unit_path(INDEX))
+        return self.root.du(BLOCKS) + self.root.du(f"{INDEX}{self.suffix}")
 
     def close(self) -> None:
         while self._open:
@@ -123,26 +158,32 @@ class Store(ABC):
 
     def _handle(self, unit: str):
         """An open handle on a unit, from a small LRU (HDF5 files hold file descriptors)."""
-        if unit in self._open:
-            self._open.move_to_end(unit)
-            return self._open[unit]
+        with self._opening:
+            if unit in self._open:
+                self._open.move_to_end(unit)
+                return self._open[unit]
         if not self.has_unit(unit):
-            raise FileNotFoundError(f"{self.unit_path(unit)}: missing")
-        handle = self._open_unit(self.unit_path(unit))
-        self._open[unit] = handle
-        if len(self._open) > self._open_limit:
-            self._close(self._open.popitem(last=False)[1])
+            raise FileNotFoundError(f"{self.unit_location(unit)}: missing")
+        handle = self._open_unit(self.unit_location(unit))
+        with self._opening:
+            self._open[unit] = handle
+            if len(self._open) > self._open_limit:
+                self._close(self._open.popitem(last=False)[1])
         return handle
 
-    def __getstate__(self):  # DataLoader workers re-open their own handles
-        return {**self.__dict__, "_open": OrderedDict()}
+    def __getstate__(self):  # DataLoader workers and writer processes open their own handles
+        return {key: value for key, value in self.__dict__.items() if key != "_opening"} | {"_open": OrderedDict()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._opening = threading.Lock()
 
     # -- backend -------------------------------------------------------------------------------
     @abstractmethod
-    def _write(self, path: Path, arrays: dict[str, ArrayPlan], attrs: dict) -> None: ...
+    def _write(self, location: Path | str, arrays: dict[str, ArrayPlan], attrs: dict) -> None: ...
 
     @abstractmethod
-    def _open_unit(self, path: Path): ...
+    def _open_unit(self, location: Path | str): ...
 
     @abstractmethod
     def _read(self, handle, name: str, selection: tuple) -> np.ndarray: ...
@@ -166,12 +207,6 @@ def array_checksum(array: np.ndarray) -> str:
 def slab_checksums(array: np.ndarray, rows: int) -> list[str]:
     """Checksums of consecutive slabs of `rows` rows along the first axis."""
     return [array_checksum(array[i:i + rows]) for i in range(0, max(len(array), 1), max(rows, 1))]
-
-
-def _tree_bytes(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def _remove(path: Path) -> None:

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 
 from ..failpoints import failpoint
-from .base import ArrayPlan, Store
+from .base import ArrayPlan, Store, check_location
 
 FILTERS: dict[str, dict[str, Any]] = {
     "none": {}, "gzip": {"compression": "gzip", "compression_opts": 1}, "lzf": {"compression": "lzf"},
@@ -20,14 +20,18 @@ class HDF5Store(Store):
     format = "hdf5"
     suffix = ".h5"
 
-    def _write(self, path: Path, arrays: dict[str, ArrayPlan], attrs: dict) -> None:
+    def __init__(self, root, compression: str = "none", open_units: int = 64):
+        super().__init__(root, compression, open_units)
+        check_location(self.format, self.root.url)
+
+    def _write(self, path: Path | str, arrays: dict[str, ArrayPlan], attrs: dict) -> None:
         with h5py.File(path, "w") as f:
             f.attrs["tinybert"] = json.dumps(attrs)
             for name, (data, chunks) in arrays.items():
                 f.create_dataset(name, data=data, chunks=chunks, fletcher32=True, **FILTERS[self.compression])
                 failpoint("unit-mid-write")
 
-    def _open_unit(self, path: Path):
+    def _open_unit(self, path: Path | str):
         return h5py.File(path, "r")
 
     def _read(self, handle, name: str, selection: tuple) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
-from zarr.storage import LocalStore
+from zarr.storage import FsspecStore, LocalStore
 
 from ..failpoints import failpoint
 from .base import BLOCKS, ArrayPlan, Store
@@ -30,12 +30,20 @@ class ZarrStore(Store):
 
     def create(self) -> None:
         super().create()
-        for group in (self.path, self.path / BLOCKS):  # Zarr v3 needs metadata on every group
-            if not (group / "zarr.json").exists():
-                zarr.open_group(LocalStore(group), mode="a")  # "w" would delete everything already there
+        for group in ("", BLOCKS):  # Zarr v3 needs metadata on every group
+            if not self.root.exists(group, "zarr.json"):
+                location = self.path / group if self.root.local else self.root.url_of(group)
+                # mode "a": "w" would delete everything already there
+                zarr.open_group(self._zarr_store(location), mode="a", zarr_format=3)
 
-    def _write(self, path: Path, arrays: dict[str, ArrayPlan], attrs: dict) -> None:
-        group = zarr.open_group(LocalStore(path), mode="w", attributes=json.loads(json.dumps(attrs)))
+    def _zarr_store(self, location: Path | str, read_only: bool = False):
+        if isinstance(location, Path):
+            return LocalStore(location, read_only=read_only)
+        return FsspecStore.from_url(location, storage_options=self.root.storage_options, read_only=read_only)
+
+    def _write(self, location: Path | str, arrays: dict[str, ArrayPlan], attrs: dict) -> None:
+        group = zarr.open_group(self._zarr_store(location), mode="w", zarr_format=3,
+                                 attributes=json.loads(json.dumps(attrs)))
         for name, (data, chunks) in arrays.items():
             array = group.create_array(
                 name, shape=data.shape, dtype=data.dtype, chunks=chunks, fill_value=0,
@@ -45,8 +53,8 @@ class ZarrStore(Store):
             array[...] = data
             failpoint("unit-mid-write")
 
-    def _open_unit(self, path: Path):
-        group = zarr.open_group(LocalStore(path, read_only=True), mode="r")
+    def _open_unit(self, location: Path | str):
+        group = zarr.open_group(self._zarr_store(location, read_only=True), mode="r", zarr_format=3)
         return group, {}
 
     def _read(self, handle, name: str, selection: tuple) -> np.ndarray:
