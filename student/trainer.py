@@ -56,12 +56,12 @@ GENERAL_EPOCHS = 3
 """The reference code's general distillation runs 3 epochs over its corpus."""
 NOT_COMPUTING = ("cache", "out", "resume", "device", "precision", "workers", "save_every", "log_every", "tensorboard",
                  "storage_options", "prefetch_blocks")
+"""Options that do not change what a run computes (the cache and precision are compared by what
+they resolve to: the cache's identity, the precision used); `--resume` compares all the others."""
 REMOTE_PREFETCH = 8
 """Blocks read at once from an object store (each read waits on round trips; docs/benchmarks.md)."""
 RANK_SEED_STRIDE = 1_000_003
 """Rank r draws its dropout masks from seed + r * stride: ranks must not drop the same units."""
-"""Options that do not change what a run computes (the cache and precision are compared by what
-they resolve to: the cache's identity, the precision used); `--resume` compares all the others."""
 
 
 @dataclass(frozen=True)

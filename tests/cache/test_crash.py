@@ -1,4 +1,4 @@
-"""A dump SIGKILLed anywhere (13 trials: failpoints in every critical window, and random times)
+"""A dump SIGKILLed anywhere (10 trials: failpoints in every critical window, and random times)
 always resumes to a cache equal to an uninterrupted dump, and passes `cache verify`."""
 
 import os
@@ -23,7 +23,7 @@ FIRST = ["manifest-written:1",  # the first manifest, written but not yet rename
          "unit-staged:2"]  # a block fully staged, not yet renamed into blocks/
 LAST = ["unit-mid-write:2", "unit-staged:4",
         "manifest-written:1"]  # in a resumed run the first manifest write is the one marking completion
-RANDOM_TRIALS = 6  # killed from outside after a random number of further blocks, at a random moment
+RANDOM_TRIALS = 3  # killed from outside after a random number of further blocks, at a random moment
 
 
 def dump_command(glue, teacher, out):
@@ -65,7 +65,7 @@ def test_sigkill_anywhere_resumes_to_an_identical_cache(tmp_path, glue, tiny_tea
         killed += process.returncode == -signal.SIGKILL
         assert process.returncode in (0, -signal.SIGKILL), process.stderr.read()
         assert_consistent(out)
-    assert killed >= 10 and not read_manifest(out).complete
+    assert killed >= 7 and not read_manifest(out).complete
     finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     assert finished.returncode == 0, finished.stderr
     assert read_manifest(out).complete and verify_cache(out) == []

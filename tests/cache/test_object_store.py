@@ -162,3 +162,41 @@ def test_training_from_s3_logs_the_losses_of_the_folder_cache(bucket, glue, tiny
     train_student(train_config(local_cache, tmp_path / "folder", **options), command="folder", progress=False)
     train_student(train_config(url, tmp_path / "s3", prefetch_blocks=3, **options), command="s3", progress=False)
     assert logged(tmp_path / "s3") == logged(tmp_path / "folder") and len(logged(tmp_path / "s3")) == 8
+
+
+@pytest.mark.slow
+def test_the_server_going_away_mid_training_resumes_to_the_same_weights(bucket, glue, tiny_teacher, local_s3,
+                                                                        tmp_path):
+    import torch
+    from transformers import BertForSequenceClassification
+
+    from student.trainer import train_student
+    from tests.helpers import train_config
+
+    url, folder = f"{bucket}/train", tmp_path / "folder"
+    for out in (url, folder):
+        dump(tiny_teacher, glue, out, limit=48, block_mb=0.05, batch_size=16)
+    options = {"stage": "intermediate", "epochs_intermediate": 2, "save_every": 2, "window_blocks": 1}
+    flags = [f"--{key.replace('_', '-')}={value}" for key, value in options.items()]
+    out = tmp_path / "cut"
+    command = [sys.executable, str(REPO / "cli.py"), "train-student", "--cache", url, "--out", str(out),
+               "--student", "layers=3,hidden=32,ffn=64,heads=4", "--batch-size=8", "--workers=0", *flags]
+    trainer = subprocess.Popen(command, cwd=REPO, env=os.environ | {"AWS_MAX_ATTEMPTS": "2"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while trainer.poll() is None and not (out / "checkpoint.pt").exists():
+        time.sleep(0.01)
+    local_s3.stop()
+    try:
+        trainer.wait(timeout=600)
+    finally:
+        local_s3.start()
+    stderr = trainer.stderr.read()
+    assert trainer.returncode == 1 and "Traceback" not in stderr, stderr
+    resumed = subprocess.run([*command, "--resume"], cwd=REPO, capture_output=True, text=True, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+
+    whole = tmp_path / "whole"  # from the folder: the same targets (as the tests above show), read faster
+    train_student(train_config(folder, whole, **options), command="whole", progress=False)
+    a = BertForSequenceClassification.from_pretrained(whole / "last").state_dict()
+    b = BertForSequenceClassification.from_pretrained(out / "last").state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in a)
