@@ -1,11 +1,13 @@
 """Where a cache lives: a local (or shared) folder, or an fsspec URL (s3://bucket/prefix, gs://...).
 
-`Root` is the one place that knows the difference. A folder keeps the kernel's guarantees (an
-atomic rename, flock); an object store has neither, and the store, the manifest and the lock use
-object semantics instead: one PUT is whole or absent, and a conditional PUT creates an object only
-if it does not exist (docs/cluster.md). Endpoints and credentials come from the standard
-environment of each fsspec backend (for S3: AWS_ENDPOINT_URL, AWS_PROFILE, AWS_ACCESS_KEY_ID, ~/.aws
-...); `storage_options` passes anything else to fsspec.
+`Root` gives both the few file operations a cache needs. Where they differ in kind, the store,
+the manifest and the lock branch on `Root.local`: a folder keeps the kernel's guarantees (an atomic
+rename, flock); an object store has neither, and offers object semantics instead: one PUT is whole
+or absent, and a conditional PUT creates an object only if it does not exist (docs/cluster.md).
+
+Endpoints and credentials come from the standard environment of each fsspec backend (for S3:
+AWS_ENDPOINT_URL, AWS_PROFILE, AWS_ACCESS_KEY_ID, ~/.aws ...); `storage_options` passes anything
+else to fsspec.
 
 A Root pickles as its URL and options: each process (a writer, a DataLoader worker, a rank) opens
 its own client, as fsspec's async clients must not cross a fork.

@@ -119,10 +119,8 @@ class ObjectLease:
 
     def _renew(self, data: bytes) -> None:
         while not self._stop.wait(LEASE_SECONDS / 4):
-            try:
+            with contextlib.suppress(Exception):  # a store that is down now may answer at the next renewal
                 self.root.put_bytes(data, LOCK)
-            except Exception:  # noqa: BLE001, S112 - a store that is down now may answer at the next renewal
-                continue
 
     def __exit__(self, *exc) -> None:
         self._stop.set()

@@ -162,6 +162,9 @@ def test_training_from_s3_logs_the_losses_of_the_folder_cache(bucket, glue, tiny
     train_student(train_config(local_cache, tmp_path / "folder", **options), command="folder", progress=False)
     train_student(train_config(url, tmp_path / "s3", prefetch_blocks=3, **options), command="s3", progress=False)
     assert logged(tmp_path / "s3") == logged(tmp_path / "folder") and len(logged(tmp_path / "s3")) == 8
+    # a reader process opens its own client (an async client must not cross the fork)
+    train_student(train_config(url, tmp_path / "worker", workers=1, **options), command="worker", progress=False)
+    assert logged(tmp_path / "worker") == logged(tmp_path / "folder")
 
 
 @pytest.mark.slow
