@@ -206,8 +206,9 @@ class _BlockReader:
         except CacheError:
             raise
         except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways; all mean the same
+            hint = "" if self.cache.store.root.local else "is the object store reachable? otherwise "
             raise CacheError(f"{self.where}: array {name!r} cannot be read ({describe(e)}); "
-                             f"run `cache verify {self.cache.path}`") from None
+                             f"{hint}run `cache verify {self.cache.path}`") from None
 
     def read_required(self, name: str, *selection) -> np.ndarray:
         values = self.read(name, *selection)
