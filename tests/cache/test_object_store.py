@@ -101,6 +101,19 @@ def error_line(stderr: str) -> str:
     return errors[0]
 
 
+def cut_while_running(process: subprocess.Popen, local_s3, ready) -> str:
+    """Once `ready()`, cut every connection to the server until `process` fails; its error line."""
+    while process.poll() is None and not ready():
+        time.sleep(0.01)
+    local_s3.stop()
+    try:
+        process.wait(timeout=600)
+    finally:
+        local_s3.start()
+    assert process.returncode == 1
+    return error_line(process.stderr.read())
+
+
 def dump_process(url, glue, teacher, env=None):
     command = [sys.executable, str(REPO / "cli.py"), "dump-teacher", "--task", "sst2", "--data", str(glue / "SST-2"),
                "--teacher", str(teacher), "--out", url, "--limit", str(EXAMPLES["limit"]),
@@ -133,15 +146,8 @@ def test_the_server_going_away_mid_dump_loses_nothing(bucket, glue, tiny_teacher
     url = f"{bucket}/outage"
     writer = dump_process(url, glue, tiny_teacher, {"AWS_MAX_ATTEMPTS": "2"})
     fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
-    while writer.poll() is None and len(fs.glob(f"{url.removeprefix('s3://')}/blocks/*.committed")) < 1:
-        time.sleep(0.01)
-    local_s3.stop()
-    try:
-        writer.wait(timeout=600)
-    finally:
-        local_s3.start()
-    assert writer.returncode == 1
-    assert "the blocks already committed are kept: run the same command again" in error_line(writer.stderr.read())
+    error = cut_while_running(writer, local_s3, lambda: fs.glob(f"{url.removeprefix('s3://')}/blocks/*.committed"))
+    assert "the blocks already committed are kept: run the same command again" in error
     assert not read_manifest(url).complete
     assert all(p.startswith("cache is incomplete") for p in verify_cache(url))
     resumed = dump_process(url, glue, tiny_teacher)
@@ -194,15 +200,7 @@ def test_the_server_going_away_mid_training_resumes_to_the_same_weights(bucket, 
                "--student", "layers=3,hidden=32,ffn=64,heads=4", "--batch-size=8", "--workers=0", *flags]
     trainer = subprocess.Popen(command, cwd=REPO, env=os.environ | {"AWS_MAX_ATTEMPTS": "2"},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while trainer.poll() is None and not (out / "checkpoint.pt").exists():
-        time.sleep(0.01)
-    local_s3.stop()
-    try:
-        trainer.wait(timeout=600)
-    finally:
-        local_s3.start()
-    assert trainer.returncode == 1
-    assert f"Error: {url}: block" in error_line(trainer.stderr.read())
+    assert f"Error: {url}: block" in cut_while_running(trainer, local_s3, (out / "checkpoint.pt").exists)
     resumed = subprocess.run([*command, "--resume"], cwd=REPO, capture_output=True, text=True, check=False)
     assert resumed.returncode == 0, resumed.stderr
 
