@@ -4,6 +4,7 @@ killed writer or a server that went away; HDF5 and unreachable stores refused in
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -95,7 +96,8 @@ def test_a_live_lease_refuses_a_second_writer_and_a_stale_one_is_taken_over(buck
 def error_line(stderr: str) -> str:
     """The one `Error:` line of a failed command; no traceback from this project's code (the
     storage libraries may still print, at exit, what their unfinished requests raised)."""
-    errors = [line[line.index("Error: "):] for line in stderr.splitlines() if "Error: " in line]
+    found = [re.search(r"(?:^|\])(Error: .*)", line) for line in stderr.splitlines()]  # after a progress bar too
+    errors = [match.group(1) for match in found if match]
     ours = [line for line in stderr.splitlines() if f'File "{REPO}' in line and "site-packages" not in line]
     assert len(errors) == 1 and not ours, stderr
     return errors[0]
