@@ -87,11 +87,6 @@ def broadcast(ranks: Ranks, value: object) -> object:
     return box[0]
 
 
-def barrier(ranks: Ranks) -> None:
-    if ranks.distributed:
-        dist.barrier()
-
-
 def sum_over_ranks(ranks: Ranks, values: torch.Tensor) -> torch.Tensor:
     """The element-wise sum of every rank's `values` (a new tensor; `values` is left alone)."""
     total = values.clone()
