@@ -15,16 +15,15 @@ from pathlib import Path
 import click
 
 from cache.config import (
-    ATTENTION_DTYPES,
     ATTENTION_KINDS,
     FORMATS,
-    STORED_DTYPES,
     WRITERS,
     AugmentConfig,
     DumpConfig,
     InitConfig,
 )
 from cache.data import ColumnSpec
+from cache.encoding import VECTOR_ENCODINGS
 from cache.store.base import COMPRESSIONS
 from student.config import PRECISIONS, PROJECTION_SHARING, STAGES, FinetuneConfig, TrainConfig
 
@@ -192,10 +191,13 @@ def cli():
               help="Teacher layers to store: 'all' or e.g. 0,2,4,6 (0 = embedding output).")
 @click.option("--attention", type=click.Choice(ATTENTION_KINDS), default=DumpConfig.attention,
               help="Pre-softmax scores QK^T/sqrt(d_k) (TinyBERT's reference) or post-softmax probabilities.")
-@click.option("--dtype", type=click.Choice(STORED_DTYPES), default=DumpConfig.dtype,
-              help="Stored value type of hidden states and attention.")
-@click.option("--attention-dtype", type=click.Choice(ATTENTION_DTYPES), default=None,
-              help="Stored type of attention if not --dtype; uint8 (with --attention probs) halves it, lossy.")
+@click.option("--hidden-encoding", type=click.Choice(VECTOR_ENCODINGS), default=DumpConfig.hidden_encoding,
+              help="Hidden states: a float type, or int8 / fp8 with a scale per row (half of float16, lossy).")
+@click.option("--attention-encoding", default=DumpConfig.attention_encoding, metavar="ENCODING",
+              help="maps[:float16|bfloat16|float32] (every real pair); uint8 (probabilities to 1/255); "
+              "qk[:TYPE] (queries and keys per token, scores computed when training: exact, smaller for "
+              "L > 2d/h); qkv[:TYPE] (and values); topk:K (the K largest probabilities per row, lossy); "
+              "auto (the smallest exact one for the data). TYPE: float16, bfloat16, float32, int8, fp8.")
 @click.option("--compression", type=click.Choice(sorted({c for cs in COMPRESSIONS.values() for c in cs})),
               default=DumpConfig.compression, help="Zarr: zstd, lz4, gzip; HDF5: gzip, lzf (docs/benchmarks.md).")
 @click.option("--max-seq-len", type=click.IntRange(4, 512), default=DumpConfig.max_seq_len,
@@ -214,9 +216,9 @@ def cli():
 @click.option("--writer", type=click.Choice(WRITERS), default=DumpConfig.writer,
               help="Where blocks are written while the teacher computes: auto = a process beside a GPU "
               "teacher, a thread beside a CPU one.")
-def dump_teacher_command(task, data, split, holdout, out, storage_options, teacher, format_, layers, attention, dtype,
-                         attention_dtype, compression, max_seq_len, batch_size, limit, block_mb, text_column,
-                         pair_column, label_column, labels, regression, device, writer):
+def dump_teacher_command(task, data, split, holdout, out, storage_options, teacher, format_, layers, attention,
+                         hidden_encoding, attention_encoding, compression, max_seq_len, batch_size, limit, block_mb,
+                         text_column, pair_column, label_column, labels, regression, device, writer):
     """Run the teacher once over a data set and store its targets in a cache.
 
     Stores the embedding output, hidden states and attention of the chosen layers (real tokens
@@ -226,7 +228,8 @@ def dump_teacher_command(task, data, split, holdout, out, storage_options, teach
     columns = ColumnSpec(text_column, pair_column, label_column,
                          tuple(labels.split(",")) if labels else None, regression)
     config = DumpConfig(task=task, data=data, split=split, out=out, teacher=teacher, format=format_,
-                        layers=layers, attention=attention, dtype=dtype, attention_dtype=attention_dtype,
+                        layers=layers, attention=attention, hidden_encoding=hidden_encoding,
+                        attention_encoding=attention_encoding,
                         compression=compression,
                         max_seq_len=max_seq_len, batch_size=batch_size, limit=limit, holdout=holdout,
                         block_mb=block_mb, columns=columns, device=device, writer=writer,

@@ -48,7 +48,7 @@ def cli(args: list, ranks: int, threads: int) -> tuple[str, float]:
 def same_targets(a: Path, b: Path) -> bool:
     left, right = open_cache(a), open_cache(b)
     return len(left) == len(right) and all(
-        np.array_equal(x.hidden[6], y.hidden[6]) and np.array_equal(x.attention[6], y.attention[6])
+        all(np.array_equal(x.targets[name][6], y.targets[name][6]) for name in ("hidden", "attention"))
         for x, y in zip(left.iter_blocks(), right.iter_blocks(), strict=True))
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .corpus import Corpus
 from .data import ColumnSpec, canonical_task, resolve_data_file
+from .encoding import AUTO, TOPK, AttentionEncoding, check_hidden
 from .errors import UserError
 from .location import Target, check_reachable, is_url, open_root
 from .lock import LOCK
@@ -19,9 +20,6 @@ DEFAULT_COPIES = {"sst2": 20, "qnli": 20, "mnli": 10, "qqp": 10}
 """Augmented copies per example (N_a) in the reference script; 30 for every other task."""
 FORMATS = tuple(COMPRESSIONS)
 ATTENTION_KINDS = ("scores", "probs")
-STORED_DTYPES = ("float16", "bfloat16", "float32")
-ATTENTION_DTYPES = (*STORED_DTYPES, "uint8")
-"""uint8, for attention only, holds probabilities (not scores) as round(p * 255): half of float16."""
 WRITERS = ("auto", "thread", "process")
 
 
@@ -40,9 +38,10 @@ class DumpConfig:
     layers: tuple[int, ...] | None = None
     """Teacher layers to store (0 = embeddings); None means all."""
     attention: str = "scores"
-    dtype: str = "float16"
-    attention_dtype: str | None = None
-    """Stored type of attention; None means `dtype`. uint8 (probabilities only) halves its size."""
+    hidden_encoding: str = "float16"
+    """Of hidden states: a float type, or int8 / fp8 with a scale per row (`cache.encoding`)."""
+    attention_encoding: str = "maps"
+    """maps[:TYPE], uint8, qk[:ENC], qkv[:ENC], topk:K or auto (`cache.encoding`)."""
     compression: str = "none"
     max_seq_len: int = 128
     batch_size: int = 64
@@ -76,8 +75,15 @@ class DumpConfig:
             raise UserError(f"--labels: {','.join(labels)} names a class twice")
         if labels and self.columns.regression:
             raise UserError("--labels names classes; --regression reads numbers: give one or the other")
-        if self.attention_dtype == "uint8" and self.attention != "probs":
-            raise UserError("--attention-dtype uint8 stores probabilities in [0, 1]; use it with --attention probs")
+        check_hidden(self.hidden_encoding)
+        if self.attention_encoding != AUTO:
+            encoding = AttentionEncoding.parse(self.attention_encoding)
+            if encoding.probabilities_only and self.attention != "probs":
+                raise UserError(f"--attention-encoding {self.attention_encoding} stores probabilities; "
+                                "use it with --attention probs")
+            if encoding.kind == TOPK and encoding.k > self.max_seq_len:
+                raise UserError(f"--attention-encoding {self.attention_encoding}: K is more than --max-seq-len "
+                                f"{self.max_seq_len}, so every key is kept: use maps")
         if is_url(self.out):
             check_location(self.format, str(self.out))
             check_reachable(open_root(self.out, self.storage_options), "--out")
@@ -88,10 +94,6 @@ class DumpConfig:
 
     def corpus(self) -> Corpus:
         return Corpus(Path(self.data), self.split, self.holdout, self.limit)
-
-    @property
-    def stored_attention_dtype(self) -> str:
-        return self.attention_dtype or self.dtype
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,13 +29,16 @@ import torch
 from tqdm import tqdm
 
 from . import __version__
+from .attention import capture_implementation
 from .checkpoints import default_teacher_path
 from .config import DumpConfig
 from .corpus import Corpus
 from .data import Examples, canonical_task, load_examples
 from .device import resolve_device
 from .distributed import Ranks, current_ranks, on_main, process_group, sum_over_ranks
-from .dtypes import numpy_dtype, to_storage, to_stored_type, torch_dtype
+from .dtypes import bits_dtype, to_storage, torch_dtype
+from .encode import encode_batch
+from .encoding import axis_sizes, check_hidden, choose_attention
 from .errors import CacheError, UserError, describe
 from .layout import BlockIndex, Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
 from .location import Root, Target, open_root
@@ -53,10 +57,11 @@ from .manifest import (
 )
 from .records import file_sha256
 from .store import INDEX, Store, block_unit, open_store
+from .store.base import ArrayPlan
 from .tasks import CORPUS_TASK, GENERIC_TASKS
 from .teacher import check_teacher, load_teacher, teacher_forward
 from .tokenize import Tokenized, tokenize, tokenizer_fingerprint
-from .transfer import attention_slots, to_device, token_slots
+from .transfer import PaddedSlots, to_device
 from .writer import Writer, open_writer
 
 
@@ -144,7 +149,8 @@ def plan_dump(config: DumpConfig, examples: Examples | Corpus, command: str) -> 
     model, tokenizer, teacher = load_teacher(config.teacher or default_teacher_path(), config.attention, device,
                                              head=isinstance(examples, Examples))
     tokens = tokenize_source(examples, tokenizer, config.max_seq_len)
-    geometry = stored_geometry(config, teacher)
+    geometry = stored_geometry(config, teacher, tokens.lengths)
+    model.set_attn_implementation(capture_implementation(_captured_kind(geometry, config.attention)))
     block_starts = plan_blocks(tokens.lengths, geometry, int(config.block_mb * 2**20))
     manifest = _new_manifest(config, command, examples, tokens, teacher, tokenizer_fingerprint(tokenizer),
                              geometry, len(block_starts) - 1)
@@ -195,15 +201,23 @@ def _prepare_cache(out: Root, plan: DumpPlan, config: DumpConfig) -> Manifest:
     return manifest
 
 
-def stored_geometry(config: DumpConfig, teacher: TeacherRecord) -> Geometry:
-    """Shapes of what this dump stores; rejects layers the teacher does not have."""
+def stored_geometry(config: DumpConfig, teacher: TeacherRecord, lengths: np.ndarray) -> Geometry:
+    """Shapes and encodings of what this dump stores (`auto` chosen for these lengths); rejects
+    layers the teacher does not have."""
     all_layers = tuple(range(teacher.num_layers + 1))
     layers = tuple(sorted(set(config.layers))) if config.layers is not None else all_layers
     bad = [layer for layer in layers if layer not in all_layers]
     if bad:
         raise UserError(f"--layers: teacher has layers 0..{teacher.num_layers} (0 = embeddings), not {bad}")
-    return Geometry(teacher.hidden_size, teacher.num_heads, layers,
-                    tuple(layer for layer in layers if layer > 0), numpy_dtype(config.dtype).itemsize)
+    attention = choose_attention(config.attention_encoding, lengths, teacher.hidden_size, teacher.num_heads,
+                                 config.max_seq_len)
+    return Geometry(teacher.hidden_size, teacher.num_heads, layers, tuple(layer for layer in layers if layer > 0),
+                    check_hidden(config.hidden_encoding), attention, config.max_seq_len)
+
+
+def _captured_kind(geometry: Geometry, attention: str) -> str:
+    """What the teacher's attention function hands over (`cache.attention`)."""
+    return geometry.attention.kind if geometry.attention.factored else attention
 
 
 def _new_manifest(config: DumpConfig, command: str, examples: Examples | Corpus, tokens: Tokenized,
@@ -217,11 +231,11 @@ def _new_manifest(config: DumpConfig, command: str, examples: Examples | Corpus,
         project_version=__version__, created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         command=command, teacher=teacher, tokenizer_fingerprint=tokenizer_sha, data=data,
         max_seq_len=config.max_seq_len, layers=geometry.hidden_layers, attention_layers=geometry.attention_layers,
-        attention=config.attention, dtype=config.dtype, attention_dtype=config.stored_attention_dtype,
+        attention=config.attention, hidden_encoding=geometry.hidden.name, attention_encoding=str(geometry.attention),
         storage=config.format, compression=config.compression, block_bytes=int(config.block_mb * 2**20),
         num_blocks=num_blocks, batch_size=config.batch_size,
         stats=Stats(tokens=int(tokens.lengths.sum()),
-                    ideal_bytes=int(geometry.example_values(tokens.lengths).sum() * 2)))
+                    ideal_bytes=int(geometry.example_bytes(tokens.lengths).sum())))
 
 
 def _read_options(config: DumpConfig, examples: Examples | Corpus) -> dict | None:
@@ -300,7 +314,7 @@ def _dump_blocks(model, writer: Writer, tokens: Tokenized, labels: np.ndarray | 
         for k in pending:
             start, stop = int(block_starts[k]), int(block_starts[k + 1])
             block = BlockIndex.build(start, tokens.lengths[start:stop], geometry.num_heads)
-            arrays = _compute_block(model, tokens, block, geometry, config, device)
+            arrays = _compute_block(model, tokens, block, geometry, config.batch_size, device)
             if labels is not None:
                 arrays["label"] = (labels[start:stop], (stop - start,))
             writer.submit(block_unit(k), arrays, {"start": start, "stop": stop})
@@ -313,47 +327,38 @@ def _dump_blocks(model, writer: Writer, tokens: Tokenized, labels: np.ndarray | 
     return written
 
 
-def _compute_block(model, tokens: Tokenized, block: BlockIndex, geometry: Geometry, config: DumpConfig,
+def _compute_block(model, tokens: Tokenized, block: BlockIndex, geometry: Geometry, batch_size: int,
                    device: torch.device) -> dict:
     """Teacher targets of one block, in dataset order, as chunked arrays ready to write.
 
-    The block's buffers live on the teacher's device: each batch's real tokens are gathered there
-    in the stored dtype and copied to their place (`index_copy_`: no padded copy, no per-example
+    The block's buffers live on the teacher's device: each batch's real entries are encoded there
+    (`cache.encode`) and copied to their place (`index_copy_`: no padded copy, no per-example
     loop), and the block crosses to the host once. Every index comes from the host's lengths, so
     nothing waits for a GPU mid-block: it runs batches back to back while Python queues the next.
     """
-    dtype, itemsize = torch_dtype(config.dtype), numpy_dtype(config.dtype).itemsize
-    attention_dtype = config.stored_attention_dtype
-    n_tokens, n_attn, heads = int(block.tokens[-1]), int(block.attention[-1]), geometry.num_heads
-    hidden = torch.empty((len(geometry.hidden_layers), n_tokens, geometry.hidden_size), dtype=dtype, device=device)
-    attention = torch.empty((len(geometry.attention_layers), n_attn), dtype=torch_dtype(attention_dtype),
-                            device=device)
+    specs = geometry.arrays()
+    buffers = {name: torch.empty((geometry.layer_count(spec), int(block.along(spec.axis)[-1]), *spec.trailing),
+                                 dtype=bits_dtype(spec.dtype), device=device) for name, spec in specs.items()}
     logits = None
-    for batch in block_batches(tokens, block, config.batch_size, device):
+    for batch in block_batches(tokens, block, batch_size, device, {spec.axis for spec in specs.values()}):
         out = teacher_forward(model, batch.input_ids, batch.token_type_ids, batch.mask.long())
-        longest = batch.input_ids.shape[1]
-        real_tokens = token_slots(batch.lengths, len(batch.rows), longest)
-        for i, layer in enumerate(geometry.hidden_layers):
-            values = out.hidden[layer].reshape(-1, geometry.hidden_size).index_select(0, real_tokens)
-            hidden[i].index_copy_(0, batch.rows, values.to(dtype))  # (sum L_i, d)
-        if geometry.attention_layers:
-            real_cells = attention_slots(batch.lengths, len(batch.cells), heads, longest)
-            for i, layer in enumerate(geometry.attention_layers):
-                values = out.attention[layer - 1].reshape(-1).index_select(0, real_cells)
-                attention[i].index_copy_(0, batch.cells, to_stored_type(values, attention_dtype))
+        slots = PaddedSlots(batch.lengths, block.lengths[batch.host_positions], geometry.num_heads)
+        for name, i, values in encode_batch(out, slots, geometry):
+            buffer = buffers[name][i]
+            buffer.index_copy_(0, batch.places[specs[name].axis], values.view(buffer.dtype))
         if out.logits is not None:
             logits = torch.empty((len(block), out.logits.shape[1]), device=device) if logits is None else logits
             logits.index_copy_(0, batch.positions, out.logits.float())  # (B, C)
     t0, t1 = tokens.offsets[block.start], tokens.offsets[block.start + len(block)]
-    arrays = {
+    n_tokens = int(block.tokens[-1])
+    arrays: dict[str, ArrayPlan] = {
         "input_ids": (tokens.input_ids[t0:t1], (max(n_tokens, 1),)),
         "token_type_ids": (tokens.token_type_ids[t0:t1], (max(n_tokens, 1),)),
-        "hidden": (to_storage(hidden, config.dtype),
-                   (1, chunk_length(n_tokens, geometry.hidden_size * itemsize), geometry.hidden_size)),
     }
-    if geometry.attention_layers:
-        arrays["attention"] = (to_storage(attention, attention_dtype),
-                               (1, chunk_length(n_attn, numpy_dtype(attention_dtype).itemsize)))
+    for name, spec in specs.items():
+        entries = buffers[name].shape[1]
+        arrays[name] = (to_storage(buffers[name].view(torch_dtype(spec.dtype)), spec.dtype),
+                        (1, chunk_length(entries, spec.entry_bytes), *spec.trailing))
     if logits is not None:
         arrays["logits"] = (logits.cpu().numpy(), tuple(logits.shape))
     return arrays
@@ -363,12 +368,13 @@ def _compute_block(model, tokens: Tokenized, block: BlockIndex, geometry: Geomet
 class TeacherBatch:
     """One batch of a block on the teacher's device, with where its outputs go in the block."""
 
-    positions: torch.Tensor  # (B,) examples' positions in the block
+    host_positions: np.ndarray  # (B,) examples' positions in the block, on the host
+    positions: torch.Tensor  # (B,) the same, on the device
     input_ids: torch.Tensor  # (B, L), padded to the batch's longest
     token_type_ids: torch.Tensor  # (B, L)
     lengths: torch.Tensor  # (B,)
-    rows: torch.Tensor  # (sum L_i,) the real tokens' rows in the block's hidden buffers
-    cells: torch.Tensor  # (sum h L_i^2,) the real attention cells' places in the block's buffers
+    places: dict[str, torch.Tensor]
+    """Axis -> the places of the batch's real entries along it in the block's buffers."""
 
     @property
     def mask(self) -> torch.Tensor:
@@ -376,8 +382,10 @@ class TeacherBatch:
         return torch.arange(self.input_ids.shape[1], device=self.lengths.device) < self.lengths[:, None]
 
 
-def block_batches(tokens: Tokenized, block: BlockIndex, batch_size: int, device: torch.device):
-    """Length-sorted batches of one block (little padding), each moved to `device` in one copy."""
+def block_batches(tokens: Tokenized, block: BlockIndex, batch_size: int, device: torch.device,
+                  axes: Iterable[str] = ()):
+    """Length-sorted batches of one block (little padding), each moved to `device` in one copy,
+    with the places of their entries along `axes`."""
     token_offsets = tokens.offsets[block.start:block.start + len(block)]
     order = np.argsort(block.lengths, kind="stable")
     for batch in np.split(order, range(batch_size, len(order), batch_size)):
@@ -386,10 +394,11 @@ def block_batches(tokens: Tokenized, block: BlockIndex, batch_size: int, device:
             "positions": batch.astype(np.int64), "lengths": lengths,
             "input_ids": pad_ragged(tokens.input_ids, token_offsets[batch], lengths).astype(np.int64),
             "token_type_ids": pad_ragged(tokens.token_type_ids, token_offsets[batch], lengths).astype(np.int64),
-            "rows": ragged_positions(block.tokens[batch], lengths),
-            "cells": ragged_positions(block.attention[batch], block.attention[batch + 1] - block.attention[batch]),
-        }
-        yield TeacherBatch(**to_device(host, device))
+        } | {axis: ragged_positions(block.along(axis)[batch], axis_sizes(axis, lengths, block.heads))
+             for axis in sorted(axes)}
+        on_device = to_device(host, device)
+        yield TeacherBatch(batch, on_device.pop("positions"), on_device.pop("input_ids"),
+                           on_device.pop("token_type_ids"), on_device.pop("lengths"), on_device)
 
 
 def _mark_complete(out: Root, store: Store, manifest: Manifest, block_starts: np.ndarray) -> None:

@@ -1,11 +1,12 @@
 """`cache info`, `cache verify` and `cache ls`: what a cache is, whether it is intact, which exist."""
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
+from .encoding import ATTENTION, HIDDEN
 from .errors import CacheError, describe
 from .layout import BlockIndex
 from .location import Root, Target, open_root
@@ -19,19 +20,24 @@ def _store(path: Target | Root, manifest: Manifest) -> Store:
 
 
 def cache_summary(path: Target | Root) -> dict:
-    """The manifest as JSON plus sizes: on disk, per example, and against the ragged and padded
-    baselines (what `cache info --json` prints)."""
+    """The manifest as JSON plus sizes: on disk, per example, per token of each kind of target
+    (as encoded), and against the ragged and padded baselines (what `cache info --json` prints)."""
     manifest = read_manifest(path)
     store = _store(path, manifest)
     teacher, n, length = manifest.teacher, manifest.data.examples, manifest.max_seq_len
-    on_disk = store.nbytes()
+    on_disk, tokens = store.nbytes(), max(manifest.stats.tokens, 1)
     padded_values = n * (len(manifest.layers) * length * teacher.hidden_size
                          + len(manifest.attention_layers) * teacher.num_heads * length**2)
+    lengths = store.read(INDEX, "lengths") if store.has_unit(INDEX) else np.zeros(0, dtype=np.int64)
+    geometry = manifest.geometry
     sizes = {
         "bytes": on_disk,
         "target_bytes": store.target_nbytes(),
         "bytes_per_example": on_disk / n,
-        "ideal_ragged_float16_bytes": manifest.stats.ideal_bytes,
+        "bytes_per_token": {"hidden": geometry.example_bytes(lengths, HIDDEN).sum() / tokens,
+                            "attention": geometry.example_bytes(lengths, ATTENTION).sum() / tokens,
+                            "on_disk": on_disk / tokens},
+        "ideal_ragged_bytes": manifest.stats.ideal_bytes,
         "padded_float32_bytes": padded_values * 4,
         "committed_blocks": len(store.committed_blocks()),
     }
@@ -49,8 +55,7 @@ def format_summary(summary: dict) -> str:
     s, t, d = summary["sizes"], summary["teacher"], summary["data"]
     blocks = f"{s['committed_blocks']}/{summary['num_blocks']} blocks"
     state = "complete" if summary["complete"] else f"INCOMPLETE ({blocks})"
-    attention_dtype = summary["attention_dtype"]
-    attention = summary["attention"] + (f", stored as {attention_dtype}" if attention_dtype != summary["dtype"] else "")
+    per_token = s["bytes_per_token"]
     rows = [
         ("cache", f"{summary['path']} ({state})"),
         ("teacher", (f"{t['path']} ({t['architecture']}, {t['num_layers']} layers, {t['num_heads']} heads, "
@@ -58,12 +63,13 @@ def format_summary(summary: dict) -> str:
         ("tokenizer", summary["tokenizer"]["fingerprint"][:12]),
         ("data", _data_line(d, summary["max_seq_len"])),
         ("labels", d["label_kind"] + (f" {d['label_names']}" if d["label_names"] else "")),
-        ("layers", f"hidden {summary['layers']}, attention {summary['attention_layers']} ({attention})"),
-        ("storage", (f"{summary['storage']}, {summary['dtype']}, compression {summary['compression']}, "
-                     f"{summary['num_blocks']} blocks")),
+        ("layers", f"hidden {summary['layers']}, attention {summary['attention_layers']} ({summary['attention']})"),
+        ("encoding", (f"hidden {summary['hidden_encoding']} ({per_token['hidden']:,.0f} B/token), "
+                      f"attention {summary['attention_encoding']} ({per_token['attention']:,.0f} B/token)")),
+        ("storage", f"{summary['storage']}, compression {summary['compression']}, {summary['num_blocks']} blocks"),
         ("size", (f"{_mb(s['bytes'])} = {s['bytes_per_example'] / 1e3:,.1f} kB/example, "
-                  f"{s['bytes'] / max(summary['stats']['tokens'], 1):,.0f} B/token; targets (index + blocks) "
-                  f"x{s['target_bytes'] / s['ideal_ragged_float16_bytes']:.3f} of ragged float16, "
+                  f"{per_token['on_disk']:,.0f} B/token; targets (index + blocks) "
+                  f"x{s['target_bytes'] / max(s['ideal_ragged_bytes'], 1):.3f} of their ragged encoded size, "
                   f"x{s['target_bytes'] / s['padded_float32_bytes']:.3f} of padded float32 "
                   f"({_mb(s['padded_float32_bytes'])})")),
         ("created", f"{summary['created']} by {summary['project_version']}: {summary['command']}"),
@@ -118,20 +124,16 @@ def verify_cache(path: Target | Root, progress: bool = False) -> list[str]:
     return problems
 
 
-def _expected_shapes(manifest: Manifest, block: BlockIndex) -> dict[str, Callable[[tuple], bool]]:
-    t = manifest.teacher
-    n_tokens, n_attn, b = int(block.tokens[-1]), int(block.attention[-1]), len(block)
-    shapes = {
-        "input_ids": lambda s: s == (n_tokens,),
-        "token_type_ids": lambda s: s == (n_tokens,),
-        "hidden": lambda s: s == (len(manifest.layers), n_tokens, t.hidden_size),
-    }
-    if manifest.attention_layers:
-        shapes["attention"] = lambda s: s == (len(manifest.attention_layers), n_attn)
+def _expected_shapes(manifest: Manifest, block: BlockIndex) -> dict[str, tuple]:
+    t, geometry = manifest.teacher, manifest.geometry
+    n_tokens, b = int(block.tokens[-1]), len(block)
+    shapes: dict[str, tuple] = {"input_ids": (n_tokens,), "token_type_ids": (n_tokens,)}
+    shapes |= {name: (geometry.layer_count(spec), int(block.along(spec.axis)[-1]), *spec.trailing)
+               for name, spec in geometry.arrays().items()}
     if manifest.data.label_kind != "none":
-        shapes["label"] = lambda s: s == (b,)
+        shapes["label"] = (b,)
     if t.num_labels:
-        shapes["logits"] = lambda s: s == (b, t.num_labels)
+        shapes["logits"] = (b, t.num_labels)
     return shapes
 
 
@@ -148,7 +150,7 @@ def _verify_block(store: Store, unit: str, expected: dict) -> list[str]:
         except Exception as e:  # noqa: BLE001
             problems.append(f"array {name!r}: {describe(e)}")
             continue
-        if name in expected and not expected[name](values.shape):
+        if name in expected and values.shape != expected[name]:
             problems.append(f"array {name!r}: unexpected shape {values.shape}")
         elif name not in checksums or slab_checksums(values, checksums[name]["rows"]) != checksums[name]["slabs"]:
             problems.append(f"array {name!r}: values do not match the checksum written with them")
@@ -169,7 +171,8 @@ def list_caches(root: Target | Root) -> list[dict]:
         found.append({
             "path": folder.url, "teacher": f"{Path(t['path']).name}@{t['weights_sha256'][:8]}",
             "data": f"{d['task']}/{d['split']}", "layers": ",".join(map(str, summary["layers"])),
-            "attention": summary["attention"], "dtype": summary["dtype"], "examples": d["examples"],
+            "attention": summary["attention"],
+            "encoding": f"{summary['hidden_encoding']},{summary['attention_encoding']}", "examples": d["examples"],
             "size": _mb(summary["sizes"]["bytes"]), "complete": summary["complete"],
         })
     return sorted(found, key=lambda row: row["path"])

@@ -3,13 +3,28 @@
 A cache is cut into blocks: contiguous example ranges of about `block_bytes` each, planned from
 the token lengths alone, so every run over the same data (a resumed one included) computes the
 same plan. A block is the unit of writing, committing and streaming. Inside a block, example j's
-hidden rows are `[tok[j], tok[j+1])` and its attention values `[att[j], att[j+1])`, flattened as
-(head, query, key): only real tokens are stored, so there is no padding and no mask on disk.
+entries along each axis (its tokens, its (head, query) rows, its (head, query, key) cells: see
+`cache.encoding`) are `[offset[j], offset[j+1])`: only real tokens are stored, so there is no
+padding and no mask on disk.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from .encoding import (
+    ATTENTION,
+    CELL,
+    HIDDEN,
+    MAPS,
+    ROW,
+    TOKEN,
+    ArraySpec,
+    AttentionEncoding,
+    VectorEncoding,
+    axis_sizes,
+    specs_bytes,
+)
 
 CHUNK_BYTES = 1 << 20
 """Target chunk size: large enough for fast block reads, small enough for cheap random reads."""
@@ -17,7 +32,7 @@ CHUNK_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class Geometry:
-    """Shapes of the stored targets."""
+    """What a block stores: the teacher's shapes, the stored layers and their encodings."""
 
     hidden_size: int
     num_heads: int
@@ -25,15 +40,29 @@ class Geometry:
     """Stored hidden-state layers (0 = embedding output)."""
     attention_layers: tuple[int, ...]
     """Stored attention layers (>= 1; the embedding layer has none)."""
-    itemsize: int
-    """Bytes per stored value."""
+    hidden: VectorEncoding = VectorEncoding("float16")
+    attention: AttentionEncoding = AttentionEncoding(MAPS)
+    max_seq_len: int = 512
 
-    def example_values(self, lengths: np.ndarray) -> np.ndarray:
-        """Hidden + attention values of each example over all stored layers: the ragged ideal."""
-        lengths = lengths.astype(np.int64)
-        hidden = len(self.hidden_layers) * lengths * self.hidden_size
-        attention = len(self.attention_layers) * self.num_heads * lengths**2
-        return hidden + attention
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    def arrays(self) -> dict[str, ArraySpec]:
+        """Every target array of a block, by name."""
+        specs = self.hidden.specs(HIDDEN, self.hidden_size, self.hidden_size, HIDDEN)
+        if self.attention_layers:
+            specs |= self.attention.specs(self.hidden_size, self.num_heads, self.max_seq_len)
+        return specs
+
+    def layer_count(self, spec: ArraySpec) -> int:
+        return len(self.hidden_layers if spec.layers == HIDDEN else self.attention_layers)
+
+    def example_bytes(self, lengths: np.ndarray, kind: str | None = None) -> np.ndarray:
+        """Stored bytes of each example's targets (of one kind, HIDDEN or ATTENTION): the ragged ideal."""
+        specs = {name: s for name, s in self.arrays().items() if kind in (None, s.layers)}
+        return specs_bytes(specs, lengths, self.num_heads,
+                           {HIDDEN: len(self.hidden_layers), ATTENTION: len(self.attention_layers)})
 
 
 def offsets(sizes: np.ndarray) -> np.ndarray:
@@ -53,7 +82,7 @@ def ragged_positions(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
 
 def plan_blocks(lengths: np.ndarray, geometry: Geometry, block_bytes: int) -> np.ndarray:
     """Block start indices (n_blocks + 1,), each block holding about `block_bytes` of targets."""
-    sizes = geometry.example_values(lengths) * geometry.itemsize
+    sizes = geometry.example_bytes(lengths)
     end = np.cumsum(sizes)
     block_of = (end - sizes) // max(block_bytes, 1)  # block of each example, by where it starts
     starts = np.flatnonzero(np.diff(block_of, prepend=-1))
@@ -72,17 +101,22 @@ def chunk_length(extent: int, row_bytes: int) -> int:
 
 @dataclass(frozen=True)
 class BlockIndex:
-    """Offsets inside one block, derived from its examples' lengths."""
+    """Offsets inside one block along each axis (`cache.encoding`), from its examples' lengths."""
 
     start: int
+    heads: int
     lengths: np.ndarray  # (B,)
-    tokens: np.ndarray  # (B+1,) token offsets
-    attention: np.ndarray  # (B+1,) attention-value offsets
+    tokens: np.ndarray  # (B+1,) offsets of each example's tokens
+    rows: np.ndarray  # (B+1,) of its (head, query) rows
+    cells: np.ndarray  # (B+1,) of its (head, query, key) cells
 
     @classmethod
     def build(cls, start: int, lengths: np.ndarray, num_heads: int) -> "BlockIndex":
-        lengths = lengths.astype(np.int64)
-        return cls(start, lengths, offsets(lengths), offsets(num_heads * lengths**2))
+        return cls(start, num_heads, lengths.astype(np.int64),
+                   *(offsets(axis_sizes(axis, lengths, num_heads)) for axis in (TOKEN, ROW, CELL)))
+
+    def along(self, axis: str) -> np.ndarray:
+        return {TOKEN: self.tokens, ROW: self.rows, CELL: self.cells}[axis]
 
     def __len__(self) -> int:
         return len(self.lengths)

@@ -13,16 +13,21 @@ import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from .encoding import AttentionEncoding, VectorEncoding
 from .errors import CacheError, describe
 from .failpoints import failpoint
+from .layout import Geometry
 from .location import Root, Target, open_root
 
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer"
 """Folder of the teacher's tokenizer inside a cache."""
 FORMAT_NAME = "tinybert-distill-cache"
-FORMAT_VERSION = 2
-"""2: the manifest carries its own checksum, the data columns and the stored attention type."""
+FORMAT_VERSION = 3
+"""2: the manifest carries its own checksum, the data columns and the stored attention type.
+3: targets are stored in a hidden encoding and an attention encoding (`cache.encoding`)."""
+READS = (2, 3)
+"""Versions this one reads: a version 2 cache is a version 3 one with float maps."""
 CHECKSUM = "checksum"
 
 IDENTITY = {
@@ -36,8 +41,8 @@ IDENTITY = {
     "--max-seq-len": ("max_seq_len",),
     "--layers": ("layers",),
     "--attention": ("attention",),
-    "--dtype": ("dtype",),
-    "--attention-dtype": ("attention_dtype",),
+    "--hidden-encoding": ("hidden_encoding",),
+    "--attention-encoding": ("attention_encoding",),
     "--format": ("storage",),
     "--compression": ("compression",),
     "block plan (--block-mb)": ("block_bytes",),
@@ -104,9 +109,11 @@ class Manifest:
     """Teacher layers whose hidden states are stored (0 = embedding output)."""
     attention_layers: tuple[int, ...]
     attention: str
-    """scores or probs."""
-    dtype: str
-    attention_dtype: str
+    """scores or probs: what the teacher's attention targets are (factored encodings store
+    queries and keys, which give either)."""
+    hidden_encoding: str
+    attention_encoding: str
+    """Canonical names (`cache.encoding`), e.g. float16 and maps:float16, int8 and qk:float16."""
     storage: str
     compression: str
     block_bytes: int
@@ -140,6 +147,18 @@ class Manifest:
         except (KeyError, TypeError, AttributeError) as e:
             raise CacheError(f"{where}: manifest is malformed ({type(e).__name__}: {e})") from None
 
+    @property
+    def geometry(self) -> Geometry:
+        """The stored arrays' shapes and encodings."""
+        return Geometry(self.teacher.hidden_size, self.teacher.num_heads, self.layers, self.attention_layers,
+                        VectorEncoding(self.hidden_encoding), AttentionEncoding.parse(self.attention_encoding),
+                        self.max_seq_len)
+
+    @property
+    def decoded_attention(self) -> str:
+        """What decoding gives: scores from queries and keys, else the stored kind."""
+        return "scores" if self.geometry.attention.factored else self.attention
+
     def resumed_by(self, command: str) -> "Manifest":
         return replace(self, resumed=(*self.resumed, command))
 
@@ -171,13 +190,23 @@ def read_manifest(cache: Target | Root) -> Manifest:
         raise CacheError(f"{path}: unreadable manifest ({e})") from None
     if not isinstance(content, dict) or content.get("format") != FORMAT_NAME:
         raise CacheError(f"{path}: not a {FORMAT_NAME} manifest")
-    if content.get("format_version") != FORMAT_VERSION:
+    if content.get("format_version") not in READS:
         raise CacheError(f"{path}: cache format version {content.get('format_version')} is not supported "
-                         f"(this version reads {FORMAT_VERSION}); dump the teacher again")
+                         f"(this version reads {', '.join(map(str, READS))}); dump the teacher again")
     if content.get(CHECKSUM) != content_checksum(content):
         raise CacheError(f"{path}: manifest does not match its checksum (edited or damaged); "
                          "dump the teacher again into a new --out")
-    return Manifest.from_json(content, str(path))
+    return Manifest.from_json(_upgraded(content), str(path))
+
+
+def _upgraded(content: dict) -> dict:
+    """Version 2's stored types as version 3's encodings (the arrays are the same)."""
+    if content["format_version"] != 2:
+        return content
+    content = dict(content)
+    content["hidden_encoding"] = content.pop("dtype", None)
+    content["attention_encoding"] = f"maps:{content.pop('attention_dtype', None)}"
+    return content
 
 
 def read_complete_manifest(cache: Target | Root) -> Manifest:

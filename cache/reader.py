@@ -7,78 +7,18 @@ subset reads only the chunks of those layers.
 
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .dtypes import from_storage, to_float
+from .encoding import ATTENTION, HIDDEN
 from .errors import CacheError, describe
-from .layout import BlockIndex, offsets
+from .layout import BlockIndex
 from .location import Target, as_target, open_root
 from .manifest import TOKENIZER, Manifest, index_mismatches, read_complete_manifest, read_manifest
+from .ragged import RaggedExamples
 from .store import INDEX, Store, block_unit, open_store, slab_checksums
-
-
-@dataclass(frozen=True)
-class RaggedExamples:
-    """Targets of several examples, flat as stored: token rows and attention cells concatenated.
-
-    A block read is one (its `indices` consecutive); so is a training batch gathered from blocks.
-    """
-
-    indices: np.ndarray  # (B,) example numbers in the cache
-    lengths: np.ndarray  # (B,)
-    input_ids: np.ndarray  # (T,)
-    token_type_ids: np.ndarray  # (T,)
-    labels: np.ndarray | None  # (B,)
-    logits: np.ndarray | None  # (B, C)
-    hidden: dict[int, np.ndarray]  # layer -> (T, d)
-    attention: dict[int, np.ndarray]  # layer -> (sum h*L_i^2,)
-    num_heads: int
-    dtype: str
-    """Stored dtype of hidden states."""
-    attention_dtype: str
-    """Stored dtype of attention: `dtype`, or uint8 for probabilities quantised to 0..255."""
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    @cached_property
-    def token_offsets(self) -> np.ndarray:
-        return offsets(self.lengths)
-
-    @cached_property
-    def attention_offsets(self) -> np.ndarray:
-        return offsets(self.num_heads * self.lengths.astype(np.int64) ** 2)
-
-    def example(self, j: int) -> dict:
-        """The j-th example as torch tensors (views of the flat arrays, in the stored dtype)."""
-        t0, t1 = self.token_offsets[j], self.token_offsets[j + 1]
-        a0, a1 = self.attention_offsets[j], self.attention_offsets[j + 1]
-        length = int(t1 - t0)
-        item = {
-            "input_ids": torch.from_numpy(self.input_ids[t0:t1].astype(np.int64)),
-            "token_type_ids": torch.from_numpy(self.token_type_ids[t0:t1].astype(np.int64)),
-            "hidden": {layer: from_storage(h[t0:t1], self.dtype) for layer, h in self.hidden.items()},
-            "attention": {layer: self._attention_values(a[a0:a1]).view(self.num_heads, length, length)
-                          for layer, a in self.attention.items()},
-        }
-        if self.labels is not None:
-            item["label"] = torch.tensor(self.labels[j])
-        if self.logits is not None:
-            item["logits"] = torch.from_numpy(self.logits[j])
-        return item
-
-    def _attention_values(self, flat: np.ndarray) -> torch.Tensor:
-        """The stored type, except uint8, which comes back as float32 probabilities."""
-        values = from_storage(flat, self.attention_dtype)
-        return to_float(values, "uint8") if self.attention_dtype == "uint8" else values
-
-    def __iter__(self) -> Iterator[dict]:
-        return (self.example(j) for j in range(len(self)))
 
 
 class Cache:
@@ -101,13 +41,22 @@ class Cache:
         if missing:
             raise CacheError(f"{path}: teacher layers {missing} are not in this cache "
                              f"(it stores {stored_hidden}); dump them with --layers")
-        self.hidden_layers = [layer for layer in wanted if layer in stored_hidden]
-        self.attention_layers = [layer for layer in wanted if layer in stored_attention]
-        self._hidden_rows = _rows(stored_hidden, self.hidden_layers)
-        self._attention_rows = _rows(stored_attention, self.attention_layers)
+        self.geometry = manifest.geometry
+        self.layers = {HIDDEN: [layer for layer in wanted if layer in stored_hidden],
+                       ATTENTION: [layer for layer in wanted if layer in stored_attention]}
+        self._rows = {HIDDEN: _rows(stored_hidden, self.layers[HIDDEN]),
+                      ATTENTION: _rows(stored_attention, self.layers[ATTENTION])}
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+    @property
+    def hidden_layers(self) -> list[int]:
+        return self.layers[HIDDEN]
+
+    @property
+    def attention_layers(self) -> list[int]:
+        return self.layers[ATTENTION]
 
     @property
     def num_blocks(self) -> int:
@@ -141,10 +90,13 @@ class Cache:
         stop = end - start if stop is None else stop
         whole = BlockIndex.build(start, self.lengths[start:end], self.num_heads)
         t0, t1 = int(whole.tokens[first]), int(whole.tokens[stop])
-        a0, a1 = int(whole.attention[first]), int(whole.attention[stop])
         block = _BlockReader(self, k, check=(first, stop) == (0, end - start))
-        hidden = block.read("hidden", self._hidden_rows, slice(t0, t1)) if self.hidden_layers else None
-        attention = block.read("attention", self._attention_rows, slice(a0, a1)) if self.attention_layers else None
+        targets = {}
+        for name, spec in self.geometry.arrays().items():
+            along, layers = whole.along(spec.axis), self.layers[spec.layers]
+            if layers:
+                values = block.read_required(name, self._rows[spec.layers], slice(int(along[first]), int(along[stop])))
+                targets[name] = dict(zip(layers, values, strict=True))
         return RaggedExamples(
             indices=np.arange(start + first, start + stop),
             lengths=self.lengths[start + first:start + stop],
@@ -152,11 +104,8 @@ class Cache:
             token_type_ids=block.read_required("token_type_ids", slice(t0, t1)),
             labels=block.read("label", slice(first, stop)),
             logits=block.read("logits", slice(first, stop)),
-            hidden=dict(zip(self.hidden_layers, hidden if hidden is not None else [], strict=True)),
-            attention=dict(zip(self.attention_layers, attention if attention is not None else [], strict=True)),
-            num_heads=self.num_heads,
-            dtype=self.manifest.dtype,
-            attention_dtype=self.manifest.attention_dtype,
+            targets=targets,
+            geometry=self.geometry,
         )
 
     def iter_blocks(self, order: Iterable[int] | None = None) -> Iterator[RaggedExamples]:

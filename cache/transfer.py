@@ -9,6 +9,8 @@ while the last one still runs.
 import numpy as np
 import torch
 
+from .encoding import CELL, ROW, TOKEN, axis_sizes
+
 Slot = tuple[int, np.dtype, tuple[int, ...]]
 """Where an array sits in a packed buffer: byte offset, dtype, shape."""
 
@@ -72,3 +74,66 @@ def _ragged_cells(sizes: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.
     example = torch.repeat_interleave(torch.arange(len(sizes), device=sizes.device), sizes, output_size=total)
     starts = torch.repeat_interleave(torch.cumsum(sizes, 0) - sizes, sizes, output_size=total)
     return example, torch.arange(total, device=sizes.device) - starts
+
+
+def row_slots(lengths: torch.Tensor, total: int, heads: int, longest: int) -> torch.Tensor:
+    """Flat positions in (B, h, L) of each example's (h, L_i) (head, query) rows, in stored order;
+    `total` = (heads * lengths).sum() on the host."""
+    example, local = _ragged_cells(heads * lengths, total)
+    length = lengths[example]
+    return (example * heads + local // length) * longest + local % length
+
+
+class PaddedSlots:
+    """Where a batch's entries along each axis (`cache.encoding`) sit in its padded tensors:
+    (B, L) for tokens, (B, h, L) for rows, (B, h, L, L) for cells, in stored order.
+
+    Each axis's flat positions are computed once per batch from lengths known on the host, and one
+    gather or scatter moves every entry without waiting for a GPU. Computing the positions of every
+    (head, query, key) cell takes several passes over them, which on a CPU costs more than moving
+    them: there each example's cells are copied as one slice instead (B copies, one pass)."""
+
+    def __init__(self, lengths: torch.Tensor, host_lengths: np.ndarray, heads: int):
+        self.lengths, self.host_lengths, self.heads = lengths, np.asarray(host_lengths, dtype=np.int64), heads
+        self.longest = int(self.host_lengths.max(initial=0))
+        self.sliced = {CELL} if lengths.device.type == "cpu" else set()
+        self._positions: dict[str, torch.Tensor] = {}
+
+    def padded_shape(self, axis: str) -> tuple[int, ...]:
+        b, h, n = len(self.host_lengths), self.heads, self.longest
+        return {TOKEN: (b, n), ROW: (b, h, n), CELL: (b, h, n, n)}[axis]
+
+    def of(self, axis: str) -> torch.Tensor:
+        """Flat positions in the padded layout of the batch's entries along `axis`."""
+        if axis not in self._positions:
+            total = int(axis_sizes(axis, self.host_lengths, self.heads).sum())
+            make = {TOKEN: lambda: token_slots(self.lengths, total, self.longest),
+                    ROW: lambda: row_slots(self.lengths, total, self.heads, self.longest),
+                    CELL: lambda: attention_slots(self.lengths, total, self.heads, self.longest)}
+            self._positions[axis] = make[axis]()
+        return self._positions[axis]
+
+    def _examples(self, padded: torch.Tensor, axis: str):
+        """Each example's real part of a padded tensor shaped (`padded_shape`, ...), as views."""
+        for i, n in enumerate(self.host_lengths.tolist()):
+            yield padded[i, :n] if axis == TOKEN else padded[i, :, :n] if axis == ROW else padded[i, :, :n, :n]
+
+    def gather(self, padded: torch.Tensor, axis: str, trailing: tuple[int, ...] = ()) -> torch.Tensor:
+        """The real entries (each of shape `trailing`) of a padded tensor laid out as above."""
+        if axis not in self.sliced:
+            return padded.reshape(-1, *trailing).index_select(0, self.of(axis))
+        shaped = padded.reshape(*self.padded_shape(axis), *trailing)
+        return torch.cat([part.reshape(-1, *trailing) for part in self._examples(shaped, axis)])
+
+    def scatter(self, values: torch.Tensor, axis: str) -> torch.Tensor:
+        """Real entries into zeros of the padded size, flat over the padded leading dimensions."""
+        trailing = values.shape[1:]
+        out = torch.zeros((*self.padded_shape(axis), *trailing), dtype=values.dtype, device=values.device)
+        if axis not in self.sliced:
+            return out.view(-1, *trailing).index_copy_(0, self.of(axis), values)
+        start = 0
+        for part in self._examples(out, axis):
+            size = part.numel() // max(trailing.numel(), 1)
+            part.copy_(values[start:start + size].view(part.shape))
+            start += size
+        return out.view(-1, *trailing)

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from cache import Cache, open_cache
 from cache.attention import capture_implementation
-from cache.dtypes import numpy_dtype
+from cache.encoding import ATTENTION, HIDDEN
 from cache.errors import UserError
 from cache.layer_map import uniform_layer_map
 from cache.paths import model_folder
@@ -51,7 +51,7 @@ def attention_maps(cache_path: Path, example: int, student: Path | None, layer: 
     m = layer if layer is not None else len(layer_map)
     if not 1 <= m <= len(layer_map):
         raise UserError(f"--layer: the student has layers 1..{len(layer_map)}, not {m}")
-    model.set_attn_implementation(capture_implementation(cache.manifest.attention))
+    model.set_attn_implementation(capture_implementation(cache.manifest.decoded_attention))
     with torch.no_grad():
         out = model(input_ids=item["input_ids"][None], token_type_ids=item["token_type_ids"][None],
                     output_attentions=True)
@@ -63,7 +63,7 @@ def attention_maps(cache_path: Path, example: int, student: Path | None, layer: 
 def _teacher_map(cache: Cache, item: dict, layer: int) -> np.ndarray:
     if layer not in item["attention"]:
         raise UserError(f"--layer: teacher layer {layer} has no attention in the cache "
-                        f"(it stores {list(cache.attention_layers)})")
+                        f"(it stores {cache.attention_layers})")
     return item["attention"][layer].float().numpy()
 
 
@@ -148,8 +148,9 @@ def cache_contents(cache_path: Path) -> CacheContents:
     cache = open_cache(cache_path)
     manifest, lengths = cache.manifest, cache.lengths.astype(np.int64)
     counts, bins = np.histogram(lengths, bins=np.arange(1, manifest.max_seq_len + 2))
-    hidden = int(lengths.sum()) * manifest.teacher.hidden_size * numpy_dtype(manifest.dtype).itemsize
-    attention = int((manifest.teacher.num_heads * lengths**2).sum()) * numpy_dtype(manifest.attention_dtype).itemsize
+    geometry = manifest.geometry
+    hidden = int(geometry.example_bytes(lengths, HIDDEN).sum()) // max(len(manifest.layers), 1)
+    attention = int(geometry.example_bytes(lengths, ATTENTION).sum()) // max(len(manifest.attention_layers), 1)
     sizes = {f"hidden L{n}": hidden for n in manifest.layers}
     sizes |= {f"attention L{n}": attention for n in manifest.attention_layers}
     sizes["tokens"] = int(lengths.sum()) * (4 + 1)  # int32 ids, int8 token types

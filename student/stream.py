@@ -13,7 +13,7 @@ gradients, averaged by DDP, are the one-process gradient of the same batch.
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
@@ -21,11 +21,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cache import Cache, RaggedExamples
+from cache.decode import PaddedTargets, decode_batch
 from cache.distributed import ONE_PROCESS, Ranks
 from cache.errors import CacheError
-from cache.layout import ragged_positions
-from cache.transfer import Slot, attention_slots, pack, to_device, token_slots, unpack
-from student.losses import probabilities_from_scores
+from cache.ragged import ArrayKey, concatenate
+from cache.transfer import Slot, pack, unpack
 
 
 @dataclass(frozen=True)
@@ -44,18 +44,10 @@ class BatchTotals:
 
 
 @dataclass
-class Batch:
-    """A padded batch on one device (a rank's share of a global batch under DDP); `mask` is True
-    on real tokens."""
+class Batch(PaddedTargets):
+    """A padded batch on one device (a rank's share of a global batch under DDP)."""
 
-    input_ids: torch.Tensor  # (B, L)
-    token_type_ids: torch.Tensor  # (B, L)
-    mask: torch.Tensor  # (B, L) bool
-    labels: torch.Tensor | None  # (B,)
-    logits: torch.Tensor | None  # (B, C)
-    hidden: dict[int, torch.Tensor]  # layer -> (B, L, d) float32
-    attention: dict[int, torch.Tensor]  # layer -> (B, h, L, L) float32
-    totals: BatchTotals
+    totals: BatchTotals = BatchTotals(0, 0, 0)
     """Of the global batch this one is a share of (of this batch itself without DDP)."""
     counts: bool = True
     """False for a stand-in share, whose losses are multiplied by 0 (see `EpochPlan.share`)."""
@@ -96,25 +88,6 @@ class EpochPlan:
         return sum(len(self.batches(epoch, w, blocks)) for w, blocks in enumerate(self.windows(epoch)))
 
 
-def _arrays(ragged: RaggedExamples) -> dict[tuple[str, int | None], np.ndarray]:
-    """A batch's per-token and per-example arrays by (field, layer); `indices` and `lengths` stay
-    apart (small, and needed on the host)."""
-    out = {(name, None): getattr(ragged, name) for name in ("input_ids", "token_type_ids", "labels", "logits")}
-    out |= {("hidden", layer): a for layer, a in ragged.hidden.items()}
-    out |= {("attention", layer): a for layer, a in ragged.attention.items()}
-    return {key: a for key, a in out.items() if a is not None}
-
-
-def _with_arrays(ragged: RaggedExamples, arrays: dict) -> RaggedExamples:
-    """`ragged` with its arrays replaced by `arrays` (as made by `_arrays`), of any array type."""
-    def layers(field):
-        return {layer: a for (name, layer), a in arrays.items() if name == field}
-
-    return replace(ragged, input_ids=arrays[("input_ids", None)], token_type_ids=arrays[("token_type_ids", None)],
-                   labels=arrays.get(("labels", None)), logits=arrays.get(("logits", None)),
-                   hidden=layers("hidden"), attention=layers("attention"))
-
-
 @dataclass
 class PackedBatch:
     """A ragged batch in one shared-memory byte tensor: what a reader process hands over. One
@@ -126,14 +99,14 @@ class PackedBatch:
 
     @classmethod
     def of(cls, ragged: RaggedExamples) -> "PackedBatch":
-        arrays = _arrays(ragged)
+        arrays = ragged.arrays()
         buffer, slots = pack(list(arrays.values()))
-        return cls(_with_arrays(ragged, dict(zip(arrays, slots, strict=True))), buffer)
+        return cls(ragged.with_arrays(dict(zip(arrays, slots, strict=True))), buffer)
 
     def unpack(self) -> RaggedExamples:
         """Numpy views of the buffer (no copy)."""
-        slots = cast(dict[tuple[str, int | None], Slot], _arrays(self.skeleton))  # the skeleton holds slots
-        return _with_arrays(self.skeleton, dict(zip(slots, unpack(self.buffer, list(slots.values())), strict=True)))
+        slots = cast(dict[ArrayKey, Slot], self.skeleton.arrays())  # the skeleton holds slots
+        return self.skeleton.with_arrays(dict(zip(slots, unpack(self.buffer, list(slots.values())), strict=True)))
 
 
 @dataclass
@@ -163,11 +136,11 @@ class WindowDataset(Dataset):
             blocks = read_blocks(self.cache, self.windows[w], self.prefetch)
         except CacheError as error:  # handed back as a value: a worker's raise would add its traceback
             return error
-        window = _concatenate(blocks)
+        window = concatenate(blocks)
         shares = []
         for rows in self.plan.batches(self.epoch, w, self.windows[w]):
             part, counts = self.plan.share(rows)
-            examples = _take(window, part)
+            examples = window.take(part)
             shares.append(Share(PackedBatch.of(examples) if self.pack else examples,
                                 BatchTotals.of(window.lengths[rows]), counts))
         return shares
@@ -182,80 +155,14 @@ def read_blocks(cache: Cache, blocks: np.ndarray, concurrent: int) -> list[Ragge
         return list(pool.map(lambda k: cache.read_block(int(k)), blocks))
 
 
-def _concatenate(blocks: list[RaggedExamples]) -> RaggedExamples:
-    def cat(arrays):
-        return np.concatenate(arrays) if arrays[0] is not None else None
-
-    first = blocks[0]
-    return RaggedExamples(
-        indices=cat([b.indices for b in blocks]), lengths=cat([b.lengths for b in blocks]),
-        input_ids=cat([b.input_ids for b in blocks]), token_type_ids=cat([b.token_type_ids for b in blocks]),
-        labels=cat([b.labels for b in blocks]), logits=cat([b.logits for b in blocks]),
-        hidden={layer: cat([b.hidden[layer] for b in blocks]) for layer in first.hidden},
-        attention={layer: cat([b.attention[layer] for b in blocks]) for layer in first.attention},
-        num_heads=first.num_heads, dtype=first.dtype, attention_dtype=first.attention_dtype,
-    )
-
-
-def _take(window: RaggedExamples, rows: np.ndarray) -> RaggedExamples:
-    """The examples `rows` of a window, gathered with one fancy index per array."""
-    lengths = window.lengths[rows]
-    tokens = ragged_positions(window.token_offsets[rows], lengths)
-    cells = ragged_positions(window.attention_offsets[rows], window.num_heads * lengths.astype(np.int64) ** 2)
-    return RaggedExamples(
-        indices=window.indices[rows], lengths=lengths,
-        input_ids=window.input_ids[tokens], token_type_ids=window.token_type_ids[tokens],
-        labels=window.labels[rows] if window.labels is not None else None,
-        logits=window.logits[rows] if window.logits is not None else None,
-        hidden={layer: h[tokens] for layer, h in window.hidden.items()},
-        attention={layer: a[cells] for layer, a in window.attention.items()},
-        num_heads=window.num_heads, dtype=window.dtype, attention_dtype=window.attention_dtype,
-    )
-
-
 def pad_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool,
               share: Share | None = None) -> Batch:
-    """Pad a ragged batch to its longest example (dynamic padding), as float32 targets on `device`.
-
-    The padding runs on `device`: only the real tokens cross to a GPU, in the stored type, in one
-    copy from pinned memory, and the scatter into (B, h, L, L) happens there. Every size comes from
-    the host's lengths, so nothing here waits for the GPU: the next batch is queued while the last
-    step still runs. With `probabilities`, cached scores become probabilities (softmax over real keys).
-    `share`: the global batch's totals and whether this share counts (default: a whole batch).
-    """
-    from cache.dtypes import to_float, torch_dtype
-
-    heads = ragged.num_heads
-    host_lengths = ragged.lengths.astype(np.int64)
-    b, longest = len(host_lengths), int(host_lengths.max())
-    arrays = to_device(_arrays(ragged) | {("lengths", None): host_lengths}, device)
-    lengths = arrays[("lengths", None)]
-    mask = torch.arange(longest, device=device)[None, :] < lengths[:, None]  # (B, L)
-    token_at = token_slots(lengths, int(host_lengths.sum()), longest)
-    cell_at = attention_slots(lengths, int(heads * (host_lengths**2).sum()), heads, longest)
-
-    def tokens(values: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(b * longest, dtype=torch.long, device=device)
-        return out.index_copy_(0, token_at, values.long()).view(b, longest)
-
-    def hidden(values: torch.Tensor) -> torch.Tensor:  # (T, d) stored bits
-        flat = values.view(torch_dtype(ragged.dtype)).float()
-        out = torch.zeros(b * longest, flat.shape[1], device=device)
-        return out.index_copy_(0, token_at, flat).view(b, longest, -1)
-
-    def attention(values: torch.Tensor) -> torch.Tensor:
-        flat = to_float(values.view(torch_dtype(ragged.attention_dtype)), ragged.attention_dtype)
-        out = torch.zeros(b * heads * longest * longest, device=device)
-        out = out.index_copy_(0, cell_at, flat).view(b, heads, longest, longest)
-        return probabilities_from_scores(out, mask) if probabilities else out
-
-    return Batch(
-        input_ids=tokens(arrays[("input_ids", None)]), token_type_ids=tokens(arrays[("token_type_ids", None)]),
-        mask=mask, labels=arrays.get(("labels", None)), logits=arrays.get(("logits", None)),
-        hidden={layer: hidden(arrays[("hidden", layer)]) for layer in ragged.hidden},
-        attention={layer: attention(arrays[("attention", layer)]) for layer in ragged.attention},
-        totals=share.totals if share else BatchTotals.of(ragged.lengths), counts=share.counts if share else True,
-    )
+    """Decode and pad a ragged batch on `device` (`cache.decode`); with `probabilities`, scores
+    become probabilities (softmax over real keys). `share`: the global batch's totals and whether
+    this share counts (default: a whole batch)."""
+    targets = decode_batch(ragged, device, probabilities)
+    return Batch(**vars(targets), totals=share.totals if share else BatchTotals.of(ragged.lengths),
+                 counts=share.counts if share else True)
 
 
 def _read_ahead(dataset: WindowDataset, first: int) -> Iterator:

@@ -109,7 +109,7 @@ class Run:
         self.layer_map = resolve_layer_map(config.layer_map, self.student.config.num_hidden_layers,
                                            self.teacher.num_layers)
         self.weights = resolve_layer_weights(config.layer_weights, len(self.layer_map))
-        self.attention_kind = resolve_attention_kind(config.attention_loss, manifest.attention)
+        self.attention_kind = resolve_attention_kind(config.attention_loss, manifest)
         self.head_map = head_map(self.student.config.num_attention_heads, self.teacher.num_heads)
         check_compatibility(manifest, self.layer_map, self.stages)
         if manifest.data.examples < ranks.world:
@@ -218,9 +218,11 @@ def resolve_layer_weights(weights: tuple[float, ...] | None, student_layers: int
     return list(weights)
 
 
-def resolve_attention_kind(requested: str | None, cached: str) -> str:
-    kind = requested or cached
-    if kind == "scores" and cached == "probs":
+def resolve_attention_kind(requested: str | None, manifest: Manifest) -> str:
+    """The kind the dump asked for unless another is requested; scores only where decoding gives
+    them (stored scores, or queries and keys)."""
+    kind = requested or manifest.attention
+    if kind == "scores" and manifest.decoded_attention == "probs":
         raise UserError("--attention-loss scores: the cache stores probabilities, which cannot be turned "
                         "back into scores; use --attention-loss probs or dump with --attention scores")
     return kind
@@ -311,7 +313,7 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     bar = tqdm(total=total, initial=state.step, desc=stage.name, unit="step", disable=not progress, dynamic_ncols=True)
     started, seen = time.perf_counter(), 0
     run.student.train()
-    probabilities = run.attention_kind == "probs" and run.manifest.attention == "scores"
+    probabilities = run.attention_kind == "probs" and run.manifest.decoded_attention == "scores"
     while state.step < total and state.epoch < stage.epochs:
         for batch in run.targets.batches(plan, state.epoch, state.batch, run.workers, run.device, probabilities,
                                          intermediate):
@@ -428,7 +430,7 @@ def held_out_losses(run: Run) -> dict[str, float]:
     cache, whatever the batch size."""
     assert run.eval_targets is not None
     plan = EpochPlan(run.eval_targets.block_starts, run.config.batch_size, run.config.window_blocks, seed=0)
-    probabilities = run.attention_kind == "probs" and run.eval_targets.manifest.attention == "scores"
+    probabilities = run.attention_kind == "probs" and run.eval_targets.manifest.decoded_attention == "scores"
     sums = {"embd": 0.0, "hidn": 0.0, "attn": 0.0}
     tokens = cells = 0
     run.student.eval()

@@ -15,7 +15,8 @@ def load_reference(path: Path):
 
 @torch.no_grad()
 def reference_targets(model, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> dict:
-    """Targets of one example: hidden [N+1 x (L, d)], probs and scores [N x (h, L, L)], logits."""
+    """Targets of one example: hidden [N+1 x (L, d)], probs and scores [N x (h, L, L)], logits,
+    and each layer's query, key and value projections [N x (L, d)]."""
     bert = model.bert if hasattr(model, "bert") else model
     inputs = []  # each self-attention's input hidden states, to recompute its scores
 
@@ -30,16 +31,17 @@ def reference_targets(model, input_ids: torch.Tensor, token_type_ids: torch.Tens
     finally:
         for hook in hooks:
             hook.remove()
-    scores = []
+    scores, vectors = [], {"query": [], "key": [], "value": []}
     for layer, x in zip(bert.encoder.layer, inputs, strict=True):
         attn = layer.attention.self
         heads, size = attn.num_attention_heads, attn.attention_head_size
-        q = attn.query(x[0]).view(-1, heads, size).transpose(0, 1)  # (h, L, d_k)
-        k = attn.key(x[0]).view(-1, heads, size).transpose(0, 1)
+        for name in vectors:
+            vectors[name].append(getattr(attn, name)(x[0]))  # (L, d)
+        q, k = (vectors[name][-1].view(-1, heads, size).transpose(0, 1) for name in ("query", "key"))  # (h, L, d_k)
         scores.append(q @ k.transpose(1, 2) / size**0.5)  # (h, L, L)
     return {
         "hidden": [h[0] for h in out.hidden_states],
         "probs": [a[0] for a in out.attentions],
         "scores": scores,
         "logits": out.logits[0] if hasattr(out, "logits") else None,
-    }
+    } | vectors

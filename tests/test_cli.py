@@ -24,7 +24,7 @@ def test_dump_info_verify_ls(tmp_path, glue, tiny_teacher):
     info = run("cache", "info", out, "--json")
     assert json.loads(info.output)["data"]["examples"] == 20
     human = run("cache", "info", out).output
-    assert "complete" in human and "of ragged float16" in human
+    assert "complete" in human and "of their ragged encoded size" in human
     assert run("cache", "verify", out).exit_code == 0
     listing = run("cache", "ls", tmp_path / "caches").output
     assert "sst2.zarr" in listing and "sst2/train" in listing

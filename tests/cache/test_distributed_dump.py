@@ -51,7 +51,7 @@ def _block_sizes(out, blocks):
 
 def test_a_refusal_on_rank_0_stops_every_rank(tmp_path, glue, tiny_teacher):
     out = tmp_path / "float32"
-    dump(tiny_teacher, glue, out, limit=40, dtype="float32")
+    dump(tiny_teacher, glue, out, limit=40, hidden_encoding="float32", attention_encoding="maps:float32")
     result = torchrun(*dump_args(glue, tiny_teacher, out))
     assert result.returncode != 0
     refusals = [line for line in result.stderr.splitlines() if "existing cache was made differently" in line]

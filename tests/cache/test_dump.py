@@ -5,6 +5,7 @@ import torch
 from transformers import AutoTokenizer
 
 from cache import open_cache
+from cache.dtypes import numpy_dtype
 from cache.errors import CacheError, UserError
 from tests.helpers import assert_matches_reference, dump
 
@@ -25,28 +26,28 @@ def test_stored_targets_equal_fresh_forward(tmp_path, glue, tiny_teacher, storag
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
-def test_other_dtypes(tmp_path, glue, tiny_teacher, dtype):
-    dump(tiny_teacher, glue, tmp_path / "c", dtype=dtype, format="hdf5" if dtype == "bfloat16" else "zarr")
-    assert open_cache(tmp_path / "c")[0]["hidden"][0].dtype == getattr(torch, dtype)
-    assert_matches_reference(tmp_path / "c", tiny_teacher, dtype)
+def test_other_float_types(tmp_path, glue, tiny_teacher, dtype):
+    dump(tiny_teacher, glue, tmp_path / "c", hidden_encoding=dtype, attention_encoding=f"maps:{dtype}",
+         format="hdf5" if dtype == "bfloat16" else "zarr")
+    block = open_cache(tmp_path / "c").read_block(0)
+    assert {a.dtype for layers in block.targets.values() for a in layers.values()} == {numpy_dtype(dtype)}
+    assert_matches_reference(tmp_path / "c", tiny_teacher)
 
 
 @pytest.mark.parametrize("storage", ["zarr", "hdf5"])
 def test_uint8_attention_probabilities(tmp_path, glue, tiny_teacher, storage):
-    dump(tiny_teacher, glue, tmp_path / "u8", attention="probs", attention_dtype="uint8", format=storage)
+    dump(tiny_teacher, glue, tmp_path / "u8", attention="probs", attention_encoding="uint8", format=storage)
     dump(tiny_teacher, glue, tmp_path / "f16", attention="probs", format=storage)
     small, full = open_cache(tmp_path / "u8"), open_cache(tmp_path / "f16")
-    assert small.manifest.attention_dtype == "uint8" and full.manifest.attention_dtype == "float16"
-    item = small[5]
-    assert item["attention"][1].dtype == torch.float32 and item["hidden"][1].dtype == torch.float16
-    assert torch.equal(item["hidden"][1], full[5]["hidden"][1])  # only attention is quantised
-    assert small.read_block(0).attention[1].nbytes * 2 == full.read_block(0).attention[1].nbytes
+    assert small.manifest.attention_encoding == "maps:uint8" and full.manifest.attention_encoding == "maps:float16"
+    assert torch.equal(small[5]["hidden"][1], full[5]["hidden"][1])  # only attention is quantised
+    assert small.read_block(0).targets["attention"][1].nbytes * 2 == full.read_block(0).targets["attention"][1].nbytes
     assert_matches_reference(tmp_path / "u8", tiny_teacher)
 
 
 def test_uint8_attention_needs_probabilities(tmp_path, glue, tiny_teacher):
     with pytest.raises(UserError, match="--attention probs"):
-        dump(tiny_teacher, glue, tmp_path / "c", attention_dtype="uint8")
+        dump(tiny_teacher, glue, tmp_path / "c", attention_encoding="uint8")
 
 
 def test_bare_model_and_layer_subset(tmp_path, glue, tiny_bare_teacher):
@@ -83,7 +84,8 @@ def test_complete_cache_is_left_alone(tmp_path, glue, tiny_teacher):
     ({"split": "dev"}, "split"),
     ({"attention": "probs"}, "--attention"),
     ({"layers": (0, 1)}, "--layers"),
-    ({"dtype": "float32"}, "--dtype"),
+    ({"hidden_encoding": "float32"}, "--hidden-encoding"),
+    ({"attention_encoding": "qk"}, "--attention-encoding"),
 ])
 def test_mismatched_run_is_refused(tmp_path, glue, tiny_teacher, change, message):
     dump(tiny_teacher, glue, tmp_path / "c")

@@ -47,7 +47,7 @@ def test_many_readers_at_once(tmp_path, glue, tiny_teacher):
 
     def read_all(_):
         cache = open_cache(tmp_path / "c")
-        return [block.hidden[1].tobytes() for block in cache.iter_blocks()]
+        return [block.targets["hidden"][1].tobytes() for block in cache.iter_blocks()]
 
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(read_all, range(8)))

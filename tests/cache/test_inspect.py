@@ -1,11 +1,15 @@
 """cache info / verify / ls against what was written, and verify against real corruption."""
 
 import hashlib
+import json
 import shutil
 
 import pytest
+import torch
 
+from cache import open_cache
 from cache.inspect import cache_summary, list_caches, verify_cache
+from cache.manifest import CHECKSUM, content_checksum, read_manifest
 from cache.teacher import weights_sha256
 from cache.tokenize import tokenizer_fingerprint
 from tests.helpers import dump
@@ -22,7 +26,7 @@ def test_manifest_says_what_made_the_cache(cache_path, glue, tiny_teacher):
     from transformers import AutoTokenizer
 
     s = cache_summary(cache_path)
-    assert s["format_version"] == 2 and s["complete"] and s["command"] == "test"
+    assert s["format_version"] == 3 and s["complete"] and s["command"] == "test"
     assert s["teacher"]["path"] == str(tiny_teacher)
     assert s["teacher"]["weights_sha256"] == weights_sha256(load_reference(tiny_teacher))
     assert s["tokenizer"]["fingerprint"] == tokenizer_fingerprint(AutoTokenizer.from_pretrained(tiny_teacher))
@@ -30,7 +34,8 @@ def test_manifest_says_what_made_the_cache(cache_path, glue, tiny_teacher):
     expected = {"task": "sst2", "split": "train", "examples": 24, "file": str(data_file),
                 "sha256": hashlib.sha256(data_file.read_bytes()).hexdigest()}
     assert expected.items() <= s["data"].items()
-    assert (s["layers"], s["attention"], s["dtype"], s["max_seq_len"]) == ([0, 1, 2, 3], "scores", "float16", 128)
+    assert (s["layers"], s["attention"], s["max_seq_len"]) == ([0, 1, 2, 3], "scores", 128)
+    assert (s["hidden_encoding"], s["attention_encoding"]) == ("float16", "maps:float16")
     on_disk = sum(f.stat().st_size for f in cache_path.rglob("*") if f.is_file())
     assert s["sizes"]["bytes"] == on_disk and s["sizes"]["committed_blocks"] == s["num_blocks"]
 
@@ -92,8 +97,24 @@ def test_ls_finds_caches_in_a_shared_folder(tmp_path, glue, tiny_teacher, tiny_b
 def test_info_and_verify_on_uint8_attention(tmp_path, glue, tiny_teacher):
     from cache.inspect import format_summary
 
-    dump(tiny_teacher, glue, tmp_path / "u8", attention="probs", attention_dtype="uint8")
+    dump(tiny_teacher, glue, tmp_path / "u8", attention="probs", attention_encoding="uint8")
     summary = cache_summary(tmp_path / "u8")
-    assert summary["attention_dtype"] == "uint8" and summary["dtype"] == "float16"
-    assert "(probs, stored as uint8)" in format_summary(summary)
+    assert summary["attention_encoding"] == "maps:uint8" and summary["hidden_encoding"] == "float16"
+    assert "attention maps:uint8" in format_summary(summary)
     assert verify_cache(tmp_path / "u8") == []
+
+
+def test_a_version_2_cache_reads_as_float_maps(tmp_path, glue, tiny_teacher):
+    """Version 2 named its stored types (dtype, attention_dtype); its arrays are version 3's float maps."""
+    dump(tiny_teacher, glue, tmp_path / "c", hidden_encoding="bfloat16", attention_encoding="maps:float32")
+    before = [open_cache(tmp_path / "c")[i] for i in range(3)]
+    path = tmp_path / "c" / "manifest.json"
+    content = json.loads(path.read_text())
+    del content["hidden_encoding"], content["attention_encoding"], content[CHECKSUM]
+    content |= {"format_version": 2, "dtype": "bfloat16", "attention_dtype": "float32"}
+    path.write_text(json.dumps(content | {CHECKSUM: content_checksum(content)}))
+    manifest = read_manifest(tmp_path / "c")
+    assert (manifest.hidden_encoding, manifest.attention_encoding) == ("bfloat16", "maps:float32")
+    for i, item in enumerate(before):
+        assert all(torch.equal(item["hidden"][n], open_cache(tmp_path / "c")[i]["hidden"][n]) for n in item["hidden"])
+    assert verify_cache(tmp_path / "c") == []

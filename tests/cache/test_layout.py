@@ -1,10 +1,14 @@
 """Block planning, ragged offsets and chunk shapes against plain loops."""
 
-import numpy as np
+from dataclasses import replace
 
+import numpy as np
+import pytest
+
+from cache.encoding import AttentionEncoding, VectorEncoding
 from cache.layout import Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
 
-GEOMETRY = Geometry(hidden_size=8, num_heads=2, hidden_layers=(0, 1, 2), attention_layers=(1, 2), itemsize=2)
+GEOMETRY = Geometry(hidden_size=8, num_heads=2, hidden_layers=(0, 1, 2), attention_layers=(1, 2))
 
 
 def test_ragged_positions_and_padding():
@@ -17,7 +21,7 @@ def test_ragged_positions_and_padding():
 
 def test_blocks_cover_everything_at_about_the_target_size():
     lengths = np.random.default_rng(0).integers(3, 60, size=1000)
-    sizes = GEOMETRY.example_values(lengths) * 2
+    sizes = GEOMETRY.example_bytes(lengths)
     assert sizes[7] == 2 * (3 * lengths[7] * 8 + 2 * 2 * lengths[7] ** 2)
     starts = plan_blocks(lengths, GEOMETRY, 50_000)
     assert starts[0] == 0 and starts[-1] == 1000 and np.all(np.diff(starts) > 0)
@@ -32,3 +36,19 @@ def test_chunks_are_balanced():
             chunk = chunk_length(extent, row_bytes)
             n_chunks = -(-extent // chunk)
             assert n_chunks * chunk - extent < n_chunks  # the edge chunk is nearly full
+
+
+@pytest.mark.parametrize("hidden, attention, per_layer", [
+    # (bytes per token of one hidden layer, bytes of one attention layer for an example of length L)
+    ("float32", "maps:uint8", (4 * 8, lambda n: 2 * n * n)),
+    ("int8", "qk", (8 + 4, lambda n: 2 * n * 8 * 2)),  # one float32 scale per row of 8
+    ("fp8", "qkv:int8", (8 + 4, lambda n: 3 * n * (8 + 2 * 4))),  # a scale per head (d_k = 4)
+    ("bfloat16", "topk:3", (2 * 8, lambda n: 2 * n * 3 * (1 + 2))),  # uint8 key (L <= 256), float16 probability
+])
+def test_bytes_of_each_encoding(hidden, attention, per_layer):
+    geometry = replace(GEOMETRY, hidden=VectorEncoding(hidden), attention=AttentionEncoding.parse(attention),
+                       max_seq_len=128)
+    lengths = np.array([1, 5, 17])
+    hidden_bytes, attention_bytes = per_layer
+    assert geometry.example_bytes(lengths, "hidden").tolist() == [3 * n * hidden_bytes for n in lengths]
+    assert geometry.example_bytes(lengths, "attention").tolist() == [2 * attention_bytes(n) for n in lengths]

@@ -51,7 +51,7 @@ def test_block_read_costs_one_call_per_array(cache_path, monkeypatch):
                                                  "token_type_ids"]
     rows = dict(calls)["hidden"][0]
     assert list(rows) == [0, 2]  # only the asked-for layers' rows are selected
-    assert set(block.hidden) == {0, 2} and set(block.attention) == {2}
+    assert set(block.targets["hidden"]) == {0, 2} and set(block.targets["attention"]) == {2}
 
 
 def test_layer_subset_values_match_full_read(cache_path):
@@ -96,6 +96,6 @@ def test_layer_subset_block_reads_match_whole_reads(cache_path):
         for k in range(full.num_blocks):
             whole, part = full.read_block(k), subset.read_block(k)
             for layer in layers:
-                assert np.array_equal(whole.hidden[layer], part.hidden[layer])
-                if layer in part.attention:
-                    assert np.array_equal(whole.attention[layer], part.attention[layer])
+                assert np.array_equal(whole.targets["hidden"][layer], part.targets["hidden"][layer])
+                if layer in part.targets["attention"]:
+                    assert np.array_equal(whole.targets["attention"][layer], part.targets["attention"][layer])

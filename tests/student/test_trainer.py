@@ -35,10 +35,12 @@ def fresh_targets(teacher, batch, layers):
     return hidden, attention
 
 
+@pytest.mark.parametrize("encoding", ["maps", "qk"])
 @pytest.mark.parametrize("teacher_kind", ["tiny", "minilm"])
-def test_loss_from_cache_equals_loss_from_fresh_teacher(tmp_path, glue, tiny_teacher, teacher_kind):
+def test_loss_from_cache_equals_loss_from_fresh_teacher(tmp_path, glue, tiny_teacher, teacher_kind, encoding):
+    """From stored maps, or from queries and keys multiplied out on the training device."""
     teacher = tiny_teacher if teacher_kind == "tiny" else default_teacher_path()
-    dump(teacher, glue, tmp_path / "c", limit=16, block_mb=1)
+    dump(teacher, glue, tmp_path / "c", limit=16, block_mb=1, attention_encoding=encoding)
     cache = open_cache(tmp_path / "c")
     ragged = next(stream_batches(cache, EpochPlan(cache.block_starts, 16, 1, 0), 0, 0, 0)).examples
     batch = pad_batch(ragged, torch.device("cpu"), probabilities=False)

@@ -1,0 +1,141 @@
+"""Every target encoding against a fresh teacher forward: exact ones to float rounding, lossy ones
+within the error their quantisation allows (bounds derived here, not read from the code)."""
+
+import numpy as np
+import pytest
+import torch
+
+from cache import open_cache
+from cache.decode import decode_batch
+from cache.errors import UserError
+from cache.inspect import cache_summary
+from tests.helpers import TOLERANCE, assert_matches_reference, dump
+from tests.reference import load_reference, reference_targets
+
+LARGEST = {"int8": 127, "fp8": 448}
+
+
+def references(cache_path, teacher):
+    """(cached example, fresh targets) for every example."""
+    cache, model = open_cache(cache_path), load_reference(teacher)
+    for i in range(len(cache)):
+        item = cache[i]
+        yield item, reference_targets(model, item["input_ids"], item["token_type_ids"])
+
+
+def rounding_bound(x: torch.Tensor, encoding: str, group: int) -> torch.Tensor:
+    """The most an 8-bit value of x may be off: half a step of its group's scale (int8), or half
+    a unit in the last of e4m3's 3 mantissa bits, and half its smallest subnormal step (fp8)."""
+    groups = x.reshape(*x.shape[:-1], -1, group)
+    scale = groups.abs().amax(-1, keepdim=True) / LARGEST[encoding]
+    if encoding == "int8":
+        bound = scale / 2 * torch.ones_like(groups)
+    else:
+        bound = groups.abs() * 2.0**-4 + scale * 2.0**-10
+    return (bound * (1 + 1e-3) + 1e-6).reshape(x.shape)
+
+
+@pytest.mark.parametrize("encoding", ["qk", "qkv"])
+def test_factored_attention_is_exact(tmp_path, glue, tiny_teacher, encoding):
+    out = tmp_path / "c"
+    dump(tiny_teacher, glue, out, task="mrpc", data=glue / "MRPC", attention_encoding=encoding, limit=12)
+    assert open_cache(out).manifest.attention_encoding == f"{encoding}:float16"
+    assert_matches_reference(out, tiny_teacher)  # scores multiplied out of the stored queries and keys
+    block = open_cache(out).read_block(0)
+    probs = decode_batch(block, torch.device("cpu"), probabilities=True).attention
+    for j, (item, ref) in enumerate(references(out, tiny_teacher)):
+        if j == len(block):
+            break
+        n = len(item["input_ids"])
+        for layer in probs:
+            torch.testing.assert_close(probs[layer][j, :, :n, :n], ref["probs"][layer - 1], rtol=2e-3, atol=2e-3)
+            assert probs[layer][j, :, n:].abs().sum() == probs[layer][j, :, :, n:].abs().sum() == 0
+    stored = block.targets.keys() - {"hidden"}
+    assert stored == ({"query", "key", "value"} if encoding == "qkv" else {"query", "key"})
+    first, ref = next(references(out, tiny_teacher))
+    n = len(first["input_ids"])
+    for name in stored:
+        torch.testing.assert_close(torch.from_numpy(block.targets[name][2][:n]).float(), ref[name][1],
+                                   rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("encoding", ["int8", "fp8"])
+def test_eight_bit_hidden_states_are_within_their_rounding(tmp_path, glue, tiny_teacher, encoding):
+    dump(tiny_teacher, glue, tmp_path / "c", hidden_encoding=encoding, limit=12)
+    for item, ref in references(tmp_path / "c", tiny_teacher):
+        for layer, hidden in item["hidden"].items():
+            expected = ref["hidden"][layer]
+            assert torch.all((hidden - expected).abs() <= rounding_bound(expected, encoding, expected.shape[-1]))
+            assert not torch.equal(hidden, expected)  # it is quantised
+        torch.testing.assert_close(item["attention"][2], ref["scores"][1], rtol=2e-3, atol=2e-3)  # maps untouched
+
+
+@pytest.mark.parametrize("encoding", ["int8", "fp8"])
+def test_eight_bit_queries_and_keys_bound_the_scores(tmp_path, glue, tiny_teacher, encoding):
+    """|QK^T - Q'K'^T| <= |Q| dK^T + dQ |K|^T + dQ dK^T, each entry off by at most its bound d."""
+    dump(tiny_teacher, glue, tmp_path / "c", task="mrpc", data=glue / "MRPC", attention_encoding=f"qk:{encoding}",
+         limit=8)
+    heads = open_cache(tmp_path / "c").num_heads
+    for item, ref in references(tmp_path / "c", tiny_teacher):
+        for layer, scores in item["attention"].items():
+            q, k = (ref[name][layer - 1].view(len(scores[0]), heads, -1).transpose(0, 1) for name in ("query", "key"))
+            dq, dk = (rounding_bound(x, encoding, x.shape[-1]) for x in (q, k))
+            bound = (q.abs() @ dk.transpose(1, 2) + dq @ k.abs().transpose(1, 2) + dq @ dk.transpose(1, 2))
+            error = (scores - ref["scores"][layer - 1]).abs()
+            assert torch.all(error <= bound * q.shape[-1] ** -0.5 + 1e-5) and error.max() > 0
+
+
+@pytest.mark.parametrize("k", [3, 12])
+def test_topk_keeps_each_rows_largest_probabilities(tmp_path, glue, tiny_teacher, k):
+    dump(tiny_teacher, glue, tmp_path / "c", attention="probs", attention_encoding=f"topk:{k}", limit=12)
+    lengths = open_cache(tmp_path / "c").lengths
+    assert k == 3 or lengths.min() < k < lengths.max()  # topk:12 covers rows and batches shorter than K
+    for item, ref in references(tmp_path / "c", tiny_teacher):
+        for layer, probs in item["attention"].items():
+            full = ref["probs"][layer - 1]
+            kept = min(k, full.shape[-1])
+            values, keys = full.topk(kept, dim=-1)
+            expected = torch.zeros_like(full).scatter_(-1, keys, values)
+            torch.testing.assert_close(probs, expected, rtol=TOLERANCE["float16"], atol=TOLERANCE["float16"])
+            assert torch.all((probs > 0).sum(-1) == kept)
+
+
+@pytest.mark.parametrize("max_seq_len", [8, 64])
+def test_auto_chooses_the_smallest_exact_encoding(tmp_path, glue, tiny_teacher, max_seq_len):
+    """maps hold h L^2 values per example and layer, queries and keys 2 d L: the tiny teacher's
+    (h=4, d=32) break even at L = 16."""
+    dump(tiny_teacher, glue, tmp_path / "c", task="mrpc", data=glue / "MRPC", attention_encoding="auto",
+         max_seq_len=max_seq_len)
+    cache = open_cache(tmp_path / "c")
+    lengths = cache.lengths.astype(np.int64)
+    smaller = "qk:float16" if 2 * 32 * lengths.sum() < 4 * (lengths**2).sum() else "maps:float16"
+    assert cache.manifest.attention_encoding == smaller == ("maps:float16" if max_seq_len == 8 else "qk:float16")
+    assert_matches_reference(tmp_path / "c", tiny_teacher)
+
+
+@pytest.mark.parametrize("hidden, attention", [("int8", "qk:fp8"), ("float16", "topk:4")])
+def test_bytes_per_token_are_the_stored_arrays(tmp_path, glue, tiny_teacher, hidden, attention):
+    dump(tiny_teacher, glue, tmp_path / "c", attention="probs", hidden_encoding=hidden, attention_encoding=attention)
+    cache = open_cache(tmp_path / "c")
+    stored = {"hidden": 0, "attention": 0}
+    for k in range(cache.num_blocks):
+        for name, layers in cache.read_block(k).targets.items():
+            stored["hidden" if name.startswith("hidden") else "attention"] += sum(a.nbytes for a in layers.values())
+    per_token = cache_summary(tmp_path / "c")["sizes"]["bytes_per_token"]
+    tokens = cache.lengths.sum()
+    assert per_token["hidden"] == pytest.approx(stored["hidden"] / tokens)
+    assert per_token["attention"] == pytest.approx(stored["attention"] / tokens)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"attention_encoding": "topk:4"}, "--attention probs"),
+    ({"attention_encoding": "topk:0"}, "topk:K"),
+    ({"attention_encoding": "qk:uint8"}, "qk:uint8"),
+    ({"attention_encoding": "maps:int8"}, "maps:int8"),
+    ({"attention_encoding": "topk:200", "attention": "probs"}, "--max-seq-len"),
+    ({"hidden_encoding": "uint8"}, "--hidden-encoding"),
+])
+def test_bad_encodings_are_refused(tmp_path, glue, tiny_teacher, options, message):
+    with pytest.raises(UserError, match=message):
+        dump(tiny_teacher, glue, tmp_path / "c", **options)
+    assert not (tmp_path / "c").exists()
