@@ -1,11 +1,12 @@
 """Dump benchmark: throughput against the bare teacher forward, size, and what compression buys.
 
-Everything it compares runs in this one process, alternating (the bare forward, then the dump
-with each writer: a thread and a process), and the table reports ratios (machines here are
-shared and noisy). Reproduce:
+Everything it compares runs in this one process, alternating (per round: the bare forward, then
+the dump in each encoding with each writer), and the table reports ratios, each round's dump
+against the same round's bare forward (machines here are shared and noisy): median and range.
 
     python -m bench.dump_bench                      # real MiniLM, first 2000 SST-2 sentences
     python -m bench.dump_bench --teacher-shape base # random BERT-base-shaped teacher
+    python -m bench.dump_bench --encodings float16,maps --encodings int8,topk:8 --writers thread,process
 
 Writes bench/results/dump-<teacher>.json.
 """
@@ -28,11 +29,10 @@ from cache.checkpoints import default_teacher_path, quiet_transformers
 from cache.data import load_examples
 from cache.device import resolve_device
 from cache.dump import DumpConfig, block_batches, dump_teacher, plan_dump
+from cache.encoding import AttentionEncoding
 from cache.inspect import cache_summary
 from cache.layout import BlockIndex
 from cache.teacher import teacher_forward
-
-WRITERS = ("thread", "process")  # `--writer auto` picks the process beside a GPU teacher, the thread beside a CPU one
 
 
 def base_shaped_teacher(folder: Path) -> str:
@@ -48,7 +48,8 @@ def base_shaped_teacher(folder: Path) -> str:
 
 def bare_forward_seconds(config: DumpConfig) -> float:
     """Load, tokenise and run the dump's exact batches through the same teacher and attention
-    function, outputs discarded: everything the dump does except storing."""
+    function (queries and keys are captured by a fused kernel), outputs discarded: everything the
+    dump does except encoding and storing."""
     started = time.perf_counter()
     examples = load_examples(config.task, config.data, config.split, limit=config.limit)
     plan = plan_dump(config, examples, command="bench")
@@ -60,6 +61,14 @@ def bare_forward_seconds(config: DumpConfig) -> float:
     if plan.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - started
+
+
+def encoded(config: DumpConfig, encodings: str) -> DumpConfig:
+    """`config` with HIDDEN,ATTENTION encodings (probabilities where the attention one holds nothing else)."""
+    hidden, attention = encodings.split(",")
+    probs = attention != "auto" and AttentionEncoding.parse(attention).probabilities_only
+    return replace(config, hidden_encoding=hidden, attention_encoding=attention,
+                   attention="probs" if probs else config.attention)
 
 
 def dump_seconds(config: DumpConfig) -> float:
@@ -84,39 +93,53 @@ def read_rates(path: Path, samples: int = 300) -> dict:
 @click.command()
 @click.option("--limit", default=2000, help="First N SST-2 training sentences.")
 @click.option("--teacher-shape", type=click.Choice(["minilm", "base"]), default="minilm")
-@click.option("--rounds", default=3, help="Alternating rounds of bare forward and dump; medians reported.")
+@click.option("--rounds", default=3, help="Alternating rounds of bare forward and dumps; medians reported.")
+@click.option("--encodings", multiple=True, default=["float16,maps"],
+              help="HIDDEN,ATTENTION encodings to dump (repeat the option for several).")
+@click.option("--writers", default="thread", help="Comma-separated: thread, process.")
+@click.option("--compression/--no-compression", default=True, help="Also compare compression codecs.")
+@click.option("--under", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Write the caches under this folder (e.g. /dev/shm, to leave the disk out); default: the "
+              "system's temporary folder.")
 @data_option
-def main(limit, teacher_shape, rounds, data):
+def main(limit, teacher_shape, rounds, encodings, writers, compression, under, data):
     quiet_transformers()
     torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as tmp:
+    runs = [(encoding, writer) for encoding in encodings for writer in writers.split(",")]
+    with tempfile.TemporaryDirectory(dir=under) as tmp:
         tmp = Path(tmp)
         teacher = default_teacher_path() if teacher_shape == "minilm" else base_shaped_teacher(tmp / "base")
         config = DumpConfig(task="sst2", data=data, split="train", out=tmp / "c", teacher=teacher, limit=limit)
-        bare, dumped = [], {writer: [] for writer in WRITERS}
+        configs = {run: encoded(replace(config, writer=run[1]), run[0]) for run in runs}
+        bare = {encoding: [] for encoding in encodings}
+        dumped = {run: [] for run in runs}
         for r in range(rounds):
-            bare.append(bare_forward_seconds(config))
-            for writer, seconds in dumped.items():
-                seconds.append(dump_seconds(replace(config, out=tmp / f"{writer}{r}.zarr", writer=writer)))
-        summary = cache_summary(tmp / "thread0.zarr")
-        sizes = summary["sizes"]
-        codecs = {"none": {"bytes": sizes["target_bytes"], **read_rates(tmp / "thread0.zarr")}}
-        for compression in ["lz4", "zstd", "gzip"]:
-            out = tmp / f"{compression}.zarr"
-            seconds = dump_seconds(replace(config, out=out, compression=compression))
-            codecs[compression] = {"bytes": cache_summary(out)["sizes"]["target_bytes"], "dump_seconds": seconds,
-                                   **read_rates(out)}
-    bare_s = statistics.median(bare)
-    writers = {writer: {"dump_examples_per_s": limit / statistics.median(s),
-                        "dump_over_bare": bare_s / statistics.median(s)}
-               for writer, s in dumped.items()}
+            for encoding in encodings:  # a factored encoding's teacher runs a fused attention kernel
+                bare[encoding].append(bare_forward_seconds(configs[(encoding, writers.split(",")[0])]))
+            for i, (run, seconds) in enumerate(dumped.items()):
+                seconds.append(dump_seconds(replace(configs[run], out=tmp / f"{r}-{i}.zarr")))
+        first = tmp / "0-0.zarr"
+        sizes = cache_summary(first)["sizes"]
+        codecs = {"none": {"bytes": sizes["target_bytes"], **read_rates(first)}}
+        for codec in ["lz4", "zstd", "gzip"] if compression else []:
+            out = tmp / f"{codec}.zarr"
+            seconds = dump_seconds(replace(configs[runs[0]], out=out, compression=codec))
+            codecs[codec] = {"bytes": cache_summary(out)["sizes"]["target_bytes"], "dump_seconds": seconds,
+                             **read_rates(out)}
+    results = {}
+    for (encoding, writer), seconds in dumped.items():
+        ratios = [b / d for b, d in zip(bare[encoding], seconds, strict=True)]
+        results[f"{encoding} {writer}"] = {
+            "dump_examples_per_s": limit / statistics.median(seconds),
+            "bare_examples_per_s": limit / statistics.median(bare[encoding]),
+            "dump_over_bare": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "rounds": ratios}
     result = {
         "machine": (f"{platform.node()} {platform.processor() or platform.machine()}, "
                     f"torch threads {torch.get_num_threads()}"),
         "teacher": teacher_shape, "examples": limit, "device": str(resolve_device("auto")),
-        "bare_forward_examples_per_s": limit / bare_s, "writers": writers,
+        "written_under": str(under or tempfile.gettempdir()), "dumps": results,
         "bytes_per_example": sizes["bytes_per_example"],
-        "over_ragged_float16_ideal": sizes["target_bytes"] / sizes["ideal_ragged_float16_bytes"],
+        "over_ragged_ideal": sizes["target_bytes"] / sizes["ideal_ragged_bytes"],
         "padded_float32_bytes_per_example": sizes["padded_float32_bytes"] / limit,
         "padded_float32_over_cache": sizes["padded_float32_bytes"] / sizes["target_bytes"],
         "compression": {name: {**c, "size_vs_none": c["bytes"] / sizes["target_bytes"],
@@ -124,20 +147,22 @@ def main(limit, teacher_shape, rounds, data):
                                                        / codecs["none"]["random_examples_per_s"]),
                                "block_read_vs_none": c["block_examples_per_s"] / codecs["none"]["block_examples_per_s"]}
                         for name, c in codecs.items()},
-        "rounds": {"bare_seconds": bare, "dump_seconds": dumped},
+        "seconds": {"bare": bare, "dumps": {f"{e} {w}": s for (e, w), s in dumped.items()}},
     }
     save_result(f"dump-{teacher_shape}", result)
     print(f"teacher {teacher_shape}, {limit} SST-2 sentences, {result['machine']}")
-    for writer, w in writers.items():
-        print(f"dump, {writer} writer: {w['dump_examples_per_s']:.1f} ex/s vs bare forward "
-              f"{result['bare_forward_examples_per_s']:.1f} ex/s: ratio {w['dump_over_bare']:.3f}")
-    print(f"size {result['bytes_per_example'] / 1e3:.1f} kB/example = x{result['over_ragged_float16_ideal']:.3f} of "
-          f"ragged float16; padded float32 would be {result['padded_float32_bytes_per_example'] / 1e3:.1f} kB "
+    for name, d in results.items():
+        print(f"dump {name}: {d['dump_examples_per_s']:.1f} ex/s vs bare forward {d['bare_examples_per_s']:.1f} ex/s: "
+              f"ratio {d['dump_over_bare']:.3f} (rounds {d['min']:.3f}-{d['max']:.3f})")
+    print(f"size {result['bytes_per_example'] / 1e3:.1f} kB/example = x{result['over_ragged_ideal']:.3f} of its "
+          f"ragged ideal; padded float32 would be {result['padded_float32_bytes_per_example'] / 1e3:.1f} kB "
           f"(x{result['padded_float32_over_cache']:.1f} larger)")
-    print(f"{'compression':<12}{'size':>8}{'random read':>13}{'block read':>12}")
-    for name, c in result["compression"].items():
-        print(f"{name:<12}{c['size_vs_none']:>8.3f}{c['random_read_vs_none']:>13.3f}{c['block_read_vs_none']:>12.3f}")
-    print("(ratios vs none)")
+    if compression:
+        print(f"{'compression':<12}{'size':>8}{'random read':>13}{'block read':>12}")
+        for name, c in result["compression"].items():
+            print(f"{name:<12}{c['size_vs_none']:>8.3f}{c['random_read_vs_none']:>13.3f}"
+                  f"{c['block_read_vs_none']:>12.3f}")
+        print("(ratios vs none)")
 
 
 if __name__ == "__main__":

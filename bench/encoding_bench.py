@@ -6,8 +6,9 @@
 
 `sizes`: TinyBERT4's targets (the embeddings and the 4 layers its uniform map reads) for the
 MiniLM-L6-H384 teacher and a BERT-base-shaped one (12 x 768, 12 heads), over the packed corpus
-(L=128), SST-2 (L=64) and MRPC (L=128), from the real token lengths: the bytes every encoding
-stores per token (a test checks these sizes against the stored arrays).
+(L=128; a blank line ends a document, so paragraphs make many shorter sequences), sequences all
+128 long (long documents), SST-2 (L=64) and MRPC (L=128), from the real token lengths: the bytes
+every encoding stores per token (a test checks these sizes against the stored arrays).
 
 `errors`: MiniLM over packed corpus text (L=128) in every encoding, each decoded and compared with
 exact float32 targets (queries and keys in float32 give both scores and probabilities), example by
@@ -62,7 +63,8 @@ def data_lengths(limit: int) -> dict[str, tuple[np.ndarray, int]]:
     """Token lengths (MiniLM's uncased WordPiece, BERT-base's vocabulary) of each data set, and its L."""
     tokenizer = AutoTokenizer.from_pretrained(default_teacher_path())
     _, corpus = Corpus(CORPUS, "train", 0.0, limit).pack(tokenizer, 128)
-    out = {"corpus (packed, L=128)": (corpus, 128)}
+    out = {"corpus (packed, L=128)": (corpus, 128),
+           "full L=128 (long documents, as the paper's corpus)": (np.full(limit, 128), 128)}
     for name, folder, length in (("SST-2 (L=64)", "SST-2", 64), ("MRPC (L=128)", "MRPC", 128)):
         task = folder.lower().replace("-", "")
         out[name] = (tokenize(load_examples(task, GLUE / folder, "train"), tokenizer, length).lengths, length)

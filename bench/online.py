@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from cache.data import load_examples
+from cache.decode import probabilities_from_scores
 from cache.dump import DumpConfig, plan_dump
 from cache.teacher import teacher_forward
-from student.losses import probabilities_from_scores
 from student.stream import Batch, BatchTotals, EpochPlan
 
 

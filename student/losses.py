@@ -79,13 +79,3 @@ def regression_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     (or over `examples`). Logits: (B, 1)."""
     return F.mse_loss(student_logits, teacher_logits, reduction="sum") / (
         len(student_logits) if examples is None else examples)
-
-
-def probabilities_from_scores(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax over real keys: turns cached scores into the probabilities a probs loss needs.
-
-    scores: (B, h, L, L); mask: (B, L) bool. Rows of padding queries come out as zeros.
-    """
-    keys = mask[:, None, None, :]  # (B, 1, 1, L)
-    probs = scores.float().masked_fill(~keys, float("-inf")).softmax(dim=-1)
-    return probs.masked_fill(~mask[:, None, :, None], 0.0).to(scores.dtype)
