@@ -162,9 +162,12 @@ def errors(work: Path, limit: int, examples: int) -> dict:
     return out
 
 
+DECODED = [("float16", "maps"), ("float16", "qk"), ("float16", "uint8"), ("int8", "maps"), ("float16", "qk:int8"),
+           ("float16", "topk:8"), ("int8", "topk:8")]
+
+
 def decode_cost(work: Path, limit: int, steps: int, rounds: int) -> dict:
-    caches = {f"{h} | {a}": corpus_dump(work / f"{h}-{a}".replace(":", ""), h, a, limit)
-              for h, a in [("float16", "maps"), *COMBINATIONS[1:]]}
+    caches = {f"{h} | {a}": corpus_dump(work / f"{h}-{a}".replace(":", ""), h, a, limit) for h, a in DECODED}
     rates: dict[str, list[float]] = {name: [] for name in caches}
     for r in range(rounds):
         for name, cache in caches.items():

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from cache import open_cache
+from cache.checkpoints import default_teacher_path
 from cache.decode import decode_batch
 from cache.errors import UserError
 from cache.inspect import cache_summary
@@ -70,13 +71,18 @@ def test_eight_bit_hidden_states_are_within_their_rounding(tmp_path, glue, tiny_
         torch.testing.assert_close(item["attention"][2], ref["scores"][1], rtol=2e-3, atol=2e-3)  # maps untouched
 
 
-@pytest.mark.parametrize("encoding", ["int8", "fp8"])
-def test_eight_bit_queries_and_keys_bound_the_scores(tmp_path, glue, tiny_teacher, encoding):
-    """|QK^T - Q'K'^T| <= |Q| dK^T + dQ |K|^T + dQ dK^T, each entry off by at most its bound d."""
-    dump(tiny_teacher, glue, tmp_path / "c", task="mrpc", data=glue / "MRPC", attention_encoding=f"qk:{encoding}",
-         limit=8)
+@pytest.mark.parametrize("encoding, teacher", [("int8", "tiny"), ("fp8", "tiny"), ("int8", "minilm")])
+def test_eight_bit_queries_and_keys_bound_the_scores(tmp_path, glue, tiny_teacher, encoding, teacher):
+    """|QK^T - Q'K'^T| <= |Q| dK^T + dQ |K|^T + dQ dK^T, each entry off by at most its bound d;
+    the real MiniLM on real sentence pairs too, with its hidden states in 8 bits."""
+    teacher = tiny_teacher if teacher == "tiny" else default_teacher_path()
+    dump(teacher, glue, tmp_path / "c", task="mrpc", data=glue / "MRPC", attention_encoding=f"qk:{encoding}",
+         hidden_encoding=encoding, limit=8)
     heads = open_cache(tmp_path / "c").num_heads
-    for item, ref in references(tmp_path / "c", tiny_teacher):
+    for item, ref in references(tmp_path / "c", teacher):
+        for layer, hidden in item["hidden"].items():
+            expected = ref["hidden"][layer]
+            assert torch.all((hidden - expected).abs() <= rounding_bound(expected, encoding, expected.shape[-1]))
         for layer, scores in item["attention"].items():
             q, k = (ref[name][layer - 1].view(len(scores[0]), heads, -1).transpose(0, 1) for name in ("query", "key"))
             dq, dk = (rounding_bound(x, encoding, x.shape[-1]) for x in (q, k))
