@@ -116,10 +116,6 @@ class AttentionEncoding:
         return self.kind in (QK, QKV)
 
     @property
-    def exact(self) -> bool:
-        return self.kind in (MAPS, QK, QKV) and self.form in FLOAT_TYPES
-
-    @property
     def probabilities_only(self) -> bool:
         """uint8 maps and top-k hold probabilities; nothing turns them back into scores."""
         return self.kind == TOPK or self.form == "uint8"
