@@ -5,7 +5,8 @@ from caches in each encoding, same seed and schedule, against float16 maps. Not 
     python -m bench.encoding_quality --corpus-limit 300 --task-limit 300 --encodings "float16 maps,qk"  # smoke
 
 For each encoding: the packaged MiniLM's targets over the corpus (packed, L=128) distil a general
-student of TinyBERT4's shape (4 layers, d=312, 12 heads; random start), its held-out losses
+student (by default TinyBERT4's depth at the teacher's width, initialised from 4 of its 6 layers;
+`--init random`: TinyBERT4's shape, d=312, from a random start), its held-out losses
 measured against exact float16 maps of held-out corpus text whatever the encoding it learnt from;
 then, per task (SST-2 at L=64, MRPC at L=128), a MiniLM fine-tuned on the task (once, shared by
 all encodings) is dumped in the same encoding and distils the general student further
@@ -24,7 +25,9 @@ import click
 
 from bench.common import GLUE, REPO, save_result
 from cache.checkpoints import default_teacher_path, quiet_transformers
+from cache.config import InitConfig
 from cache.dump import DumpConfig, dump_teacher
+from cache.init_student import init_student
 from cache.inspect import cache_summary
 from cache.layer_map import uniform_layer_map
 from student.evaluate import evaluate_saved, metric_for
@@ -34,6 +37,7 @@ from student.trainer import TrainConfig, train_student
 
 CORPUS = REPO.parent / "shared" / "data" / "corpus"
 STUDENT = "layers=4,hidden=312,ffn=1200,heads=12"
+"""TinyBERT4's shape, from a random start (`--init random`)."""
 LAYERS = (0, *uniform_layer_map(4, 6))
 """What TinyBERT4's uniform map reads from the 6-layer teacher (embeddings and 4 layers): dumping
 those only is what a user distilling this shape would do."""
@@ -72,6 +76,16 @@ def teacher(work: Path, task: str, limit: int) -> Path:
     return out
 
 
+def starting_student(work: Path, init: str) -> str:
+    """TinyBERT4's shape from a random start, or its depth at the teacher's width initialised from
+    the teacher's layers (what a short run on a CPU can distil into a working student)."""
+    if init == "random":
+        return STUDENT
+    once(work / "init" / "config.json", init_student,
+         InitConfig(teacher=str(default_teacher_path()), out=work / "init", layers=4), command="bench")
+    return str(work / "init")
+
+
 def general_student(work: Path, encoding: str, config: dict, holdout: Path) -> dict:
     hidden, attention = ENCODINGS[encoding]
     tag = encoding.replace(" ", "").replace(":", "").replace("+", "-")
@@ -81,7 +95,7 @@ def general_student(work: Path, encoding: str, config: dict, holdout: Path) -> d
                     attention="probs", hidden_encoding=hidden, attention_encoding=attention,
                     limit=config["corpus_limit"]), command="bench", progress=False)
     once(out / "last", train_student,
-         TrainConfig(cache=cache, out=out, student=STUDENT, stage="general", eval_cache=holdout,
+         TrainConfig(cache=cache, out=out, student=config["start"], stage="general", eval_cache=holdout,
                      epochs_intermediate=config["general_epochs"], lr_intermediate=config["lr"], log_every=5,
                      seed=config["seed"]), command="bench", progress=False)
     return {"bytes_per_token": cache_summary(cache)["sizes"]["bytes_per_token"], "log": _log(out)}
@@ -119,12 +133,18 @@ def _log(out: Path) -> list[dict]:
 @click.option("--task-epochs", default=2, help="Epochs of each task stage (intermediate, then prediction).")
 @click.option("--lr", default=1e-4)
 @click.option("--seed", default=42)
+@click.option("--tasks", default=",".join(TASKS), help="Comma-separated: sst2, mrpc.")
+@click.option("--init", type=click.Choice(["teacher", "random"]), default="teacher",
+              help="The general student's start: the teacher's layers (4 of 6, at its width) or TinyBERT4's shape "
+              "at random.")
 @click.option("--work", type=click.Path(path_type=Path), default=None,
               help="Keep every cache and student here; a re-run skips what is done (default: a temporary folder).")
-def main(encodings, corpus_limit, holdout_limit, task_limit, general_epochs, task_epochs, lr, seed, work):
+def main(encodings, corpus_limit, holdout_limit, task_limit, general_epochs, task_epochs, lr, seed, tasks, init,
+         work):
     quiet_transformers()
     config = {"corpus_limit": corpus_limit, "task_limit": task_limit, "general_epochs": general_epochs,
-              "task_epochs": task_epochs, "lr": lr, "seed": seed, "student": STUDENT, "layers": LAYERS}
+              "task_epochs": task_epochs, "lr": lr, "seed": seed, "init": init, "layers": LAYERS}
+    tasks = tasks.split(",")
     names = encodings.split(",")
     unknown = [name for name in names if name not in ENCODINGS]
     if unknown:
@@ -133,22 +153,23 @@ def main(encodings, corpus_limit, holdout_limit, task_limit, general_epochs, tas
         work = work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         holdout = held_out(work, holdout_limit)
-        teachers = {task: teacher(work, task, task_limit) for task in TASKS}
+        config["start"] = starting_student(work, init)
+        teachers = {task: teacher(work, task, task_limit) for task in tasks}
         results = {}
         for name in names:
             results[name] = {"general": general_student(work, name, config, holdout)}
-            results[name] |= {task: task_student(work, name, task, config) for task in TASKS}
-            print(name, {task: round(results[name][task]["dev"], 4) for task in TASKS}, flush=True)
+            results[name] |= {task: task_student(work, name, task, config) for task in tasks}
+            print(name, {task: round(results[name][task]["dev"], 4) for task in tasks}, flush=True)
         teacher_dev = {task: evaluate_saved(path, task, GLUE / TASKS[task][0], "dev", TASKS[task][1])
                        for task, path in teachers.items()}
     save_result("encoding-quality", {"machine": f"{platform.node()} {platform.machine()}", "config": config,
                                      "teacher": str(default_teacher_path()), "teacher_dev": teacher_dev,
                                      "students": results})
-    print(f"{'encoding':<18}{'general held-out attn':>22}{'sst2':>8}{'mrpc':>8}")
+    print(f"{'encoding':<18}{'general held-out attn':>22}" + "".join(f"{task:>8}" for task in tasks))
     for name, r in results.items():
         evals = [entry["eval"] for entry in r["general"]["log"] if "eval" in entry]
-        print(f"{name:<18}{evals[-1]['attn'] if evals else float('nan'):>22.5f}{r['sst2']['dev']:>8.4f}"
-              f"{r['mrpc']['dev']:>8.4f}")
+        print(f"{name:<18}{evals[-1]['attn'] if evals else float('nan'):>22.5f}"
+              + "".join(f"{r[task]['dev']:>8.4f}" for task in tasks))
 
 
 if __name__ == "__main__":
