@@ -21,6 +21,7 @@ float16 maps.
 Writes bench/results/encoding-<part>.json.
 """
 
+import json
 import platform
 import statistics
 import tempfile
@@ -182,8 +183,6 @@ def decode_cost(work: Path, limit: int, steps: int, rounds: int) -> dict:
 
 
 def _entries(out: Path) -> list[dict]:
-    import json
-
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 

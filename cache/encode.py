@@ -1,8 +1,8 @@
 """Teacher outputs -> the stored entries of every target array: the dump's side of `cache.decode`.
 
 Everything runs on the teacher's device on the batch's padded outputs: real entries are gathered
-by positions computed from host lengths, then cast or quantised, so only stored bytes cross to
-the host, once per block.
+(`cache.transfer.PaddedSlots`), then cast or quantised, so only stored bytes cross to the host,
+once per block.
 """
 
 from collections.abc import Iterator
