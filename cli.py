@@ -23,7 +23,7 @@ from cache.config import (
     InitConfig,
 )
 from cache.data import ColumnSpec
-from cache.encoding import VECTOR_ENCODINGS
+from cache.encoding import EMBEDDING_OUTPUTS, VECTOR_ENCODINGS
 from cache.store.base import COMPRESSIONS
 from student.config import PRECISIONS, PROJECTION_SHARING, STAGES, FinetuneConfig, TrainConfig
 
@@ -198,6 +198,10 @@ def cli():
               "qk[:TYPE] (queries and keys per token, scores computed when training: exact, smaller for "
               "L > 2d/h); qkv[:TYPE] (and values); topk:K (the K largest probabilities per row, lossy); "
               "auto (the smallest exact one for the data). TYPE: float16, bfloat16, float32, int8, fp8.")
+@click.option("--embedding-output", type=click.Choice(EMBEDDING_OUTPUTS), default=DumpConfig.embedding_output,
+              help="Layer 0: stored per token, or tables: the teacher's embedding tables stored once and the "
+              "layer recomputed when training (exact; smaller once the data has more tokens than the "
+              "vocabulary); auto: the smaller.")
 @click.option("--compression", type=click.Choice(sorted({c for cs in COMPRESSIONS.values() for c in cs})),
               default=DumpConfig.compression, help="Zarr: zstd, lz4, gzip; HDF5: gzip, lzf (docs/benchmarks.md).")
 @click.option("--max-seq-len", type=click.IntRange(4, 512), default=DumpConfig.max_seq_len,
@@ -217,8 +221,8 @@ def cli():
               help="Where blocks are written while the teacher computes: auto = a process beside a GPU "
               "teacher, a thread beside a CPU one.")
 def dump_teacher_command(task, data, split, holdout, out, storage_options, teacher, format_, layers, attention,
-                         hidden_encoding, attention_encoding, compression, max_seq_len, batch_size, limit, block_mb,
-                         text_column, pair_column, label_column, labels, regression, device, writer):
+                         hidden_encoding, attention_encoding, embedding_output, compression, max_seq_len, batch_size,
+                         limit, block_mb, text_column, pair_column, label_column, labels, regression, device, writer):
     """Run the teacher once over a data set and store its targets in a cache.
 
     Stores the embedding output, hidden states and attention of the chosen layers (real tokens
@@ -229,7 +233,7 @@ def dump_teacher_command(task, data, split, holdout, out, storage_options, teach
                          tuple(labels.split(",")) if labels else None, regression)
     config = DumpConfig(task=task, data=data, split=split, out=out, teacher=teacher, format=format_,
                         layers=layers, attention=attention, hidden_encoding=hidden_encoding,
-                        attention_encoding=attention_encoding,
+                        attention_encoding=attention_encoding, embedding_output=embedding_output,
                         compression=compression,
                         max_seq_len=max_seq_len, batch_size=batch_size, limit=limit, holdout=holdout,
                         block_mb=block_mb, columns=columns, device=device, writer=writer,

@@ -8,19 +8,21 @@
 MiniLM-L6-H384 teacher and a BERT-base-shaped one (12 x 768, 12 heads), over the packed corpus
 (L=128; a blank line ends a document, so paragraphs make many shorter sequences), sequences all
 128 long (long documents), SST-2 (L=64) and MRPC (L=128), from the real token lengths: the bytes
-every encoding stores per token (a test checks these sizes against the stored arrays).
+every encoding stores per token (a test checks these sizes against the stored arrays), with layer
+0 stored or from the embedding tables.
 
 `errors`: MiniLM over packed corpus text (L=128) in every encoding, each decoded and compared with
 exact float32 targets (queries and keys in float32 give both scores and probabilities), example by
 example; also the on-disk size with and without zstd.
 
 `decode`: the intermediate stage of a TinyBERT4-shaped student for a fixed number of steps from
-each cache of `errors`' corpus text, in one process, alternating, reporting examples/s against
-float16 maps.
+each cache of `errors`' corpus text (and one with layer 0 from the embedding tables), in one
+process, alternating, reporting examples/s against float16 maps.
 
 Writes bench/results/encoding-<part>.json.
 """
 
+import itertools
 import json
 import platform
 import statistics
@@ -50,14 +52,16 @@ CORPUS = REPO.parent / "shared" / "data" / "corpus"
 TEACHERS = {"MiniLM-L6-H384": (6, 384, 12), "BERT-base": (12, 768, 12)}  # layers, width, heads
 HIDDEN = ("float16", "int8", "fp8")
 ATTENTION = ("maps", "uint8", "qk", "qk:int8", "qk:fp8", "topk:8", "topk:4", "qkv")
+EMBEDDING = ("stored", "tables")
+"""Layer 0 per token, or from the teacher's embedding tables (a fixed size, left out of the per-token figure)."""
 STUDENT = "layers=4,hidden=312,ffn=1200,heads=12"
 
 
-def tinybert4_geometry(teacher: str, hidden: str, attention: str, max_seq_len: int) -> Geometry:
+def tinybert4_geometry(teacher: str, hidden: str, attention: str, max_seq_len: int, tables: bool) -> Geometry:
     layers, width, heads = TEACHERS[teacher]
     mapped = tuple(uniform_layer_map(4, layers))
     return Geometry(width, heads, (0, *mapped), mapped, VectorEncoding(hidden), AttentionEncoding.parse(attention),
-                    max_seq_len)
+                    max_seq_len, embedding_tables=tables)
 
 
 def data_lengths(limit: int) -> dict[str, tuple[np.ndarray, int]]:
@@ -76,13 +80,11 @@ def sizes(limit: int) -> dict:
     table = {}
     for data, (lengths, length) in data_lengths(limit).items():
         tokens = int(lengths.sum())
-        for teacher in TEACHERS:
-            for hidden in HIDDEN:
-                for attention in ATTENTION:
-                    g = tinybert4_geometry(teacher, hidden, attention, length)
-                    table[f"{data} | {teacher} | {hidden} | {attention}"] = {
-                        "hidden": float(g.example_bytes(lengths, "hidden").sum() / tokens),
-                        "attention": float(g.example_bytes(lengths, "attention").sum() / tokens)}
+        for teacher, hidden, attention, embedding in itertools.product(TEACHERS, HIDDEN, ATTENTION, EMBEDDING):
+            g = tinybert4_geometry(teacher, hidden, attention, length, embedding == "tables")
+            table[f"{data} | {teacher} | {hidden} | {attention} | {embedding}"] = {
+                "hidden": float(g.example_bytes(lengths, "hidden").sum() / tokens),
+                "attention": float(g.example_bytes(lengths, "attention").sum() / tokens)}
     return table
 
 
@@ -135,10 +137,12 @@ def compare(exact: Path, encoded: Path, examples: int) -> dict:
     return {kind: s.summary() for kind, s in sums.items()}
 
 
-def corpus_dump(out: Path, hidden: str, attention: str, limit: int, compression: str = "none") -> Path:
+def corpus_dump(out: Path, hidden: str, attention: str, limit: int, compression: str = "none",
+                embedding: str = "stored") -> Path:
     dump_teacher(DumpConfig(task="corpus", data=CORPUS, split="train", out=out, layers=(0, *uniform_layer_map(4, 6)),
                             attention="probs", hidden_encoding=hidden, attention_encoding=attention,
-                            compression=compression, limit=limit), command="bench", progress=False)
+                            embedding_output=embedding, compression=compression, limit=limit),
+                 command="bench", progress=False)
     return out
 
 
@@ -163,12 +167,14 @@ def errors(work: Path, limit: int, examples: int) -> dict:
     return out
 
 
-DECODED = [("float16", "maps"), ("float16", "qk"), ("float16", "uint8"), ("int8", "maps"), ("float16", "qk:int8"),
-           ("float16", "topk:8"), ("int8", "topk:8")]
+DECODED = [("float16", "maps", "stored"), ("float16", "qk", "stored"), ("float16", "uint8", "stored"),
+           ("int8", "maps", "stored"), ("float16", "qk:int8", "stored"), ("float16", "topk:8", "stored"),
+           ("int8", "topk:8", "stored"), ("int8", "topk:4", "tables")]
 
 
 def decode_cost(work: Path, limit: int, steps: int, rounds: int) -> dict:
-    caches = {f"{h} | {a}": corpus_dump(work / f"{h}-{a}".replace(":", ""), h, a, limit) for h, a in DECODED}
+    caches = {f"{h} | {a}" + (" | tables" if e == "tables" else ""):
+              corpus_dump(work / f"{h}-{a}-{e}".replace(":", ""), h, a, limit, embedding=e) for h, a, e in DECODED}
     rates: dict[str, list[float]] = {name: [] for name in caches}
     for r in range(rounds):
         for name, cache in caches.items():

@@ -20,6 +20,7 @@ import json
 import platform
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -41,13 +42,14 @@ STUDENT = "layers=4,hidden=312,ffn=1200,heads=12"
 LAYERS = (0, *uniform_layer_map(4, 6))
 """What TinyBERT4's uniform map reads from the 6-layer teacher (embeddings and 4 layers): dumping
 those only is what a user distilling this shape would do."""
-ENCODINGS = {  # name: (--hidden-encoding, --attention-encoding)
-    "float16 maps": ("float16", "maps"),
-    "qk": ("float16", "qk"),
-    "uint8 maps": ("float16", "uint8"),
-    "int8 + qk:int8": ("int8", "qk:int8"),
-    "int8 + topk:8": ("int8", "topk:8"),
-    "fp8 + topk:4": ("fp8", "topk:4"),
+ENCODINGS: dict[str, dict[str, Any]] = {  # name: the dump's encoding options
+    "float16 maps": {"hidden_encoding": "float16", "attention_encoding": "maps"},
+    "qk": {"hidden_encoding": "float16", "attention_encoding": "qk"},
+    "uint8 maps": {"hidden_encoding": "float16", "attention_encoding": "uint8"},
+    "int8 + qk:int8": {"hidden_encoding": "int8", "attention_encoding": "qk:int8"},
+    "int8 + topk:8": {"hidden_encoding": "int8", "attention_encoding": "topk:8"},
+    "fp8 + topk:4": {"hidden_encoding": "fp8", "attention_encoding": "topk:4"},
+    "int8 + topk:4 + tables": {"hidden_encoding": "int8", "attention_encoding": "topk:4", "embedding_output": "tables"},
 }
 TASKS = {"sst2": ("SST-2", 64), "mrpc": ("MRPC", 128)}
 
@@ -87,13 +89,12 @@ def starting_student(work: Path, init: str) -> str:
 
 
 def general_student(work: Path, encoding: str, config: dict, holdout: Path) -> dict:
-    hidden, attention = ENCODINGS[encoding]
     tag = encoding.replace(" ", "").replace(":", "").replace("+", "-")
     cache, out = work / f"corpus-{tag}", work / f"general-{tag}"
     once(cache / "manifest.json", dump_teacher,
          DumpConfig(task="corpus", data=CORPUS, split="train", holdout=0.02, out=cache, layers=LAYERS,
-                    attention="probs", hidden_encoding=hidden, attention_encoding=attention,
-                    limit=config["corpus_limit"]), command="bench", progress=False)
+                    attention="probs", limit=config["corpus_limit"], **ENCODINGS[encoding]),
+         command="bench", progress=False)
     once(out / "last", train_student,
          TrainConfig(cache=cache, out=out, student=config["start"], stage="general", eval_cache=holdout,
                      epochs_intermediate=config["general_epochs"], lr_intermediate=config["lr"], log_every=5,
@@ -102,14 +103,13 @@ def general_student(work: Path, encoding: str, config: dict, holdout: Path) -> d
 
 
 def task_student(work: Path, encoding: str, task: str, config: dict) -> dict:
-    hidden, attention = ENCODINGS[encoding]
     folder, length = TASKS[task]
     tag = encoding.replace(" ", "").replace(":", "").replace("+", "-")
     cache, out = work / f"{task}-{tag}", work / f"{task}-student-{tag}"
     once(cache / "manifest.json", dump_teacher,
          DumpConfig(task=task, data=GLUE / folder, out=cache, teacher=str(work / f"teacher-{task}"), layers=LAYERS,
-                    attention="probs", hidden_encoding=hidden, attention_encoding=attention,
-                    limit=config["task_limit"], max_seq_len=length), command="bench", progress=False)
+                    attention="probs", limit=config["task_limit"], max_seq_len=length, **ENCODINGS[encoding]),
+         command="bench", progress=False)
     once(out / "best", train_student,
          TrainConfig(cache=cache, out=out, student=str(work / f"general-{tag}" / "last"), stage="all",
                      eval_data=GLUE / folder, epochs_intermediate=config["task_epochs"],

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .corpus import Corpus
 from .data import ColumnSpec, canonical_task, resolve_data_file
-from .encoding import AUTO, TOPK, AttentionEncoding, check_hidden
+from .encoding import AUTO, EMBEDDING_OUTPUTS, TOPK, AttentionEncoding, check_hidden
 from .errors import UserError
 from .location import Target, check_reachable, is_url, open_root
 from .lock import LOCK
@@ -42,6 +42,9 @@ class DumpConfig:
     """Of hidden states: a float type, or int8 / fp8 with a scale per row (`cache.encoding`)."""
     attention_encoding: str = "maps"
     """maps[:TYPE], uint8, qk[:ENC], qkv[:ENC], topk:K or auto (`cache.encoding`)."""
+    embedding_output: str = "stored"
+    """stored (per token, like every layer), tables (the teacher's embedding tables, once) or auto
+    (whichever is smaller for the data): `cache.embeddings`."""
     compression: str = "none"
     max_seq_len: int = 128
     batch_size: int = 64
@@ -76,6 +79,8 @@ class DumpConfig:
         if labels and self.columns.regression:
             raise UserError("--labels names classes; --regression reads numbers: give one or the other")
         check_hidden(self.hidden_encoding)
+        if self.embedding_output not in EMBEDDING_OUTPUTS:
+            raise UserError(f"--embedding-output {self.embedding_output}: choose {', '.join(EMBEDDING_OUTPUTS)}")
         if self.attention_encoding != AUTO:
             encoding = AttentionEncoding.parse(self.attention_encoding)
             if encoding.probabilities_only and self.attention != "probs":

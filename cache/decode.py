@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .dtypes import from_storage, to_float
+from .embeddings import EmbeddingTables
 from .encoding import CELL, HIDDEN, MAPS, ROW, TOKEN, TOPK, VectorEncoding
 from .transfer import PaddedSlots, to_device
 
@@ -33,9 +34,11 @@ class PaddedTargets:
     attention: dict[int, torch.Tensor]  # layer -> (B, h, L, L) float32, zero outside real pairs
 
 
-def decode_batch(ragged: "RaggedExamples", device: torch.device, probabilities: bool = False) -> PaddedTargets:
+def decode_batch(ragged: "RaggedExamples", device: torch.device, probabilities: bool = False,
+                 embeddings: EmbeddingTables | None = None) -> PaddedTargets:
     """Decode and pad a batch on `device`. With `probabilities`, scores (stored, or computed from
-    queries and keys) become probabilities: softmax over each example's real keys."""
+    queries and keys) become probabilities: softmax over each example's real keys. With
+    `embeddings` (on `device`), hidden layer 0 is recomputed from the teacher's tables."""
     geometry, heads = ragged.geometry, ragged.geometry.num_heads
     host_lengths = ragged.lengths.astype(np.int64)
     arrays = to_device(ragged.arrays() | {("lengths", None): host_lengths}, device)
@@ -75,10 +78,12 @@ def decode_batch(ragged: "RaggedExamples", device: torch.device, probabilities: 
     def tokens(name: str) -> torch.Tensor:
         return slots.scatter(arrays[(name, None)].long(), TOKEN).view(b, longest)
 
+    input_ids, token_type_ids = tokens("input_ids"), tokens("token_type_ids")
+    recomputed = {0: embeddings.output(input_ids, token_type_ids, mask)} if embeddings is not None else {}
     return PaddedTargets(
-        input_ids=tokens("input_ids"), token_type_ids=tokens("token_type_ids"), mask=mask,
+        input_ids=input_ids, token_type_ids=token_type_ids, mask=mask,
         labels=arrays.get(("labels", None)), logits=arrays.get(("logits", None)),
-        hidden={layer: hidden(layer) for layer in ragged.targets.get(HIDDEN, {})},
+        hidden=recomputed | {layer: hidden(layer) for layer in ragged.targets.get(HIDDEN, {})},
         attention={layer: attention(layer) for layer in _attention_layers(ragged)},
     )
 

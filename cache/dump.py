@@ -37,8 +37,9 @@ from .data import Examples, canonical_task, load_examples
 from .device import resolve_device
 from .distributed import Ranks, current_ranks, on_main, process_group, sum_over_ranks
 from .dtypes import bits_dtype, to_storage, torch_dtype
+from .embeddings import EmbeddingTables
 from .encode import encode_batch
-from .encoding import axis_sizes, check_hidden, choose_attention
+from .encoding import STORED, TABLES, axis_sizes, check_hidden, choose_attention, choose_embedding_output
 from .errors import CacheError, UserError, describe
 from .layout import BlockIndex, Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
 from .location import Root, Target, open_root
@@ -56,7 +57,7 @@ from .manifest import (
     write_manifest,
 )
 from .records import file_sha256
-from .store import INDEX, Store, block_unit, open_store
+from .store import EMBEDDINGS, INDEX, Store, block_unit, open_store
 from .store.base import ArrayPlan
 from .tasks import CORPUS_TASK, GENERIC_TASKS
 from .teacher import check_teacher, load_teacher, teacher_forward
@@ -149,11 +150,12 @@ def plan_dump(config: DumpConfig, examples: Examples | Corpus, command: str) -> 
     model, tokenizer, teacher = load_teacher(config.teacher or default_teacher_path(), config.attention, device,
                                              head=isinstance(examples, Examples))
     tokens = tokenize_source(examples, tokenizer, config.max_seq_len)
-    geometry = stored_geometry(config, teacher, tokens.lengths)
+    tables = EmbeddingTables.of(model)
+    geometry = stored_geometry(config, teacher, tokens.lengths, tables.nbytes)
     model.set_attn_implementation(capture_implementation(_captured_kind(geometry, config.attention)))
     block_starts = plan_blocks(tokens.lengths, geometry, int(config.block_mb * 2**20))
     manifest = _new_manifest(config, command, examples, tokens, teacher, tokenizer_fingerprint(tokenizer),
-                             geometry, len(block_starts) - 1)
+                             geometry, len(block_starts) - 1, tables.nbytes if geometry.embedding_tables else 0)
     return DumpPlan(examples, model, tokenizer, tokens, geometry, block_starts, manifest, device)
 
 
@@ -196,14 +198,16 @@ def _prepare_cache(out: Root, plan: DumpPlan, config: DumpConfig) -> Manifest:
     manifest, store = _open_for_writing(out, plan.manifest, config)
     if not _has_tokenizer(out):
         _save_tokenizer(plan.tokenizer, out)
+    if not manifest.complete and plan.geometry.embedding_tables and not store.has_unit(EMBEDDINGS):
+        EmbeddingTables.of(plan.model).write(store)
     if not manifest.complete and not store.has_unit(INDEX):
         store.write_unit(INDEX, _index_arrays(plan.tokens.lengths, plan.block_starts), index_attrs(manifest))
     return manifest
 
 
-def stored_geometry(config: DumpConfig, teacher: TeacherRecord, lengths: np.ndarray) -> Geometry:
-    """Shapes and encodings of what this dump stores (`auto` chosen for these lengths); rejects
-    layers the teacher does not have."""
+def stored_geometry(config: DumpConfig, teacher: TeacherRecord, lengths: np.ndarray, tables_bytes: int) -> Geometry:
+    """Shapes and encodings of what this dump stores (`auto` chosen for these lengths and the
+    teacher's embedding tables' size); rejects layers the teacher does not have."""
     all_layers = tuple(range(teacher.num_layers + 1))
     layers = tuple(sorted(set(config.layers))) if config.layers is not None else all_layers
     bad = [layer for layer in layers if layer not in all_layers]
@@ -211,8 +215,10 @@ def stored_geometry(config: DumpConfig, teacher: TeacherRecord, lengths: np.ndar
         raise UserError(f"--layers: teacher has layers 0..{teacher.num_layers} (0 = embeddings), not {bad}")
     attention = choose_attention(config.attention_encoding, lengths, teacher.hidden_size, teacher.num_heads,
                                  config.max_seq_len)
+    hidden = check_hidden(config.hidden_encoding)
+    embedding = choose_embedding_output(config.embedding_output, lengths, hidden, teacher.hidden_size, tables_bytes)
     return Geometry(teacher.hidden_size, teacher.num_heads, layers, tuple(layer for layer in layers if layer > 0),
-                    check_hidden(config.hidden_encoding), attention, config.max_seq_len)
+                    hidden, attention, config.max_seq_len, embedding_tables=embedding == TABLES and 0 in layers)
 
 
 def _captured_kind(geometry: Geometry, attention: str) -> str:
@@ -221,7 +227,9 @@ def _captured_kind(geometry: Geometry, attention: str) -> str:
 
 
 def _new_manifest(config: DumpConfig, command: str, examples: Examples | Corpus, tokens: Tokenized,
-                  teacher: TeacherRecord, tokenizer_sha: str, geometry: Geometry, num_blocks: int) -> Manifest:
+                  teacher: TeacherRecord, tokenizer_sha: str, geometry: Geometry, num_blocks: int,
+                  tables_bytes: int) -> Manifest:
+    """`tables_bytes`: of the teacher's embedding tables, counted where the cache holds them."""
     data = DataRecord(
         task=examples.task, split=examples.split, file=str(examples.path),
         sha256=file_sha256(examples.path, None if isinstance(examples, Examples) else examples.files),
@@ -232,10 +240,11 @@ def _new_manifest(config: DumpConfig, command: str, examples: Examples | Corpus,
         command=command, teacher=teacher, tokenizer_fingerprint=tokenizer_sha, data=data,
         max_seq_len=config.max_seq_len, layers=geometry.hidden_layers, attention_layers=geometry.attention_layers,
         attention=config.attention, hidden_encoding=geometry.hidden.name, attention_encoding=str(geometry.attention),
+        embedding_output=TABLES if geometry.embedding_tables else STORED,
         storage=config.format, compression=config.compression, block_bytes=int(config.block_mb * 2**20),
         num_blocks=num_blocks, batch_size=config.batch_size,
         stats=Stats(tokens=int(tokens.lengths.sum()),
-                    ideal_bytes=int(geometry.example_bytes(tokens.lengths).sum())))
+                    ideal_bytes=int(geometry.example_bytes(tokens.lengths).sum()) + tables_bytes))
 
 
 def _read_options(config: DumpConfig, examples: Examples | Corpus) -> dict | None:

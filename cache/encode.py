@@ -21,7 +21,7 @@ def encode_batch(out: TeacherOutput, slots: PaddedSlots, geometry: Geometry) -> 
     """(array name, position of the layer among the array's stored layers, real entries) for every
     stored array and layer of one batch."""
     d = geometry.hidden_size
-    for i, layer in enumerate(geometry.hidden_layers):
+    for i, layer in enumerate(geometry.stored_hidden_layers):
         rows = slots.gather(out.hidden[layer], TOKEN, (d,))
         for name, values in encode_vectors(geometry.hidden, HIDDEN, rows, d).items():
             yield name, i, values

@@ -14,6 +14,10 @@ Attention is stored as one of:
 - `topk:K`: the K largest probabilities of each (head, query) row with their key positions; the
   other keys decode as 0 (lossy; probabilities only).
 
+The embedding output (hidden layer 0) is either stored per token like every other layer, or
+recomputed on the training device from the teacher's embedding tables, stored once per cache
+(`cache.embeddings`): exact, and no bytes per token.
+
 Every stored array is one entry per real token (TOKEN), per real (head, query) row (ROW) or per
 real (head, query, key) triple (CELL) of each example, so a block has no padding whatever the
 encoding, and every reader gathers examples the same way.
@@ -145,6 +149,20 @@ def choose_attention(spec: str, lengths: np.ndarray, hidden_size: int, num_heads
     candidates = [AttentionEncoding(MAPS), AttentionEncoding(QK)]
     return min(candidates, key=lambda e: specs_bytes(e.specs(hidden_size, num_heads, max_seq_len), lengths,
                                                      num_heads, {ATTENTION: 1}).sum())
+
+
+STORED, TABLES = "stored", "tables"
+EMBEDDING_OUTPUTS = (STORED, TABLES, AUTO)
+
+
+def choose_embedding_output(spec: str, lengths: np.ndarray, hidden: VectorEncoding, hidden_size: int,
+                            tables_bytes: int) -> str:
+    """STORED or TABLES; AUTO: whichever takes fewer bytes for these lengths (the tables win once
+    the data has more tokens than the teacher's vocabulary, roughly)."""
+    if spec != AUTO:
+        return spec
+    stored = specs_bytes(hidden.specs(HIDDEN, hidden_size, hidden_size, HIDDEN), lengths, 1, {HIDDEN: 1}).sum()
+    return TABLES if tables_bytes < stored else STORED
 
 
 def check_hidden(name: str) -> VectorEncoding:

@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .encoding import ATTENTION, HIDDEN
+from .encoding import ATTENTION, HIDDEN, TABLES
 from .errors import CacheError, describe
 from .layout import BlockIndex
 from .location import Root, Target, open_root
 from .manifest import MANIFEST, Manifest, index_mismatches, read_manifest
-from .store import INDEX, Store, block_unit, open_store, slab_checksums
+from .store import EMBEDDINGS, INDEX, Store, block_unit, open_store, slab_checksums
 from .tasks import CORPUS_TASK
 
 
@@ -37,6 +37,7 @@ def cache_summary(path: Target | Root) -> dict:
         "bytes_per_token": {"hidden": geometry.example_bytes(lengths, HIDDEN).sum() / tokens,
                             "attention": geometry.example_bytes(lengths, ATTENTION).sum() / tokens,
                             "on_disk": on_disk / tokens},
+        "embedding_tables": store.root.du(f"{EMBEDDINGS}{store.suffix}"),
         "ideal_ragged_bytes": manifest.stats.ideal_bytes,
         "padded_float32_bytes": padded_values * 4,
         "committed_blocks": len(store.committed_blocks()),
@@ -65,7 +66,8 @@ def format_summary(summary: dict) -> str:
         ("labels", d["label_kind"] + (f" {d['label_names']}" if d["label_names"] else "")),
         ("layers", f"hidden {summary['layers']}, attention {summary['attention_layers']} ({summary['attention']})"),
         ("encoding", (f"hidden {summary['hidden_encoding']} ({per_token['hidden']:,.0f} B/token), "
-                      f"attention {summary['attention_encoding']} ({per_token['attention']:,.0f} B/token)")),
+                      f"attention {summary['attention_encoding']} ({per_token['attention']:,.0f} B/token)"
+                      + _tables_note(summary))),
         ("storage", f"{summary['storage']}, compression {summary['compression']}, {summary['num_blocks']} blocks"),
         ("size", (f"{_mb(s['bytes'])} = {s['bytes_per_example'] / 1e3:,.1f} kB/example, "
                   f"{per_token['on_disk']:,.0f} B/token; targets (index + blocks) "
@@ -77,6 +79,12 @@ def format_summary(summary: dict) -> str:
     rows += [("resumed", command) for command in summary["resumed"]]
     width = max(len(key) for key, _ in rows)
     return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
+
+
+def _tables_note(summary: dict) -> str:
+    if summary["embedding_output"] != TABLES:
+        return ""
+    return f"; layer 0 from the teacher's embedding tables ({_mb(summary['sizes']['embedding_tables'])})"
 
 
 def _data_line(d: dict, max_seq_len: int) -> str:
@@ -107,6 +115,11 @@ def verify_cache(path: Target | Root, progress: bool = False) -> list[str]:
     index_problems = [f"index: {p}" for p in _verify_block(store, INDEX, {})]
     if index_problems:  # without a sound index, blocks cannot be located
         return problems + index_problems
+    if manifest.geometry.embedding_tables:
+        if store.has_unit(EMBEDDINGS):
+            problems += [f"embedding tables: {p}" for p in _verify_block(store, EMBEDDINGS, {})]
+        elif manifest.complete:
+            problems.append("embedding tables: missing")
     lengths, block_starts = store.read(INDEX, "lengths"), store.read(INDEX, "block_starts")
     mismatches = index_mismatches(manifest, lengths, block_starts, store.attrs(INDEX))
     if mismatches:  # the blocks' places and shapes come from these: checking blocks against them would mislead
@@ -172,7 +185,9 @@ def list_caches(root: Target | Root) -> list[dict]:
             "path": folder.url, "teacher": f"{Path(t['path']).name}@{t['weights_sha256'][:8]}",
             "data": f"{d['task']}/{d['split']}", "layers": ",".join(map(str, summary["layers"])),
             "attention": summary["attention"],
-            "encoding": f"{summary['hidden_encoding']},{summary['attention_encoding']}", "examples": d["examples"],
+            "encoding": ",".join([summary["hidden_encoding"], summary["attention_encoding"]]
+                                 + ["tables"] * (summary["embedding_output"] == TABLES)),
+            "examples": d["examples"],
             "size": _mb(summary["sizes"]["bytes"]), "complete": summary["complete"],
         })
     return sorted(found, key=lambda row: row["path"])

@@ -37,12 +37,19 @@ class Geometry:
     hidden_size: int
     num_heads: int
     hidden_layers: tuple[int, ...]
-    """Stored hidden-state layers (0 = embedding output)."""
+    """Hidden-state layers the cache gives (0 = embedding output)."""
     attention_layers: tuple[int, ...]
     """Stored attention layers (>= 1; the embedding layer has none)."""
     hidden: VectorEncoding = VectorEncoding("float16")
     attention: AttentionEncoding = AttentionEncoding(MAPS)
     max_seq_len: int = 512
+    embedding_tables: bool = False
+    """Layer 0 is recomputed from the teacher's embedding tables (`cache.embeddings`), not stored."""
+
+    @property
+    def stored_hidden_layers(self) -> tuple[int, ...]:
+        """The hidden layers stored per token: all but 0 when the embedding tables give it."""
+        return tuple(layer for layer in self.hidden_layers if not (self.embedding_tables and layer == 0))
 
     @property
     def head_dim(self) -> int:
@@ -50,19 +57,21 @@ class Geometry:
 
     def arrays(self) -> dict[str, ArraySpec]:
         """Every target array of a block, by name."""
-        specs = self.hidden.specs(HIDDEN, self.hidden_size, self.hidden_size, HIDDEN)
+        specs: dict[str, ArraySpec] = {}
+        if self.stored_hidden_layers:
+            specs |= self.hidden.specs(HIDDEN, self.hidden_size, self.hidden_size, HIDDEN)
         if self.attention_layers:
             specs |= self.attention.specs(self.hidden_size, self.num_heads, self.max_seq_len)
         return specs
 
     def layer_count(self, spec: ArraySpec) -> int:
-        return len(self.hidden_layers if spec.layers == HIDDEN else self.attention_layers)
+        return len(self.stored_hidden_layers if spec.layers == HIDDEN else self.attention_layers)
 
     def example_bytes(self, lengths: np.ndarray, kind: str | None = None) -> np.ndarray:
         """Stored bytes of each example's targets (of one kind, HIDDEN or ATTENTION): the ragged ideal."""
         specs = {name: s for name, s in self.arrays().items() if kind in (None, s.layers)}
         return specs_bytes(specs, lengths, self.num_heads,
-                           {HIDDEN: len(self.hidden_layers), ATTENTION: len(self.attention_layers)})
+                           {HIDDEN: len(self.stored_hidden_layers), ATTENTION: len(self.attention_layers)})
 
 
 def offsets(sizes: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .encoding import AttentionEncoding, VectorEncoding
+from .encoding import STORED, TABLES, AttentionEncoding, VectorEncoding
 from .errors import CacheError, describe
 from .failpoints import failpoint
 from .layout import Geometry
@@ -23,11 +23,13 @@ MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer"
 """Folder of the teacher's tokenizer inside a cache."""
 FORMAT_NAME = "tinybert-distill-cache"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """2: the manifest carries its own checksum, the data columns and the stored attention type.
-3: targets are stored in a hidden encoding and an attention encoding (`cache.encoding`)."""
-READS = (2, 3)
-"""Versions this one reads: a version 2 cache is a version 3 one with float maps."""
+3: targets are stored in a hidden encoding and an attention encoding (`cache.encoding`).
+4: the embedding output may come from the teacher's embedding tables (`cache.embeddings`)."""
+READS = (2, 3, 4)
+"""Versions this one reads: a version 2 cache is a version 3 one with float maps, and a version 3
+one is a version 4 one with the embedding output stored."""
 CHECKSUM = "checksum"
 
 IDENTITY = {
@@ -43,6 +45,7 @@ IDENTITY = {
     "--attention": ("attention",),
     "--hidden-encoding": ("hidden_encoding",),
     "--attention-encoding": ("attention_encoding",),
+    "--embedding-output": ("embedding_output",),
     "--format": ("storage",),
     "--compression": ("compression",),
     "block plan (--block-mb)": ("block_bytes",),
@@ -114,6 +117,8 @@ class Manifest:
     hidden_encoding: str
     attention_encoding: str
     """Canonical names (`cache.encoding`), e.g. float16 and maps:float16, int8 and qk:float16."""
+    embedding_output: str
+    """stored, or tables: layer 0 recomputed from the teacher's embedding tables (`cache.embeddings`)."""
     storage: str
     compression: str
     block_bytes: int
@@ -152,7 +157,7 @@ class Manifest:
         """The stored arrays' shapes and encodings."""
         return Geometry(self.teacher.hidden_size, self.teacher.num_heads, self.layers, self.attention_layers,
                         VectorEncoding(self.hidden_encoding), AttentionEncoding.parse(self.attention_encoding),
-                        self.max_seq_len)
+                        self.max_seq_len, self.embedding_output == TABLES)
 
     @property
     def decoded_attention(self) -> str:
@@ -200,12 +205,14 @@ def read_manifest(cache: Target | Root) -> Manifest:
 
 
 def _upgraded(content: dict) -> dict:
-    """Version 2's stored types as version 3's encodings (the arrays are the same)."""
-    if content["format_version"] != 2:
-        return content
+    """An older version's fields as this version's (the arrays are the same): version 2's stored
+    types as encodings, and the embedding output stored before version 4."""
     content = dict(content)
-    content["hidden_encoding"] = content.pop("dtype", None)
-    content["attention_encoding"] = f"maps:{content.pop('attention_dtype', None)}"
+    if content["format_version"] == 2:
+        content["hidden_encoding"] = content.pop("dtype", None)
+        content["attention_encoding"] = f"maps:{content.pop('attention_dtype', None)}"
+    if content["format_version"] < 4:
+        content["embedding_output"] = STORED
     return content
 
 

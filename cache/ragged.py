@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .decode import decode_batch
+from .embeddings import EmbeddingTables
 from .encoding import TOKEN, axis_sizes
 from .layout import Geometry, offsets, ragged_positions
 
@@ -67,10 +68,11 @@ class RaggedExamples:
         per_example: dict[str, Any] = {name: arrays.get((name, None)) for name in _PER_EXAMPLE}
         return replace(self, targets=targets, **per_example)
 
-    def example(self, j: int) -> dict:
+    def example(self, j: int, embeddings: EmbeddingTables | None = None) -> dict:
         """The j-th example as torch tensors, its targets decoded to float32 (hidden (L, d),
-        attention (h, L, L) as the cache's kind: scores for factored attention)."""
-        one = decode_batch(self.take(np.array([j])), torch.device("cpu"))
+        attention (h, L, L) as the cache's kind: scores for factored attention); layer 0 from
+        `embeddings` when given."""
+        one = decode_batch(self.take(np.array([j])), torch.device("cpu"), embeddings=embeddings)
         item = {"input_ids": one.input_ids[0], "token_type_ids": one.token_type_ids[0],
                 "hidden": {layer: h[0] for layer, h in one.hidden.items()},
                 "attention": {layer: a[0] for layer, a in one.attention.items()}}

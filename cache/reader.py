@@ -12,13 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .embeddings import TABLES, EmbeddingTables
 from .encoding import ATTENTION, HIDDEN
 from .errors import CacheError, describe
 from .layout import BlockIndex
 from .location import Target, as_target, open_root
 from .manifest import TOKENIZER, Manifest, index_mismatches, read_complete_manifest, read_manifest
 from .ragged import RaggedExamples
-from .store import INDEX, Store, block_unit, open_store, slab_checksums
+from .store import EMBEDDINGS, INDEX, Store, block_unit, open_store, slab_checksums
 
 
 class Cache:
@@ -44,7 +45,11 @@ class Cache:
         self.geometry = manifest.geometry
         self.layers = {HIDDEN: [layer for layer in wanted if layer in stored_hidden],
                        ATTENTION: [layer for layer in wanted if layer in stored_attention]}
-        self._rows = {HIDDEN: _rows(stored_hidden, self.layers[HIDDEN]),
+        per_token = list(self.geometry.stored_hidden_layers)
+        self._read = {HIDDEN: [layer for layer in self.layers[HIDDEN] if layer in per_token],
+                      ATTENTION: self.layers[ATTENTION]}
+        """The wanted layers read from blocks (layer 0 may come from the embedding tables)."""
+        self._rows = {HIDDEN: _rows(per_token, self._read[HIDDEN]),
                       ATTENTION: _rows(stored_attention, self.layers[ATTENTION])}
 
     def __len__(self) -> int:
@@ -67,6 +72,16 @@ class Cache:
         return self.manifest.teacher.num_heads
 
     @cached_property
+    def embeddings(self) -> EmbeddingTables | None:
+        """The teacher's embedding tables, on the host, where they give a wanted layer 0; checked
+        against the checksums written with them."""
+        if not (self.geometry.embedding_tables and 0 in self.layers[HIDDEN]):
+            return None
+        reader = _UnitReader(self, EMBEDDINGS, f"{self.path}: embedding tables", check=True)
+        tables = {name: reader.read_required(name) for name in TABLES}
+        return EmbeddingTables.from_arrays(tables, float(self.store.attrs(EMBEDDINGS)["eps"]))
+
+    @cached_property
     def _array_names(self) -> set[str]:
         return set(self.store.array_names(block_unit(0)))
 
@@ -78,7 +93,7 @@ class Cache:
     def __getitem__(self, i: int) -> dict:
         k = self.block_of(i)
         j = i - int(self.block_starts[k])
-        return self.read_block(k, j, j + 1).example(0)
+        return self.read_block(k, j, j + 1).example(0, self.embeddings)
 
     def read_block(self, k: int, first: int = 0, stop: int | None = None) -> RaggedExamples:
         """Examples `[first, stop)` of block k (all of it by default), one read call per array.
@@ -90,10 +105,11 @@ class Cache:
         stop = end - start if stop is None else stop
         whole = BlockIndex.build(start, self.lengths[start:end], self.num_heads)
         t0, t1 = int(whole.tokens[first]), int(whole.tokens[stop])
-        block = _BlockReader(self, k, check=(first, stop) == (0, end - start))
+        block = _UnitReader(self, block_unit(k), f"{self.path}: block {k} (examples {start}-{end - 1})",
+                            check=(first, stop) == (0, end - start))
         targets = {}
         for name, spec in self.geometry.arrays().items():
-            along, layers = whole.along(spec.axis), self.layers[spec.layers]
+            along, layers = whole.along(spec.axis), self._read[spec.layers]
             if layers:
                 values = block.read_required(name, self._rows[spec.layers], slice(int(along[first]), int(along[stop])))
                 targets[name] = dict(zip(layers, values, strict=True))
@@ -136,21 +152,20 @@ class Cache:
         self.store.close()
 
 
-class _BlockReader:
-    """Reads one block's arrays, turning any failure into a CacheError that says where."""
+class _UnitReader:
+    """Reads one unit's arrays (a block's, the embedding tables'), turning any failure into a
+    CacheError that says where."""
 
-    def __init__(self, cache: "Cache", k: int, check: bool):
-        self.cache, self.unit, self.check = cache, block_unit(k), check
-        start, end = cache.block_starts[k], cache.block_starts[k + 1]
-        self.where = f"{cache.path}: block {k} (examples {start}-{end - 1})"
+    def __init__(self, cache: "Cache", unit: str, where: str, check: bool):
+        self.cache, self.unit, self.where, self.check = cache, unit, where, check
 
     def read(self, name: str, *selection) -> np.ndarray | None:
         try:
-            if name not in self.cache._array_names:
+            if self.unit != EMBEDDINGS and name not in self.cache._array_names:
                 return None
             values = self.cache.store.read(self.unit, name, selection)
             if self.check:
-                self._check(name, values, selection[0])
+                self._check(name, values, selection[0] if selection else None)
             return values
         except CacheError:
             raise
@@ -196,8 +211,9 @@ def open_cache(path: Target, layers: Iterable[int] | None = None, allow_incomple
     store = open_store(root, manifest.storage, manifest.compression)
     if manifest.complete:
         missing = sorted(set(range(manifest.num_blocks)) - store.committed_blocks())
-        if missing or not store.has_unit(INDEX):
-            what = f"blocks {missing[:5]}" if missing else "the index"
+        tables = not manifest.geometry.embedding_tables or store.has_unit(EMBEDDINGS)
+        if missing or not store.has_unit(INDEX) or not tables:
+            what = f"blocks {missing[:5]}" if missing else "the index" if tables else "the embedding tables"
             raise CacheError(f"{path}: cache is damaged: {what} missing; run `cache verify {path}` "
                              "and dump the teacher again")
     return Cache(path, manifest, store, layers)

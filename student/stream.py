@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from cache import Cache, RaggedExamples
 from cache.decode import PaddedTargets, decode_batch
 from cache.distributed import ONE_PROCESS, Ranks
+from cache.embeddings import EmbeddingTables
 from cache.errors import CacheError
 from cache.ragged import ArrayKey, concatenate
 from cache.transfer import Slot, pack, unpack
@@ -156,11 +157,12 @@ def read_blocks(cache: Cache, blocks: np.ndarray, concurrent: int) -> list[Ragge
 
 
 def pad_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool,
-              share: Share | None = None) -> Batch:
+              share: Share | None = None, embeddings: EmbeddingTables | None = None) -> Batch:
     """Decode and pad a ragged batch on `device` (`cache.decode`); with `probabilities`, scores
     become probabilities (softmax over real keys). `share`: the global batch's totals and whether
-    this share counts (default: a whole batch)."""
-    targets = decode_batch(ragged, device, probabilities)
+    this share counts (default: a whole batch). `embeddings` (on `device`): the teacher's tables,
+    where the cache recomputes layer 0."""
+    targets = decode_batch(ragged, device, probabilities, embeddings)
     return Batch(**vars(targets), totals=share.totals if share else BatchTotals.of(ragged.lengths),
                  counts=share.counts if share else True)
 

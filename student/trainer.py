@@ -198,8 +198,9 @@ class CachedTargets:
         """The epoch's padded batches in plan order, after the first `skip`; the layers' targets
         only for the intermediate stage."""
         cache = self.cache if intermediate else self.logits_only
+        embeddings = cache.embeddings.to(device) if cache.embeddings is not None else None
         for share in stream_batches(cache, plan, epoch, skip, workers, self.prefetch):
-            yield pad_batch(cast(RaggedExamples, share.examples), device, probabilities, share)
+            yield pad_batch(cast(RaggedExamples, share.examples), device, probabilities, share, embeddings)
 
 
 def resolve_stages(config: TrainConfig, task: str) -> list[Stage]:

@@ -16,7 +16,7 @@ from transformers import BertConfig, BertForSequenceClassification, BertModel, B
 from cache import open_cache
 from cache.dump import DumpConfig, dump_teacher
 from cache.manifest import CHECKSUM, content_checksum, read_manifest
-from cache.store import INDEX, block_unit, open_store
+from cache.store import EMBEDDINGS, INDEX, block_unit, open_store
 from cli import cli
 from student.trainer import TrainConfig
 from tests.reference import load_reference, reference_targets
@@ -86,6 +86,7 @@ def stored_arrays(path: Path) -> dict:
     manifest = read_manifest(path)
     store = open_store(path, manifest.storage)
     units = [INDEX] + [block_unit(k) for k in range(manifest.num_blocks)]
+    units += [EMBEDDINGS] if manifest.geometry.embedding_tables else []
     return {(unit, name): store.read(unit, name) for unit in units for name in store.array_names(unit)}
 
 

@@ -1,7 +1,17 @@
 """Storage backends behind one contract (`Store`): Zarr v3 (default) and HDF5."""
 
 from ..location import Root, Target
-from .base import BLOCKS, COMPRESSIONS, INDEX, Store, array_checksum, block_unit, check_compression, slab_checksums
+from .base import (
+    BLOCKS,
+    COMPRESSIONS,
+    EMBEDDINGS,
+    INDEX,
+    Store,
+    array_checksum,
+    block_unit,
+    check_compression,
+    slab_checksums,
+)
 from .hdf5_store import HDF5Store
 from .zarr_store import ZarrStore
 
@@ -16,6 +26,7 @@ __all__ = [
     "BACKENDS",
     "BLOCKS",
     "COMPRESSIONS",
+    "EMBEDDINGS",
     "INDEX",
     "Store",
     "array_checksum",

@@ -27,6 +27,8 @@ COMPRESSIONS: dict[str, tuple[str, ...]] = {"zarr": ("none", "zstd", "lz4", "gzi
 STAGING = ".staging"
 BLOCKS = "blocks"
 INDEX = "index"
+EMBEDDINGS = "embeddings"
+"""The unit of the teacher's embedding tables, where a cache recomputes layer 0 (`cache.embeddings`)."""
 COMMITTED = ".committed"
 """Suffix of a unit's commit marker in an object store."""
 
@@ -149,8 +151,9 @@ class Store(ABC):
         return self.root.du()
 
     def target_nbytes(self) -> int:
-        """Bytes of the targets alone: the index and the blocks (no manifest, no tokenizer)."""
-        return self.root.du(BLOCKS) + self.root.du(f"{INDEX}{self.suffix}")
+        """Bytes of the targets alone: the index, the blocks and any embedding tables (no
+        manifest, no tokenizer)."""
+        return self.root.du(BLOCKS) + sum(self.root.du(f"{unit}{self.suffix}") for unit in (INDEX, EMBEDDINGS))
 
     def close(self) -> None:
         while self._open:

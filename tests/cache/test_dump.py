@@ -86,6 +86,7 @@ def test_complete_cache_is_left_alone(tmp_path, glue, tiny_teacher):
     ({"layers": (0, 1)}, "--layers"),
     ({"hidden_encoding": "float32"}, "--hidden-encoding"),
     ({"attention_encoding": "qk"}, "--attention-encoding"),
+    ({"embedding_output": "tables"}, "--embedding-output"),
 ])
 def test_mismatched_run_is_refused(tmp_path, glue, tiny_teacher, change, message):
     dump(tiny_teacher, glue, tmp_path / "c")

@@ -1,6 +1,8 @@
 """Every target encoding against a fresh teacher forward: exact ones to float rounding, lossy ones
 within the error their quantisation allows (bounds derived here, not read from the code)."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -8,8 +10,8 @@ import torch
 from cache import open_cache
 from cache.checkpoints import default_teacher_path
 from cache.decode import decode_batch
-from cache.errors import UserError
-from cache.inspect import cache_summary
+from cache.errors import CacheError, UserError
+from cache.inspect import cache_summary, format_summary, list_caches, verify_cache
 from tests.helpers import TOLERANCE, assert_matches_reference, dump
 from tests.reference import load_reference, reference_targets
 
@@ -145,3 +147,74 @@ def test_bad_encodings_are_refused(tmp_path, glue, tiny_teacher, options, messag
     with pytest.raises(UserError, match=message):
         dump(tiny_teacher, glue, tmp_path / "c", **options)
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("teacher, storage", [("tiny", "zarr"), ("tiny", "hdf5"), ("minilm", "zarr")])
+def test_layer_0_from_the_embedding_tables_is_the_teachers(tmp_path, glue, tiny_teacher, teacher, storage):
+    """Recomputed in float32 from the stored tables, layer 0 is as exact as the teacher's own,
+    whatever the other layers' encoding; nothing of it is stored per token."""
+    teacher = tiny_teacher if teacher == "tiny" else default_teacher_path()
+    out = tmp_path / "c"
+    dump(teacher, glue, out, task="mrpc", data=glue / "MRPC", hidden_encoding="int8", embedding_output="tables",
+         format=storage, limit=10)
+    cache = open_cache(out)
+    assert cache.manifest.embedding_output == "tables" and 0 in cache.manifest.layers
+    block = cache.read_block(0)
+    assert sorted(block.targets["hidden"]) == [layer for layer in cache.manifest.layers if layer > 0]
+    for item, ref in references(out, teacher):
+        torch.testing.assert_close(item["hidden"][0], ref["hidden"][0], rtol=1e-5, atol=1e-5)
+        assert not torch.equal(item["hidden"][1], ref["hidden"][1])  # the other layers stay int8
+    padded = decode_batch(block, torch.device("cpu"), embeddings=cache.embeddings).hidden[0]
+    for j, n in enumerate(block.lengths):
+        assert torch.equal(padded[j, :n], cache[j]["hidden"][0]) and not padded[j, n:].any()
+    model = load_reference(teacher)
+    layer = getattr(model, "bert", model).embeddings
+    torch.testing.assert_close(cache.embeddings.word, layer.word_embeddings.weight.detach(), rtol=0, atol=0)
+    assert verify_cache(out) == []
+
+
+def test_layer_subsets_read_the_tables_only_for_layer_0(tmp_path, glue, tiny_teacher):
+    dump(tiny_teacher, glue, tmp_path / "c", embedding_output="tables", limit=8)
+    only_0, without_0 = open_cache(tmp_path / "c", layers=[0]), open_cache(tmp_path / "c", layers=[2])
+    assert only_0.read_block(0).targets == {} and without_0.embeddings is None
+    assert list(only_0[3]["hidden"]) == [0] and list(without_0[3]["hidden"]) == [2]
+    both = open_cache(tmp_path / "c")[3]["hidden"]
+    assert torch.equal(only_0[3]["hidden"][0], both[0]) and torch.equal(without_0[3]["hidden"][2], both[2])
+
+
+@pytest.mark.parametrize("limit", [8, 400])
+def test_auto_recomputes_layer_0_where_the_tables_are_smaller(tmp_path, glue, tiny_teacher, limit):
+    """The tables are a fixed size (vocabulary + positions + types + 2 rows of d float32 values);
+    layer 0 stored costs d float16 values per token."""
+    dump(tiny_teacher, glue, tmp_path / "c", embedding_output="auto", limit=limit)
+    cache = open_cache(tmp_path / "c")
+    tables = sum(p.numel() for p in load_reference(tiny_teacher).bert.embeddings.parameters()) * 4
+    smaller = "tables" if tables < 32 * 2 * cache.lengths.sum() else "stored"
+    assert cache.manifest.embedding_output == smaller == ("stored" if limit == 8 else "tables")
+    summary = cache_summary(tmp_path / "c")
+    assert summary["sizes"]["embedding_tables"] >= (tables if smaller == "tables" else 0)
+    assert ("layer 0 from the teacher's embedding tables" in format_summary(summary)) == (smaller == "tables")
+    assert list_caches(tmp_path)[0]["encoding"] == "float16,maps:float16" + (",tables" if smaller == "tables" else "")
+    stored_layers = len(cache.manifest.layers) - (smaller == "tables")
+    assert summary["sizes"]["bytes_per_token"]["hidden"] == stored_layers * 32 * 2
+
+
+@pytest.mark.parametrize("how", ["flip-byte", "delete"])
+def test_damaged_embedding_tables_are_refused(tmp_path, glue, tiny_teacher, how):
+    dump(tiny_teacher, glue, tmp_path / "c", embedding_output="tables", limit=8)
+    tables = tmp_path / "c" / "embeddings"
+    if how == "delete":
+        shutil.rmtree(tables)
+        with pytest.raises(CacheError, match="cache is damaged: the embedding tables missing; run `cache verify"):
+            open_cache(tmp_path / "c")
+        assert "embedding tables: missing" in verify_cache(tmp_path / "c")
+        return
+    chunk = max((f for f in (tables / "word").rglob("*") if f.name != "zarr.json"), key=lambda f: f.stat().st_size)
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(CacheError, match=r"embedding tables: array 'word' .*; run `cache verify"):
+        open_cache(tmp_path / "c")[0]
+    problems = verify_cache(tmp_path / "c")
+    assert len(problems) == 1 and problems[0].startswith("embedding tables: array 'word'")
+    assert open_cache(tmp_path / "c", layers=[1])[0]["hidden"].keys() == {1}  # other layers still read

@@ -26,7 +26,7 @@ def test_manifest_says_what_made_the_cache(cache_path, glue, tiny_teacher):
     from transformers import AutoTokenizer
 
     s = cache_summary(cache_path)
-    assert s["format_version"] == 3 and s["complete"] and s["command"] == "test"
+    assert s["format_version"] == 4 and s["complete"] and s["command"] == "test"
     assert s["teacher"]["path"] == str(tiny_teacher)
     assert s["teacher"]["weights_sha256"] == weights_sha256(load_reference(tiny_teacher))
     assert s["tokenizer"]["fingerprint"] == tokenizer_fingerprint(AutoTokenizer.from_pretrained(tiny_teacher))
@@ -105,16 +105,18 @@ def test_info_and_verify_on_uint8_attention(tmp_path, glue, tiny_teacher):
 
 
 def test_a_version_2_cache_reads_as_float_maps(tmp_path, glue, tiny_teacher):
-    """Version 2 named its stored types (dtype, attention_dtype); its arrays are version 3's float maps."""
+    """Version 2 named its stored types (dtype, attention_dtype) and stored the embedding output;
+    its arrays are version 4's float maps."""
     dump(tiny_teacher, glue, tmp_path / "c", hidden_encoding="bfloat16", attention_encoding="maps:float32")
     before = [open_cache(tmp_path / "c")[i] for i in range(3)]
     path = tmp_path / "c" / "manifest.json"
     content = json.loads(path.read_text())
-    del content["hidden_encoding"], content["attention_encoding"], content[CHECKSUM]
+    del content["hidden_encoding"], content["attention_encoding"], content["embedding_output"], content[CHECKSUM]
     content |= {"format_version": 2, "dtype": "bfloat16", "attention_dtype": "float32"}
     path.write_text(json.dumps(content | {CHECKSUM: content_checksum(content)}))
     manifest = read_manifest(tmp_path / "c")
     assert (manifest.hidden_encoding, manifest.attention_encoding) == ("bfloat16", "maps:float32")
+    assert manifest.embedding_output == "stored"
     for i, item in enumerate(before):
         assert all(torch.equal(item["hidden"][n], open_cache(tmp_path / "c")[i]["hidden"][n]) for n in item["hidden"])
     assert verify_cache(tmp_path / "c") == []

@@ -9,20 +9,20 @@ from cache.store import Store, open_store
 from tests.helpers import assert_same_arrays, dump
 
 
-@pytest.mark.parametrize("storage", ["zarr", "hdf5"])
-def test_failed_dump_resumes_to_identical_cache(tmp_path, glue, tiny_teacher, monkeypatch, storage):
-    dump(tiny_teacher, glue, tmp_path / "whole", format=storage)
+@pytest.mark.parametrize("storage, embedding_output", [("zarr", "stored"), ("hdf5", "stored"), ("zarr", "tables")])
+def test_failed_dump_resumes_to_identical_cache(tmp_path, glue, tiny_teacher, monkeypatch, storage, embedding_output):
+    dump(tiny_teacher, glue, tmp_path / "whole", format=storage, embedding_output=embedding_output)
     real_write, writes = Store.write_unit, []
 
     def failing_write(self, unit, arrays, attrs):
-        if unit.startswith("blocks/") and len(writes) == 2:
+        if unit.startswith("blocks/") and len(writes) == 2 + (embedding_output == "tables"):
             raise OSError("simulated crash")
         writes.append(unit)
         real_write(self, unit, arrays, attrs)
 
     monkeypatch.setattr(Store, "write_unit", failing_write)
     with pytest.raises(OSError, match="simulated crash"):
-        dump(tiny_teacher, glue, tmp_path / "cut", format=storage)
+        dump(tiny_teacher, glue, tmp_path / "cut", format=storage, embedding_output=embedding_output)
     monkeypatch.undo()
     manifest = read_manifest(tmp_path / "cut")
     committed = open_store(tmp_path / "cut", storage).committed_blocks()
@@ -30,7 +30,7 @@ def test_failed_dump_resumes_to_identical_cache(tmp_path, glue, tiny_teacher, mo
     with pytest.raises(Exception, match="incomplete"):
         open_cache(tmp_path / "cut")
 
-    report = dump(tiny_teacher, glue, tmp_path / "cut", format=storage)
+    report = dump(tiny_teacher, glue, tmp_path / "cut", format=storage, embedding_output=embedding_output)
     assert 0 < report.written_examples < report.examples  # only the missing blocks were computed
     assert read_manifest(tmp_path / "cut").complete
     assert_same_arrays(tmp_path / "whole", tmp_path / "cut")

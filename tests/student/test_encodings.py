@@ -9,16 +9,20 @@ from student.trainer import train_student
 from tests.helpers import dump, logged, train_config
 
 
-def test_queries_and_keys_train_as_the_maps_do(tmp_path, glue, tiny_teacher):
-    losses = {}
-    for encoding in ("maps:float32", "qk:float32"):
-        cache = tmp_path / encoding.replace(":", "-")
-        dump(tiny_teacher, glue, cache, hidden_encoding="float32", attention_encoding=encoding, limit=24,
-             block_mb=1)  # one block each: the same batches whatever the bytes per example
-        train_student(train_config(cache, tmp_path / f"out-{cache.name}", max_steps=6), command="test", progress=False)
-        losses[encoding] = {key: logged(tmp_path / f"out-{cache.name}", key) for key in ("loss", "attn", "hidn")}
-    for key, values in losses["maps:float32"].items():
-        assert values == pytest.approx(losses["qk:float32"][key], rel=1e-4), key
+@pytest.mark.parametrize("exact, options", [
+    ("queries and keys", {"attention_encoding": "qk:float32"}),
+    ("layer 0 from the embedding tables", {"embedding_output": "tables"}),
+])
+def test_exact_encodings_train_as_stored_float32_maps_do(tmp_path, glue, tiny_teacher, exact, options):
+    losses = []
+    for name, encoding in (("maps", {}), ("exact", options)):
+        cache = tmp_path / name
+        dump(tiny_teacher, glue, cache, hidden_encoding="float32", **{"attention_encoding": "maps:float32"} | encoding,
+             limit=24, block_mb=1)  # one block each: the same batches whatever the bytes per example
+        train_student(train_config(cache, tmp_path / f"out-{name}", max_steps=6), command="test", progress=False)
+        losses.append({key: logged(tmp_path / f"out-{name}", key) for key in ("loss", "attn", "hidn", "embd")})
+    for key, values in losses[0].items():
+        assert values and values == pytest.approx(losses[1][key], rel=1e-4), key
 
 
 @pytest.mark.parametrize("hidden, attention", [("int8", "maps:uint8"), ("fp8", "topk:4"), ("float16", "qkv:int8")])
