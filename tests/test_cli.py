@@ -64,6 +64,7 @@ def test_help_lists_every_command():
     assert all(name in run("cache", "--help").output for name in ["info", "verify", "ls"])
     assert "--attention [scores|probs]" in run("dump-teacher", "--help").output
     assert "--writer [auto|thread|process]" in run("dump-teacher", "--help").output
+    assert "--embedding-output [stored|tables|auto]" in run("dump-teacher", "--help").output
 
 
 def test_augment_then_dump(tmp_path, glue, tiny_teacher, small_sst2):
