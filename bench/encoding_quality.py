@@ -1,7 +1,7 @@
 """Compact targets in the student: general then task distillation of a TinyBERT4-shaped student
 from caches in each encoding, same seed and schedule, against float16 maps. Not run in CI.
 
-    python -m bench.encoding_quality                          # about an hour on 2 CPU cores
+    python -m bench.encoding_quality                          # about two hours on 2 CPU cores
     python -m bench.encoding_quality --corpus-limit 300 --task-limit 300 --encodings "float16 maps,qk"  # smoke
 
 For each encoding: the packaged MiniLM's targets over the corpus (packed, L=128) distil a general
