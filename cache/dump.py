@@ -141,6 +141,8 @@ class DumpPlan:
     block_starts: np.ndarray  # (n_blocks + 1,)
     manifest: Manifest
     device: torch.device
+    embeddings: EmbeddingTables
+    """The teacher's embedding tables, on the host: written where the geometry recomputes layer 0."""
 
 
 def plan_dump(config: DumpConfig, examples: Examples | Corpus, command: str) -> DumpPlan:
@@ -156,7 +158,7 @@ def plan_dump(config: DumpConfig, examples: Examples | Corpus, command: str) -> 
     block_starts = plan_blocks(tokens.lengths, geometry, int(config.block_mb * 2**20))
     manifest = _new_manifest(config, command, examples, tokens, teacher, tokenizer_fingerprint(tokenizer),
                              geometry, len(block_starts) - 1, tables.nbytes if geometry.embedding_tables else 0)
-    return DumpPlan(examples, model, tokenizer, tokens, geometry, block_starts, manifest, device)
+    return DumpPlan(examples, model, tokenizer, tokens, geometry, block_starts, manifest, device, tables)
 
 
 def tokenize_source(source: Examples | Corpus, tokenizer, max_seq_len: int) -> Tokenized:
@@ -199,7 +201,7 @@ def _prepare_cache(out: Root, plan: DumpPlan, config: DumpConfig) -> Manifest:
     if not _has_tokenizer(out):
         _save_tokenizer(plan.tokenizer, out)
     if not manifest.complete and plan.geometry.embedding_tables and not store.has_unit(EMBEDDINGS):
-        EmbeddingTables.of(plan.model).write(store)
+        plan.embeddings.write(store)
     if not manifest.complete and not store.has_unit(INDEX):
         store.write_unit(INDEX, _index_arrays(plan.tokens.lengths, plan.block_starts), index_attrs(manifest))
     return manifest

@@ -70,7 +70,7 @@ def format_summary(summary: dict) -> str:
                       + _tables_note(summary))),
         ("storage", f"{summary['storage']}, compression {summary['compression']}, {summary['num_blocks']} blocks"),
         ("size", (f"{_mb(s['bytes'])} = {s['bytes_per_example'] / 1e3:,.1f} kB/example, "
-                  f"{per_token['on_disk']:,.0f} B/token; targets (index + blocks) "
+                  f"{per_token['on_disk']:,.0f} B/token; targets (index, blocks and any embedding tables) "
                   f"x{s['target_bytes'] / max(s['ideal_ragged_bytes'], 1):.3f} of their ragged encoded size, "
                   f"x{s['target_bytes'] / s['padded_float32_bytes']:.3f} of padded float32 "
                   f"({_mb(s['padded_float32_bytes'])})")),
