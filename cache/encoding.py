@@ -158,8 +158,8 @@ EMBEDDING_OUTPUTS = (STORED, TABLES, AUTO)
 def choose_embedding_output(spec: str, lengths: np.ndarray, hidden: VectorEncoding, hidden_size: int,
                             tables_bytes: int) -> str:
     """STORED or TABLES; AUTO: whichever takes fewer bytes for these lengths (float32 tables against
-    layer 0 in the hidden encoding: with float16, the tables win past about twice the vocabulary
-    in tokens)."""
+    layer 0 in the hidden encoding: the tables win past about twice the vocabulary in tokens with
+    float16, four times with 8 bits)."""
     if spec != AUTO:
         return spec
     stored = specs_bytes(hidden.specs(HIDDEN, hidden_size, hidden_size, HIDDEN), lengths, 1, {HIDDEN: 1}).sum()
