@@ -109,7 +109,8 @@ class Manifest:
     data: DataRecord
     max_seq_len: int
     layers: tuple[int, ...]
-    """Teacher layers whose hidden states are stored (0 = embedding output)."""
+    """Teacher layers whose hidden states the cache gives (0 = embedding output: stored, or from
+    the embedding tables)."""
     attention_layers: tuple[int, ...]
     attention: str
     """scores or probs: what the teacher's attention targets are (factored encodings store

@@ -77,12 +77,13 @@ class Cache:
         against the checksums written with them."""
         if not (self.geometry.embedding_tables and 0 in self.layers[HIDDEN]):
             return None
-        reader = _UnitReader(self, EMBEDDINGS, f"{self.path}: embedding tables", check=True)
+        reader = _UnitReader(self, EMBEDDINGS, f"{self.path}: embedding tables", check=True, names=set(TABLES))
         tables = {name: reader.read_required(name) for name in TABLES}
         return EmbeddingTables.from_arrays(tables, float(self.store.attrs(EMBEDDINGS)["eps"]))
 
     @cached_property
-    def _array_names(self) -> set[str]:
+    def _block_arrays(self) -> set[str]:
+        """The arrays every block has (labels and logits are there or not in all of them)."""
         return set(self.store.array_names(block_unit(0)))
 
     def block_of(self, i: int) -> int:
@@ -106,7 +107,7 @@ class Cache:
         whole = BlockIndex.build(start, self.lengths[start:end], self.num_heads)
         t0, t1 = int(whole.tokens[first]), int(whole.tokens[stop])
         block = _UnitReader(self, block_unit(k), f"{self.path}: block {k} (examples {start}-{end - 1})",
-                            check=(first, stop) == (0, end - start))
+                            check=(first, stop) == (0, end - start), names=self._block_arrays)
         targets = {}
         for name, spec in self.geometry.arrays().items():
             along, layers = whole.along(spec.axis), self._read[spec.layers]
@@ -156,12 +157,14 @@ class _UnitReader:
     """Reads one unit's arrays (a block's, the embedding tables'), turning any failure into a
     CacheError that says where."""
 
-    def __init__(self, cache: "Cache", unit: str, where: str, check: bool):
+    def __init__(self, cache: "Cache", unit: str, where: str, check: bool, names: set[str]):
         self.cache, self.unit, self.where, self.check = cache, unit, where, check
+        self.names = names
+        """The arrays the unit has: `read` answers None for any other."""
 
     def read(self, name: str, *selection) -> np.ndarray | None:
         try:
-            if self.unit != EMBEDDINGS and name not in self.cache._array_names:
+            if name not in self.names:
                 return None
             values = self.cache.store.read(self.unit, name, selection)
             if self.check:
@@ -210,10 +213,12 @@ def open_cache(path: Target, layers: Iterable[int] | None = None, allow_incomple
     manifest = read_manifest(root) if allow_incomplete else read_complete_manifest(root)
     store = open_store(root, manifest.storage, manifest.compression)
     if manifest.complete:
-        missing = sorted(set(range(manifest.num_blocks)) - store.committed_blocks())
-        tables = not manifest.geometry.embedding_tables or store.has_unit(EMBEDDINGS)
-        if missing or not store.has_unit(INDEX) or not tables:
-            what = f"blocks {missing[:5]}" if missing else "the index" if tables else "the embedding tables"
-            raise CacheError(f"{path}: cache is damaged: {what} missing; run `cache verify {path}` "
+        blocks = sorted(set(range(manifest.num_blocks)) - store.committed_blocks())
+        missing = [f"blocks {blocks[:5]}"] if blocks else []
+        missing += [] if store.has_unit(INDEX) else ["the index"]
+        if manifest.geometry.embedding_tables and not store.has_unit(EMBEDDINGS):
+            missing.append("the embedding tables")
+        if missing:
+            raise CacheError(f"{path}: cache is damaged: {', '.join(missing)} missing; run `cache verify {path}` "
                              "and dump the teacher again")
     return Cache(path, manifest, store, layers)
