@@ -10,6 +10,7 @@ import json
 import math
 import os
 import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -41,11 +42,21 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as e:
+            _end_progress_bars()
             raise click.ClickException(str(e)) from None
         except OSError as e:  # a full disk, a read-only folder, a path through a file: the user's to fix
             if e.filename is None and e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
+            _end_progress_bars()
             raise click.ClickException(f"{e.filename or 'writing'}: {e.strerror or e}") from None
+
+
+def _end_progress_bars() -> None:
+    """An error raised mid-loop leaves its progress bar's line open: closing the bars ends that line,
+    so the error gets a line of its own."""
+    tqdm_module = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm_module, "tqdm", None), "_instances", ())):
+        bar.close()
 
 
 class FiniteFloat(click.FloatRange):
@@ -75,6 +86,31 @@ class CacheLocation(click.ParamType):
 
 
 CACHE = CacheLocation()
+
+
+class LocalPath(click.Path):
+    """A local folder or file to write. A URL is refused: these commands write here (copy the
+    result to a store afterwards); `suffixes`, where given, are the file types it may have."""
+
+    def __init__(self, suffixes: tuple[str, ...] = ()):
+        super().__init__(path_type=Path)
+        self.suffixes = suffixes
+
+    def convert(self, value, param, ctx):
+        from cache.location import is_url
+
+        if isinstance(value, str) and is_url(value):
+            self.fail(f"{value} is a URL; this command writes to a local path (copy the result to the store "
+                      "afterwards)", param, ctx)
+        path = super().convert(value, param, ctx)
+        if self.suffixes and path.suffix.lower() not in self.suffixes:
+            self.fail(f"{value}: the picture's type comes from its extension; use {', '.join(self.suffixes)}",
+                      param, ctx)
+        return path
+
+
+LOCAL = LocalPath()
+PICTURE = LocalPath((".png", ".pdf", ".svg"))
 
 
 def _parse_storage_options(ctx, param, value: str | None) -> dict | None:
@@ -211,6 +247,9 @@ def cli():
               help="Only the first N examples (for a corpus: packed sequences).")
 @click.option("--block-mb", type=FiniteFloat(0.001), default=DumpConfig.block_mb,
               help="Target block size: the unit of commit (resume) and of streaming reads.")
+@click.option("--max-unknown", type=FiniteFloat(0, 1), default=DumpConfig.max_unknown,
+              help="Refuse data of which a larger fraction of tokens is the tokenizer's unknown token (a tokenizer "
+              "that does not fit the data: another casing, another language).")
 @click.option("--text-column", default=ColumnSpec.text, help="Your own data: column of the first text.")
 @click.option("--pair-column", default=None, help="Your own data: column of the second text, if any.")
 @click.option("--label-column", default=None, help="Your own data: label column (default: 'label' if present).")
@@ -222,7 +261,8 @@ def cli():
               "teacher, a thread beside a CPU one.")
 def dump_teacher_command(task, data, split, holdout, out, storage_options, teacher, format_, layers, attention,
                          hidden_encoding, attention_encoding, embedding_output, compression, max_seq_len, batch_size,
-                         limit, block_mb, text_column, pair_column, label_column, labels, regression, device, writer):
+                         limit, block_mb, max_unknown, text_column, pair_column, label_column, labels, regression,
+                         device, writer):
     """Run the teacher once over a data set and store its targets in a cache.
 
     Stores the embedding output, hidden states and attention of the chosen layers (real tokens
@@ -236,7 +276,7 @@ def dump_teacher_command(task, data, split, holdout, out, storage_options, teach
                         attention_encoding=attention_encoding, embedding_output=embedding_output,
                         compression=compression,
                         max_seq_len=max_seq_len, batch_size=batch_size, limit=limit, holdout=holdout,
-                        block_mb=block_mb, columns=columns, device=device, writer=writer,
+                        block_mb=block_mb, max_unknown=max_unknown, columns=columns, device=device, writer=writer,
                         storage_options=storage_options)
     report = _run(config, "cache.dump", "dump_teacher")
     if not _main_rank():
@@ -256,7 +296,7 @@ def dump_teacher_command(task, data, split, holdout, out, storage_options, teach
 @click.option("--task", required=True, help="GLUE task, or tsv with --text-column / --pair-column.")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Task folder or file to augment.")
 @click.option("--split", default=AugmentConfig.split, help="Split to read when --data is a folder.")
-@click.option("--out", required=True, type=click.Path(path_type=Path),
+@click.option("--out", required=True, type=LOCAL,
               help="Folder for the augmented file (same name and layout as the input).")
 @click.option("--mlm", default=None, help="A BERT masked-LM checkpoint (BertForMaskedLM): candidates for one-piece "
               "words, as in the paper. Default: the teacher's input-embedding neighbours.")
@@ -309,7 +349,7 @@ precision_option = click.option(
 @click.option("--stage", type=click.Choice(STAGES), default=TrainConfig.stage,
               help="intermediate: embedding+hidden+attention; prediction: logits; all: one then the other; "
               "general: the intermediate losses on a corpus cache, saving a general student (no head).")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder (students, logs, checkpoint).")
+@click.option("--out", required=True, type=LOCAL, help="Run folder (students, logs, checkpoint).")
 @click.option("--layer-map", default=TrainConfig.layer_map,
               help="'uniform' (g(m) = m*N/M) or teacher layers per student layer, e.g. 2,4,6.")
 @click.option("--layer-weights", default=None, callback=_parse_weights,
@@ -380,7 +420,7 @@ def train_student_command(cache_path, storage_options, student, stage, out, laye
 
 @cli.command("init-student")
 @click.option("--teacher", required=True, help="Teacher checkpoint folder whose layers the student starts from.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the student checkpoint.")
+@click.option("--out", required=True, type=LOCAL, help="Folder for the student checkpoint.")
 @click.option("--layers", type=click.IntRange(1), default=None,
               help="Student layers M (uniform map g(m) = m*N/M); or give --layer-map.")
 @click.option("--layer-map", default=InitConfig.layer_map,
@@ -402,7 +442,7 @@ def init_student_command(teacher, out, layers, layer_map, seed):
               help="GLUE task, or your own data (csv, tsv, jsonl, parquet, arrow, datasets) with columns "
               "text and label.")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Folder with train.tsv (and dev.tsv).")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the fine-tuned teacher.")
+@click.option("--out", required=True, type=LOCAL, help="Folder for the fine-tuned teacher.")
 @click.option("--base", default=None, help="Pretrained BERT folder. Default: the packaged MiniLM-L6-H384.")
 @click.option("--epochs", type=click.IntRange(1), default=FinetuneConfig.epochs)
 @click.option("--lr", type=POSITIVE, default=FinetuneConfig.lr)
@@ -483,7 +523,7 @@ def show_group():
               help="A student (or its run folder) to show beside the teacher.")
 @click.option("--layer", type=click.IntRange(0), default=None,
               help="Student layer (teacher layer without --student); default: the last.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="PNG file to write.")
+@click.option("--out", required=True, type=PICTURE, help="Picture to write (.png, .pdf or .svg).")
 def show_attention(cache_path, example, student, layer, out):
     """Teacher and student attention of one example, one panel per head, tokens on the axes."""
     from student.show import attention_maps, draw_attention
@@ -499,7 +539,7 @@ def show_attention(cache_path, example, student, layer, out):
 @click.option("--run", "runs", multiple=True, required=True, type=click.Path(exists=True, file_okay=False,
                                                                             path_type=Path),
               help="A train-student run folder; repeat to overlay runs.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="PNG file to write.")
+@click.option("--out", required=True, type=PICTURE, help="Picture to write (.png, .pdf or .svg).")
 def show_curves(runs, out):
     """Each loss component and the eval metric against step, runs overlaid."""
     from student.show import draw_curves, training_curves
@@ -511,7 +551,7 @@ def show_curves(runs, out):
 
 @show_group.command("cache")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="PNG file to write.")
+@click.option("--out", required=True, type=PICTURE, help="Picture to write (.png, .pdf or .svg).")
 def show_cache(path, out):
     """Length histogram, and the bytes of each kind of target and layer."""
     from student.show import cache_contents, draw_cache
@@ -563,11 +603,13 @@ def cache_verify(path, storage_options):
 def cache_ls(root, as_json, storage_options):
     """List the caches under a folder or URL prefix: teacher, data, layers, size, completeness."""
     from cache.inspect import format_table, list_caches
-    from cache.location import is_url, open_root
+    from cache.location import check_reachable, is_url, open_root
 
     if not is_url(root) and not Path(root).is_dir():
         raise click.BadParameter(f"{root} is not a folder", param_hint="ROOT")
-    rows = list_caches(open_root(root, storage_options))
+    location = open_root(root, storage_options)
+    check_reachable(location, "ROOT")
+    rows = list_caches(location)
     click.echo(json.dumps(rows, indent=2) if as_json else format_table(rows))
 
 

@@ -108,14 +108,15 @@ def new_rows(fields: list[str], columns: list[int], texts: list[tuple[tuple[str,
 
 
 def load_sources(config: AugmentConfig) -> Sources:
+    """The candidates' sources; GloVe first, as it is read whole: a bad file is found before any model loads."""
     device = resolve_device(config.device)
+    glove = GloveNeighbours(Path(config.glove), config.neighbours) if config.glove is not None else None
     if config.mlm is not None:
         masked_lm = MaskedLM(config.mlm, config.neighbours, config.batch_size, device)
         tokenizer, embedding = masked_lm.tokenizer, None
     else:
         embedding = EmbeddingNeighbours.of_teacher(config.teacher or default_teacher_path(), config.neighbours)
         masked_lm, tokenizer = None, embedding.tokenizer
-    glove = GloveNeighbours(Path(config.glove), config.neighbours) if config.glove is not None else None
     return Sources(tokenizer, masked_lm, embedding, glove)
 
 

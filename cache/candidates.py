@@ -86,8 +86,12 @@ class GloveNeighbours:
     def __init__(self, path: Path, k: int):
         words: list[str] = []
         vectors: list[np.ndarray] = []
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(str(path), number, f"not valid UTF-8 (byte 0x{raw[e.start]:02x})") from None
                 word, *values = line.rstrip("\n").split(" ")
                 if vectors and len(values) != len(vectors[0]):
                     raise DataError(str(path), number, f"{len(values)} numbers, the first line has {len(vectors[0])}")

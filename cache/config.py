@@ -8,10 +8,10 @@ from .corpus import Corpus
 from .data import ColumnSpec, canonical_task, resolve_data_file
 from .encoding import AUTO, EMBEDDING_OUTPUTS, TOPK, AttentionEncoding, check_hidden
 from .errors import UserError
-from .location import Target, check_reachable, is_url, open_root
+from .location import Root, Target, check_reachable, is_url, open_root
 from .lock import LOCK
 from .manifest import MANIFEST
-from .paths import check_not_input, check_number, check_output_dir, check_writable
+from .paths import check_device_name, check_model_path, check_not_input, check_number, check_output_dir, check_writable
 from .store.base import COMPRESSIONS, check_compression, check_location
 from .tasks import CORPUS_TASK, GLUE_TASKS
 
@@ -54,6 +54,9 @@ class DumpConfig:
     """For a corpus: the fraction of documents set aside as its `holdout` split (cache.corpus)."""
     block_mb: float = 32.0
     """Target size of a block, the unit of committing and streaming."""
+    max_unknown: float = 0.01
+    """The largest fraction of the data's tokens (special tokens aside) that may be the unknown
+    token: above it the tokenizer does not fit the data, and the dump is refused."""
     columns: ColumnSpec = field(default_factory=ColumnSpec)
     device: str = "auto"
     writer: str = "auto"
@@ -64,6 +67,8 @@ class DumpConfig:
     def check(self) -> None:
         """Everything decidable before the teacher loads or the data is read, so that a wrong flag
         or path fails at once (the teacher is checked next, before any cache is touched)."""
+        check_device_name(self.device)
+        check_model_path(self.teacher, "--teacher")
         task = canonical_task(self.task)
         if task == CORPUS_TASK:
             self.corpus().check()
@@ -73,6 +78,7 @@ class DumpConfig:
                 raise UserError(f"--holdout: only a corpus is split by the dump; --task {task} has its own split files")
         check_compression(self.format, self.compression)
         check_number(self.block_mb, "--block-mb", 0, low_open=True)
+        check_number(self.max_unknown, "--max-unknown", 0, 1)
         labels = self.columns.labels or ()
         if len(set(labels)) != len(labels):
             raise UserError(f"--labels: {','.join(labels)} names a class twice")
@@ -89,13 +95,27 @@ class DumpConfig:
             if encoding.kind == TOPK and encoding.k > self.max_seq_len:
                 raise UserError(f"--attention-encoding {self.attention_encoding}: K is more than --max-seq-len "
                                 f"{self.max_seq_len}, so every key is kept: use maps")
+        self._check_out()
+
+    def _check_out(self) -> None:
+        """The same rule in a folder and under a URL: a new or empty place, or a cache to continue
+        (its identity is compared once the teacher is loaded), never inside another cache."""
+        root = open_root(self.out, self.storage_options)
         if is_url(self.out):
             check_location(self.format, str(self.out))
-            check_reachable(open_root(self.out, self.storage_options), "--out")
+            check_reachable(root, "--out")
+            if not root.exists(MANIFEST):
+                foreign = [name for name in root.listdir() if not name.startswith((LOCK, f".{MANIFEST}."))]
+                if foreign:
+                    raise UserError(f"--out: {self.out} already holds other objects ({', '.join(foreign[:3])}"
+                                    f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty prefix")
         elif (Path(self.out) / MANIFEST).exists():
             check_writable(Path(self.out), "--out")
         else:  # a new cache; only a dump killed before its first manifest leaves anything behind
             check_output_dir(Path(self.out), "--out", ours=(LOCK, f".{MANIFEST}."))
+        enclosing = enclosing_cache(root)
+        if enclosing is not None:
+            raise UserError(f"--out: {self.out} lies inside the cache {enclosing}; choose a place outside it")
 
     def corpus(self) -> Corpus:
         return Corpus(Path(self.data), self.split, self.holdout, self.limit)
@@ -146,6 +166,9 @@ class AugmentConfig:
     def check(self) -> None:
         """Paths and numbers, before the teacher loads: the output never replaces the input, nor a
         file that an earlier `augment` did not write."""
+        check_device_name(self.device)
+        check_model_path(self.teacher, "--teacher")
+        check_model_path(self.mlm, "--mlm")
         source, output = self.source(), self.output()
         check_number(self.p_replace, "--p-replace", 0, 1)
         if self.glove is not None and not Path(self.glove).is_file():
@@ -172,6 +195,17 @@ class InitConfig:
     """Seeds the parts the teacher does not give: the pooler and the classification head."""
 
     def check(self) -> None:
+        check_model_path(self.teacher, "--teacher")
         check_output_dir(Path(self.out), "--out")
         if self.layers is not None and self.layers < 1:
             raise UserError(f"--layers: {self.layers} is not a positive number of layers")
+
+
+def enclosing_cache(root: Root) -> str | None:
+    """The cache that `root` lies inside (a folder or prefix above it holding a manifest), if any."""
+    parts = root.path.split("/")
+    for depth in range(1, len(parts)):
+        above = "/".join(parts[:depth])
+        if root.fs.exists(f"{above}/{MANIFEST}"):
+            return above if root.local else root.url.split("://")[0] + "://" + above
+    return None

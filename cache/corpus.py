@@ -7,19 +7,22 @@ of one document (no `[MASK]`, no sentence pairs), all but a document's tail exac
 long, and the tail kept. Files are read line by line and tokenised a chunk of documents at a time,
 so the text is never held whole; what stays in memory is the packed token ids (5 bytes per token).
 
-The held-out part is chosen per document by a hash of its text: the same documents every time,
-whatever the files' order or `--limit`, and a document repeated in the corpus (a chapter heading, a
-boilerplate line) falls on one side only, so the two parts never share a sequence.
+The held-out part is chosen per document by a hash of its tokens, not of its raw text: the same
+documents every time, whatever the files' order or `--limit`, and documents the tokenizer makes
+alike (a repeated chapter heading, `CHAPTER XXIV` and `Chapter XXIV` under an uncased one) fall on
+one side only. Different documents can still share a piece (the same opening lines): the held-out
+part drops every sequence the training part also has, so the two parts never share a sequence.
 """
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DataError, UserError
+from .sequences import sequence_hash
 from .tasks import CORPUS_TASK
 
 CORPUS_SPLITS = ("train", "holdout")
@@ -38,11 +41,12 @@ def corpus_files(path: Path) -> tuple[Path, ...]:
     return files
 
 
-def held_out(document: str, fraction: float) -> bool:
-    """Whether a document belongs to the held-out part: its text's hash, read as a number in [0, 1)."""
+def held_out(document: Sequence[int], fraction: float) -> bool:
+    """Whether a document belongs to the held-out part: the hash of its token ids, read as a number
+    in [0, 1)."""
     if fraction <= 0:
         return False
-    digest = hashlib.sha256(document.encode()).digest()
+    digest = hashlib.sha256(np.asarray(document, dtype=np.int32).tobytes()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
@@ -92,29 +96,45 @@ class Corpus:
         if self.split == "holdout" and self.holdout == 0:
             raise UserError("--split holdout: the held-out part is empty; give --holdout FRACTION (e.g. 0.01)")
 
-    def documents(self) -> Iterator[str]:
-        """The documents of this split, in corpus order."""
-        want_held_out = self.split == "holdout"
-        return (doc for doc in documents(self.files) if held_out(doc, self.holdout) == want_held_out)
-
     def pack(self, tokenizer, max_seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids (T,) int32 of every packed sequence, concatenated, and the lengths (n,) int32."""
-        body = max_seq_len - 2
-        ids: list[np.ndarray] = []
-        lengths: list[int] = []
-        for chunk in _chunks(self.documents(), DOCUMENTS_PER_CALL):
-            encoded = tokenizer(chunk, add_special_tokens=False, truncation=False, verbose=False,
-                                return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-            for document in encoded:
-                for start in range(0, len(document), body):
-                    piece = [tokenizer.cls_token_id, *document[start:start + body], tokenizer.sep_token_id]
-                    ids.append(np.asarray(piece, dtype=np.int32))
-                    lengths.append(len(piece))
-                    if self.limit is not None and len(lengths) >= self.limit:
-                        return np.concatenate(ids), np.asarray(lengths, dtype=np.int32)
-        if not lengths:
+        """Token ids (T,) int32 of every packed sequence of this split, concatenated, and the
+        lengths (n,) int32. The held-out split reads the whole corpus: it drops the sequences that
+        the training split also has."""
+        want_held_out = self.split == "holdout"
+        kept: list[np.ndarray] = []
+        other: set[int] = set()  # hashes of the training split's sequences (held-out split only)
+        for document in self._tokenized_documents(tokenizer):
+            pieces = _pieces(document, max_seq_len - 2, tokenizer)
+            if held_out(document, self.holdout) != want_held_out:
+                if want_held_out:
+                    other.update(map(_piece_hash, pieces))
+                continue
+            kept += pieces
+            if not want_held_out and self.limit is not None and len(kept) >= self.limit:
+                break
+        if want_held_out:
+            kept = [piece for piece in kept if _piece_hash(piece) not in other]
+        kept = kept[:self.limit]
+        if not kept:
             raise DataError(str(self.path), None, f"the {self.split} part of the corpus has no text")
-        return np.concatenate(ids), np.asarray(lengths, dtype=np.int32)
+        return np.concatenate(kept), np.asarray([len(piece) for piece in kept], dtype=np.int32)
+
+    def _tokenized_documents(self, tokenizer) -> Iterator[list[int]]:
+        """Every document's token ids (no special tokens), in corpus order."""
+        for chunk in _chunks(documents(self.files), DOCUMENTS_PER_CALL):
+            yield from tokenizer(chunk, add_special_tokens=False, truncation=False, verbose=False,
+                                 return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+
+
+def _pieces(document: list[int], body: int, tokenizer) -> list[np.ndarray]:
+    """A document's tokens cut into consecutive pieces of `body` tokens, each as [CLS] piece [SEP]."""
+    return [np.asarray([tokenizer.cls_token_id, *document[start:start + body], tokenizer.sep_token_id],
+                       dtype=np.int32) for start in range(0, len(document), body)]
+
+
+def _piece_hash(piece: np.ndarray) -> int:
+    """A packed sequence's hash as a cache's index records it (a corpus has one token type)."""
+    return sequence_hash(piece, np.zeros(len(piece), np.int8))
 
 
 def _chunks(items: Iterator[str], size: int) -> Iterator[list[str]]:

@@ -6,8 +6,9 @@ Every problem is reported as a `DataError` naming the file and the 1-based line,
 
 import csv
 import json
+import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import cast
 
@@ -17,6 +18,8 @@ from .errors import DataError, UserError
 from .tables import EXTENSIONS, TABLE_TASKS, datasets_folder, table_dict_rows
 from .tasks import CORPUS_TASK, GENERIC_TASKS, GLUE_TASKS, TASK_ALIASES, TaskSpec
 
+SPLIT_NAMES = ("train", "dev", "validation", "test", "holdout")
+"""A file named as one of these (or dev_*, test_*: MNLI's dev_matched) is that split."""
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 """Regression labels are stored as float32: a larger label would be stored as infinity."""
 Row = tuple[int, dict | list]
@@ -79,13 +82,39 @@ def resolve_data_file(task: str, data: Path, split: str) -> Path:
         ext = {"csv": "csv", "jsonl": "jsonl", "text": "txt", **EXTENSIONS}.get(task, "tsv")
         data = data / f"{split}.{ext}"
     if not data.is_file():
-        raise DataError(str(data), None, "no such file")
+        raise DataError(str(data), None, _not_a_file(data))
+    named = file_split(data)
+    if named not in (None, split):
+        raise DataError(str(data), None, f"is the {named} split by its name, not {split!r}; give --split {named}, or "
+                                         f"the {split} file (or the folder holding it)")
     return data
+
+
+def _not_a_file(path: Path) -> str:
+    """Why `path` cannot be read as a data file, in the words a user needs."""
+    if not os.path.lexists(path):
+        return "no such file"
+    if not path.exists():
+        return "a symbolic link that leads nowhere (its target is missing, or the links loop)"
+    return "not a regular file (a folder, a FIFO or a device)"
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (a NUL byte, an escape) written as escapes, for one clean line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def file_split(path: Path) -> str | None:
+    """The split a file's name says it holds (train.tsv: train), or None for any other name."""
+    stem = path.name.split(".")[0].lower()
+    return stem if stem in SPLIT_NAMES or stem.startswith(("dev_", "test_")) else None
 
 
 def load_examples(task: str, data: Path | str, split: str, *, columns: ColumnSpec = ColumnSpec(),
                   limit: int | None = None) -> Examples:
-    """Read `split` of `task` from `data` (a file or a GLUE-style folder)."""
+    """Read `split` of `task` from `data` (a file or a GLUE-style folder). An evaluation split is
+    read with the class names of the training data in `columns.labels` (`evaluation_columns`), so
+    that its labels map by name, never by their order in this one file."""
     task = canonical_task(task)
     path = resolve_data_file(task, Path(data), split)
     if task == "text":
@@ -183,7 +212,9 @@ def _column_picker(spec: TaskSpec, path: Path, header: list | None, task: str):
         if col is None or isinstance(col, int) or header is None:
             return col
         if col not in header:
-            raise DataError(str(path), 1, f"no column {col!r} (columns: {', '.join(header)})")
+            hint = "; is it comma-separated? then use --task csv" if len(header) == 1 and "," in header[0] else ""
+            names = ", ".join(printable(str(name)) for name in header)
+            raise DataError(str(path), 1, f"no column {col!r} (columns: {names}){hint}")
         return header.index(col)
 
     positions = [index_of(spec.text), index_of(spec.pair), index_of(label_col)]
@@ -199,7 +230,9 @@ def _column_picker(spec: TaskSpec, path: Path, header: list | None, task: str):
             if isinstance(pos, str):
                 raise DataError(str(path), line, f"missing key {pos!r}") from None
             raise DataError(str(path), line, f"row has {len(fields)} fields, needs column {pos + 1}") from None
-        if what != "label" and (not isinstance(value, str) or not value.strip()):
+        if what != "label" and not isinstance(value, str):
+            raise DataError(str(path), line, f"{what} is {type(value).__name__} {printable(repr(value))}, not a string")
+        if what != "label" and not value.strip():
             raise DataError(str(path), line, f"empty {what}")
         return value
 
@@ -216,6 +249,9 @@ def _column_picker(spec: TaskSpec, path: Path, header: list | None, task: str):
 def _parse_labels(spec: TaskSpec, path: Path, raw: list[tuple[int, object]]):
     if all(label is None for _, label in raw):
         return None, None
+    for line, label in raw:
+        if label is None or not str(label).strip():
+            raise DataError(str(path), line, "no label (null or empty) where the other rows have one")
     if spec.is_regression:
         values = []
         for line, label in raw:
@@ -227,21 +263,40 @@ def _parse_labels(spec: TaskSpec, path: Path, raw: list[tuple[int, object]]):
                 raise DataError(str(path), line, f"label {label!r} is not a finite number")
             values.append(value)
         return np.asarray(values, dtype=np.float32), None
-    names = spec.labels or _sorted_label_names(str(label) for _, label in raw)
-    ids = {name: i for i, name in enumerate(names)}
+    names = spec.labels or _sorted_label_names(label_name(label) for _, label in raw)
+    ids = {label_name(name): i for i, name in enumerate(names)}
     out = np.empty(len(raw), dtype=np.int64)
     for k, (line, label) in enumerate(raw):
-        label = str(label).strip()
-        if label not in ids:
-            raise DataError(str(path), line, f"label {label!r} is not one of {', '.join(names)}")
-        out[k] = ids[label]
+        name = label_name(label)
+        if name not in ids:
+            raise DataError(str(path), line, f"label {str(label).strip()!r} is not one of {', '.join(names)}")
+        out[k] = ids[name]
     return out, tuple(names)
 
 
-def _sorted_label_names(values) -> tuple[str, ...]:
-    distinct = {v.strip() for v in values}
+def label_name(value: object) -> str:
+    """A class label as text, numbers written one way: 1, 1.0 and "1" are the class "1"."""
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else text
+
+
+def _sorted_label_names(names) -> tuple[str, ...]:
+    distinct = set(names)
     numeric = all(v.lstrip("-").isdigit() for v in distinct)
     return tuple(sorted(distinct, key=int if numeric else str))
+
+
+def evaluation_columns(columns: ColumnSpec | dict | None, label_names: tuple[str, ...] | None) -> ColumnSpec:
+    """The column options to read an evaluation split with: the training data's (a cache records
+    them as a dict), and its class names (None: a regression task or unknown names)."""
+    spec = ColumnSpec(**columns) if isinstance(columns, dict) else columns or ColumnSpec()
+    if label_names:
+        return replace(spec, labels=tuple(label_names), regression=False)
+    return spec
 
 
 def _plain_text(path: Path, split: str, limit: int | None) -> Examples:

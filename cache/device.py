@@ -4,18 +4,17 @@ import torch
 
 from .distributed import current_ranks
 from .errors import UserError
+from .paths import check_device_name
 
 
 def resolve_device(name: str) -> torch.device:
     """`auto` means CUDA when there is one, else the CPU; anything else must exist on this machine
     (a missing GPU is a one-line error here, not a traceback at the first copy). Under torchrun,
     `auto` and `cuda` mean this rank's GPU, cuda:LOCAL_RANK."""
+    check_device_name(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device: {name!r} is not a device (auto, cpu, cuda, cuda:1, ...)") from None
+    device = torch.device(name)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", current_ranks().local_rank)
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():

@@ -14,6 +14,7 @@ and marks it complete once every rank has committed its blocks.
 
 import datetime
 import errno
+import json
 import os
 import shlex
 import shutil
@@ -39,7 +40,16 @@ from .distributed import Ranks, current_ranks, on_main, process_group, sum_over_
 from .dtypes import bits_dtype, to_storage, torch_dtype
 from .embeddings import EmbeddingTables
 from .encode import encode_batch
-from .encoding import STORED, TABLES, axis_sizes, check_hidden, choose_attention, choose_embedding_output
+from .encoding import (
+    AUTO,
+    STORED,
+    TABLES,
+    AttentionEncoding,
+    axis_sizes,
+    check_hidden,
+    choose_attention,
+    choose_embedding_output,
+)
 from .errors import CacheError, UserError, describe
 from .layout import BlockIndex, Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
 from .location import Root, Target, open_root
@@ -47,21 +57,25 @@ from .lock import cache_lock
 from .manifest import (
     MANIFEST,
     TOKENIZER,
+    UNIT_IDENTITY,
     DataRecord,
     Manifest,
     Stats,
     TeacherRecord,
     identity_mismatches,
+    identity_values,
     index_attrs,
     read_manifest,
+    value_mismatches,
     write_manifest,
 )
 from .records import file_sha256
+from .sequences import SEQUENCE_HASHES, sequence_hashes
 from .store import EMBEDDINGS, INDEX, Store, block_unit, open_store
 from .store.base import ArrayPlan
 from .tasks import CORPUS_TASK, GENERIC_TASKS
-from .teacher import check_teacher, load_teacher, teacher_forward
-from .tokenize import Tokenized, tokenize, tokenizer_fingerprint
+from .teacher import check_teacher, load_teacher, load_teacher_tokenizer, teacher_forward
+from .tokenize import Tokenized, check_unknown_tokens, tokenize, tokenizer_fingerprint
 from .transfer import PaddedSlots, to_device
 from .writer import Writer, open_writer
 
@@ -84,13 +98,16 @@ def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool 
     command = command or shlex.join(sys.argv)
     config.check()
     out = open_root(config.out, config.storage_options)
-    source = load_source(config)
-    check_teacher(config.teacher or default_teacher_path(), source if isinstance(source, Examples) else None,
-                  config.max_seq_len)
     resolve_device(config.device)
+    source = load_source(config)
+    if out.exists(MANIFEST):  # what can be compared before the teacher loads (all of it is, once it has)
+        _refuse_mismatches(config.out, identity_mismatches_before_loading(read_manifest(out), config, source))
     ranks = current_ranks()
     with process_group(ranks), ExitStack() as owned:  # one job owns the cache: its rank 0 holds the lock
+        # the lock first: a cache another job is writing is refused in a second, not once the teacher loads
         stale_holder = on_main(ranks, lambda: _own(owned, out, command))
+        check_teacher(config.teacher or default_teacher_path(), source if isinstance(source, Examples) else None,
+                      config.max_seq_len)
         try:
             total, written, truncated = _dump_into(out, config, command, source, progress and ranks.main, ranks)
         except UserError:
@@ -149,9 +166,11 @@ def plan_dump(config: DumpConfig, examples: Examples | Corpus, command: str) -> 
     """Load the teacher, tokenise, plan the blocks and draft the manifest. A corpus's teacher runs
     without any head: general distillation uses the intermediate targets only."""
     device = resolve_device(config.device)
-    model, tokenizer, teacher = load_teacher(config.teacher or default_teacher_path(), config.attention, device,
-                                             head=isinstance(examples, Examples))
+    path = config.teacher or default_teacher_path()
+    tokenizer = load_teacher_tokenizer(path)
     tokens = tokenize_source(examples, tokenizer, config.max_seq_len)
+    check_unknown_tokens(tokens, tokenizer, config.max_unknown, str(examples.path))
+    model, teacher = load_teacher(path, config.attention, device, head=isinstance(examples, Examples))
     tables = EmbeddingTables.of(model)
     geometry = stored_geometry(config, teacher, tokens.lengths, tables.nbytes)
     model.set_attn_implementation(capture_implementation(_captured_kind(geometry, config.attention)))
@@ -187,7 +206,7 @@ def _dump_into(out: Root, config: DumpConfig, command: str, examples: Examples |
         pending = sorted(mine - store.committed_blocks())
         share = sum(int(block_starts[k + 1] - block_starts[k]) for k in mine)
         written = _dump_blocks(plan.model, writer, tokens, examples.labels, plan.geometry, block_starts, pending,
-                               config, plan.device, progress, share)
+                               config, plan.device, progress, share, {UNIT_IDENTITY: manifest.identity})
     finally:
         writer.close()
     written = int(sum_over_ranks(ranks, torch.tensor(written)))  # also waits for every rank's last block
@@ -201,9 +220,9 @@ def _prepare_cache(out: Root, plan: DumpPlan, config: DumpConfig) -> Manifest:
     if not _has_tokenizer(out):
         _save_tokenizer(plan.tokenizer, out)
     if not manifest.complete and plan.geometry.embedding_tables and not store.has_unit(EMBEDDINGS):
-        plan.embeddings.write(store)
+        plan.embeddings.write(store, {UNIT_IDENTITY: manifest.identity})
     if not manifest.complete and not store.has_unit(INDEX):
-        store.write_unit(INDEX, _index_arrays(plan.tokens.lengths, plan.block_starts), index_attrs(manifest))
+        store.write_unit(INDEX, _index_arrays(plan.tokens, plan.block_starts), index_attrs(manifest))
     return manifest
 
 
@@ -265,11 +284,11 @@ def _open_for_writing(out: Root, manifest: Manifest, config: DumpConfig) -> tupl
     """Create a new cache, or check an existing one against this run and continue it."""
     if out.exists(MANIFEST):
         existing = read_manifest(out)
-        mismatches = identity_mismatches(existing, manifest)
-        if mismatches:
-            raise CacheError(f"{config.out}: existing cache was made differently ({'; '.join(mismatches)}); "
-                             "refusing to mix targets: choose another --out")
+        _refuse_mismatches(config.out, identity_mismatches(existing, manifest))
         store = open_store(out, existing.storage, existing.compression)
+        if not existing.complete and not existing.units_bound:
+            raise CacheError(f"{config.out}: this unfinished cache was started by an older version (format "
+                             f"{existing.format_version}); dump the teacher again into a new --out")
         if not existing.complete:
             existing = existing.resumed_by(manifest.command)  # recorded when the dump completes
             store.clean_staging()
@@ -281,6 +300,29 @@ def _open_for_writing(out: Root, manifest: Manifest, config: DumpConfig) -> tupl
     store = open_store(out, config.format, config.compression)
     store.create()
     return manifest, store
+
+
+def _refuse_mismatches(out: Target, mismatches: list[str]) -> None:
+    if mismatches:
+        raise CacheError(f"{out}: existing cache was made differently ({'; '.join(mismatches)}); "
+                         "refusing to mix targets: choose another --out")
+
+
+def identity_mismatches_before_loading(existing: Manifest, config: DumpConfig, source: Examples | Corpus) -> list[str]:
+    """The identity mismatches that the flags and the data decide alone (the labels of `IDENTITY`),
+    so that a changed option is refused before the teacher loads."""
+    requested: dict[str, object] = {
+        "task": source.task, "split": source.split, "data options (columns, --holdout)": _read_options(config, source),
+        "--max-seq-len": config.max_seq_len, "--attention": config.attention,
+        "--hidden-encoding": check_hidden(config.hidden_encoding).name, "--format": config.format,
+        "--compression": config.compression, "block plan (--block-mb)": int(config.block_mb * 2**20)}
+    if config.layers is not None:
+        requested["--layers"] = sorted(set(config.layers))
+    if config.attention_encoding != AUTO:
+        requested["--attention-encoding"] = str(AttentionEncoding.parse(config.attention_encoding))
+    if config.embedding_output != AUTO and config.layers is not None:
+        requested["--embedding-output"] = config.embedding_output if 0 in config.layers else STORED
+    return value_mismatches(identity_values(existing.to_json()), json.loads(json.dumps(requested)))
 
 
 TOKENIZER_LAST = "tokenizer_config.json"
@@ -307,16 +349,20 @@ def _save_tokenizer(tokenizer, out: Root) -> None:
     os.rename(staging, folder / TOKENIZER)
 
 
-def _index_arrays(lengths: np.ndarray, block_starts: np.ndarray) -> dict:
+def _index_arrays(tokens: Tokenized, block_starts: np.ndarray) -> dict:
+    lengths = tokens.lengths
+    hashes = sequence_hashes(tokens.input_ids, tokens.token_type_ids, lengths)
     return {"lengths": (lengths, (chunk_length(len(lengths), 4),)),
-            "block_starts": (block_starts, (len(block_starts),))}
+            "block_starts": (block_starts, (len(block_starts),)),
+            SEQUENCE_HASHES: (hashes, (chunk_length(len(hashes), 8),))}
 
 
 def _dump_blocks(model, writer: Writer, tokens: Tokenized, labels: np.ndarray | None, geometry: Geometry,
                  block_starts: np.ndarray, pending: list[int], config: DumpConfig, device: torch.device,
-                 progress: bool, share: int) -> int:
+                 progress: bool, share: int, identity: dict) -> int:
     """Compute and write the pending blocks; returns the number of examples written. `share`: the
-    examples of all this rank's blocks, done or pending (the progress bar's total)."""
+    examples of all this rank's blocks, done or pending (the progress bar's total); `identity`: the
+    attribute binding each block to its cache."""
     left = sum(int(block_starts[k + 1] - block_starts[k]) for k in pending)
     bar = tqdm(total=share, initial=share - left, unit="ex", desc="dump-teacher", disable=not progress,
                dynamic_ncols=True)
@@ -328,7 +374,7 @@ def _dump_blocks(model, writer: Writer, tokens: Tokenized, labels: np.ndarray | 
             arrays = _compute_block(model, tokens, block, geometry, config.batch_size, device)
             if labels is not None:
                 arrays["label"] = (labels[start:stop], (stop - start,))
-            writer.submit(block_unit(k), arrays, {"start": start, "stop": stop})
+            writer.submit(block_unit(k), arrays, {"start": start, "stop": stop} | identity)
             written += stop - start
             bar.update(stop - start)
             bar.set_postfix_str(f"written {writer.bytes_written / 1e6:,.1f} MB", refresh=False)
@@ -360,6 +406,7 @@ def _compute_block(model, tokens: Tokenized, block: BlockIndex, geometry: Geomet
         if out.logits is not None:
             logits = torch.empty((len(block), out.logits.shape[1]), device=device) if logits is None else logits
             logits.index_copy_(0, batch.positions, out.logits.float())  # (B, C)
+    _check_finite(buffers | ({"logits": logits} if logits is not None else {}), block, geometry)
     t0, t1 = tokens.offsets[block.start], tokens.offsets[block.start + len(block)]
     n_tokens = int(block.tokens[-1])
     arrays: dict[str, ArrayPlan] = {
@@ -373,6 +420,18 @@ def _compute_block(model, tokens: Tokenized, block: BlockIndex, geometry: Geomet
     if logits is not None:
         arrays["logits"] = (logits.cpu().numpy(), tuple(logits.shape))
     return arrays
+
+
+def _check_finite(buffers: dict[str, torch.Tensor], block: BlockIndex, geometry: Geometry) -> None:
+    """A target that is infinite or NaN as stored (float16 holds at most 65504) is never written:
+    the block is refused, and the cache stays incomplete."""
+    bad = [name for name, values in buffers.items()
+           if values.is_floating_point() and not bool(torch.isfinite(values).all())]
+    if bad:
+        raise CacheError(f"examples {block.start}-{block.start + len(block) - 1}: the teacher's {', '.join(bad)} are "
+                         f"not finite as stored (--hidden-encoding {geometry.hidden.name}, --attention-encoding "
+                         f"{geometry.attention}: beyond the type's range, or infinite in the teacher itself); dump "
+                         "into a new --out with float32, or int8 (scaled per row)")
 
 
 @dataclass(frozen=True)

@@ -72,8 +72,8 @@ class EmbeddingTables:
         out = F.layer_norm(summed, (summed.shape[-1],), self.norm_weight, self.norm_bias, self.eps)
         return out * mask[..., None]
 
-    def write(self, store: Store) -> None:
-        """As one unit, committed atomically with its checksums like a block."""
+    def write(self, store: Store, attrs: dict) -> None:
+        """As one unit, committed atomically with its checksums like a block; `attrs` bind it to its cache."""
         arrays = {name: (t.numpy(), (chunk_length(len(t), t[0].numel() * 4), *t.shape[1:]))
                   for name, t in self.tensors().items()}
-        store.write_unit(EMBEDDINGS, arrays, {"eps": self.eps})
+        store.write_unit(EMBEDDINGS, arrays, {"eps": self.eps} | attrs)

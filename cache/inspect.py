@@ -10,8 +10,8 @@ from .encoding import ATTENTION, HIDDEN, TABLES
 from .errors import CacheError, describe
 from .layout import BlockIndex
 from .location import Root, Target, open_root
-from .manifest import MANIFEST, Manifest, index_mismatches, read_manifest
-from .store import EMBEDDINGS, INDEX, Store, block_unit, open_store, slab_checksums
+from .manifest import MANIFEST, TOKENIZER, Manifest, index_mismatches, read_manifest, unit_identity_problem
+from .store import BLOCKS, EMBEDDINGS, INDEX, Store, block_unit, open_store, slab_checksums
 from .tasks import CORPUS_TASK
 
 
@@ -55,7 +55,8 @@ def format_summary(summary: dict) -> str:
     """The summary as aligned `key: value` lines for people."""
     s, t, d = summary["sizes"], summary["teacher"], summary["data"]
     blocks = f"{s['committed_blocks']}/{summary['num_blocks']} blocks"
-    state = "complete" if summary["complete"] else f"INCOMPLETE ({blocks})"
+    state = f"INCOMPLETE ({blocks})" if not summary["complete"] else "complete" if _whole(summary) else \
+        f"DAMAGED ({blocks}; run `cache verify`)"
     per_token = s["bytes_per_token"]
     rows = [
         ("cache", f"{summary['path']} ({state})"),
@@ -79,6 +80,11 @@ def format_summary(summary: dict) -> str:
     rows += [("resumed", command) for command in summary["resumed"]]
     width = max(len(key) for key, _ in rows)
     return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
+
+
+def _whole(summary: dict) -> bool:
+    """A complete manifest whose every block is there."""
+    return bool(summary["complete"]) and summary["sizes"]["committed_blocks"] == summary["num_blocks"]
 
 
 def _tables_note(summary: dict) -> str:
@@ -112,12 +118,12 @@ def verify_cache(path: Target | Root, progress: bool = False) -> list[str]:
     problems = [] if manifest.complete else [f"cache is incomplete ({blocks})"]
     if not store.has_unit(INDEX):
         return problems + (["index is missing"] if manifest.complete or committed else [])
-    index_problems = [f"index: {p}" for p in _verify_block(store, INDEX, {})]
+    index_problems = [f"index: {p}" for p in _verify_block(store, INDEX, {}, manifest)]
     if index_problems:  # without a sound index, blocks cannot be located
         return problems + index_problems
     if manifest.geometry.embedding_tables:
         if store.has_unit(EMBEDDINGS):
-            problems += [f"embedding tables: {p}" for p in _verify_block(store, EMBEDDINGS, {})]
+            problems += [f"embedding tables: {p}" for p in _verify_block(store, EMBEDDINGS, {}, manifest)]
         elif manifest.complete:
             problems.append("embedding tables: missing")
     lengths, block_starts = store.read(INDEX, "lengths"), store.read(INDEX, "block_starts")
@@ -133,7 +139,7 @@ def verify_cache(path: Target | Root, progress: bool = False) -> list[str]:
             continue
         expected = _expected_shapes(manifest, BlockIndex.build(start, lengths[start:stop],
                                                                 manifest.teacher.num_heads))
-        problems += [f"{where}: {p}" for p in _verify_block(store, block_unit(k), expected)]
+        problems += [f"{where}: {p}" for p in _verify_block(store, block_unit(k), expected, manifest)]
     return problems
 
 
@@ -150,13 +156,16 @@ def _expected_shapes(manifest: Manifest, block: BlockIndex) -> dict[str, tuple]:
     return shapes
 
 
-def _verify_block(store: Store, unit: str, expected: dict) -> list[str]:
+def _verify_block(store: Store, unit: str, expected: dict, manifest: Manifest) -> list[str]:
     try:
-        checksums = store.attrs(unit)["crc32c"]
+        attrs = store.attrs(unit)
+        checksums = attrs["crc32c"]
         names = store.array_names(unit)
     except Exception as e:  # noqa: BLE001 - any failure to open is a finding, not a crash
         return [f"unreadable ({describe(e)})"]
-    problems = [f"array {name!r} is missing" for name in expected if name not in names]
+    foreign = unit_identity_problem(manifest, attrs)
+    problems = [foreign] if foreign else []
+    problems += [f"array {name!r} is missing" for name in expected if name not in names]
     for name in names:
         try:
             values = store.read(unit, name)
@@ -165,6 +174,8 @@ def _verify_block(store: Store, unit: str, expected: dict) -> list[str]:
             continue
         if name in expected and values.shape != expected[name]:
             problems.append(f"array {name!r}: unexpected shape {values.shape}")
+        elif values.dtype.kind == "f" and not np.isfinite(values).all():
+            problems.append(f"array {name!r}: holds values that are not finite (infinity or NaN)")
         elif name not in checksums or slab_checksums(values, checksums[name]["rows"]) != checksums[name]["slabs"]:
             problems.append(f"array {name!r}: values do not match the checksum written with them")
     return problems
@@ -173,7 +184,7 @@ def _verify_block(store: Store, unit: str, expected: dict) -> list[str]:
 def list_caches(root: Target | Root) -> list[dict]:
     """Every cache under `root` (a folder or a URL; not descending into caches), with what a team
     needs to pick one."""
-    found = []
+    found: list[dict] = []
     for folder in _cache_roots(open_root(root)):
         try:
             summary = cache_summary(folder)
@@ -188,25 +199,29 @@ def list_caches(root: Target | Root) -> list[dict]:
             "encoding": ",".join([summary["hidden_encoding"], summary["attention_encoding"]]
                                  + ["tables"] * (summary["embedding_output"] == TABLES)),
             "examples": d["examples"],
-            "size": _mb(summary["sizes"]["bytes"]), "complete": summary["complete"],
+            "size": _mb(summary["sizes"]["bytes"]), "complete": _whole(summary),
         })
     return sorted(found, key=lambda row: row["path"])
 
 
+CACHE_PARTS = (BLOCKS, INDEX, EMBEDDINGS, TOKENIZER)
+"""Folders of a cache's own, where no other cache lies."""
+
+
 def _cache_roots(root: Root) -> list[Root]:
-    """The caches at or under `root`: the folders or prefixes holding a manifest, outermost only."""
+    """The caches at or under `root`: the folders or prefixes holding a manifest, a cache inside
+    another's folder included (never inside its own parts, which a walk skips)."""
     if root.local:
         folders = []
         for folder, dirs, files in os.walk(root.url):
             if MANIFEST in files:
-                dirs.clear()
+                dirs[:] = [d for d in dirs if d not in CACHE_PARTS and not d.startswith(".")]
                 folders.append(folder)
         return [open_root(folder) for folder in folders]
     manifests = sorted(root.fs.glob(root.join("**", MANIFEST)) + root.fs.glob(root.join(MANIFEST)))
     prefixes = [m.rsplit("/", 1)[0] for m in dict.fromkeys(manifests)]
-    outermost = [p for p in prefixes if not any(p.startswith(q + "/") for q in prefixes)]
     return [Root(root.url_of(p[len(root.path) + 1:]) if p != root.path else root.url, root.storage_options)
-            for p in outermost]
+            for p in prefixes]
 
 
 def format_table(rows: list[dict]) -> str:

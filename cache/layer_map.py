@@ -18,6 +18,9 @@ def resolve_layer_map(text: str, student_layers: int | None, teacher_layers: int
     if text == "uniform":
         if student_layers is None:
             raise UserError("--layer-map uniform needs the number of student layers (--layers)")
+        if student_layers > teacher_layers:
+            raise UserError(f"--layer-map uniform: a student of {student_layers} layers is deeper than the teacher's "
+                            f"{teacher_layers}; give fewer layers, or an explicit --layer-map (layers may repeat)")
         return uniform_layer_map(student_layers, teacher_layers)
     try:
         layers = [int(part) for part in text.split(",")]

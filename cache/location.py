@@ -33,7 +33,10 @@ def is_url(target: Target) -> bool:
 
 
 def as_target(text: str | Path) -> Target:
-    """A command-line value as a cache target: URLs stay strings (a Path would fold their //)."""
+    """A command-line value as a cache target: URLs stay strings (a Path would fold their //); a
+    file:// URL is the folder it names (kept to the kernel's rename and lock)."""
+    if str(text).startswith("file://"):
+        return Path(str(text).removeprefix("file://"))
     return str(text) if is_url(text) else Path(text)
 
 
@@ -131,6 +134,7 @@ earlier in this process would hide the blocks committed since."""
 def open_root(target: "Target | Root", storage_options: dict | None = None) -> Root:
     if isinstance(target, Root):
         return target
+    target = as_target(target)
     if not is_url(target):
         return Root(os.path.abspath(target))
     return Root(str(target), FRESH_LISTINGS | (storage_options or {}))

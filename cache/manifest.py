@@ -7,11 +7,15 @@ whose content no longer matches the checksum written with it: one edited byte in
 otherwise serve one teacher layer's targets as another's.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, replace
+import types
+from dataclasses import asdict, dataclass, fields, replace
+from functools import cached_property
 from pathlib import Path
+from typing import Union, get_args, get_origin, get_type_hints
 
 from .encoding import STORED, TABLES, AttentionEncoding, VectorEncoding
 from .errors import CacheError, describe
@@ -23,17 +27,26 @@ MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer"
 """Folder of the teacher's tokenizer inside a cache."""
 FORMAT_NAME = "tinybert-distill-cache"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 """2: the manifest carries its own checksum, the data columns and the stored attention type.
 3: targets are stored in a hidden encoding and an attention encoding (`cache.encoding`).
-4: the embedding output may come from the teacher's embedding tables (`cache.embeddings`)."""
-READS = (2, 3, 4)
-"""Versions this one reads: a version 2 cache is a version 3 one with float maps, and a version 3
-one is a version 4 one with the embedding output stored."""
+4: the embedding output may come from the teacher's embedding tables (`cache.embeddings`).
+5: every unit carries the identity digest of its cache (`UNIT_IDENTITY`), and the index a hash of
+each example's tokens (`cache.sequences`)."""
+READS = (2, 3, 4, 5)
+"""Versions this one reads: a version 2 cache is a version 3 one with float maps, a version 3
+one is a version 4 one with the embedding output stored, and a version 4 one is a version 5 one
+whose units are not bound to it."""
 CHECKSUM = "checksum"
+UNIT_IDENTITY = "cache_identity"
+"""Attribute of every unit (index, block, embedding tables) holding `Manifest.identity`: a unit
+copied in from another cache (a partial sync of one cache over another) is refused on read."""
 
+NOT_COMPUTING_CONFIG = ("_name_or_path", "transformers_version", "_attn_implementation_autoset")
+"""Keys of a teacher's config that do not change what its weights compute."""
 IDENTITY = {
     "teacher weights": ("teacher", "weights_sha256"),
+    "teacher configuration (config.json)": ("teacher", "config"),
     "tokenizer": ("tokenizer", "fingerprint"),
     "task": ("data", "task"),
     "split": ("data", "split"),
@@ -130,21 +143,36 @@ class Manifest:
     """Each command that continued the dump."""
     complete: bool = False
     completed: str | None = None
+    format_version: int = FORMAT_VERSION
+    """The version the cache was written in (an older one is read as this one, `READS`)."""
 
     def to_json(self) -> dict:
         """The JSON object, checksum left out (`write_manifest` adds it)."""
         content = asdict(self)
         content["tokenizer"] = {"fingerprint": content.pop("tokenizer_fingerprint")}
-        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION} | json.loads(json.dumps(content))
+        content = {"format": FORMAT_NAME, "format_version": content.pop("format_version")} | content
+        return json.loads(json.dumps(content))
+
+    @cached_property
+    def identity(self) -> str:
+        """sha256 of everything that decides the targets (`IDENTITY`): what binds each unit to its
+        cache. Two caches share it only if they were made alike, so their units are interchangeable."""
+        values = identity_values(self.to_json())
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def units_bound(self) -> bool:
+        """Whether every unit carries `UNIT_IDENTITY` (written so since format 5)."""
+        return self.format_version >= 5
 
     @classmethod
     def from_json(cls, content: dict, where: str) -> "Manifest":
         """Typed fields from a checked JSON object; a missing or malformed field is a CacheError."""
         try:
-            fields = {k: v for k, v in content.items() if k not in ("format", "format_version", CHECKSUM)}
+            fields = {k: v for k, v in content.items() if k not in ("format", CHECKSUM)}
             tokenizer, data = fields.pop("tokenizer"), dict(fields.pop("data"))
             names = data.pop("label_names")
-            return cls(**fields | {
+            manifest = cls(**fields | {
                 "teacher": TeacherRecord(**fields["teacher"]), "tokenizer_fingerprint": tokenizer["fingerprint"],
                 "data": DataRecord(**data, label_names=tuple(names) if names is not None else None),
                 "layers": tuple(fields["layers"]), "attention_layers": tuple(fields["attention_layers"]),
@@ -152,6 +180,11 @@ class Manifest:
             })
         except (KeyError, TypeError, AttributeError) as e:
             raise CacheError(f"{where}: manifest is malformed ({type(e).__name__}: {e})") from None
+        wrong = [*_wrong_types(manifest), *_wrong_types(manifest.teacher, "teacher."),
+                 *_wrong_types(manifest.data, "data."), *_wrong_types(manifest.stats, "stats.")]
+        if wrong:
+            raise CacheError(f"{where}: manifest is malformed ({', '.join(wrong)})")
+        return manifest
 
     @property
     def geometry(self) -> Geometry:
@@ -170,6 +203,36 @@ class Manifest:
 
     def completed_at(self, when: str, nbytes: int) -> "Manifest":
         return replace(self, complete=True, completed=when, stats=replace(self.stats, bytes=nbytes))
+
+
+def _wrong_types(record: object, prefix: str = "") -> list[str]:
+    """The fields of a manifest record whose JSON value is not of the field's type (a checksum
+    only says the file is as written, not that a writer wrote it right)."""
+    hints = get_type_hints(type(record))
+    wrong = []
+    for item in fields(record):  # type: ignore[arg-type]
+        value = getattr(record, item.name)
+        if not _is_a(value, hints[item.name]):
+            wrong.append(f"{prefix}{item.name} is {type(value).__name__} {_short(value)}")
+    return wrong
+
+
+def _is_a(value: object, hint: object) -> bool:
+    """isinstance for the types manifests use: scalars, dict, unions with None, tuple[X, ...]."""
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, hint)  # type: ignore[arg-type]
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_is_a(value, arg) for arg in args)
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_is_a(v, args[0]) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin or hint)  # type: ignore[arg-type]
 
 
 def manifest_path(cache: Path) -> Path:
@@ -250,16 +313,36 @@ def write_manifest(cache: Target | Root, manifest: Manifest) -> None:
     os.rename(tmp, path)
 
 
+def identity_values(content: dict) -> dict[str, object]:
+    """A manifest's identity (`IDENTITY`) from its JSON, by label; the teacher's config without
+    the keys that compute nothing."""
+    values = {label: _get(content, keys) for label, keys in IDENTITY.items()}
+    config = values["teacher configuration (config.json)"]
+    if isinstance(config, dict):
+        values["teacher configuration (config.json)"] = {key: value for key, value in config.items()
+                                                          if key not in NOT_COMPUTING_CONFIG}
+    return values
+
+
 def identity_mismatches(existing: Manifest, requested: Manifest,
                         sides: tuple[str, str] = ("cache has", "this run has")) -> list[str]:
     """Human-readable differences between two manifests' identities (empty when they agree)."""
-    old_json, new_json = existing.to_json(), requested.to_json()
-    out = []
-    for label, keys in IDENTITY.items():
-        old, new = _get(old_json, keys), _get(new_json, keys)
-        if old != new:
-            out.append(f"{label}: {sides[0]} {_short(old)}, {sides[1]} {_short(new)}")
-    return out
+    return value_mismatches(identity_values(existing.to_json()), identity_values(requested.to_json()), sides)
+
+
+def value_mismatches(found: dict[str, object], requested: dict[str, object],
+                     sides: tuple[str, str] = ("cache has", "this run has")) -> list[str]:
+    """Each label of `requested` whose value differs from `found`'s, as a line naming both (of two
+    dicts, the entries that differ)."""
+    return [f"{label}: {sides[0]} {_short(_difference(found[label], new))}, {sides[1]} "
+            f"{_short(_difference(new, found[label]))}" for label, new in requested.items() if found[label] != new]
+
+
+def _difference(value: object, other: object) -> object:
+    """Of two dicts, the entries of `value` that `other` does not share (what names the change)."""
+    if isinstance(value, dict) and isinstance(other, dict):
+        return {key: item for key, item in value.items() if other.get(key, object()) != item} or {}
+    return value
 
 
 def index_mismatches(manifest: Manifest, lengths, block_starts, attrs: dict) -> list[str]:
@@ -275,7 +358,19 @@ def index_mismatches(manifest: Manifest, lengths, block_starts, attrs: dict) -> 
 def index_attrs(manifest: Manifest) -> dict:
     """What the index records of the manifest, for `index_mismatches` to cross-check."""
     return {"examples": manifest.data.examples, "num_blocks": manifest.num_blocks,
-            "layers": list(manifest.layers), "attention_layers": list(manifest.attention_layers)}
+            "layers": list(manifest.layers), "attention_layers": list(manifest.attention_layers),
+            UNIT_IDENTITY: manifest.identity}
+
+
+def unit_identity_problem(manifest: Manifest, attrs: dict) -> str | None:
+    """Why a unit with these attributes is not this cache's (None when it is): it was written for
+    a cache made differently, or (from format 5 on) carries no identity at all."""
+    found = attrs.get(UNIT_IDENTITY)
+    if found is None and not manifest.units_bound:
+        return None
+    if found != manifest.identity:
+        return "belongs to another cache (made with another teacher, data or options than this manifest)"
+    return None
 
 
 def _get(content: dict, keys: tuple[str, ...]) -> object:

@@ -4,6 +4,8 @@ a folder names."""
 
 import math
 import os
+import re
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -31,8 +33,10 @@ def check_writable(path: Path, option: str) -> None:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise UserError(f"{option}: {path} lies inside {ancestor}, which is a file")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UserError(f"{option}: {ancestor} is not writable (read-only file system or no permission)")
+    try:  # os.access says yes to root everywhere, /proc included: try it
+        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=ancestor))
+    except OSError:
+        raise UserError(f"{option}: {ancestor} is not writable (read-only file system or no permission)") from None
 
 
 def check_not_input(output: Path, inputs: Iterable[Path], option: str) -> None:
@@ -65,3 +69,23 @@ def model_folder(folder: Path, option: str) -> Path:
         if (folder / saved / "config.json").is_file():
             return folder / saved
     raise UserError(f"{option}: {folder} holds no model (no config.json, nor a run's best/ or last/)")
+
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_device_name(name: str) -> None:
+    """`--device` names one this tool runs on (auto, cpu, cuda, cuda:N), before torch is imported."""
+    if not DEVICE.fullmatch(name):
+        raise UserError(f"--device: {name!r} is not a device this tool runs on (auto, cpu, cuda, cuda:1, ...)")
+
+
+def check_model_path(text: str | None, option: str) -> None:
+    """A model named by a path that looks local (absolute, relative with ./ or ../, or under an
+    existing folder) must exist: it is never tried as a hub id, which costs retries over the network."""
+    if text is None or Path(text).exists():
+        return
+    path = Path(text).expanduser()
+    if path.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1 or \
+            (path.parent != Path(".") and path.parent.is_dir()):
+        raise UserError(f"{option}: {text}: no such folder")

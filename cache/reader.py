@@ -17,7 +17,14 @@ from .encoding import ATTENTION, HIDDEN
 from .errors import CacheError, describe
 from .layout import BlockIndex
 from .location import Target, as_target, open_root
-from .manifest import TOKENIZER, Manifest, index_mismatches, read_complete_manifest, read_manifest
+from .manifest import (
+    TOKENIZER,
+    Manifest,
+    index_mismatches,
+    read_complete_manifest,
+    read_manifest,
+    unit_identity_problem,
+)
 from .ragged import RaggedExamples
 from .store import EMBEDDINGS, INDEX, Store, block_unit, open_store, slab_checksums
 
@@ -32,7 +39,11 @@ class Cache:
         self.store = store
         self.lengths: np.ndarray = store.read(INDEX, "lengths")
         self.block_starts: np.ndarray = store.read(INDEX, "block_starts")
-        mismatches = index_mismatches(manifest, self.lengths, self.block_starts, store.attrs(INDEX))
+        index = store.attrs(INDEX)
+        foreign = unit_identity_problem(manifest, index)
+        if foreign:
+            raise CacheError(f"{path}: the index {foreign}; run `cache verify {path}` and dump the teacher again")
+        mismatches = index_mismatches(manifest, self.lengths, self.block_starts, index)
         if mismatches:
             raise CacheError(f"{path}: manifest and index disagree ({'; '.join(mismatches)}); "
                              f"run `cache verify {path}` and dump the teacher again")
@@ -166,6 +177,7 @@ class _UnitReader:
         try:
             if name not in self.names:
                 return None
+            self._check_identity()
             values = self.cache.store.read(self.unit, name, selection)
             if self.check:
                 self._check(name, values, selection[0] if selection else None)
@@ -184,8 +196,19 @@ class _UnitReader:
         return values
 
     @cached_property
+    def attrs(self) -> dict:
+        return self.cache.store.attrs(self.unit)
+
+    @cached_property
     def checksums(self) -> dict:
-        return self.cache.store.attrs(self.unit)["crc32c"]
+        return self.attrs["crc32c"]
+
+    def _check_identity(self) -> None:
+        """A unit copied in from another cache is refused before any of its values are used."""
+        foreign = unit_identity_problem(self.cache.manifest, self.attrs)
+        if foreign:
+            raise CacheError(f"{self.where}: {foreign}; run `cache verify {self.cache.path}` and dump the "
+                             "teacher again")
 
     def _check(self, name: str, values: np.ndarray, rows) -> None:
         record = self.checksums[name]

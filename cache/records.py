@@ -5,6 +5,7 @@ import datetime
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +23,25 @@ def write_record(path: Path, config, command: str, **resolved) -> None:
     staging = path.with_name(f".{path.name}.partial")
     staging.write_text(json.dumps(record, indent=2, default=str) + "\n")
     os.replace(staging, path)
+
+
+MODEL_LAST = "config.json"
+"""Moved into a model folder last: a folder with a config.json holds the whole model."""
+
+
+def save_model(folder: Path, *parts) -> None:
+    """`save_pretrained` of each part (a model, its tokenizer) into a staging folder beside the
+    files, then moved into `folder` with config.json last: a write that fails (a full disk) leaves
+    no config.json, so the folder is never taken for a model, and the same command runs again."""
+    staging = folder / f".partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        for part in parts:
+            part.save_pretrained(staging)
+        for file in sorted(staging.iterdir(), key=lambda f: f.name == MODEL_LAST):
+            os.replace(file, folder / file.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def file_sha256(path: Path, files: Iterable[Path] | None = None) -> str:

@@ -31,11 +31,15 @@ def check_teacher(path: str, examples: Examples | None, max_seq_len: int) -> Non
         check_head(config, examples, f"--teacher: {path}")
 
 
+def load_teacher_tokenizer(path: str):
+    """The teacher's tokenizer alone: the data is tokenised (and refused) before the weights load."""
+    return load_tokenizer(path, "--teacher", load_config(path, "--teacher").vocab_size)
+
+
 def load_teacher(path: str, attention: str, device: torch.device, head: bool = True):
-    """Load model and tokenizer from a local folder (or hub id); returns (model, tokenizer, info).
-    With `head=False`, or for a model without a classifier, the bare encoder (no logits)."""
+    """Load the model from a local folder (or hub id); returns (model, info). With `head=False`,
+    or for a model without a classifier, the bare encoder (no logits)."""
     config = load_config(path, "--teacher")
-    tokenizer = load_tokenizer(path, "--teacher", config.vocab_size)
     with_head = head and has_classifier(config)
     model: BertModel | BertForSequenceClassification = (
         BertForSequenceClassification.from_pretrained(path) if with_head
@@ -48,7 +52,7 @@ def load_teacher(path: str, attention: str, device: torch.device, head: bool = T
         num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
         num_labels=(config.num_labels or 0) if with_head else 0,
     )
-    return model, tokenizer, info
+    return model, info
 
 
 def weights_sha256(model: torch.nn.Module) -> str:

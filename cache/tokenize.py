@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 
 from .data import Examples
+from .errors import UserError
 from .layout import pad_ragged
 
 ENCODE_CHUNK = 8192  # examples per tokenizer call: bounds memory on large corpora
@@ -23,6 +25,12 @@ class Tokenized:
     lengths: np.ndarray  # (n,) int32, special tokens included
     truncated: int
     """How many examples were cut at max_seq_len."""
+
+    def unknown_rate(self, tokenizer) -> float:
+        """The fraction of tokens, special tokens aside, that are the tokenizer's unknown token."""
+        markers = [i for i in tokenizer.all_special_ids if i != tokenizer.unk_token_id]  # [CLS], [SEP], [PAD]
+        text = ~np.isin(self.input_ids, markers)
+        return float((self.input_ids[text] == tokenizer.unk_token_id).mean()) if text.any() else 0.0
 
     @cached_property
     def offsets(self) -> np.ndarray:
@@ -54,6 +62,17 @@ def tokenize(examples: Examples, tokenizer, max_seq_len: int) -> Tokenized:
             lengths.append(len(seq))
     return Tokenized(np.concatenate(ids), np.concatenate(types),
                      np.asarray(lengths, dtype=np.int32), truncated)
+
+
+def check_unknown_tokens(tokens: Tokenized, tokenizer, max_unknown: float, where: str) -> None:
+    """Refuse data that the tokenizer mostly cannot read: its vocabulary does not fit (another
+    casing than it was trained with, another language), and targets of [UNK] teach nothing."""
+    rate = tokens.unknown_rate(tokenizer)
+    if rate > max_unknown:
+        raise UserError(f"{where}: {rate:.1%} of its tokens are {tokenizer.unk_token} under the teacher's tokenizer "
+                        f"(more than --max-unknown {max_unknown:g}); check that the tokenizer is the teacher's own "
+                        f"(its casing: do_lower_case), or add --max-unknown {math.ceil(rate * 100) / 100:g} to "
+                        "accept it")
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

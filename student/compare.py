@@ -8,8 +8,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from cache.data import load_examples
-from student.evaluate import SavedClassifier, evaluate, metric_for
+from student.evaluate import SavedClassifier, evaluate, examples_to_score, metric_for
 from student.metrics import MAIN_METRIC
 
 
@@ -32,7 +31,8 @@ def compare_models(models: dict[str, Path], task: str, data: Path, split: str, m
                    latency_examples: int = 200, progress: bool = True) -> list[dict]:
     """One row per model; `speedup` is relative to the first model. Every model is checked against
     the task before the first is scored."""
-    examples = load_examples(task, data, split)
+    first = next(iter(models))
+    examples = examples_to_score(task, data, split, models[first], f"--model {first}")
     key = MAIN_METRIC[metric_for(examples.task)]
     texts = examples.texts[:latency_examples]
     pairs = examples.pairs[:latency_examples] if examples.pairs else None

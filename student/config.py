@@ -1,15 +1,21 @@
 """The configurations of the student-side commands, with the checks that need neither torch nor
 a model: the CLI runs them before it imports the recipes, so a wrong flag fails in a second."""
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
 
 from cache.data import canonical_task, resolve_data_file
 from cache.errors import UserError
+from cache.layer_map import resolve_layer_map
 from cache.location import Root, Target, as_target, open_root
 from cache.manifest import Manifest, read_complete_manifest
-from cache.paths import check_number, check_output_dir, model_folder
-from cache.tasks import CORPUS_TASK
+from cache.paths import check_device_name, check_model_path, check_number, check_output_dir, model_folder
+from cache.sequences import stored_sequence_hashes
+from cache.store import open_store
+from cache.tasks import CORPUS_TASK, GLUE_TASKS
 
 STAGES = ("intermediate", "prediction", "all", "general")
 """general: the intermediate losses on a corpus cache, giving a general student (no head);
@@ -19,9 +25,14 @@ PROJECTION_SHARING = ("separate", "shared", "per-layer")
 `fit_dense`), or one per student layer (`fit_denses`)."""
 PRECISIONS = ("auto", "float32", "bfloat16")
 CHECKPOINT = "checkpoint.pt"
+RUN_RECORD = "train_config.json"
 METRICS_LOG = "metrics.jsonl"
 """Every logged step and evaluation of a training or fine-tuning run, one JSON object per line."""
-RUN_FILES = ("train_config.json", "command.txt", METRICS_LOG, "checkpoint.", "best", "last", "tensorboard")
+NOT_COMPUTING = ("cache", "out", "resume", "device", "precision", "workers", "save_every", "log_every", "tensorboard",
+                 "storage_options", "prefetch_blocks")
+"""Options that do not change what a run computes (the cache and precision are compared by what
+they resolve to: the cache's identity, the precision used); `--resume` compares all the others."""
+RUN_FILES = (RUN_RECORD, "command.txt", METRICS_LOG, "checkpoint.", "best", "last", "tensorboard")
 """What a training run writes into its --out (names or prefixes; a checkpoint is staged beside itself)."""
 
 
@@ -50,13 +61,108 @@ def parse_student(text: str) -> StudentShape | Path:
             shape = StudentShape(sizes["layers"], sizes["hidden"], sizes["ffn"], sizes["heads"])
         except (KeyError, ValueError):
             raise UserError(f"--student: {text!r} is not layers=M,hidden=d,ffn=d',heads=h") from None
-        if min(shape.layers, shape.hidden, shape.ffn, shape.heads) < 1 or shape.hidden % shape.heads:
+        small = [f"{key}={value}" for key, value in sizes.items() if value < 1]
+        if small:
+            raise UserError(f"--student: {', '.join(small)}: every size must be at least 1")
+        if shape.hidden % shape.heads:
             raise UserError(f"--student: hidden size {shape.hidden} must be a positive multiple of heads {shape.heads}")
         return shape
     if Path(text).is_dir():  # a checkpoint, or a run folder: its best/, else its last/
         return model_folder(Path(text), "--student")
     raise UserError(f"--student: {text!r} is not a preset ({', '.join(PRESETS)}), sizes "
                     "(layers=M,hidden=d,ffn=d',heads=h) or a checkpoint folder")
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+def check_student_folder(folder: Path, manifest: Manifest) -> dict:
+    """A checkpoint student, from its config.json alone: a BERT, with weights, whose token types
+    cover the cache's (a second text needs two). Returns its config."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"--student: {folder / 'config.json'} cannot be read ({e})") from None
+    if not isinstance(config, dict) or config.get("model_type", "bert") != "bert":  # the reference code writes none
+        kind = config.get("model_type") if isinstance(config, dict) else None
+        raise UserError(f"--student: {folder} is a {kind!r} model; a student is a BERT (make one from the teacher "
+                        "with init-student, or give its sizes)")
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise UserError(f"--student: {folder} has a config.json but no weights ({', '.join(WEIGHT_FILES[::2])})")
+    columns = manifest.data.columns or {}
+    pairs = (GLUE_TASKS[manifest.data.task].pair is not None if manifest.data.task in GLUE_TASKS
+             else bool(columns.get("pair")))
+    if pairs and config.get("type_vocab_size", 2) < 2:
+        raise UserError(f"--student: {folder} has type_vocab_size {config.get('type_vocab_size')}, and the cache's "
+                        "examples are pairs of texts (token types 0 and 1)")
+    return config
+
+
+INTERMEDIATE_EPOCHS = {"cola": 50, "mnli": 10, "qqp": 10, "qnli": 10}  # the paper's; 20 otherwise
+GENERAL_EPOCHS = 3
+"""The reference code's general distillation runs 3 epochs over its corpus."""
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    epochs: int
+    lr: float
+
+    @property
+    def intermediate(self) -> bool:
+        """Trains on the layers' targets (embedding, hidden, attention), not on the logits."""
+        return self.name != "prediction"
+
+
+def resolve_stages(config: "TrainConfig", task: str) -> list[Stage]:
+    epochs = config.epochs_intermediate or INTERMEDIATE_EPOCHS.get(task, 20)
+    stages = {"intermediate": [Stage("intermediate", epochs, config.lr_intermediate)],
+              "prediction": [Stage("prediction", config.epochs_prediction, config.lr_prediction)],
+              "general": [Stage("general", config.epochs_intermediate or GENERAL_EPOCHS, config.lr_intermediate)]}
+    return stages["intermediate"] + stages["prediction"] if config.stage == "all" else stages[config.stage]
+
+
+def regression_head(manifest: Manifest) -> bool:
+    """The task kind is the teacher's head's (one output: regression), whatever labels the data
+    had; a teacher without a head leaves it to the data's labels."""
+    if manifest.teacher.num_labels:
+        return manifest.teacher.num_labels == 1
+    return manifest.data.label_kind == "regression"
+
+
+def resolve_layer_weights(weights: tuple[float, ...] | None, student_layers: int, stages: list[Stage]) -> list[float]:
+    """lambda_m for m = 0..M+1; a stage whose every weight is 0 (its loss could never move) is refused."""
+    if weights is None:
+        return [1.0] * (student_layers + 2)
+    if len(weights) != student_layers + 2:
+        raise UserError(f"--layer-weights: need {student_layers + 2} values (m = 0..M+1), got {len(weights)}")
+    for stage in stages:
+        if not any(weights[:-1] if stage.intermediate else weights[-1:]):
+            raise UserError(f"--layer-weights: every weight of the {stage.name} stage is 0, so its loss cannot move")
+    return list(weights)
+
+
+def resolve_attention_kind(requested: str | None, manifest: Manifest) -> str:
+    """The kind the dump asked for unless another is requested; scores only where decoding gives
+    them (stored scores, or queries and keys)."""
+    kind = requested or manifest.attention
+    if kind == "scores" and manifest.decoded_attention == "probs":
+        raise UserError("--attention-loss scores: the cache stores probabilities, which cannot be turned "
+                        "back into scores; use --attention-loss probs or dump with --attention scores")
+    return kind
+
+
+def check_compatibility(manifest: Manifest, layer_map: list[int], stages: list[Stage], option: str = "--cache") -> None:
+    """Everything the run needs from a cache, checked before any work."""
+    if any(s.intermediate for s in stages):
+        needed = sorted({0, *layer_map})
+        missing = [n for n in needed if n not in manifest.layers]
+        if missing:
+            raise UserError(f"--layer-map: teacher layers {missing} are not in {option} (it has "
+                            f"{list(manifest.layers)}); dump them with --layers or choose another map")
+    if any(s.name == "prediction" for s in stages) and not manifest.teacher.num_labels:
+        raise UserError("--stage: the cache has no teacher logits (its teacher has no classification head); "
+                        "use --stage general (a corpus) or intermediate, or dump a fine-tuned teacher")
 
 
 @dataclass(frozen=True)
@@ -119,10 +225,18 @@ class TrainConfig:
         """Everything decidable from the flags, the cache's manifest and the paths, before torch or
         the student loads. Refusing NaN and infinity here keeps a
         NaN student from being trained and saved with exit status 0."""
+        check_device_name(self.device)
         manifest = read_complete_manifest(self.cache_root(self.cache))
         if self.stage not in STAGES:
             raise UserError(f"--stage: {self.stage!r} is not one of {', '.join(STAGES)}")
-        parse_student(self.student)
+        student = parse_student(self.student)
+        layers = student.layers if isinstance(student, StudentShape) else \
+            int(check_student_folder(student, manifest).get("num_hidden_layers", 0))
+        layer_map = resolve_layer_map(self.layer_map, layers, manifest.teacher.num_layers)
+        stages = resolve_stages(self, manifest.data.task)
+        resolve_layer_weights(self.layer_weights, len(layer_map), stages)
+        resolve_attention_kind(self.attention_loss, manifest)
+        check_compatibility(manifest, layer_map, stages)
         if self.projections is not None and self.projections not in PROJECTION_SHARING:
             raise UserError(f"--projections: {self.projections!r} is not one of {', '.join(PROJECTION_SHARING)}")
         for value in self.layer_weights or ():
@@ -138,40 +252,60 @@ class TrainConfig:
                                 "corpus cache with --eval-cache")
             resolve_data_file(manifest.data.task, Path(self.eval_data), self.eval_split)
         if self.eval_cache is not None:
-            check_eval_cache(manifest, read_complete_manifest(self.cache_root(self.eval_cache)), self.eval_cache)
+            check_eval_cache(self.cache_root(self.cache), manifest, self.cache_root(self.eval_cache), self.eval_cache)
         self._check_out()
 
     def cache_root(self, cache: Target) -> Root:
         return open_root(as_target(cache), self.storage_options)
 
     def _check_out(self) -> None:
+        """A folder holding any run file is someone's run: only `--resume` may continue it, and
+        only from its checkpoint."""
         check_output_dir(Path(self.out), "--out", ours=RUN_FILES)  # never into a cache, a data folder, ...
-        has_run = (self.out / CHECKPOINT).exists()
-        if has_run and not self.resume:
-            raise UserError(f"--out: {self.out} already holds a run; add --resume to continue it, "
-                            "or choose another --out")
-        if self.resume and not has_run:
-            raise UserError(f"--resume: {self.out} has no checkpoint to resume from")
+        found = sorted(p.name for p in Path(self.out).iterdir()) if Path(self.out).is_dir() else []
+        if found and not self.resume:
+            raise UserError(f"--out: {self.out} already holds a run ({', '.join(found[:3])}); add --resume to "
+                            "continue it, or choose another --out")
+        if self.resume and not (self.out / CHECKPOINT).is_file():
+            raise UserError(f"--resume: {self.out} has no checkpoint to resume from"
+                            + (" (the run stopped before its first one: remove the folder to start again)"
+                               if found else ""))
+        if self.resume:
+            self._check_same_run()
+
+    def _check_same_run(self) -> None:
+        """The options that decide what the run computes, against those its folder recorded: a
+        resume that would compute something else is refused here, before anything loads (the
+        checkpoint's own signature is compared again once it is read)."""
+        try:
+            record = json.loads((self.out / RUN_RECORD).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # the checkpoint's signature decides
+        mine = json.loads(json.dumps(asdict(self), default=str))
+        differences = [f"--{key.replace('_', '-')}: the run has {record[key]!r}, this command {value!r}"
+                       for key, value in mine.items()
+                       if key not in NOT_COMPUTING and key in record and record[key] != value]
+        if differences:
+            raise UserError(f"--resume: this command differs from the run in {self.out} ({'; '.join(differences)}); "
+                            "resume with the original options, or start a new run in another --out")
 
 
-def check_eval_cache(train: Manifest, held_out: Manifest, path: Target) -> None:
-    """An evaluation cache must hold the same teacher's targets on the same tokens, and other data."""
+def check_eval_cache(train_root: Root, train: Manifest, held_out_root: Root, path: Target) -> None:
+    """An evaluation cache must hold the same teacher's targets on the same tokens, and not one
+    sequence of the training cache (compared by what both hold, whatever files made them)."""
+    held_out = read_complete_manifest(held_out_root)
     if held_out.teacher.weights_sha256 != train.teacher.weights_sha256:
         raise UserError(f"--eval-cache: {path} was made by another teacher than --cache")
     if held_out.tokenizer_fingerprint != train.tokenizer_fingerprint:
         raise UserError(f"--eval-cache: {path} was tokenised differently from --cache")
     if held_out.attention != train.attention:
         raise UserError(f"--eval-cache: {path} stores attention {held_out.attention}, --cache {train.attention}")
-    if held_out.data.sha256 == train.data.sha256 and not _disjoint_corpus_parts(train, held_out):
-        raise UserError(f"--eval-cache: {path} shares data with --cache; dump a held-out part of a corpus with "
-                        "--split holdout and the --holdout of the training dump, or evaluate on other data")
-
-
-def _disjoint_corpus_parts(train: Manifest, held_out: Manifest) -> bool:
-    """The train and holdout parts of one corpus, split with the same fraction, share no document."""
-    options = train.data.columns or {}, held_out.data.columns or {}
-    return (train.data.task == held_out.data.task == CORPUS_TASK and (train.data.split, held_out.data.split) ==
-            ("train", "holdout") and options[0].get("holdout") == options[1].get("holdout"))
+    evaluated = stored_sequence_hashes(open_store(held_out_root, held_out.storage), held_out)
+    shared = int(np.isin(evaluated, stored_sequence_hashes(open_store(train_root, train.storage), train)).sum())
+    if shared:
+        raise UserError(f"--eval-cache: {shared} of the {len(evaluated)} sequences of {path} are also in --cache; "
+                        "dump a held-out part of a corpus with --split holdout and the --holdout of the "
+                        "training dump, or evaluate on other data")
 
 
 @dataclass(frozen=True)
@@ -197,8 +331,10 @@ class FinetuneConfig:
 
     def check(self) -> None:
         """Paths and numbers, before torch or the base model loads."""
+        check_device_name(self.device)
+        check_model_path(self.base, "--base")
         resolve_data_file(canonical_task(self.task), Path(self.data), "train")
         check_number(self.lr, "--lr", 0, low_open=True)
         if (Path(self.out) / "config.json").exists():
             raise UserError(f"--out: {self.out} already holds a model; choose another --out")
-        check_output_dir(Path(self.out), "--out", ours=(METRICS_LOG,))  # a log is all an interrupted run leaves
+        check_output_dir(Path(self.out), "--out", ours=(METRICS_LOG, ".partial-"))  # what a stopped run leaves

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cache.checkpoints import check_head, check_length, load_config, load_tokenizer
-from cache.data import Examples, load_examples
+from cache.checkpoints import check_head, check_length, load_config, load_tokenizer, recorded_head
+from cache.data import Examples, evaluation_columns, load_examples
 from cache.device import resolve_device
 from cache.errors import UserError
 from cache.paths import model_folder
@@ -69,9 +69,17 @@ class SavedClassifier:
         return AutoModelForSequenceClassification.from_pretrained(self.folder).eval()
 
 
+def examples_to_score(task: str, data: Path, split: str, folder: Path, option: str) -> Examples:
+    """A split to score a saved model on: its gold labels mapped by the class names the model was
+    trained on (recorded in its config), not by their order in this file."""
+    head = recorded_head(load_config(model_folder(folder, option), option))
+    return load_examples(task, data, split, columns=evaluation_columns(None, head.label_names if head else None))
+
+
 def evaluate_saved(model_dir: Path, task: str, data: Path, split: str, max_seq_len: int) -> dict:
     """Load a saved sequence classifier with its tokenizer and evaluate it."""
-    examples = load_examples(task, data, split)
+    examples = examples_to_score(task, data, split, model_dir, "--model")
     saved = SavedClassifier.check(model_dir, examples, max_seq_len)
     metrics = evaluate(saved.load().to(resolve_device("auto")), saved.tokenizer, examples, max_seq_len)
-    return {"model": str(saved.folder), "task": examples.task, "split": split, "examples": len(examples), **metrics}
+    return {"model": str(saved.folder), "task": examples.task, "data": str(examples.path), "split": split,
+            "examples": len(examples), **metrics}

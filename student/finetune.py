@@ -13,10 +13,10 @@ from tqdm import tqdm
 from transformers import BertForSequenceClassification
 
 from cache.checkpoints import TaskHead, check_length, default_teacher_path, load_config, load_tokenizer, record_head
-from cache.data import load_examples, resolve_data_file
+from cache.data import canonical_task, evaluation_columns, load_examples, resolve_data_file
 from cache.device import resolve_device
 from cache.errors import UserError
-from cache.records import write_record
+from cache.records import save_model, write_record
 from cache.tokenize import tokenize
 from student.config import FinetuneConfig
 from student.evaluate import evaluate
@@ -32,7 +32,7 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
     precision = resolve_precision(config.precision, device)
     base = config.base or default_teacher_path()
     train = load_examples(config.task, config.data, "train", limit=config.limit)
-    dev = _dev_examples(config)
+    dev = _dev_examples(config, train.label_names)
     if train.labels is None:
         raise UserError(f"{train.path}: no labels to fine-tune on")
     base_config = load_config(base, "--base")
@@ -70,19 +70,22 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
             log.write({"epoch": epoch + 1, "eval": metrics})
     bar.close()
     record_head(model.config, TaskHead(train.task, train.label_names, trained=True))
-    model.save_pretrained(config.out)
-    tokenizer.save_pretrained(config.out)
+    save_model(config.out, model, tokenizer)
     write_record(config.out / "finetune_config.json", config, command, base_resolved=base,
                  precision_resolved=precision)
     return metrics
 
 
-def _dev_examples(config: FinetuneConfig):
+def _dev_examples(config: FinetuneConfig, label_names: tuple[str, ...] | None):
+    """The dev split beside the training file, its labels mapped by the training data's class
+    names; None without one (a single --data file has no dev split: the run is not evaluated)."""
+    if Path(config.data).is_file():
+        return None
     try:
-        resolve_data_file(config.task, Path(config.data), config.eval_split)
+        resolve_data_file(canonical_task(config.task), Path(config.data), config.eval_split)
     except UserError:
         return None  # no dev file beside the training data: train without evaluating
-    return load_examples(config.task, config.data, config.eval_split)
+    return load_examples(config.task, config.data, config.eval_split, columns=evaluation_columns(None, label_names))
 
 
 def _step(model, tokens, batch: np.ndarray, labels: np.ndarray, device: torch.device,

@@ -24,10 +24,7 @@ def build_student(student: StudentShape | Path, teacher_config: dict, num_labels
     """A student on the teacher's vocabulary, from a shape (random init) or a checkpoint folder;
     without `head`, the bare encoder (with its pooler) that general distillation trains."""
     if isinstance(student, Path):
-        # a head of another size (a general student, another task) starts afresh: the prediction stage trains it
-        model = BertForSequenceClassification.from_pretrained(student, num_labels=num_labels,
-                                                              ignore_mismatched_sizes=True) if head \
-            else BertModel.from_pretrained(student)
+        model = _load_checkpoint(student, num_labels, head)
         if model.config.vocab_size != teacher_config["vocab_size"]:
             raise UserError(f"--student: {student} has a vocabulary of {model.config.vocab_size}, "
                             f"the cache's tokenizer {teacher_config['vocab_size']}")
@@ -42,6 +39,30 @@ def build_student(student: StudentShape | Path, teacher_config: dict, num_labels
     )
     config.num_labels = num_labels
     return BertForSequenceClassification(config) if head else BertModel(config)
+
+
+FRESH_PARTS = ("classifier.", "pooler.", "bert.pooler.")
+"""What a checkpoint student may lack, or hold in another size: a task head (a general student has
+none; another task's has other outputs) starts afresh, and the prediction stage trains it."""
+
+
+def _load_checkpoint(folder: Path, num_labels: int, head: bool) -> BertModel | BertForSequenceClassification:
+    """The checkpoint's weights, every one of them but the head's: a config whose sizes differ from
+    its weights is refused, not re-initialised."""
+    model_class = BertForSequenceClassification if head else BertModel
+    options = {"num_labels": num_labels} if head else {}
+    try:
+        model, info = model_class.from_pretrained(folder, ignore_mismatched_sizes=True, output_loading_info=True,
+                                                  **options)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise UserError(f"--student: {folder} cannot be loaded ({describe(e)})") from None
+    redone = [*info["missing_keys"], *(key for key, *_ in info["mismatched_keys"])]
+    unfit = sorted(key for key in redone if not key.startswith(FRESH_PARTS))
+    if unfit:
+        raise UserError(f"--student: {folder}: {len(unfit)} weights are missing or of another size than its "
+                        f"config.json says ({', '.join(unfit[:3])}{', ...' if len(unfit) > 3 else ''}); only a task "
+                        "head may start afresh")
+    return model
 
 
 class Projections(nn.Module):

@@ -108,7 +108,7 @@ def training_curves(runs: list[Path]) -> dict[str, dict[str, tuple[list[int], li
         if not log.is_file():
             raise UserError(f"--run: {run} has no metrics.jsonl (not a training run)")
         series: dict[str, tuple[list[int], list[float]]] = {}
-        for entry in map(json.loads, log.read_text().splitlines()):
+        for entry in _log_entries(log):
             values = entry.get("eval", {k: entry[k] for k in CURVES if k in entry})
             prefix = "eval " if "eval" in entry else ""
             for key, value in values.items():
@@ -117,6 +117,20 @@ def training_curves(runs: list[Path]) -> dict[str, dict[str, tuple[list[int], li
                 points.append(value)
         curves[Path(run).name if Path(run).name not in curves else str(run)] = series
     return curves
+
+
+def _log_entries(log: Path) -> list[dict]:
+    """A run's logged entries; a line that is not one (a run killed mid-write, an edit) is named."""
+    entries = []
+    for number, line in enumerate(log.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            entry = None
+        if not isinstance(entry, dict) or not isinstance(entry.get("step"), int):
+            raise UserError(f"{log}:{number}: not a logged step (a JSON object with a step)")
+        entries.append(entry)
+    return entries
 
 
 def draw_curves(curves: dict[str, dict[str, tuple[list[int], list[float]]]], out: Path) -> None:

@@ -34,7 +34,7 @@ from transformers import BertForSequenceClassification
 from cache import Cache, RaggedExamples, open_cache
 from cache.attention import capture_implementation
 from cache.checkpoints import TaskHead, check_length, load_tokenizer, record_head
-from cache.data import load_examples
+from cache.data import evaluation_columns, load_examples
 from cache.device import resolve_device
 from cache.distributed import ONE_PROCESS, Ranks, current_ranks, gather_objects, process_group, sum_over_ranks
 from cache.errors import UserError, describe
@@ -43,7 +43,21 @@ from cache.layer_map import resolve_layer_map
 from cache.location import Target
 from cache.manifest import Manifest, identity_mismatches
 from cache.records import write_record
-from student.config import CHECKPOINT, METRICS_LOG, TrainConfig, parse_student
+from cache.tasks import GENERIC_TASKS
+from student.config import (
+    CHECKPOINT,
+    METRICS_LOG,
+    NOT_COMPUTING,
+    RUN_RECORD,
+    Stage,
+    TrainConfig,
+    check_compatibility,
+    parse_student,
+    regression_head,
+    resolve_attention_kind,
+    resolve_layer_weights,
+    resolve_stages,
+)
 from student.evaluate import evaluate, metric_for
 from student.losses import attention_mse, head_map, hidden_mse, regression_mse, soft_cross_entropy
 from student.metrics import MAIN_METRIC
@@ -51,29 +65,10 @@ from student.model import Projections, build_student, load_projections
 from student.precision import autocast, resolve_precision
 from student.stream import Batch, EpochPlan, pad_batch, stream_batches
 
-INTERMEDIATE_EPOCHS = {"cola": 50, "mnli": 10, "qqp": 10, "qnli": 10}  # the paper's; 20 otherwise
-GENERAL_EPOCHS = 3
-"""The reference code's general distillation runs 3 epochs over its corpus."""
-NOT_COMPUTING = ("cache", "out", "resume", "device", "precision", "workers", "save_every", "log_every", "tensorboard",
-                 "storage_options", "prefetch_blocks")
-"""Options that do not change what a run computes (the cache and precision are compared by what
-they resolve to: the cache's identity, the precision used); `--resume` compares all the others."""
 REMOTE_PREFETCH = 8
 """Blocks read at once from an object store (each read waits on round trips; docs/benchmarks.md)."""
 RANK_SEED_STRIDE = 1_000_003
 """Rank r draws its dropout masks from seed + r * stride: ranks must not drop the same units."""
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    epochs: int
-    lr: float
-
-    @property
-    def intermediate(self) -> bool:
-        """Trains on the layers' targets (embedding, hidden, attention), not on the logits."""
-        return self.name != "prediction"
 
 
 @dataclass
@@ -100,7 +95,7 @@ class Run:
             open_cache(config.cache, storage_options=config.storage_options).manifest  # complete only
         self.manifest, self.teacher = manifest, manifest.teacher
         self.task = manifest.data.task
-        self.regression = manifest.data.label_kind == "regression"
+        self.regression = regression_head(manifest)
         self.stages = resolve_stages(config, self.task)
         seed_everything(config.seed)  # the student's random initialisation
         shape = parse_student(config.student)
@@ -108,7 +103,7 @@ class Run:
         check_length(self.student.config, manifest.max_seq_len, f"--student: {config.student}")
         self.layer_map = resolve_layer_map(config.layer_map, self.student.config.num_hidden_layers,
                                            self.teacher.num_layers)
-        self.weights = resolve_layer_weights(config.layer_weights, len(self.layer_map))
+        self.weights = resolve_layer_weights(config.layer_weights, len(self.layer_map), self.stages)
         self.attention_kind = resolve_attention_kind(config.attention_loss, manifest)
         self.head_map = head_map(self.student.config.num_attention_heads, self.teacher.num_heads)
         check_compatibility(manifest, self.layer_map, self.stages)
@@ -123,12 +118,15 @@ class Run:
             check_compatibility(eval_targets.manifest, self.layer_map, self.stages, "--eval-cache")
             self.eval_targets = eval_targets
         self.tokenizer = self.targets.load_tokenizer()
-        check_student_tokenizer(shape, manifest)
+        check_student_tokenizer(shape, self.tokenizer, manifest)
         self.student.to(self.device)
         self.projections = load_projections(shape, self.student.config.hidden_size, self.teacher.hidden_size,
                                             len(self.layer_map), config.projections,
                                             config.fresh_projections).to(self.device)
-        self.eval_examples = load_examples(self.task, config.eval_data, config.eval_split) if config.eval_data else None
+        self.eval_examples = load_examples(
+            self.task, config.eval_data, config.eval_split,
+            columns=evaluation_columns(manifest.data.columns if self.task in GENERIC_TASKS else None,
+                                       manifest.data.label_names)) if config.eval_data else None
         self.log = RunLog(config.out, config.tensorboard, ranks.main)
         distiller = Distiller(self)
         self.model: torch.nn.Module = distiller if not ranks.distributed else DistributedDataParallel(
@@ -203,52 +201,21 @@ class CachedTargets:
             yield pad_batch(cast(RaggedExamples, share.examples), device, probabilities, share, embeddings)
 
 
-def resolve_stages(config: TrainConfig, task: str) -> list[Stage]:
-    epochs = config.epochs_intermediate or INTERMEDIATE_EPOCHS.get(task, 20)
-    stages = {"intermediate": [Stage("intermediate", epochs, config.lr_intermediate)],
-              "prediction": [Stage("prediction", config.epochs_prediction, config.lr_prediction)],
-              "general": [Stage("general", config.epochs_intermediate or GENERAL_EPOCHS, config.lr_intermediate)]}
-    return stages["intermediate"] + stages["prediction"] if config.stage == "all" else stages[config.stage]
-
-
-def resolve_layer_weights(weights: tuple[float, ...] | None, student_layers: int) -> list[float]:
-    if weights is None:
-        return [1.0] * (student_layers + 2)
-    if len(weights) != student_layers + 2:
-        raise UserError(f"--layer-weights: need {student_layers + 2} values (m = 0..M+1), got {len(weights)}")
-    return list(weights)
-
-
-def resolve_attention_kind(requested: str | None, manifest: Manifest) -> str:
-    """The kind the dump asked for unless another is requested; scores only where decoding gives
-    them (stored scores, or queries and keys)."""
-    kind = requested or manifest.attention
-    if kind == "scores" and manifest.decoded_attention == "probs":
-        raise UserError("--attention-loss scores: the cache stores probabilities, which cannot be turned "
-                        "back into scores; use --attention-loss probs or dump with --attention scores")
-    return kind
-
-
-def check_compatibility(manifest: Manifest, layer_map: list[int], stages: list[Stage], option: str = "--cache") -> None:
-    """Everything the run needs from a cache, checked before any work."""
-    if any(s.intermediate for s in stages):
-        needed = sorted({0, *layer_map})
-        missing = [n for n in needed if n not in manifest.layers]
-        if missing:
-            raise UserError(f"--layer-map: teacher layers {missing} are not in {option} (it has "
-                            f"{list(manifest.layers)}); dump them with --layers or choose another map")
-    if any(s.name == "prediction" for s in stages) and not manifest.teacher.num_labels:
-        raise UserError("--stage: the cache has no teacher logits (its teacher has no classification head); "
-                        "use --stage general (a corpus) or intermediate, or dump a fine-tuned teacher")
-
-
-def check_student_tokenizer(student, manifest: Manifest) -> None:
-    """A checkpoint student that carries a tokenizer must carry the cache's."""
-    if not isinstance(student, Path) or not (student / "tokenizer_config.json").exists():
+def check_student_tokenizer(student, tokenizer, manifest: Manifest) -> None:
+    """A checkpoint student that carries a tokenizer must carry the cache's: the whole tokenizer
+    where it has one, its vocabulary where it has only a vocab.txt (the reference code's format)."""
+    if not isinstance(student, Path):
         return
     from cache.tokenize import tokenizer_fingerprint
 
-    if tokenizer_fingerprint(load_tokenizer(student, "--student")) != manifest.tokenizer_fingerprint:
+    if (student / "tokenizer_config.json").exists() or (student / "tokenizer.json").exists():
+        same = tokenizer_fingerprint(load_tokenizer(student, "--student")) == manifest.tokenizer_fingerprint
+    elif (student / "vocab.txt").exists():
+        vocabulary = (student / "vocab.txt").read_text(encoding="utf-8").splitlines()
+        same = vocabulary == tokenizer.convert_ids_to_tokens(list(range(tokenizer.vocab_size)))
+    else:
+        return
+    if not same:
         raise UserError(f"--student: {student} has another tokenizer than the cache's teacher; a student "
                         "must read the same token ids as the targets were computed on")
 
@@ -284,7 +251,7 @@ def train_student(config: TrainConfig, command: str, progress: bool = True,
 def _write_run_files(run: Run, command: str) -> None:
     out = run.config.out
     out.mkdir(parents=True, exist_ok=True)
-    write_record(out / "train_config.json", run.config, command, layer_map_resolved=run.layer_map,
+    write_record(out / RUN_RECORD, run.config, command, layer_map_resolved=run.layer_map,
                  layer_weights_resolved=run.weights, attention_kind=run.attention_kind, head_map=run.head_map,
                  projections_resolved=run.projections.sharing,
                  stages=[asdict(s) for s in run.stages], teacher_weights_sha256=run.teacher.weights_sha256,
@@ -526,7 +493,12 @@ def _save_checkpoint(run: Run, optimizer, scheduler, state: RunState, stage_inde
     }
     path = run.config.out / CHECKPOINT
     tmp = path.with_suffix(".tmp")
-    torch.save(checkpoint, tmp)
+    try:
+        torch.save(checkpoint, tmp)
+    except (OSError, RuntimeError) as e:  # torch's writer reports a failed write (a full disk) as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"{tmp}: cannot be written ({describe(e)}); the last checkpoint is kept: free space and "
+                        "run the same command with --resume") from None
     failpoint("checkpoint-written")
     os.replace(tmp, path)  # a checkpoint is whole or absent, never half-written
 
@@ -552,15 +524,20 @@ def _load_checkpoint(run: Run) -> dict:
         signature, manifest = checkpoint["signature"], Manifest.from_json(checkpoint["cache_manifest"], str(path))
     except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways; all mean the same
         raise UserError(f"--resume: {path} cannot be read ({describe(e)}); start a new run in another --out") from None
-    differences = [f"{_option(key)}: checkpoint has {signature.get(key)!r}, this run {value!r}"
+    differences = [f"{_option(key)}: the run has {signature.get(key)!r}, this command {value!r}"
                    for key, value in run_signature(run).items() if signature.get(key) != value]
     differences += [f"--cache: {m}" for m in identity_mismatches(manifest, run.manifest,
                                                                   sides=("the checkpoint's cache has", "this one"))]
     if differences:
         raise UserError(f"--resume: this run differs from the checkpoint in {path} ({'; '.join(differences)}); "
                         "resume with the original options, or start a new run in another --out")
-    run.student.load_state_dict(checkpoint["model"])
-    run.projections.load_state_dict(checkpoint["projections"])
+    try:
+        run.student.load_state_dict(checkpoint["model"])
+        run.projections.load_state_dict(checkpoint["projections"])
+    except RuntimeError:  # parameters of other names or shapes
+        raise UserError(f"--resume: the student in {path} does not fit --student {run.config.student} (was it "
+                        "replaced since the run started?); resume with the original student, or start a new run "
+                        "in another --out") from None
     return checkpoint
 
 

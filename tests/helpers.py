@@ -1,6 +1,7 @@
 """What several test modules share: tiny teachers saved as real checkpoints, a dump, a training
 configuration, reading arrays back, and the command line with its one-line errors."""
 
+import functools
 import json
 import os
 import re
@@ -27,12 +28,19 @@ SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def vocabulary() -> list[str]:
-    """Words of the first real SST-2 and MRPC sentences, so tiny teachers see real token ids."""
+    """Words of the real SST-2 and MRPC sentences the tests read, so tiny teachers see real token
+    ids (and few unknown words: a dump refuses data that is mostly [UNK])."""
+    return list(_words())
+
+
+@functools.cache
+def _words() -> tuple[str, ...]:
     words = set()
-    for path in [GLUE / "SST-2" / "train.tsv", GLUE / "MRPC" / "train.tsv"]:
-        for line in path.read_text(encoding="utf-8-sig").splitlines()[1:80]:
+    for path, rows in [(GLUE / "SST-2" / "train.tsv", 320), (GLUE / "MRPC" / "train.tsv", 100),
+                       (GLUE / "SST-2" / "dev.tsv", 50)]:
+        for line in path.read_text(encoding="utf-8-sig").splitlines()[1:rows]:
             words.update(re.findall(r"\w+|[^\w\s]", line.lower()))
-    return SPECIALS + sorted(words)
+    return (*SPECIALS, *sorted(words))
 
 
 def save_tiny_teacher(path: Path, *, head: bool, seed: int = 0, vocab: list[str] | None = None,
@@ -55,8 +63,11 @@ FACTORED_TOLERANCE = {"float16": 1e-2, "bfloat16": 8e-2, "float32": 1e-5}
 
 
 def dump(teacher, glue, out, **overrides):
+    """A dump as the library runs it. Unknown tokens are not refused here: the tiny teachers' words
+    are those of some GLUE rows, and the tests' own sentences use others (tests of the refusal go
+    through the command line)."""
     options = {"task": "sst2", "data": glue / "SST-2", "split": "train", "out": out, "teacher": str(teacher),
-               "limit": 24, "block_mb": 0.01, "batch_size": 5} | overrides
+               "limit": 24, "block_mb": 0.01, "batch_size": 5, "max_unknown": 1.0} | overrides
     return dump_teacher(DumpConfig(**options), command="test", progress=False)
 
 
@@ -130,6 +141,15 @@ def assert_refused(result, expected, code=1):
     errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1 and expected in errors[0], result.output
     assert code == 2 or len(result.output.strip().splitlines()) == 1, result.output
+
+
+def assert_refused_after_work(result, expected):
+    """As `assert_refused`, for a mistake found once work has started: progress lines may come
+    first, but the error is the last line, alone on it."""
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    lines = result.output.strip().splitlines()
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert errors == lines[-1:] and expected in errors[0], result.output
 
 
 def rewrite_manifest_json(cache: Path, **changes) -> None:

@@ -22,6 +22,10 @@ CATALOGUE = [  # (case, train.tsv content, expected message after "Error: ")
     ("empty text", SST2_HEADER + b"fine\t1\n\t0\n", "train.tsv:3: empty text"),
     ("whitespace-only text", SST2_HEADER + b"   \t1\n", "train.tsv:2: empty text"),
     ("undecodable bytes", SST2_HEADER + b"fine\t1\nna\xefve\xff\t0\n", "train.tsv:3: not valid UTF-8 (byte 0xef)"),
+    ("comma-separated", b"sentence,label\nfine,1\n",
+     "train.tsv:1: no column 'sentence' (columns: sentence,label); is it comma-separated? then use --task csv"),
+    ("NUL byte in the header", b"sent\x00ence\tlabel\nfine\t1\n",
+     "train.tsv:1: no column 'sentence' (columns: sent\\x00ence, label)"),
 ]
 
 
@@ -80,7 +84,7 @@ def _other_tokenizer_student(tmp_path):
 
 COMPATIBILITY = [  # (case, damage to the cache or the student to use, expected message)
     ("another format version", _format_version_99, ("cache format version 99 is not supported "
-                                                    "(this version reads 2, 3, 4); dump the teacher again")),
+                                                    "(this version reads 2, 3, 4, 5); dump the teacher again")),
     ("incomplete cache", _incomplete, "cache is incomplete; run the same dump-teacher command again to finish it"),
     ("student with another tokenizer", "student", "has another tokenizer than the cache's teacher"),
     ("heads not dividing the width", "layers=3,hidden=32,ffn=64,heads=3",
@@ -108,6 +112,7 @@ def test_incompatible_runs_are_refused_before_training(tmp_path, tiny_cache, cas
 
 
 DUMP = ["dump-teacher", "--task", "sst2", "--data", "{glue}/SST-2"]
+SMALL = ["--student", "layers=2,hidden=32,ffn=64,heads=4"]
 EARLY = {  # command line whose mistake needs neither torch nor a model to find, and its one-line error
     "dump: missing data file": (["dump-teacher", "--task", "sst2", "--data", "{tmp}/none.tsv", "--out", "{tmp}/c"],
                                 "{tmp}/none.tsv: no such file"),
@@ -116,7 +121,7 @@ EARLY = {  # command line whose mistake needs neither torch nor a model to find,
     "dump: --out is a file": ([*DUMP, "--out", "{tmp}/file"], "--out: {tmp}/file is a file, not a folder"),
     "dump: compression of the other format": ([*DUMP, "--out", "{tmp}/c", "--compression", "lzf"],
                                               "--compression lzf is not available with --format zarr"),
-    "dump: a class named twice": (["dump-teacher", "--task", "tsv", "--data", "{glue}/SST-2/dev.tsv",
+    "dump: a class named twice": (["dump-teacher", "--task", "tsv", "--data", "{glue}/SST-2/dev.tsv", "--split", "dev",
                                    "--out", "{tmp}/c", "--text-column", "sentence", "--labels", "0,1,0"],
                                   "--labels: 0,1,0 names a class twice"),
     "train: not a cache": (["train-student", "--cache", "{tmp}", "--out", "{tmp}/run"],
@@ -136,6 +141,27 @@ EARLY = {  # command line whose mistake needs neither torch nor a model to find,
                                "{tmp}/dev.tsv: no such file"),
     "compare: missing data": (["compare", "--model", "a={tmp}", "--task", "mrpc", "--data", "{tmp}"],
                               "{tmp}/dev.tsv: no such file"),
+    "dump: --device meta": ([*DUMP, "--out", "{tmp}/c", "--device", "meta"],
+                            "--device: 'meta' is not a device this tool runs on"),
+    "dump: a local teacher that is not there": ([*DUMP, "--out", "{tmp}/c", "--teacher", "{tmp}/teachers/none"],
+                                                "--teacher: {tmp}/teachers/none: no such folder"),
+    "init: a relative teacher that is not there": (["init-student", "--teacher", "./no/such", "--layers", "2",
+                                                    "--out", "{tmp}/i"], "--teacher: ./no/such: no such folder"),
+    "finetune: --device gpu0": (["finetune-teacher", "--task", "sst2", "--data", "{glue}/SST-2", "--out", "{tmp}/t",
+                                 "--device", "gpu0"], "--device: 'gpu0' is not a device this tool runs on"),
+    "train: --device mps": (["train-student", "--cache", "{cache}", "--out", "{tmp}/run", "--device", "mps"],
+                            "--device: 'mps' is not a device this tool runs on"),
+    "train: --out under /proc": (["train-student", "--cache", "{cache}", "--out", "/proc/run", *SMALL],
+                                 "--out: /proc is not writable"),
+    "train: a student deeper than the teacher": (["train-student", "--cache", "{cache}", "--out", "{tmp}/run",
+                                                  "--student", "layers=7,hidden=32,ffn=64,heads=4"],
+                                                 "a student of 7 layers is deeper than the teacher's 3"),
+    "train: scores from a cache of probabilities": (["train-student", "--cache", "{probs}", "--out", "{tmp}/run",
+                                                     "--attention-loss", "scores", *SMALL],
+                                                    "--attention-loss scores: the cache stores probabilities"),
+    "train: prediction from a cache without logits": (["train-student", "--cache", "{bare}", "--out", "{tmp}/run",
+                                                       "--stage", "prediction", *SMALL],
+                                                      "--stage: the cache has no teacher logits"),
 }
 
 EARLY_CHECK = """
@@ -148,8 +174,19 @@ print(result.output.strip())
 """
 
 
+@pytest.fixture(scope="module")
+def other_caches(tmp_path_factory, glue, tiny_teacher, tiny_bare_teacher):
+    """A cache of attention probabilities, and one of a teacher without a head."""
+    from tests.helpers import dump
+
+    root = tmp_path_factory.mktemp("others")
+    dump(tiny_teacher, glue, root / "probs", limit=8, attention="probs")
+    dump(tiny_bare_teacher, glue, root / "bare", limit=8)
+    return root
+
+
 @pytest.mark.parametrize("case", EARLY, ids=list(EARLY))
-def test_cheap_mistakes_fail_before_heavy_imports(tmp_path, glue, case):
+def test_cheap_mistakes_fail_before_heavy_imports(tmp_path, glue, tiny_cache, other_caches, case):
     """Each is refused in one line before torch or transformers is imported (seconds, not 20)."""
     import shutil
     import subprocess
@@ -160,7 +197,8 @@ def test_cheap_mistakes_fail_before_heavy_imports(tmp_path, glue, case):
     shutil.copytree(glue / "SST-2", tmp_path / "SST-2")
     before = (tmp_path / "SST-2" / "train.tsv").read_bytes()
     args, expected = EARLY[case]
-    fill = {"tmp": tmp_path, "glue": glue}
+    fill = {"tmp": tmp_path, "glue": glue, "cache": tiny_cache, "probs": other_caches / "probs",
+            "bare": other_caches / "bare"}
     done = subprocess.run([sys.executable, "-c", EARLY_CHECK, *(a.format(**fill) for a in args)], text=True,
                           capture_output=True, cwd=Path(__file__).resolve().parents[1], timeout=120, check=False)
     status, output = done.stdout.split("\n", 1)
@@ -225,3 +263,57 @@ def test_missing_gpu_is_one_line(tmp_path, glue, tiny_teacher):
     result = run("dump-teacher", "--task", "sst2", "--data", glue / "SST-2", "--limit", 8, "--teacher", tiny_teacher,
                  "--out", tmp_path / "c", "--device", "cuda")
     assert_refused(result, "--device: cuda is not on this machine (0 CUDA devices)")
+
+
+URL_OUTPUTS = {  # command line writing a local path, given a URL
+    "train-student": ["train-student", "--cache", "{cache}", "--out", "s3://bucket/run"],
+    "init-student": ["init-student", "--teacher", "{teacher}", "--layers", "2", "--out", "s3://bucket/init"],
+    "augment": ["augment", "--task", "sst2", "--data", "{glue}/SST-2", "--out", "s3://bucket/aug"],
+    "finetune-teacher": ["finetune-teacher", "--task", "sst2", "--data", "{glue}/SST-2", "--out", "s3://bucket/t"],
+    "show cache": ["show", "cache", "{cache}", "--out", "s3://bucket/c.png"],
+}
+
+
+@pytest.mark.parametrize("case", URL_OUTPUTS, ids=list(URL_OUTPUTS))
+def test_urls_are_refused_where_a_local_path_is_written(tmp_path, glue, tiny_teacher, tiny_cache, case,
+                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = [a.format(cache=tiny_cache, teacher=tiny_teacher, glue=glue) for a in URL_OUTPUTS[case]]
+    result = run(*args)
+    assert_refused(result, "is a URL; this command writes to a local path", code=2)
+    assert list(tmp_path.iterdir()) == []  # no folder named s3:
+
+
+@pytest.mark.parametrize("command", ["cache", "curves"])
+def test_pictures_need_an_image_extension(tmp_path, tiny_cache, command):
+    source = ["cache", tiny_cache] if command == "cache" else ["curves", "--run", tmp_path]
+    result = run("show", *source, "--out", tmp_path / "picture.txt")
+    assert_refused(result, "picture.txt: the picture's type comes from its extension; use .png, .pdf, .svg", code=2)
+    assert not (tmp_path / "picture.txt").exists()
+
+
+def test_a_text_that_is_not_a_string(tmp_path, tiny_teacher):
+    (tmp_path / "data.jsonl").write_text('{"text": "fine", "label": 1}\n{"text": 123, "label": 0}\n')
+    result = run("dump-teacher", "--task", "jsonl", "--data", tmp_path / "data.jsonl", "--teacher", tiny_teacher,
+                 "--out", tmp_path / "c")
+    assert_refused(result, f"{tmp_path / 'data.jsonl'}:2: text is int 123, not a string")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink loop", "dangling symlink"])
+def test_data_that_is_not_a_regular_file(tmp_path, tiny_teacher, kind):
+    import os
+
+    data = tmp_path / "train.tsv"
+    if kind == "fifo":
+        os.mkfifo(data)
+    elif kind == "symlink loop":
+        os.symlink(tmp_path / "other.tsv", data)
+        os.symlink(data, tmp_path / "other.tsv")
+    else:
+        os.symlink(tmp_path / "gone.tsv", data)
+    expected = {"fifo": "not a regular file (a folder, a FIFO or a device)",
+                "symlink loop": "a symbolic link that leads nowhere (its target is missing, or the links loop)",
+                "dangling symlink": "a symbolic link that leads nowhere"}[kind]
+    result = run("dump-teacher", "--task", "sst2", "--data", tmp_path, "--teacher", tiny_teacher,
+                 "--out", tmp_path / "c")
+    assert_refused(result, f"{data}: {expected}")

@@ -147,7 +147,7 @@ def test_masked_lm_candidates_equal_one_forward_per_word(tmp_path, tiny_mlm):
 
 
 def test_glove_neighbours_for_words_of_several_pieces(tmp_path, tiny_mlm):
-    source = id_labelled(tmp_path, start=200)  # sentences the tiny vocabulary has not seen
+    source = id_labelled(tmp_path, start=2000)  # sentences the tiny vocabulary has not seen
     words = sorted({w for line in source.read_text().splitlines()[1:] for w in re.findall(r"[^\W\d_]+", line)})
     vocab = AutoTokenizer.from_pretrained(tiny_mlm).get_vocab()
     unknown = [w for w in words if w.lower() not in vocab]

@@ -36,17 +36,21 @@ def corpus(tmp_path) -> Path:
 
 
 def expected_sequences(corpus: Path, tokenizer, split: str = "train", holdout: float = 0.0) -> list[list[int]]:
-    """Packing written out plainly: each document's tokens cut into pieces of MAX_LEN - 2."""
-    out = []
-    for name in ("a.txt", "b.txt"):
+    """Packing written out plainly: each document's tokens cut into pieces of MAX_LEN - 2; the
+    held-out part without the training part's sequences."""
+    parts: dict[bool, list[list[int]]] = {True: [], False: []}
+    for name in sorted(p.name for p in corpus.glob("*.txt")):
         for doc in (corpus / name).read_text().split("\n\n"):
             doc = doc.strip("\n")
-            if not doc or held_out(doc, holdout) != (split == "holdout"):
+            if not doc:
                 continue
             ids = tokenizer(doc, add_special_tokens=False)["input_ids"]
             for start in range(0, len(ids), MAX_LEN - 2):
-                out.append([tokenizer.cls_token_id, *ids[start:start + MAX_LEN - 2], tokenizer.sep_token_id])
-    return out
+                parts[held_out(ids, holdout)].append(
+                    [tokenizer.cls_token_id, *ids[start:start + MAX_LEN - 2], tokenizer.sep_token_id])
+    if split == "train":
+        return parts[False]
+    return [piece for piece in parts[True] if piece not in parts[False]]
 
 
 def packed(corpus: Corpus, tokenizer) -> list[list[int]]:
@@ -80,8 +84,23 @@ def test_holdout_is_disjoint_stable_and_complete(corpus, tiny_teacher):
     assert sorted(map(tuple, train + holdout)) == sorted(map(tuple, packed(Corpus(corpus), tokenizer)))
     assert 0 < len(holdout) < len(train)
     docs = list(documents(Corpus(corpus).files))
-    share = np.mean([held_out(d, 0.25) for d in docs])
+    share = np.mean([held_out(tokenizer(d, add_special_tokens=False)["input_ids"], 0.25) for d in docs])
     assert 0.1 < share < 0.4  # about a quarter of the documents
+
+
+def test_holdout_never_shares_a_sequence_with_training(tmp_path, tiny_teacher):
+    """Documents the uncased tokenizer makes alike (a heading in two cases) fall on one side, and
+    different documents with the same opening keep it on the training side only."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
+    sentences = [line.split("\t")[0] for line in (GLUE / "SST-2" / "train.tsv").read_text().splitlines()[1:41]]
+    docs = [f"{s.upper()}" for s in sentences] + [f"{s.title()}" for s in sentences]  # alike once lower-cased
+    docs += [f"{sentences[0]} {sentences[0]} {s}" for s in sentences]  # a shared opening piece of 14 tokens
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("\n\n".join(docs) + "\n")
+    train, holdout = (packed(Corpus(tmp_path / "corpus", split, 0.5), tokenizer) for split in ("train", "holdout"))
+    assert len(train) > 40 and len(holdout) > 10
+    assert not set(map(tuple, train)) & set(map(tuple, holdout))
+    assert holdout == expected_sequences(tmp_path / "corpus", tokenizer, "holdout", 0.5)
 
 
 @pytest.fixture
@@ -157,11 +176,10 @@ def test_real_minilm_on_the_real_corpus(tmp_path):
     assert_matches_reference(tmp_path / "train", teacher)
     tokenizer = AutoTokenizer.from_pretrained(teacher)
     first_book = sorted(corpus.glob("*.txt"))[0]
-    first_doc = next(documents((first_book,)))
-    ids = tokenizer(first_doc, add_special_tokens=False)["input_ids"][:126]
+    first_doc = tokenizer(next(documents((first_book,))), add_special_tokens=False)["input_ids"]
     train, holdout = open_cache(tmp_path / "train"), open_cache(tmp_path / "holdout")
     if not held_out(first_doc, 0.05):
-        assert train[0]["input_ids"].tolist() == [tokenizer.cls_token_id, *ids, tokenizer.sep_token_id]
+        assert train[0]["input_ids"].tolist() == [tokenizer.cls_token_id, *first_doc[:126], tokenizer.sep_token_id]
     sequences = {tuple(c[i]["input_ids"].tolist()) for c in (train, holdout) for i in range(len(c))}
     assert len(sequences) == 12
     info = json.loads(run("cache", "info", tmp_path / "holdout", "--json").output)

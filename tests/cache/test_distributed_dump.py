@@ -3,6 +3,7 @@ a cache that resumes to the one a single process writes; a refusal on rank 0 sto
 real MiniLM's two-rank cache holds its fresh forward."""
 
 import pytest
+import torch
 
 from cache.inspect import verify_cache
 from cache.manifest import read_manifest
@@ -20,8 +21,15 @@ def dump_args(glue, teacher, out, *extra):
 
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory, glue, tiny_teacher):
+    """The reference cache, computed on one thread as each torchrun rank is (OMP_NUM_THREADS=1):
+    on some CPUs a matrix product's last bits depend on the number of threads that share it."""
     out = tmp_path_factory.mktemp("one") / "cache"
-    dump(tiny_teacher, glue, out, limit=EXAMPLES, block_mb=0.05, batch_size=16)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        dump(tiny_teacher, glue, out, limit=EXAMPLES, block_mb=0.05, batch_size=16)
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 

@@ -182,11 +182,11 @@ def test_layer_subsets_read_the_tables_only_for_layer_0(tmp_path, glue, tiny_tea
     assert torch.equal(only_0[3]["hidden"][0], both[0]) and torch.equal(without_0[3]["hidden"][2], both[2])
 
 
-@pytest.mark.parametrize("limit", [8, 400])
+@pytest.mark.parametrize("limit", [8, 4000])
 def test_auto_recomputes_layer_0_where_the_tables_are_smaller(tmp_path, glue, tiny_teacher, limit):
     """The tables are a fixed size (vocabulary + positions + types + 2 rows of d float32 values);
     layer 0 stored costs d float16 values per token."""
-    dump(tiny_teacher, glue, tmp_path / "c", embedding_output="auto", limit=limit)
+    dump(tiny_teacher, glue, tmp_path / "c", embedding_output="auto", limit=limit, block_mb=1, batch_size=64)
     cache = open_cache(tmp_path / "c")
     tables = sum(p.numel() for p in load_reference(tiny_teacher).bert.embeddings.parameters()) * 4
     smaller = "tables" if tables < 32 * 2 * cache.lengths.sum() else "stored"

@@ -100,19 +100,36 @@ def test_edited_manifest_is_refused_on_open_and_by_verify(tmp_path, tiny_cache, 
 
 def test_manifest_is_cross_checked_against_the_index(tmp_path, tiny_cache):
     """A manifest rewritten with a valid checksum but describing other layers or counts than the
-    index recorded is still refused."""
+    index recorded is still refused: other layers make it another cache's, another block count
+    disagrees with the index."""
     cache = shutil.copytree(tiny_cache, tmp_path / "c")
     manifest = read_manifest(cache)
     assert open_store(cache, manifest.storage).attrs(INDEX)["layers"] == list(manifest.layers)
     write_manifest(cache, replace(manifest, layers=manifest.layers[::-1]))
-    with pytest.raises(CacheError, match=r"manifest and index disagree \(layers: the manifest says \[3, 2, 1, 0\]"):
+    with pytest.raises(CacheError, match=r"the index belongs to another cache"):
         open_cache(cache)
-    write_manifest(cache, replace(manifest, layers=manifest.layers[::-1], num_blocks=manifest.num_blocks + 1))
+    assert [p.split(" (")[0] for p in verify_cache(cache)] == ["index: belongs to another cache"]
+    write_manifest(cache, replace(manifest, num_blocks=manifest.num_blocks + 1))
+    with pytest.raises(CacheError, match=r"blocks \[\d+\] missing"):
+        open_cache(cache)
     problems = verify_cache(cache)
-    assert "manifest and index disagree: layers: the manifest says [3, 2, 1, 0], the index [0, 1, 2, 3]" in problems
     assert any(p.startswith("manifest and index disagree: num_blocks") for p in problems), problems
 
 
 def test_intact_cache_verifies(tiny_cache):
     assert verify_cache(tiny_cache) == []
     assert json.loads((tiny_cache / "manifest.json").read_text())["checksum"]
+
+
+def test_a_changed_option_is_refused_before_the_teacher_loads(tmp_path, glue, tiny_cache):
+    """Compared with the flags alone: here the teacher is not even a model, and the options are what
+    is reported."""
+    from tests.helpers import assert_refused, run
+
+    cache = shutil.copytree(tiny_cache, tmp_path / "c")
+    (tmp_path / "not-a-model").mkdir()
+    result = run("dump-teacher", "--task", "sst2", "--data", glue / "SST-2", "--limit", 96, "--block-mb", 0.1,
+                 "--batch-size", 16, "--teacher", tmp_path / "not-a-model", "--out", cache, "--max-seq-len", 64,
+                 "--attention-encoding", "qk")
+    assert_refused(result, f"{cache}: existing cache was made differently (--max-seq-len: cache has 128, this run has "
+                           '64; --attention-encoding: cache has "maps:float16", this run has "qk:float16")')

@@ -83,7 +83,7 @@ def test_resuming_with_another_number_of_ranks_is_refused(tmp_path, tiny_cache, 
     out = tmp_path / "copy"
     shutil.copytree(two_ranks, out)
     config = train_config(tiny_cache, out, student=str(student), batch_size=GLOBAL_BATCH // 2, resume=True, **OPTIONS)
-    with pytest.raises(UserError, match=r"torchrun ranks \(WORLD_SIZE\): checkpoint has 2, this run 1"):
+    with pytest.raises(UserError, match=r"torchrun ranks \(WORLD_SIZE\): the run has 2, this command 1"):
         train_student(config, command="resume", progress=False)
 
 

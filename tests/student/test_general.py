@@ -140,7 +140,7 @@ def test_reference_code_general_tinybert_loads(tmp_path, tiny_cache, kind):
 
 def test_evaluation_caches_that_would_mislead_are_refused(tmp_path, corpus_caches, glue):
     train = corpus_caches["train"]
-    with pytest.raises(UserError, match="shares data with --cache"):
+    with pytest.raises(UserError, match=r"--eval-cache: (\d+) of the \1 sequences of .* are also in --cache"):
         train_student(config(train, tmp_path / "a", stage="general", eval_cache=train), command="x", progress=False)
     other = save_tiny_teacher(tmp_path / "other", head=False, seed=7)
     dump(other, glue, tmp_path / "other.zarr", task="corpus", data=train.parent / "text.txt", split="holdout",

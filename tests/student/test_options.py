@@ -77,7 +77,8 @@ def test_train_and_evaluate_commands(tmp_path, tiny_cache, glue):
     with torch.no_grad():  # one example at a time, no padding: an independent computation
         predictions = [model(**tokenizer(text, return_tensors="pt")).logits.argmax().item() for text in examples.texts]
     assert reported["accuracy"] == pytest.approx(np.mean(np.array(predictions) == examples.labels))
-    again = CliRunner().invoke(cli, ["train-student", "--cache", str(tiny_cache), "--out", str(out)])
+    again = CliRunner().invoke(cli, ["train-student", "--cache", str(tiny_cache), "--out", str(out), "--student",
+                                     "layers=2,hidden=32,ffn=64,heads=4"])
     assert again.exit_code == 1 and "already holds a run" in again.output
 
 

@@ -26,12 +26,14 @@ def run_with_checkpoint(tmp_path_factory, tiny_cache):
 
 
 CHANGES = {  # option -> (new value, what the refusal names)
-    "batch_size": (16, "--batch-size: checkpoint has 8, this run 16"),
-    "seed": (7, "--seed: checkpoint has 42, this run 7"),
-    "lr_intermediate": (1e-3, "--lr-intermediate: checkpoint has 5e-05, this run 0.001"),
-    "layer_weights": ((1.0, 2.0, 1.0, 1.0, 1.0), "--layer-weights: checkpoint has None, this run [1.0, 2.0"),
-    "precision": ("bfloat16", "--precision: checkpoint has 'float32', this run 'bfloat16'"),
+    "batch_size": (16, "--batch-size: the run has 8, this command 16"),
+    "seed": (7, "--seed: the run has 42, this command 7"),
+    "lr_intermediate": (1e-3, "--lr-intermediate: the run has 5e-05, this command 0.001"),
+    "layer_weights": ((1.0, 2.0, 1.0, 1.0, 1.0), "--layer-weights: the run has None, this command [1.0, 2.0"),
+    "precision": ("bfloat16", "--precision: the run has 'float32', this command 'bfloat16'"),
 }
+"""Checked from the run's record before anything loads, and (precision, as it resolves) from the
+checkpoint once it is read."""
 
 
 @pytest.mark.parametrize("option", CHANGES, ids=list(CHANGES))
@@ -39,7 +41,7 @@ def test_resume_refuses_a_changed_option(tmp_path, tiny_cache, run_with_checkpoi
     out = shutil.copytree(run_with_checkpoint, tmp_path / "run")
     before = (out / "train_config.json").read_text()
     value, named = CHANGES[option]
-    with pytest.raises(UserError, match="differs from the checkpoint") as refused:
+    with pytest.raises(UserError, match="differs from the (run|checkpoint) in") as refused:
         train_student(config(tiny_cache, out, stage="intermediate", max_steps=3, resume=True, **{option: value}),
                       command="test", progress=False)
     assert named in str(refused.value)
@@ -70,7 +72,9 @@ def test_truncated_checkpoint_is_one_line(tmp_path, tiny_cache, run_with_checkpo
     data = (out / "checkpoint.pt").read_bytes()
     (out / "checkpoint.pt").write_bytes(data[: len(data) // 2])
     result = CliRunner().invoke(cli, ["train-student", "--cache", str(tiny_cache), "--student", STUDENT,
-                                      "--out", str(out), "--resume"])
+                                      "--out", str(out), "--resume", "--stage", "intermediate", "--epochs-intermediate",
+                                      "1", "--epochs-prediction", "1", "--batch-size", "8", "--max-steps", "3",
+                                      "--window-blocks", "2"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.startswith(f"Error: --resume: {out / 'checkpoint.pt'} cannot be read"), result.output
 
@@ -132,3 +136,22 @@ def test_old_format_caches_are_refused(tmp_path, tiny_cache):
     rewrite_manifest_json(cache, format_version=1)
     with pytest.raises(UserError, match="cache format version 1 is not supported"):
         train_student(config(cache, tmp_path / "run"), command="test", progress=False)
+
+
+def test_a_changed_resume_is_refused_before_anything_loads(tmp_path, tiny_cache, run_with_checkpoint):
+    """Compared with the options the run recorded: neither torch nor transformers is imported."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+    from tests.test_catalogue import EARLY_CHECK, assert_refused_text
+
+    out = shutil.copytree(run_with_checkpoint, tmp_path / "run")
+    args = ["train-student", "--cache", tiny_cache, "--student", STUDENT, "--out", out, "--resume", "--stage",
+            "intermediate", "--epochs-intermediate", 1, "--epochs-prediction", 1, "--batch-size", 8, "--max-steps", 3,
+            "--window-blocks", 2, "--seed", 7]
+    done = subprocess.run([sys.executable, "-c", EARLY_CHECK, *map(str, args)], text=True, capture_output=True,
+                          cwd=REPO, timeout=120, check=False)
+    status, output = done.stdout.split("\n", 1)
+    assert status == "1 []", done.stdout + done.stderr
+    assert_refused_text(output, "--seed: the run has 42, this command 7")
