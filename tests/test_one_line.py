@@ -33,9 +33,10 @@ def test_a_broken_run_log_is_named_with_its_line(tmp_path, tiny_cache):
                    f"{out / 'metrics.jsonl'}:{lines}: not a logged step")
 
 
-def test_a_glove_file_that_is_not_utf8(tmp_path, glue, tiny_teacher):
+def test_a_glove_file_that_is_not_utf8_is_found_before_the_weights_load(tmp_path, glue, tiny_teacher):
     (tmp_path / "glove.txt").write_bytes(b"film 0.1 0.2\nna\xefve 0.3 0.4\n")
-    result = run("augment", "--task", "sst2", "--data", glue / "SST-2", "--limit", 4, "--teacher", tiny_teacher,
+    teacher = broken_weights(tmp_path, tiny_teacher)
+    result = run("augment", "--task", "sst2", "--data", glue / "SST-2", "--limit", 4, "--teacher", teacher,
                  "--glove", tmp_path / "glove.txt", "--out", tmp_path / "aug")
     assert_refused(result, f"{tmp_path / 'glove.txt'}:2: not valid UTF-8 (byte 0xef)")
 
