@@ -15,7 +15,10 @@ from pathlib import Path
 
 import click
 
-from cache.config import (
+from cache.data.readers import ColumnSpec
+from cache.format.encoding import EMBEDDING_OUTPUTS, VECTOR_ENCODINGS
+from cache.format.store.base import COMPRESSIONS
+from cache.teacher.config import (
     ATTENTION_KINDS,
     FORMATS,
     WRITERS,
@@ -23,9 +26,6 @@ from cache.config import (
     DumpConfig,
     InitConfig,
 )
-from cache.data import ColumnSpec
-from cache.encoding import EMBEDDING_OUTPUTS, VECTOR_ENCODINGS
-from cache.store.base import COMPRESSIONS
 from student.config import PRECISIONS, PROJECTION_SHARING, STAGES, FinetuneConfig, TrainConfig
 
 
@@ -37,7 +37,7 @@ class Group(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
-        from cache.errors import UserError
+        from cache.runtime.errors import UserError
 
         try:
             return super().invoke(ctx)
@@ -80,7 +80,7 @@ class CacheLocation(click.ParamType):
     name = "FOLDER|URL"
 
     def convert(self, value, param, ctx):
-        from cache.location import as_target
+        from cache.format.location import as_target
 
         return value if isinstance(value, Path) else as_target(value)
 
@@ -97,7 +97,7 @@ class LocalPath(click.Path):
         self.suffixes = suffixes
 
     def convert(self, value, param, ctx):
-        from cache.location import is_url
+        from cache.format.location import is_url
 
         if isinstance(value, str) and is_url(value):
             self.fail(f"{value} is a URL; this command writes to a local path (copy the result to the store "
@@ -132,7 +132,7 @@ storage_options_option = click.option(
 
 
 def _quiet_transformers() -> None:
-    from cache.checkpoints import quiet_transformers  # imports transformers: only once a command runs
+    from cache.data.checkpoints import quiet_transformers  # imports transformers: only once a command runs
 
     quiet_transformers()
 
@@ -172,7 +172,7 @@ def _parse_models(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
 
 def _check_data(task: str, data: Path, split: str) -> None:
     """The data file exists and the task is known: checked before the heavy imports."""
-    from cache.data import canonical_task, resolve_data_file
+    from cache.data.readers import canonical_task, resolve_data_file
 
     resolve_data_file(canonical_task(task), data, split)
 
@@ -278,7 +278,7 @@ def dump_teacher_command(task, data, split, holdout, out, storage_options, teach
                         max_seq_len=max_seq_len, batch_size=batch_size, limit=limit, holdout=holdout,
                         block_mb=block_mb, max_unknown=max_unknown, columns=columns, device=device, writer=writer,
                         storage_options=storage_options)
-    report = _run(config, "cache.dump", "dump_teacher")
+    report = _run(config, "cache.teacher.dump", "dump_teacher")
     if not _main_rank():
         return
     if report.stale_lock:
@@ -329,7 +329,7 @@ def augment_command(task, data, split, out, mlm, glove, teacher, copies, p_repla
     config = AugmentConfig(task=task, data=data, out=out, split=split, teacher=teacher, mlm=mlm, glove=glove,
                            copies=copies, p_replace=p_replace, neighbours=neighbours, seed=seed, limit=limit,
                            batch_size=batch_size, device=device, columns=ColumnSpec(text_column, pair_column))
-    written = _run(config, "cache.augment", "augment_file")
+    written = _run(config, "cache.teacher.augment", "augment_file")
     click.echo(f"{written}: the original rows, then up to {config.resolved_copies()} "
                "new sentences of each (duplicates dropped)")
 
@@ -433,7 +433,7 @@ def init_student_command(teacher, out, layers, layer_map, seed):
     loads the teacher.
     """
     config = InitConfig(teacher=teacher, out=out, layers=layers, layer_map=layer_map, seed=seed)
-    layer_map = _run(config, "cache.init_student", "init_student")
+    layer_map = _run(config, "cache.teacher.init_student", "init_student")
     click.echo(f"{out}: student of {len(layer_map)} layers from teacher layers {','.join(map(str, layer_map))}")
 
 
@@ -496,7 +496,7 @@ def evaluate_command(model, task, data, split, max_seq_len, as_json):
 def compare_command(models, task, data, split, max_seq_len, cache_path, as_json, plot):
     """Metric, parameters, latency per example and speed-up of models side by side."""
     _check_data(task, data, split)
-    from cache.inspect import size_line
+    from cache.read.inspect import size_line
 
     cache_line = size_line(cache_path) if cache_path is not None else None  # before minutes of scoring
     from student.compare import compare_models, format_rows
@@ -573,8 +573,8 @@ def cache_group():
 @storage_options_option
 def cache_info(path, as_json, storage_options):
     """Show what made a cache (a folder or a URL) and how large it is."""
-    from cache.inspect import cache_summary, format_summary
-    from cache.location import open_root
+    from cache.format.location import open_root
+    from cache.read.inspect import cache_summary, format_summary
 
     summary = cache_summary(open_root(path, storage_options))
     click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
@@ -585,8 +585,8 @@ def cache_info(path, as_json, storage_options):
 @storage_options_option
 def cache_verify(path, storage_options):
     """Re-read every chunk; check checksums and shapes. Exit status 1 on any problem."""
-    from cache.inspect import verify_cache
-    from cache.location import open_root
+    from cache.format.location import open_root
+    from cache.read.inspect import verify_cache
 
     problems = verify_cache(open_root(path, storage_options), progress=True)
     for problem in problems:
@@ -602,8 +602,8 @@ def cache_verify(path, storage_options):
 @storage_options_option
 def cache_ls(root, as_json, storage_options):
     """List the caches under a folder or URL prefix: teacher, data, layers, size, completeness."""
-    from cache.inspect import format_table, list_caches
-    from cache.location import check_reachable, is_url, open_root
+    from cache.format.location import check_reachable, is_url, open_root
+    from cache.read.inspect import format_table, list_caches
 
     if not is_url(root) and not Path(root).is_dir():
         raise click.BadParameter(f"{root} is not a folder", param_hint="ROOT")

@@ -33,9 +33,9 @@ import click
 
 from bench.common import GLUE, REPO, RESULTS, save_result, timed
 from cache import open_cache
-from cache.augment import AugmentConfig, augment_file
-from cache.checkpoints import quiet_transformers
-from cache.dump import DumpConfig, dump_teacher
+from cache.data.checkpoints import quiet_transformers
+from cache.teacher.augment import AugmentConfig, augment_file
+from cache.teacher.dump import DumpConfig, dump_teacher
 from student.evaluate import metric_for
 from student.finetune import FinetuneConfig, finetune_teacher
 from student.metrics import MAIN_METRIC

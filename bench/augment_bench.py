@@ -22,11 +22,11 @@ import torch
 from transformers import BertForMaskedLM
 
 from bench.common import data_option, save_result
-from cache.augment import WORD, Sources, candidate_slots
-from cache.candidates import STOP_WORDS, MaskedLM, MaskedWord, single_piece
-from cache.checkpoints import default_teacher_path, load_tokenizer, quiet_transformers
-from cache.data import load_examples
-from cache.device import resolve_device
+from cache.data.checkpoints import default_teacher_path, load_tokenizer, quiet_transformers
+from cache.data.readers import load_examples
+from cache.runtime.device import resolve_device
+from cache.teacher.augment import WORD, Sources, candidate_slots
+from cache.teacher.candidates import STOP_WORDS, MaskedLM, MaskedWord, single_piece
 
 
 def one_forward_per_word(texts: list[str], masked_lm: MaskedLM) -> list[list[str]]:

@@ -25,14 +25,14 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 
 from bench.common import data_option, save_result
 from cache import open_cache
-from cache.checkpoints import default_teacher_path, quiet_transformers
-from cache.data import load_examples
-from cache.device import resolve_device
-from cache.dump import DumpConfig, block_batches, dump_teacher, plan_dump
-from cache.encoding import AttentionEncoding
-from cache.inspect import cache_summary
-from cache.layout import BlockIndex
-from cache.teacher import teacher_forward
+from cache.data.checkpoints import default_teacher_path, quiet_transformers
+from cache.data.readers import load_examples
+from cache.format.encoding import AttentionEncoding
+from cache.format.layout import BlockIndex
+from cache.read.inspect import cache_summary
+from cache.runtime.device import resolve_device
+from cache.teacher.dump import DumpConfig, block_batches, dump_teacher, plan_dump
+from cache.teacher.runner import teacher_forward
 
 
 def base_shaped_teacher(folder: Path) -> str:

@@ -5,7 +5,7 @@ teacher's device, and writing each block, timed apart, per encoding.
     python -m bench.dump_profile --encodings float16,maps --encodings int8,topk:8
 
 For each encoding: the summed time of the teacher's forward over the dump's exact batches, of
-encoding their outputs (`cache.encode`), and of writing the blocks (`Store.write_unit`, one block
+encoding their outputs (`cache.teacher.encode`), and of writing the blocks (`Store.write_unit`, one block
 at a time, nothing else running), each as a fraction of the forward. Writes
 bench/results/dump-profile.json.
 """
@@ -20,13 +20,13 @@ import torch
 
 from bench.common import data_option, save_result
 from bench.dump_bench import encoded
-from cache.checkpoints import default_teacher_path, quiet_transformers
-from cache.dump import DumpConfig, _compute_block, block_batches, load_source, plan_dump
-from cache.encode import encode_batch
-from cache.layout import BlockIndex
-from cache.store import block_unit, open_store
-from cache.teacher import teacher_forward
-from cache.transfer import PaddedSlots
+from cache.data.checkpoints import default_teacher_path, quiet_transformers
+from cache.format.layout import BlockIndex
+from cache.format.store import block_unit, open_store
+from cache.format.transfer import PaddedSlots
+from cache.teacher.dump import DumpConfig, _compute_block, block_batches, load_source, plan_dump
+from cache.teacher.encode import encode_batch
+from cache.teacher.runner import teacher_forward
 
 
 def profile(config: DumpConfig, folder: Path) -> dict:

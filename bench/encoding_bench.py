@@ -37,15 +37,15 @@ from transformers import AutoTokenizer
 
 from bench.common import GLUE, REPO, save_result
 from cache import open_cache
-from cache.checkpoints import default_teacher_path, quiet_transformers
-from cache.corpus import Corpus
-from cache.data import load_examples
-from cache.dump import DumpConfig, dump_teacher
-from cache.encoding import AttentionEncoding, VectorEncoding
-from cache.inspect import cache_summary
-from cache.layer_map import uniform_layer_map
-from cache.layout import Geometry
-from cache.tokenize import tokenize
+from cache.data.checkpoints import default_teacher_path, quiet_transformers
+from cache.data.corpus import Corpus
+from cache.data.readers import load_examples
+from cache.data.tokenize import tokenize
+from cache.format.encoding import AttentionEncoding, VectorEncoding
+from cache.format.layout import Geometry
+from cache.read.inspect import cache_summary
+from cache.runtime.layer_map import uniform_layer_map
+from cache.teacher.dump import DumpConfig, dump_teacher
 from student.trainer import TrainConfig, train_student
 
 CORPUS = REPO.parent / "shared" / "data" / "corpus"

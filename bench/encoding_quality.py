@@ -25,12 +25,12 @@ from typing import Any
 import click
 
 from bench.common import GLUE, REPO, save_result
-from cache.checkpoints import default_teacher_path, quiet_transformers
-from cache.config import InitConfig
-from cache.dump import DumpConfig, dump_teacher
-from cache.init_student import init_student
-from cache.inspect import cache_summary
-from cache.layer_map import uniform_layer_map
+from cache.data.checkpoints import default_teacher_path, quiet_transformers
+from cache.read.inspect import cache_summary
+from cache.runtime.layer_map import uniform_layer_map
+from cache.teacher.config import InitConfig
+from cache.teacher.dump import DumpConfig, dump_teacher
+from cache.teacher.init_student import init_student
 from student.evaluate import evaluate_saved, metric_for
 from student.finetune import FinetuneConfig, finetune_teacher
 from student.metrics import MAIN_METRIC

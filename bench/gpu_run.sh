@@ -9,10 +9,10 @@
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
 #       -d .gpu/whl zarr==3.1.6 numcodecs==0.16.6 donfig==0.8.1.post1 google-crc32c==1.9.0 \
 #       scikit-learn scipy joblib threadpoolctl
-#   python -c "from transformers import AutoModel, AutoTokenizer; from cache.checkpoints import default_teacher_path as p
+#   python -c "from transformers import AutoModel, AutoTokenizer; from cache.data.checkpoints import default_teacher_path as p
 #   AutoModel.from_pretrained(p(), dtype='float16').save_pretrained('.gpu/minilm')
 #   AutoTokenizer.from_pretrained(p()).save_pretrained('.gpu/minilm')"
-#   cp "$(python -c 'from cache.checkpoints import default_teacher_path as p; print(p())')/vocab.txt" .gpu/minilm/
+#   cp "$(python -c 'from cache.data.checkpoints import default_teacher_path as p; print(p())')/vocab.txt" .gpu/minilm/
 #   sed -i 's/"dtype": "float16"/"dtype": "float32"/' .gpu/minilm/config.json   # train in float32
 #   for t in SST-2 CoLA MRPC; do mkdir -p .gpu/glue/$t; cp ../shared/data/glue/$t/{train,dev}.tsv .gpu/glue/$t/; done
 set -u

@@ -23,8 +23,8 @@ from pathlib import Path
 import click
 
 from bench.common import REPO, data_option, save_result
-from cache.checkpoints import quiet_transformers
-from cache.dump import DumpConfig, dump_teacher
+from cache.data.checkpoints import quiet_transformers
+from cache.teacher.dump import DumpConfig, dump_teacher
 
 
 def cycled_sst2(source: Path, size: int, folder: Path) -> Path:

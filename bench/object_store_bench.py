@@ -28,8 +28,8 @@ import click
 
 from bench.common import data_option, save_result, timed
 from cache import open_cache
-from cache.checkpoints import quiet_transformers
-from cache.dump import DumpConfig, dump_teacher
+from cache.data.checkpoints import quiet_transformers
+from cache.teacher.dump import DumpConfig, dump_teacher
 from student.stream import EpochPlan, stream_batches
 
 

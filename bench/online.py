@@ -12,10 +12,10 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from cache.data import load_examples
-from cache.decode import probabilities_from_scores
-from cache.dump import DumpConfig, plan_dump
-from cache.teacher import teacher_forward
+from cache.data.readers import load_examples
+from cache.read.decode import probabilities_from_scores
+from cache.teacher.dump import DumpConfig, plan_dump
+from cache.teacher.runner import teacher_forward
 from student.stream import Batch, BatchTotals, EpochPlan
 
 

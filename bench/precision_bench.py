@@ -20,8 +20,8 @@ import torch
 
 from bench.common import data_option, save_result
 from bench.train_bench import examples_per_s, logged_steps
-from cache.checkpoints import default_teacher_path, quiet_transformers
-from cache.dump import DumpConfig, dump_teacher
+from cache.data.checkpoints import default_teacher_path, quiet_transformers
+from cache.teacher.dump import DumpConfig, dump_teacher
 from student.trainer import TrainConfig, train_student
 
 COMPARED = ("float32", "bfloat16")

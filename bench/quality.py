@@ -31,12 +31,12 @@ import click
 
 from bench.common import GLUE, REPO, RESULTS, seconds
 from bench.online import OnlineTargets
-from cache.augment import AugmentConfig, augment_file
-from cache.checkpoints import quiet_transformers
-from cache.config import InitConfig
-from cache.dump import DumpConfig, dump_teacher
-from cache.init_student import init_student
-from cache.layer_map import uniform_layer_map
+from cache.data.checkpoints import quiet_transformers
+from cache.runtime.layer_map import uniform_layer_map
+from cache.teacher.augment import AugmentConfig, augment_file
+from cache.teacher.config import InitConfig
+from cache.teacher.dump import DumpConfig, dump_teacher
+from cache.teacher.init_student import init_student
 from student.compare import compare_models
 from student.config import PRECISIONS, parse_student
 from student.evaluate import metric_for
@@ -157,7 +157,7 @@ def run_task(task: str, data: Path, work: Path, config: dict) -> dict:
               help="Of every training run (the teacher's forward for the cache and online stays float32).")
 @click.option("--concurrent", is_flag=True, help="Train the three students side by side.")
 @click.option("--augment", type=click.IntRange(0), default=0,
-              help="Distil on the training set plus N augmented copies of each example (cache.augment; the "
+              help="Distil on the training set plus N augmented copies of each example (cache.teacher.augment; the "
               "cache then holds only the student's layers). The labels-only student keeps the original set.")
 def main(tasks, glue, work, results, base, student, init, limit, epochs_intermediate, epochs_prediction,
          lr_intermediate, lr_prediction, teacher_lr, workers, precision, concurrent, augment):

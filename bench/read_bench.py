@@ -24,10 +24,10 @@ import click
 from bench.common import data_option, save_result
 from bench.dump_bench import base_shaped_teacher
 from cache import open_cache
-from cache.checkpoints import default_teacher_path, quiet_transformers
-from cache.dump import DumpConfig, dump_teacher
-from cache.layer_map import uniform_layer_map
-from cache.manifest import Manifest
+from cache.data.checkpoints import default_teacher_path, quiet_transformers
+from cache.format.manifest import Manifest
+from cache.runtime.layer_map import uniform_layer_map
+from cache.teacher.dump import DumpConfig, dump_teacher
 from student.stream import EpochPlan, stream_batches
 
 PIECE = 8 << 20

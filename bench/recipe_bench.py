@@ -20,8 +20,8 @@ import click
 from bench.common import data_option, save_result, seconds
 from bench.dump_bench import base_shaped_teacher
 from bench.online import OnlineTargets
-from cache.checkpoints import default_teacher_path, quiet_transformers
-from cache.dump import DumpConfig, dump_teacher
+from cache.data.checkpoints import default_teacher_path, quiet_transformers
+from cache.teacher.dump import DumpConfig, dump_teacher
 from student.trainer import TrainConfig, train_student
 
 EPOCHS = (1, 5, 20)

@@ -23,10 +23,10 @@ import torch
 from bench.common import data_option, save_result
 from bench.dump_bench import base_shaped_teacher
 from bench.online import OnlineTargets
-from cache.checkpoints import default_teacher_path, quiet_transformers
-from cache.device import resolve_device
-from cache.dump import DumpConfig, dump_teacher
-from cache.layer_map import uniform_layer_map
+from cache.data.checkpoints import default_teacher_path, quiet_transformers
+from cache.runtime.device import resolve_device
+from cache.runtime.layer_map import uniform_layer_map
+from cache.teacher.dump import DumpConfig, dump_teacher
 from student.stream import EpochPlan
 from student.trainer import CachedTargets, TrainConfig, train_student
 

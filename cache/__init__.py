@@ -11,7 +11,7 @@ __all__ = ["Cache", "RaggedExamples", "__version__", "open_cache"]
 
 def __getattr__(name: str):
     if name in ("Cache", "RaggedExamples", "open_cache"):
-        from . import reader
+        from cache.read import reader
 
         return getattr(reader, name)
     raise AttributeError(f"module 'cache' has no attribute {name!r}")

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.data import canonical_task, resolve_data_file
-from cache.errors import UserError
-from cache.layer_map import resolve_layer_map
-from cache.location import Root, Target, as_target, open_root
-from cache.manifest import Manifest, read_complete_manifest
-from cache.paths import check_device_name, check_model_path, check_number, check_output_dir, model_folder
-from cache.sequences import stored_sequence_hashes
-from cache.store import open_store
-from cache.tasks import CORPUS_TASK, GLUE_TASKS
+from cache.data.readers import canonical_task, resolve_data_file
+from cache.data.tasks import CORPUS_TASK, GLUE_TASKS
+from cache.format.location import Root, Target, as_target, open_root
+from cache.format.manifest import Manifest, read_complete_manifest
+from cache.format.store import open_store
+from cache.read.inspect import stored_sequence_hashes
+from cache.runtime.errors import UserError
+from cache.runtime.layer_map import resolve_layer_map
+from cache.runtime.paths import check_device_name, check_model_path, check_number, check_output_dir, model_folder
 
 STAGES = ("intermediate", "prediction", "all", "general")
 """general: the intermediate losses on a corpus cache, giving a general student (no head);

@@ -12,12 +12,19 @@ import torch
 from tqdm import tqdm
 from transformers import BertForSequenceClassification
 
-from cache.checkpoints import TaskHead, check_length, default_teacher_path, load_config, load_tokenizer, record_head
-from cache.data import canonical_task, evaluation_columns, load_examples, resolve_data_file
-from cache.device import resolve_device
-from cache.errors import UserError
-from cache.records import save_model, write_record
-from cache.tokenize import tokenize
+from cache.data.checkpoints import (
+    TaskHead,
+    check_length,
+    default_teacher_path,
+    load_config,
+    load_tokenizer,
+    record_head,
+)
+from cache.data.readers import canonical_task, evaluation_columns, load_examples, resolve_data_file
+from cache.data.tokenize import tokenize
+from cache.runtime.device import resolve_device
+from cache.runtime.errors import UserError
+from cache.runtime.records import save_model, write_record
 from student.config import FinetuneConfig
 from student.evaluate import evaluate
 from student.precision import autocast, resolve_precision

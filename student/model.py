@@ -1,7 +1,7 @@
 """Student models (plain Hugging Face BERT) and the W_e / W_h projections.
 
 Building and projecting; a student initialised from teacher layers comes from `init-student`
-(cache/init_student.py) as a checkpoint folder, so training never loads a teacher.
+(cache/teacher/init_student.py) as a checkpoint folder, so training never loads a teacher.
 """
 
 from pathlib import Path
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification, BertModel
 
-from cache.errors import UserError, describe
+from cache.runtime.errors import UserError, describe
 from student.config import PROJECTION_SHARING, StudentShape
 
 PROJECTIONS_FILE = "projections.pt"

@@ -13,11 +13,11 @@ import torch
 from matplotlib.figure import Figure
 
 from cache import Cache, open_cache
-from cache.attention import capture_implementation
-from cache.encoding import ATTENTION, HIDDEN
-from cache.errors import UserError
-from cache.layer_map import uniform_layer_map
-from cache.paths import model_folder
+from cache.format.encoding import ATTENTION, HIDDEN
+from cache.runtime.attention import capture_implementation
+from cache.runtime.errors import UserError
+from cache.runtime.layer_map import uniform_layer_map
+from cache.runtime.paths import model_folder
 
 DPI = 100
 PANEL = 1.7

@@ -21,12 +21,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cache import Cache, RaggedExamples
-from cache.decode import PaddedTargets, decode_batch
-from cache.distributed import ONE_PROCESS, Ranks
-from cache.embeddings import EmbeddingTables
-from cache.errors import CacheError
-from cache.ragged import ArrayKey, concatenate
-from cache.transfer import Slot, pack, unpack
+from cache.format.embeddings import EmbeddingTables
+from cache.format.transfer import Slot, pack, unpack
+from cache.read.decode import PaddedTargets, decode_batch
+from cache.read.ragged import ArrayKey, concatenate
+from cache.runtime.distributed import ONE_PROCESS, Ranks
+from cache.runtime.errors import CacheError
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def read_blocks(cache: Cache, blocks: np.ndarray, concurrent: int) -> list[Ragge
 
 def pad_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool,
               share: Share | None = None, embeddings: EmbeddingTables | None = None) -> Batch:
-    """Decode and pad a ragged batch on `device` (`cache.decode`); with `probabilities`, scores
+    """Decode and pad a ragged batch on `device` (`cache.read.decode`); with `probabilities`, scores
     become probabilities (softmax over real keys). `share`: the global batch's totals and whether
     this share counts (default: a whole batch). `embeddings` (on `device`): the teacher's tables,
     where the cache recomputes layer 0."""

@@ -32,18 +32,18 @@ from tqdm import tqdm
 from transformers import BertForSequenceClassification
 
 from cache import Cache, RaggedExamples, open_cache
-from cache.attention import capture_implementation
-from cache.checkpoints import TaskHead, check_length, load_tokenizer, record_head
-from cache.data import evaluation_columns, load_examples
-from cache.device import resolve_device
-from cache.distributed import ONE_PROCESS, Ranks, current_ranks, gather_objects, process_group, sum_over_ranks
-from cache.errors import UserError, describe
-from cache.failpoints import failpoint
-from cache.layer_map import resolve_layer_map
-from cache.location import Target
-from cache.manifest import Manifest, identity_mismatches
-from cache.records import write_record
-from cache.tasks import GENERIC_TASKS
+from cache.data.checkpoints import TaskHead, check_length, load_tokenizer, record_head
+from cache.data.readers import evaluation_columns, load_examples
+from cache.data.tasks import GENERIC_TASKS
+from cache.format.location import Target
+from cache.format.manifest import Manifest, identity_mismatches
+from cache.runtime.attention import capture_implementation
+from cache.runtime.device import resolve_device
+from cache.runtime.distributed import ONE_PROCESS, Ranks, current_ranks, gather_objects, process_group, sum_over_ranks
+from cache.runtime.errors import UserError, describe
+from cache.runtime.failpoints import failpoint
+from cache.runtime.layer_map import resolve_layer_map
+from cache.runtime.records import write_record
 from student.config import (
     CHECKPOINT,
     METRICS_LOG,
@@ -206,7 +206,7 @@ def check_student_tokenizer(student, tokenizer, manifest: Manifest) -> None:
     where it has one, its vocabulary where it has only a vocab.txt (the reference code's format)."""
     if not isinstance(student, Path):
         return
-    from cache.tokenize import tokenizer_fingerprint
+    from cache.data.tokenize import tokenizer_fingerprint
 
     if (student / "tokenizer_config.json").exists() or (student / "tokenizer.json").exists():
         same = tokenizer_fingerprint(load_tokenizer(student, "--student")) == manifest.tokenizer_fingerprint

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizer
 
 from cache import open_cache
-from cache.dump import DumpConfig, dump_teacher
-from cache.manifest import CHECKSUM, content_checksum, read_manifest
-from cache.store import EMBEDDINGS, INDEX, block_unit, open_store
+from cache.format.manifest import CHECKSUM, content_checksum, read_manifest
+from cache.format.store import EMBEDDINGS, INDEX, block_unit, open_store
+from cache.teacher.dump import DumpConfig, dump_teacher
 from cli import cli
 from student.trainer import TrainConfig
 from tests.reference import load_reference, reference_targets

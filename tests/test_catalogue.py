@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from cache.manifest import read_manifest, write_manifest
+from cache.format.manifest import read_manifest, write_manifest
 from tests.helpers import assert_refused, rewrite_manifest_json, run
 
 SST2_HEADER = b"sentence\tlabel\n"

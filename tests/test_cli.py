@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cache.manifest import manifest_path, read_manifest
+from cache.format.manifest import manifest_path, read_manifest
 from tests.helpers import run
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import BertForSequenceClassification
 
-from cache.store import block_unit, open_store
+from cache.format.store import block_unit, open_store
 from tests.helpers import assert_refused, assert_refused_after_work, rewrite_manifest_json, run, save_tiny_teacher
 
 SMALL = ["--student", "layers=1,hidden=16,ffn=32,heads=4"]

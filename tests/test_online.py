@@ -9,7 +9,7 @@ import torch
 from transformers import BertForSequenceClassification
 
 from bench.online import OnlineTargets
-from cache.dump import DumpConfig, dump_teacher
+from cache.teacher.dump import DumpConfig, dump_teacher
 from student.trainer import train_student
 from tests.helpers import train_config as config
 

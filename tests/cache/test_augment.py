@@ -11,11 +11,11 @@ import torch
 from safetensors.numpy import load_file
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertTokenizer
 
-from cache.augment import AugmentConfig, augment_file
-from cache.candidates import STOP_WORDS
-from cache.checkpoints import default_teacher_path
-from cache.data import ColumnSpec
-from cache.errors import DataError, UserError
+from cache.data.checkpoints import default_teacher_path
+from cache.data.readers import ColumnSpec
+from cache.runtime.errors import DataError, UserError
+from cache.teacher.augment import AugmentConfig, augment_file
+from cache.teacher.candidates import STOP_WORDS
 from tests.helpers import GLUE, assert_refused, run, vocabulary
 
 K = 4

@@ -6,7 +6,7 @@ import shutil
 import pytest
 from transformers import AutoConfig, BertConfig, BertForSequenceClassification, BertModel, BertTokenizer
 
-from cache.checkpoints import TaskHead, default_teacher_path, record_head, recorded_head
+from cache.data.checkpoints import TaskHead, default_teacher_path, record_head, recorded_head
 from student.trainer import train_student
 from tests.helpers import SPECIALS, assert_refused, run, save_tiny_teacher
 from tests.helpers import train_config as config

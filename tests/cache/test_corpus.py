@@ -8,9 +8,9 @@ import pytest
 from transformers import AutoTokenizer
 
 from cache import open_cache
-from cache.checkpoints import default_teacher_path
-from cache.corpus import Corpus, documents, held_out
-from cache.errors import CacheError, UserError
+from cache.data.checkpoints import default_teacher_path
+from cache.data.corpus import Corpus, documents, held_out
+from cache.runtime.errors import CacheError, UserError
 from tests.helpers import GLUE, assert_matches_reference, assert_refused, dump, run
 
 MAX_LEN = 16
@@ -158,7 +158,7 @@ def test_corpus_mistakes_are_one_line(tmp_path, corpus, args, expected):
 
 def test_commands_that_need_labels_refuse_a_corpus(tmp_path, corpus):
     with pytest.raises(UserError, match="only dump-teacher reads a corpus"):
-        from cache.data import load_examples
+        from cache.data.readers import load_examples
 
         load_examples("corpus", corpus, "train")
     assert_refused(run("finetune-teacher", "--task", "corpus", "--data", corpus, "--out", tmp_path / "t"),

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from cache.inspect import verify_cache
-from cache.manifest import manifest_path, read_manifest
-from cache.store import open_store
+from cache.format.manifest import manifest_path, read_manifest
+from cache.format.store import open_store
+from cache.read.inspect import verify_cache
 from tests.helpers import REPO, assert_same_arrays
 
 pytestmark = pytest.mark.slow

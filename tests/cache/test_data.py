@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from cache.data import ColumnSpec, load_examples
-from cache.errors import DataError, UserError
+from cache.data.readers import ColumnSpec, load_examples
+from cache.runtime.errors import DataError, UserError
 
 
 def count_rows(path, header=True):

@@ -5,9 +5,9 @@ real MiniLM's two-rank cache holds its fresh forward."""
 import pytest
 import torch
 
-from cache.inspect import verify_cache
-from cache.manifest import read_manifest
-from cache.store import open_store
+from cache.format.manifest import read_manifest
+from cache.format.store import open_store
+from cache.read.inspect import verify_cache
 from tests.helpers import REPO, assert_same_arrays, dump, torchrun
 
 pytestmark = pytest.mark.slow
@@ -69,7 +69,7 @@ def test_a_refusal_on_rank_0_stops_every_rank(tmp_path, glue, tiny_teacher):
 
 
 def test_real_minilm_two_ranks_store_its_fresh_forward(tmp_path, glue):
-    from cache.checkpoints import default_teacher_path
+    from cache.data.checkpoints import default_teacher_path
     from tests.helpers import assert_matches_reference
 
     out = tmp_path / "minilm"

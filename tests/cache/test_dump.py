@@ -5,8 +5,8 @@ import torch
 from transformers import AutoTokenizer
 
 from cache import open_cache
-from cache.dtypes import numpy_dtype
-from cache.errors import CacheError, UserError
+from cache.format.dtypes import numpy_dtype
+from cache.runtime.errors import CacheError, UserError
 from tests.helpers import assert_matches_reference, dump
 
 

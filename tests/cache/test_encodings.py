@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from cache import open_cache
-from cache.checkpoints import default_teacher_path
-from cache.decode import decode_batch
-from cache.errors import CacheError, UserError
-from cache.inspect import cache_summary, format_summary, list_caches, verify_cache
+from cache.data.checkpoints import default_teacher_path
+from cache.read.decode import decode_batch
+from cache.read.inspect import cache_summary, format_summary, list_caches, verify_cache
+from cache.runtime.errors import CacheError, UserError
 from tests.helpers import TOLERANCE, assert_matches_reference, dump
 from tests.reference import load_reference, reference_targets
 

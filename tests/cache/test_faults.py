@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from cache.errors import CacheError
-from cache.lock import WriterLock
-from cache.manifest import read_manifest
-from cache.store import BACKENDS
+from cache.format.lock import WriterLock
+from cache.format.manifest import read_manifest
+from cache.format.store import BACKENDS
+from cache.runtime.errors import CacheError
 from student.trainer import train_student
 from tests.helpers import REPO, assert_same_arrays, dump
 from tests.helpers import train_config as config

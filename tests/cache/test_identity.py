@@ -9,10 +9,10 @@ from dataclasses import replace
 import pytest
 
 from cache import open_cache
-from cache.errors import CacheError
-from cache.inspect import verify_cache
-from cache.manifest import read_manifest, write_manifest
-from cache.store import INDEX, block_unit, open_store
+from cache.format.manifest import read_manifest, write_manifest
+from cache.format.store import INDEX, block_unit, open_store
+from cache.read.inspect import verify_cache
+from cache.runtime.errors import CacheError
 from tests.helpers import dump
 
 
@@ -58,7 +58,7 @@ def test_other_columns_are_refused(tmp_path, glue, tiny_teacher):
 
 
 def _columns(text):
-    from cache.data import ColumnSpec
+    from cache.data.readers import ColumnSpec
 
     return ColumnSpec(text=text)
 

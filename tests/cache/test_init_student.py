@@ -10,10 +10,10 @@ import torch
 from click.testing import CliRunner
 from transformers import AutoConfig, AutoTokenizer, BertForSequenceClassification, BertModel
 
-from cache.checkpoints import TaskHead, default_teacher_path, record_head, recorded_head
-from cache.config import InitConfig
-from cache.errors import UserError
-from cache.init_student import init_student
+from cache.data.checkpoints import TaskHead, default_teacher_path, record_head, recorded_head
+from cache.runtime.errors import UserError
+from cache.teacher.config import InitConfig
+from cache.teacher.init_student import init_student
 from cli import cli
 from tests.helpers import dump
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from cache import open_cache
-from cache.inspect import cache_summary, list_caches, verify_cache
-from cache.manifest import CHECKSUM, content_checksum, read_manifest
-from cache.teacher import weights_sha256
-from cache.tokenize import tokenizer_fingerprint
+from cache.data.tokenize import tokenizer_fingerprint
+from cache.format.manifest import CHECKSUM, content_checksum, read_manifest
+from cache.read.inspect import cache_summary, list_caches, verify_cache
+from cache.teacher.runner import weights_sha256
 from tests.helpers import dump
 from tests.reference import load_reference
 
@@ -76,8 +76,8 @@ def test_verify_finds_a_missing_block(cache_path):
 
 
 def _range(cache_path, k):
-    from cache.manifest import read_manifest
-    from cache.store import INDEX, open_store
+    from cache.format.manifest import read_manifest
+    from cache.format.store import INDEX, open_store
 
     starts = open_store(cache_path, read_manifest(cache_path).storage).read(INDEX, "block_starts")
     return f"{starts[k]}-{starts[k + 1] - 1}"
@@ -95,7 +95,7 @@ def test_ls_finds_caches_in_a_shared_folder(tmp_path, glue, tiny_teacher, tiny_b
 
 
 def test_info_and_verify_on_uint8_attention(tmp_path, glue, tiny_teacher):
-    from cache.inspect import format_summary
+    from cache.read.inspect import format_summary
 
     dump(tiny_teacher, glue, tmp_path / "u8", attention="probs", attention_encoding="uint8")
     summary = cache_summary(tmp_path / "u8")

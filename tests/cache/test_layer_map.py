@@ -2,8 +2,8 @@
 
 import pytest
 
-from cache.errors import UserError
-from cache.layer_map import resolve_layer_map, uniform_layer_map
+from cache.runtime.errors import UserError
+from cache.runtime.layer_map import resolve_layer_map, uniform_layer_map
 
 
 def test_uniform_layer_map():

@@ -5,8 +5,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from cache.encoding import AttentionEncoding, VectorEncoding
-from cache.layout import Geometry, chunk_length, pad_ragged, plan_blocks, ragged_positions
+from cache.format.encoding import AttentionEncoding, VectorEncoding
+from cache.format.layout import Geometry, chunk_length, plan_blocks
+from cache.runtime.arrays import pad_ragged, ragged_positions
 
 GEOMETRY = Geometry(hidden_size=8, num_heads=2, hidden_layers=(0, 1, 2), attention_layers=(1, 2))
 

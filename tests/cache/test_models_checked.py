@@ -10,10 +10,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertForSequenceClassification, DistilBertConfig, DistilBertModel
 
-from cache.checkpoints import default_teacher_path
-from cache.inspect import verify_cache
-from cache.manifest import read_manifest
-from cache.store import block_unit, open_store
+from cache.data.checkpoints import default_teacher_path
+from cache.format.manifest import read_manifest
+from cache.format.store import block_unit, open_store
+from cache.read.inspect import verify_cache
 from tests.helpers import STUDENT, assert_refused, assert_refused_after_work, dump, run, save_tiny_teacher, vocabulary
 
 
@@ -124,7 +124,7 @@ def _write_inf(cache):
     """A float16 cache as an earlier version wrote it: one value stored as infinity, checksums redone."""
     import zarr
 
-    from cache.store import slab_checksums
+    from cache.format.store import slab_checksums
 
     group = zarr.open_group(cache / "blocks" / "000000", mode="r+")
     hidden = group["hidden"]

@@ -14,11 +14,11 @@ import pytest
 import s3fs
 
 from cache import open_cache
-from cache.dump import DumpConfig, dump_teacher
-from cache.errors import CacheError
-from cache.inspect import verify_cache
-from cache.manifest import read_manifest
-from cache.store import open_store
+from cache.format.manifest import read_manifest
+from cache.format.store import open_store
+from cache.read.inspect import verify_cache
+from cache.runtime.errors import CacheError
+from cache.teacher.dump import DumpConfig, dump_teacher
 from tests.helpers import REPO, assert_refused, assert_same_arrays, dump, run
 
 EXAMPLES = {"limit": 60, "block_mb": 0.1, "batch_size": 16}
@@ -87,7 +87,7 @@ def test_a_live_lease_refuses_a_second_writer_and_a_stale_one_is_taken_over(buck
                                                           json.dumps(holder).encode())
     with pytest.raises(CacheError, match="another dump is writing this cache .pid 4242 on elsewhere"):
         dump(tiny_teacher, glue, url, limit=20)
-    monkeypatch.setattr("cache.lock.LEASE_SECONDS", 1.0)
+    monkeypatch.setattr("cache.format.lock.LEASE_SECONDS", 1.0)
     time.sleep(1.5)  # not renewed: its holder is gone
     report = dump(tiny_teacher, glue, url, limit=20)
     assert report.stale_lock == holder and read_manifest(url).complete
@@ -159,7 +159,7 @@ def test_the_server_going_away_mid_dump_loses_nothing(bucket, glue, tiny_teacher
 
 @pytest.mark.slow
 def test_real_minilm_cache_in_s3_holds_its_fresh_forward(bucket, glue):
-    from cache.checkpoints import default_teacher_path
+    from cache.data.checkpoints import default_teacher_path
     from tests.helpers import assert_matches_reference
 
     url = f"{bucket}/minilm"

@@ -9,9 +9,9 @@ import pytest
 import s3fs
 
 from cache import open_cache
-from cache.errors import CacheError
-from cache.inspect import verify_cache
-from cache.manifest import read_manifest
+from cache.format.manifest import read_manifest
+from cache.read.inspect import verify_cache
+from cache.runtime.errors import CacheError
 from tests.cache.test_identity import interrupt, sst2_copy
 from tests.helpers import assert_refused, assert_refused_after_work, dump, run, save_tiny_teacher
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cache import open_cache
-from cache.errors import CacheError
+from cache.runtime.errors import CacheError
 from tests.helpers import dump
 
 
@@ -18,11 +18,11 @@ def cache_path(request, tmp_path, glue, tiny_teacher):
 
 def test_blocks_hold_the_same_examples_as_indexing(cache_path):
     cache = open_cache(cache_path)
-    seen = 0
+    seen, examples = 0, cache.iter_examples()
     for block in cache.iter_blocks():
         assert block.indices.tolist() == list(range(seen, seen + len(block)))
-        for j, item in enumerate(block):
-            single = cache[seen + j]
+        for j in range(len(block)):
+            single, item = cache[seen + j], next(examples)
             assert single.keys() == item.keys() == {"input_ids", "token_type_ids", "label", "logits", "hidden",
                                                     "attention"}
             assert torch.equal(single["input_ids"], item["input_ids"])
@@ -30,7 +30,7 @@ def test_blocks_hold_the_same_examples_as_indexing(cache_path):
                 assert torch.equal(single["attention"][layer], item["attention"][layer])
                 assert item["attention"][layer].shape == (4, len(item["input_ids"]), len(item["input_ids"]))
         seen += len(block)
-    assert seen == len(cache) == 30
+    assert seen == len(cache) == 30 and next(examples, None) is None
 
 
 def test_labels_follow_the_data(cache_path, glue):

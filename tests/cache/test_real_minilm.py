@@ -3,9 +3,9 @@
 import pytest
 
 from cache import open_cache
-from cache.checkpoints import default_teacher_path
-from cache.dump import DumpConfig, dump_teacher
-from cache.inspect import cache_summary, verify_cache
+from cache.data.checkpoints import default_teacher_path
+from cache.read.inspect import cache_summary, verify_cache
+from cache.teacher.dump import DumpConfig, dump_teacher
 from tests.helpers import assert_matches_reference
 
 pytestmark = pytest.mark.slow

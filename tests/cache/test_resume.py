@@ -4,8 +4,8 @@
 import pytest
 
 from cache import open_cache
-from cache.manifest import read_manifest
-from cache.store import Store, open_store
+from cache.format.manifest import read_manifest
+from cache.format.store import Store, open_store
 from tests.helpers import assert_same_arrays, dump
 
 

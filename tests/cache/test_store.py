@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cache.errors import UserError
-from cache.store import HDF5Store, Store, ZarrStore, array_checksum
+from cache.format.store import HDF5Store, Store, ZarrStore, array_checksum
+from cache.runtime.errors import UserError
 
 
 def arrays():

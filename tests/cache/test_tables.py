@@ -10,9 +10,9 @@ import pytest
 from datasets import Dataset, DatasetDict
 
 from cache import open_cache
-from cache.checkpoints import default_teacher_path
-from cache.data import ColumnSpec, load_examples
-from cache.errors import DataError
+from cache.data.checkpoints import default_teacher_path
+from cache.data.readers import ColumnSpec, load_examples
+from cache.runtime.errors import DataError
 from tests.helpers import assert_refused, dump, run, stored_arrays
 
 COLUMNS = ColumnSpec(text="sentence")

@@ -3,8 +3,8 @@
 import numpy as np
 from transformers import AutoTokenizer
 
-from cache.data import load_examples
-from cache.tokenize import tokenize, tokenizer_fingerprint
+from cache.data.readers import load_examples
+from cache.data.tokenize import tokenize, tokenizer_fingerprint
 
 
 def test_pairs_truncation_and_offsets(glue, tiny_teacher):

@@ -5,10 +5,10 @@ import errno
 import numpy as np
 import pytest
 
-from cache.errors import CacheError
-from cache.manifest import read_manifest
-from cache.store.zarr_store import ZarrStore
-from cache.writer import ProcessWriter
+from cache.format.manifest import read_manifest
+from cache.format.store.zarr_store import ZarrStore
+from cache.runtime.errors import CacheError
+from cache.teacher.writer import ProcessWriter
 from tests.helpers import assert_matches_reference, assert_same_arrays, dump
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from cache.errors import UserError
+from cache.runtime.errors import UserError
 from student.trainer import train_student
 from tests.helpers import logged, torchrun, train_config, vocabulary
 
@@ -89,7 +89,7 @@ def test_resuming_with_another_number_of_ranks_is_refused(tmp_path, tiny_cache, 
 
 def test_real_minilm_cache_two_ranks_log_the_losses_of_one_process(tmp_path, glue):
     """MiniLM's targets on real SST-2 sentences; a dropout-free student of its vocabulary."""
-    from cache.dump import DumpConfig, dump_teacher
+    from cache.teacher.dump import DumpConfig, dump_teacher
 
     cache = tmp_path / "minilm"
     dump_teacher(DumpConfig(task="sst2", data=glue / "SST-2", split="train", out=cache, limit=48, block_mb=0.3),

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from transformers import AutoConfig, BertForSequenceClassification
 
 from cache import open_cache
-from cache.checkpoints import TaskHead, recorded_head
-from cache.data import load_examples
+from cache.data.checkpoints import TaskHead, recorded_head
+from cache.data.readers import load_examples
 from cli import cli
 from student.compare import compare_models
 from student.evaluate import evaluate

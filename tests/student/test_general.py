@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModel, BertConfig, BertModel
 
 from cache import open_cache
-from cache.checkpoints import default_teacher_path
-from cache.errors import UserError
+from cache.data.checkpoints import default_teacher_path
+from cache.runtime.errors import UserError
 from student.trainer import Run, train_student
 from tests.helpers import GLUE, dump, logged, run, save_tiny_teacher, vocabulary
 from tests.helpers import train_config as config

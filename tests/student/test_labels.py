@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
 
-from cache.checkpoints import TaskHead, record_head
-from cache.data import load_examples
+from cache.data.checkpoints import TaskHead, record_head
+from cache.data.readers import load_examples
 from student.evaluate import predict
 from tests.helpers import assert_refused, dump, logged, run, save_tiny_teacher
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cache.decode import probabilities_from_scores
+from cache.read.decode import probabilities_from_scores
 from student.losses import attention_mse, head_map, hidden_mse, regression_mse, soft_cross_entropy
 
 torch.manual_seed(0)

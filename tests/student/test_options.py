@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
 
-from cache.data import load_examples
+from cache.data.readers import load_examples
 from cli import cli
 from student.model import Projections
 from student.trainer import train_student

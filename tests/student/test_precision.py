@@ -33,7 +33,7 @@ def test_autocast_runs_matrix_products_in_bfloat16():
 def test_bfloat16_student_tracks_float32_on_the_real_teacher(tmp_path, glue):
     """Same cache (real MiniLM, real sentences), seed and batches: the losses differ (autocast is on)
     but by under 2%."""
-    from cache.checkpoints import default_teacher_path
+    from cache.data.checkpoints import default_teacher_path
 
     dump(default_teacher_path(), glue, tmp_path / "c", limit=48, block_mb=1)
     runs = {}

@@ -9,8 +9,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cache.errors import UserError
-from cache.manifest import read_manifest
+from cache.format.manifest import read_manifest
+from cache.runtime.errors import UserError
 from cli import cli
 from student.trainer import train_student
 from tests.helpers import STUDENT, dump, rewrite_manifest_json

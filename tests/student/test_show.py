@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from cache import open_cache
-from cache.checkpoints import default_teacher_path
-from cache.store import block_unit
+from cache.data.checkpoints import default_teacher_path
+from cache.format.store import block_unit
 from student.show import (
     DPI,
     PANEL,

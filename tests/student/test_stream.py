@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from cache import open_cache
-from cache.distributed import Ranks
+from cache.runtime.distributed import Ranks
 from student.stream import BatchTotals, EpochPlan, pad_batch, stream_batches
 
 
@@ -100,7 +100,7 @@ def test_ranks_share_each_global_batch_and_divide_by_its_totals(tiny_cache):
 
 
 def test_a_stand_in_share_adds_nothing_to_the_loss(tiny_cache):
-    from cache.attention import capture_implementation
+    from cache.runtime.attention import capture_implementation
     from student.trainer import Distiller, Run
     from tests.helpers import train_config
 

@@ -8,9 +8,9 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, pipeline
 
 from cache import open_cache
-from cache.attention import capture_implementation
-from cache.checkpoints import default_teacher_path
-from cache.errors import UserError
+from cache.data.checkpoints import default_teacher_path
+from cache.runtime.attention import capture_implementation
+from cache.runtime.errors import UserError
 from student.losses import attention_mse, hidden_mse
 from student.stream import EpochPlan, pad_batch, stream_batches
 from student.trainer import train_student

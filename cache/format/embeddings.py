@@ -1,0 +1,79 @@
+"""The teacher's embedding layer as tables stored once in a cache, giving hidden layer 0 exactly.
+
+BERT's embedding output is LayerNorm(word[id] + token_type[type] + position[i]): a function of
+the token ids the cache already holds. Storing its tables once (vocabulary x d values, a fixed
+size) instead of d values per token takes a whole hidden layer off every token of a corpus, and
+the training device recomputes the layer for each batch with two gathers and a layer norm, in
+float32 as the teacher computed it.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import BertForSequenceClassification, BertModel
+
+from cache.format.layout import chunk_length
+from cache.format.store import EMBEDDINGS, Store
+
+TABLES = ("word", "position", "token_type", "norm_weight", "norm_bias")
+"""The stored arrays, named as the fields below."""
+
+
+@dataclass(frozen=True)
+class EmbeddingTables:
+    """BertEmbeddings' weights, float32; dropout is off in the teacher, so these are all it does."""
+
+    word: torch.Tensor  # (vocabulary, d)
+    position: torch.Tensor  # (positions, d)
+    token_type: torch.Tensor  # (types, d)
+    norm_weight: torch.Tensor  # (d,)
+    norm_bias: torch.Tensor  # (d,)
+    eps: float
+
+    @classmethod
+    def of(cls, model: BertModel | BertForSequenceClassification) -> "EmbeddingTables":
+        """The tables of the teacher, on the host."""
+        layer = model.bert.embeddings if isinstance(model, BertForSequenceClassification) else model.embeddings
+        weights = cls(layer.word_embeddings.weight, layer.position_embeddings.weight,
+                      layer.token_type_embeddings.weight, layer.LayerNorm.weight, layer.LayerNorm.bias,
+                      float(layer.LayerNorm.eps))
+        return weights.map(lambda w: w.detach().float().cpu())
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], eps: float) -> "EmbeddingTables":
+        """The tables as `write` stored them."""
+        tables: dict[str, Any] = {name: torch.from_numpy(np.ascontiguousarray(arrays[name])) for name in TABLES}
+        return cls(**tables, eps=eps)
+
+    def map(self, f: Callable[[torch.Tensor], torch.Tensor]) -> "EmbeddingTables":
+        return EmbeddingTables(f(self.word), f(self.position), f(self.token_type), f(self.norm_weight),
+                               f(self.norm_bias), self.eps)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in TABLES}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors().values())
+
+    def to(self, device: torch.device) -> "EmbeddingTables":
+        return self.map(lambda t: t.to(device))
+
+    def output(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, L) ids and types, (B, L) mask -> the teacher's embedding output (B, L, d), float32,
+        zero on padding (as decoded stored layers are). Positions count from 0 in every example,
+        as the teacher's did."""
+        positions = self.position[: input_ids.shape[1]]
+        summed = self.word[input_ids] + self.token_type[token_type_ids] + positions
+        out = F.layer_norm(summed, (summed.shape[-1],), self.norm_weight, self.norm_bias, self.eps)
+        return out * mask[..., None]
+
+    def write(self, store: Store, attrs: dict) -> None:
+        """As one unit, committed atomically with its checksums like a block; `attrs` bind it to its cache."""
+        arrays = {name: (t.numpy(), (chunk_length(len(t), t[0].numel() * 4), *t.shape[1:]))
+                  for name, t in self.tensors().items()}
+        store.write_unit(EMBEDDINGS, arrays, {"eps": self.eps} | attrs)

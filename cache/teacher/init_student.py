@@ -1,0 +1,47 @@
+"""A student initialised from teacher layers, written as an ordinary checkpoint folder.
+
+Copying the teacher's embeddings and its layers g(1..M) into a student of the teacher's width is
+the teacher-side half of what the reference code's general distillation provides: a starting point
+far better than random weights for a student distilled from a small cache. Done here, once, so
+that `train-student --student FOLDER` starts from it without ever loading the teacher.
+"""
+
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+from cache.data.checkpoints import TaskHead, load_config, load_tokenizer, record_head, recorded_head
+from cache.runtime.errors import UserError
+from cache.runtime.layer_map import resolve_layer_map
+from cache.runtime.records import write_record
+from cache.teacher.config import InitConfig
+
+INIT_RECORD = "init_config.json"
+
+
+def init_student(config: InitConfig, command: str | None = None) -> list[int]:
+    """Write the student into `config.out`; returns the layer map used."""
+    config.check()
+    teacher_config = load_config(config.teacher, "--teacher")
+    tokenizer = load_tokenizer(config.teacher, "--teacher", teacher_config.vocab_size)
+    layer_map = resolve_layer_map(config.layer_map, config.layers, teacher_config.num_hidden_layers)
+    try:
+        teacher = BertModel.from_pretrained(config.teacher, add_pooling_layer=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--teacher: {config.teacher} cannot be loaded ({e})") from None
+    student_config = BertConfig(**(teacher_config.to_dict() | {"num_hidden_layers": len(layer_map)}))
+    torch.manual_seed(config.seed)
+    student = BertForSequenceClassification(student_config)
+    student.bert.embeddings.load_state_dict(teacher.embeddings.state_dict())
+    for m, n in enumerate(layer_map):
+        student.bert.encoder.layer[m].load_state_dict(teacher.encoder.layer[n - 1].state_dict())
+    head = recorded_head(teacher_config)
+    record_head(student.config, TaskHead(head.task if head else "none", head.label_names if head else None,
+                                         trained=False))
+    student.save_pretrained(config.out)
+    tokenizer.save_pretrained(config.out)
+    write_record(Path(config.out) / INIT_RECORD, config, command or shlex.join(sys.argv), layer_map=layer_map)
+    return layer_map
