@@ -5,7 +5,6 @@ and a mistyped path answer at once.
 """
 
 import errno
-import importlib
 import json
 import math
 import os
@@ -137,13 +136,11 @@ def _quiet_transformers() -> None:
     quiet_transformers()
 
 
-def _run(config, module: str, recipe: str):
-    """Check the configuration before the heavy imports (a wrong path fails at once), then run the
-    recipe with the command line recorded."""
-    config.check()
-    function = getattr(importlib.import_module(module), recipe)
+def _run(config, recipe):
+    """Run `recipe` on a configuration already checked (each command checks it before it imports
+    the recipe, so that a wrong path fails before torch loads), with the command line recorded."""
     _quiet_transformers()
-    return function(config, command=_command_line())
+    return recipe(config, command=_command_line())
 
 
 def _main_rank() -> bool:
@@ -152,7 +149,18 @@ def _main_rank() -> bool:
 
 
 def _command_line() -> str:
-    return shlex.join(["python", "cli.py", *click.get_current_context().meta["argv"]])
+    """The command as it was typed: the console script or `python cli.py`, and under torchrun the
+    launcher with its process counts."""
+    console = os.path.basename(sys.argv[0]) == "tinybert-distill"
+    program = ["tinybert-distill"] if console else ["cli.py"]
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        nodes = int(os.environ.get("WORLD_SIZE", str(per_node))) // per_node
+        program = ["torchrun", f"--nnodes={nodes}", f"--nproc-per-node={per_node}",
+                   *(["--no-python"] if console else []), *program]
+    elif not console:
+        program = ["python", *program]
+    return shlex.join([*program, *click.get_current_context().meta["argv"]])
 
 
 def _parse_models(ctx, param, values: tuple[str, ...]) -> dict[str, Path]:
@@ -278,7 +286,10 @@ def dump_teacher_command(task, data, split, holdout, out, storage_options, teach
                         max_seq_len=max_seq_len, batch_size=batch_size, limit=limit, holdout=holdout,
                         block_mb=block_mb, max_unknown=max_unknown, columns=columns, device=device, writer=writer,
                         storage_options=storage_options)
-    report = _run(config, "cache.teacher.dump", "dump_teacher")
+    config.check()
+    from cache.teacher.dump import dump_teacher
+
+    report = _run(config, dump_teacher)
     if not _main_rank():
         return
     if report.stale_lock:
@@ -329,7 +340,10 @@ def augment_command(task, data, split, out, mlm, glove, teacher, copies, p_repla
     config = AugmentConfig(task=task, data=data, out=out, split=split, teacher=teacher, mlm=mlm, glove=glove,
                            copies=copies, p_replace=p_replace, neighbours=neighbours, seed=seed, limit=limit,
                            batch_size=batch_size, device=device, columns=ColumnSpec(text_column, pair_column))
-    written = _run(config, "cache.teacher.augment", "augment_file")
+    config.check()
+    from cache.teacher.augment import augment_file
+
+    written = _run(config, augment_file)
     click.echo(f"{written}: the original rows, then up to {config.resolved_copies()} "
                "new sentences of each (duplicates dropped)")
 
@@ -411,7 +425,10 @@ def train_student_command(cache_path, storage_options, student, stage, out, laye
                          eval_every=eval_every, save_every=save_every, log_every=log_every, workers=workers,
                          window_blocks=window_blocks, prefetch_blocks=prefetch_blocks, resume=resume, device=device,
                          precision=precision, tensorboard=tensorboard)
-    metrics = _run(config, "student.trainer", "train_student")
+    config.check()
+    from student.trainer import train_student
+
+    metrics = _run(config, train_student)
     if not _main_rank():
         return
     evaluated = "held-out losses" if stage == "general" else "dev"
@@ -433,7 +450,10 @@ def init_student_command(teacher, out, layers, layer_map, seed):
     loads the teacher.
     """
     config = InitConfig(teacher=teacher, out=out, layers=layers, layer_map=layer_map, seed=seed)
-    layer_map = _run(config, "cache.teacher.init_student", "init_student")
+    config.check()
+    from cache.teacher.init_student import init_student
+
+    layer_map = _run(config, init_student)
     click.echo(f"{out}: student of {len(layer_map)} layers from teacher layers {','.join(map(str, layer_map))}")
 
 
@@ -458,7 +478,10 @@ def finetune_teacher_command(task, data, out, base, epochs, lr, batch_size, max_
     config = FinetuneConfig(task=task, data=data, out=out, base=base, epochs=epochs, lr=lr, batch_size=batch_size,
                             max_seq_len=max_seq_len, limit=limit, seed=seed, device=device,
                             precision=precision)
-    metrics = _run(config, "student.finetune", "finetune_teacher")
+    config.check()
+    from student.finetune import finetune_teacher
+
+    metrics = _run(config, finetune_teacher)
     click.echo(f"{out}: teacher saved" + (f"; dev {json.dumps(metrics)}" if metrics else ""))
 
 

@@ -27,8 +27,9 @@ from cache.data.checkpoints import default_teacher_path, quiet_transformers
 from cache.runtime.device import resolve_device
 from cache.runtime.layer_map import uniform_layer_map
 from cache.teacher.dump import DumpConfig, dump_teacher
+from student.setup import CachedTargets
 from student.stream import EpochPlan
-from student.trainer import CachedTargets, TrainConfig, train_student
+from student.trainer import TrainConfig, train_student
 
 
 class InMemoryTargets(CachedTargets):

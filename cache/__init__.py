@@ -4,7 +4,12 @@
 (data, config, manifest) import without torch and a command can check its inputs at once.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("tinybert-distill")
+except PackageNotFoundError:  # the source tree, not installed
+    __version__ = "0+unknown"
 
 __all__ = ["Cache", "RaggedExamples", "__version__", "open_cache"]
 

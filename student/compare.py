@@ -11,26 +11,38 @@ from tqdm import tqdm
 from student.evaluate import SavedClassifier, evaluate, examples_to_score, metric_for
 from student.metrics import MAIN_METRIC
 
+LATENCY_BATCHES = (1, 32)
+"""Batch sizes latency is measured at: one request at a time (interactive), and a batch (serving)."""
+
+
+def latency_batches(tokenizer, texts: list[str], pairs: Sequence[str] | None, max_seq_len: int,
+                    batch_size: int) -> list[dict]:
+    """The examples as the model would be served them: batches of `batch_size`, truncated at the
+    task's `max_seq_len` and padded to each batch's longest."""
+    return [tokenizer(texts[start:start + batch_size], pairs[start:start + batch_size] if pairs else None,
+                      truncation=True, max_length=max_seq_len, padding=True, return_tensors="pt")
+            for start in range(0, len(texts), batch_size)]
+
 
 @torch.inference_mode()
-def latency_ms(model, tokenizer, texts: list[str], pairs: Sequence[str] | None, repeats: int = 3) -> float:
-    """Median milliseconds per example at batch size 1 (the interactive case), after a warm-up."""
-    encoded = [tokenizer(text, pair, return_tensors="pt", truncation=True, max_length=128)
-               for text, pair in zip(texts, pairs if pairs is not None else [None] * len(texts), strict=True)]
-    model(**encoded[0])
+def latency_ms(model, batches: list[dict], repeats: int = 3) -> float:
+    """Median milliseconds per example over `batches`, after a warm-up."""
+    model(**batches[0])
+    examples = sum(len(batch["input_ids"]) for batch in batches)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        for inputs in encoded:
+        for inputs in batches:
             model(**inputs)
-        times.append((time.perf_counter() - started) / len(encoded) * 1e3)
+        times.append((time.perf_counter() - started) / examples * 1e3)
     return statistics.median(times)
 
 
 def compare_models(models: dict[str, Path], task: str, data: Path, split: str, max_seq_len: int,
                    latency_examples: int = 200, progress: bool = True) -> list[dict]:
-    """One row per model; `speedup` is relative to the first model. Every model is checked against
-    the task before the first is scored."""
+    """One row per model; latency per example at batch sizes 1 (`latency_ms`) and 32, inputs
+    truncated at `max_seq_len`; speed-ups are relative to the first model. Every model is checked
+    against the task before the first is scored."""
     first = next(iter(models))
     examples = examples_to_score(task, data, split, models[first], f"--model {first}")
     key = MAIN_METRIC[metric_for(examples.task)]
@@ -42,18 +54,23 @@ def compare_models(models: dict[str, Path], task: str, data: Path, split: str, m
     for name, saved in tqdm(checked.items(), desc="compare", unit="model", disable=not progress):
         model, tokenizer, folder = saved.load(), saved.tokenizer, saved.folder
         metrics = evaluate(model, tokenizer, examples, max_seq_len)
+        latency = {size: latency_ms(model, latency_batches(tokenizer, texts, pairs, max_seq_len, size))
+                   for size in LATENCY_BATCHES}
         rows.append({"model": name, "path": str(folder), "metric": key, key: metrics[key],
                      "parameters": sum(p.numel() for p in model.parameters()),
-                     "latency_ms": latency_ms(model, tokenizer, texts, pairs)})
+                     "latency_ms": latency[1], "latency_ms_batch32": latency[32]})
     for row in rows:
         row["speedup"] = rows[0]["latency_ms"] / row["latency_ms"]
+        row["speedup_batch32"] = rows[0]["latency_ms_batch32"] / row["latency_ms_batch32"]
         row["retention"] = row[key] / rows[0][key] if rows[0][key] else float("nan")
     return rows
 
 
 def format_rows(rows: list[dict]) -> str:
     metric = rows[0]["metric"]
-    header = f"{'model':<10}{metric:>10}{'retention':>11}{'parameters':>13}{'ms/example':>12}{'speed-up':>10}"
+    header = (f"{'model':<10}{metric:>10}{'retention':>11}{'parameters':>13}{'ms/ex (1)':>11}{'speed-up':>10}"
+              f"{'ms/ex (32)':>12}{'speed-up':>10}")
     lines = [header] + [f"{r['model']:<10}{r[metric]:>10.4f}{r['retention']:>10.1%}{r['parameters'] / 1e6:>12.1f}M"
-                        f"{r['latency_ms']:>12.2f}{r['speedup']:>9.1f}x" for r in rows]
+                        f"{r['latency_ms']:>11.2f}{r['speedup']:>9.1f}x{r['latency_ms_batch32']:>12.2f}"
+                        f"{r['speedup_batch32']:>9.1f}x" for r in rows]
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 a model: the CLI runs them before it imports the recipes, so a wrong flag fails in a second."""
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -260,7 +261,10 @@ class TrainConfig:
 
     def _check_out(self) -> None:
         """A folder holding any run file is someone's run: only `--resume` may continue it, and
-        only from its checkpoint."""
+        only from its checkpoint. Under torchrun rank 0 alone checks: it alone writes there, and
+        may have begun by the time another rank looks."""
+        if os.environ.get("RANK", "0") != "0":
+            return
         check_output_dir(Path(self.out), "--out", ours=RUN_FILES)  # never into a cache, a data folder, ...
         found = sorted(p.name for p in Path(self.out).iterdir()) if Path(self.out).is_dir() else []
         if found and not self.resume:

@@ -25,10 +25,11 @@ from cache.data.tokenize import tokenize
 from cache.runtime.device import resolve_device
 from cache.runtime.errors import UserError
 from cache.runtime.records import save_model, write_record
+from cache.runtime.schedule import linear_schedule, seed_everything
 from student.config import FinetuneConfig
 from student.evaluate import evaluate
+from student.log import RunLog
 from student.precision import autocast, resolve_precision
-from student.trainer import RunLog, linear_schedule, seed_everything
 
 
 def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True) -> dict:

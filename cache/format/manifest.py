@@ -145,6 +145,8 @@ class Manifest:
     completed: str | None = None
     format_version: int = FORMAT_VERSION
     """The version the cache was written in (an older one is read as this one, `READS`)."""
+    code_revision: str | None = None
+    """The git revision of the code that made it, where it ran from a git checkout."""
 
     def to_json(self) -> dict:
         """The JSON object, checksum left out (`write_manifest` adds it)."""

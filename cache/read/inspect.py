@@ -85,7 +85,9 @@ def format_summary(summary: dict) -> str:
                   f"x{s['target_bytes'] / max(s['ideal_ragged_bytes'], 1):.3f} of their ragged encoded size, "
                   f"x{s['target_bytes'] / s['padded_float32_bytes']:.3f} of padded float32 "
                   f"({_mb(s['padded_float32_bytes'])})")),
-        ("created", f"{summary['created']} by {summary['project_version']}: {summary['command']}"),
+        ("created", f"{summary['created']} by {summary['project_version']}"
+                    + (f" ({summary['code_revision'][:12]})" if summary.get("code_revision") else "")
+                    + f": {summary['command']}"),
     ]
     rows += [("resumed", command) for command in summary["resumed"]]
     width = max(len(key) for key, _ in rows)

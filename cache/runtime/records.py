@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
@@ -13,11 +14,26 @@ from pathlib import Path
 from cache import __version__
 
 
+def code_revision() -> str | None:
+    """The git revision of the code that runs (with `+dirty` for uncommitted changes), or None
+    outside a git checkout."""
+    folder = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                                 capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if changed else "")
+
+
 def write_record(path: Path, config, command: str, **resolved) -> None:
     """`config` (a dataclass) field by field, then `resolved` (defaults made concrete, inputs'
-    checksums, counts), the command, the version and the time; written whole or not at all."""
+    checksums, counts), the command, the version, the code's revision and the time; written whole
+    or not at all."""
     record = asdict(config) | resolved | {
-        "command": command, "project_version": __version__,
+        "command": command, "project_version": __version__, "code_revision": code_revision(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     staging = path.with_name(f".{path.name}.partial")

@@ -74,7 +74,7 @@ from cache.runtime.attention import capture_implementation
 from cache.runtime.device import resolve_device
 from cache.runtime.distributed import Ranks, current_ranks, on_main, process_group, sum_over_ranks
 from cache.runtime.errors import CacheError, UserError, describe
-from cache.runtime.records import file_sha256
+from cache.runtime.records import code_revision, file_sha256
 from cache.teacher.config import DumpConfig
 from cache.teacher.encode import encode_batch
 from cache.teacher.runner import check_teacher, load_teacher, load_teacher_tokenizer, teacher_forward
@@ -265,7 +265,7 @@ def _new_manifest(config: DumpConfig, command: str, examples: Examples | Corpus,
         embedding_output=TABLES if geometry.embedding_tables else STORED,
         storage=config.format, compression=config.compression, block_bytes=int(config.block_mb * 2**20),
         num_blocks=num_blocks, batch_size=config.batch_size,
-        stats=Stats(tokens=int(tokens.lengths.sum()),
+        code_revision=code_revision(), stats=Stats(tokens=int(tokens.lengths.sum()),
                     ideal_bytes=int(geometry.example_bytes(tokens.lengths).sum()) + tables_bytes))
 
 

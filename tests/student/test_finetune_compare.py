@@ -52,8 +52,25 @@ def test_compare_reports_metric_size_and_speed(tmp_path, small_sst2, tiny_teache
         model = BertForSequenceClassification.from_pretrained(folder).eval()
         assert row["accuracy"] == evaluate(model, AutoTokenizer.from_pretrained(folder), examples, 128)["accuracy"]
         assert row["parameters"] == sum(p.numel() for p in model.parameters())
-    assert rows[0]["speedup"] == 1.0
+    assert rows[0]["speedup"] == rows[0]["speedup_batch32"] == 1.0
     assert rows[1]["speedup"] == pytest.approx(rows[0]["latency_ms"] / rows[1]["latency_ms"])
+    assert rows[1]["speedup_batch32"] == pytest.approx(rows[0]["latency_ms_batch32"] / rows[1]["latency_ms_batch32"])
     result = CliRunner().invoke(cli, ["compare", "--model", f"teacher={big}", "--model", f"student={tiny_teacher}",
                                       "--task", "sst2", "--data", str(small_sst2)])
     assert result.exit_code == 0 and "speed-up" in result.stdout.splitlines()[0]  # the progress bar is on stderr
+
+
+def test_latency_is_measured_as_the_task_is_served(tiny_teacher, glue):
+    """Batches of 1 and of 32, truncated at the task's --max-seq-len (not a fixed 128)."""
+    from transformers import AutoTokenizer
+
+    from student.compare import latency_batches
+
+    examples = load_examples("mrpc", glue / "MRPC", "dev", limit=40)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
+    for size, max_len in ((1, 24), (32, 24), (32, 200)):
+        batches = latency_batches(tokenizer, examples.texts, examples.pairs, max_len, size)
+        assert [len(b["input_ids"]) for b in batches] == ([1] * 40 if size == 1 else [32, 8])
+        full = [len(tokenizer(a, b)["input_ids"]) for a, b in zip(examples.texts, examples.pairs, strict=True)]
+        longest = [min(max(full[i:i + size]), max_len) for i in range(0, 40, size)]
+        assert [b["input_ids"].shape[1] for b in batches] == longest

@@ -11,7 +11,8 @@ from transformers import AutoModel, BertConfig, BertModel
 from cache import open_cache
 from cache.data.checkpoints import default_teacher_path
 from cache.runtime.errors import UserError
-from student.trainer import Run, train_student
+from student.setup import Run
+from student.trainer import train_student
 from tests.helpers import GLUE, dump, logged, run, save_tiny_teacher, vocabulary
 from tests.helpers import train_config as config
 from tests.reference import load_reference, reference_targets

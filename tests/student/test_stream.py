@@ -101,7 +101,8 @@ def test_ranks_share_each_global_batch_and_divide_by_its_totals(tiny_cache):
 
 def test_a_stand_in_share_adds_nothing_to_the_loss(tiny_cache):
     from cache.runtime.attention import capture_implementation
-    from student.trainer import Distiller, Run
+    from student.objective import Distiller
+    from student.setup import Run
     from tests.helpers import train_config
 
     run = Run(train_config(tiny_cache, tiny_cache.parent / "unused", stage="intermediate"))

@@ -131,7 +131,7 @@ def test_layers_absent_from_cache_and_missing_logits(tmp_path, glue, tiny_bare_t
 
 def test_prediction_stage_reads_logits_only(tiny_cache):
     """The prediction stage matches logits alone, so it must not pay for reading the layers."""
-    from student.trainer import CachedTargets
+    from student.setup import CachedTargets
 
     targets = CachedTargets(tiny_cache, [0, 1, 2, 3])
     plan = EpochPlan(targets.block_starts, 8, window_blocks=2, seed=0)
