@@ -46,6 +46,10 @@ RANK_SEED_STRIDE = 1_000_003
 class Run:
     """The resolved pieces of one training run (everything `train_student` sets up)."""
 
+    model: torch.nn.Module
+    """The module a step calls (`student.objective.distiller_of`), set by the recipe and held as
+    long as the run: a DDP module freed after its process group is gone can hang its rank."""
+
     def __init__(self, config: TrainConfig, source: "TargetSource | None" = None, ranks: Ranks = ONE_PROCESS):
         self.config, self.ranks = config, ranks
         self.device = resolve_device(config.device)

@@ -47,7 +47,7 @@ def train_student(config: TrainConfig, command: str, progress: bool = True,
     ranks = current_ranks()
     with process_group(ranks, "nccl" if resolve_device(config.device).type == "cuda" else "gloo"):
         run = Run(config, source, ranks)
-        model = distiller_of(run)
+        run.model = distiller_of(run)  # held by the run, as long as the run: never freed after the group
         checkpoint = load_checkpoint(run) if config.resume else None
         if ranks.main:
             _write_run_files(run, command)
@@ -56,7 +56,7 @@ def train_student(config: TrainConfig, command: str, progress: bool = True,
             for index, stage in enumerate(run.stages):
                 if index < state.stage:
                     continue
-                _train_stage(run, model, stage, index, state, progress and ranks.main, checkpoint)
+                _train_stage(run, stage, index, state, progress and ranks.main, checkpoint)
                 state = RunState(stage=index + 1, best=state.best, history=state.history)
         finally:
             run.log.close()
@@ -78,7 +78,7 @@ def _write_run_files(run: Run, command: str) -> None:
         f.write(command + "\n")
 
 
-def _train_stage(run: Run, model: torch.nn.Module, stage: Stage, index: int, state: RunState, progress: bool,
+def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: bool,
                  checkpoint: dict | None) -> None:
     config = run.config
     plan = EpochPlan(run.targets.block_starts, config.batch_size * run.ranks.world, config.window_blocks,
@@ -102,7 +102,7 @@ def _train_stage(run: Run, model: torch.nn.Module, stage: Stage, index: int, sta
     while state.step < steps and state.epoch < stage.epochs:
         for batch in run.targets.batches(plan, state.epoch, state.batch, run.workers, run.device, probabilities,
                                          intermediate):
-            parts = _train_step(run, model, batch, intermediate, optimizer, scheduler)
+            parts = _train_step(run, batch, intermediate, optimizer, scheduler)
             state.batch, state.step, seen = state.batch + 1, state.step + 1, seen + batch.totals.examples
             bar.update(1)
             saving = state.step % config.save_every == 0
@@ -128,12 +128,11 @@ def _train_stage(run: Run, model: torch.nn.Module, stage: Stage, index: int, sta
     save_checkpoint(run, optimizer, scheduler, done, index + 1)
 
 
-def _train_step(run: Run, model: torch.nn.Module, batch: Batch, intermediate: bool, optimizer,
-                scheduler) -> dict[str, torch.Tensor]:
+def _train_step(run: Run, batch: Batch, intermediate: bool, optimizer, scheduler) -> dict[str, torch.Tensor]:
     """One optimiser step; returns the detached loss parts (this rank's share of the global
     batch's), left on the device so a GPU never waits."""
     with autocast(run.precision, run.device):
-        parts = model(batch, intermediate)
+        parts = run.model(batch, intermediate)
     loss = total(parts.values())
     (loss * run.ranks.world).backward()  # DDP averages the ranks' gradients; the shares' losses add up
     torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]],
