@@ -17,8 +17,8 @@ import click
 from cache.data.readers import ColumnSpec
 from cache.format.encoding import EMBEDDING_OUTPUTS, VECTOR_ENCODINGS
 from cache.format.store.base import COMPRESSIONS
+from cache.runtime.kinds import AttentionKind
 from cache.teacher.config import (
-    ATTENTION_KINDS,
     FORMATS,
     WRITERS,
     AugmentConfig,
@@ -70,6 +70,7 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
+ATTENTION_KINDS = [kind.value for kind in AttentionKind]
 POSITIVE = FiniteFloat(min=0, min_open=True)
 
 
@@ -233,7 +234,7 @@ def cli():
 @click.option("--format", "format_", type=click.Choice(FORMATS), default=DumpConfig.format, help="On-disk format.")
 @click.option("--layers", default="all", callback=_parse_layers,
               help="Teacher layers to store: 'all' or e.g. 0,2,4,6 (0 = embedding output).")
-@click.option("--attention", type=click.Choice(ATTENTION_KINDS), default=DumpConfig.attention,
+@click.option("--attention", type=click.Choice(ATTENTION_KINDS), default=DumpConfig.attention.value,
               help="Pre-softmax scores QK^T/sqrt(d_k) (TinyBERT's reference) or post-softmax probabilities.")
 @click.option("--hidden-encoding", type=click.Choice(VECTOR_ENCODINGS), default=DumpConfig.hidden_encoding,
               help="Hidden states: a float type, or int8 / fp8 with a scale per row (half of float16, lossy).")
@@ -280,7 +281,7 @@ def dump_teacher_command(task, data, split, holdout, out, storage_options, teach
     columns = ColumnSpec(text_column, pair_column, label_column,
                          tuple(labels.split(",")) if labels else None, regression)
     config = DumpConfig(task=task, data=data, split=split, out=out, teacher=teacher, format=format_,
-                        layers=layers, attention=attention, hidden_encoding=hidden_encoding,
+                        layers=layers, attention=AttentionKind(attention), hidden_encoding=hidden_encoding,
                         attention_encoding=attention_encoding, embedding_output=embedding_output,
                         compression=compression,
                         max_seq_len=max_seq_len, batch_size=batch_size, limit=limit, holdout=holdout,
@@ -420,7 +421,8 @@ def train_student_command(cache_path, storage_options, student, stage, out, laye
                          layer_map=layer_map, layer_weights=layer_weights, eval_data=eval_data, eval_split=eval_split,
                          epochs_intermediate=epochs_intermediate, epochs_prediction=epochs_prediction,
                          batch_size=batch_size, lr_intermediate=lr_intermediate, lr_prediction=lr_prediction,
-                         temperature=temperature, attention_loss=attention_loss,
+                         temperature=temperature,
+                         attention_loss=AttentionKind(attention_loss) if attention_loss else None,
                          projections=projections, fresh_projections=fresh_projections, seed=seed, max_steps=max_steps,
                          eval_every=eval_every, save_every=save_every, log_every=log_every, workers=workers,
                          window_blocks=window_blocks, prefetch_blocks=prefetch_blocks, resume=resume, device=device,
@@ -625,13 +627,13 @@ def cache_verify(path, storage_options):
 @storage_options_option
 def cache_ls(root, as_json, storage_options):
     """List the caches under a folder or URL prefix: teacher, data, layers, size, completeness."""
-    from cache.format.location import check_reachable, is_url, open_root
+    from cache.format.location import is_url, open_root
     from cache.read.inspect import format_table, list_caches
 
     if not is_url(root) and not Path(root).is_dir():
         raise click.BadParameter(f"{root} is not a folder", param_hint="ROOT")
     location = open_root(root, storage_options)
-    check_reachable(location, "ROOT")
+    location.check_reachable("ROOT")
     rows = list_caches(location)
     click.echo(json.dumps(rows, indent=2) if as_json else format_table(rows))
 

@@ -27,10 +27,11 @@ from bench.common import data_option, save_result
 from cache import open_cache
 from cache.data.checkpoints import default_teacher_path, quiet_transformers
 from cache.data.readers import load_examples
-from cache.format.encoding import AttentionEncoding
+from cache.format.encoding import attention_encoding
 from cache.format.layout import BlockIndex
 from cache.read.inspect import cache_summary
 from cache.runtime.device import resolve_device
+from cache.runtime.kinds import AttentionKind
 from cache.teacher.dump import DumpConfig, block_batches, dump_teacher, plan_dump
 from cache.teacher.runner import teacher_forward
 
@@ -66,9 +67,9 @@ def bare_forward_seconds(config: DumpConfig) -> float:
 def encoded(config: DumpConfig, encodings: str) -> DumpConfig:
     """`config` with HIDDEN,ATTENTION encodings (probabilities where the attention one holds nothing else)."""
     hidden, attention = encodings.split(",")
-    probs = attention != "auto" and AttentionEncoding.parse(attention).probabilities_only
+    probs = attention != "auto" and attention_encoding(attention).probabilities_only
     return replace(config, hidden_encoding=hidden, attention_encoding=attention,
-                   attention="probs" if probs else config.attention)
+                   attention=AttentionKind.PROBS if probs else config.attention)
 
 
 def dump_seconds(config: DumpConfig) -> float:

@@ -41,9 +41,10 @@ from cache.data.checkpoints import default_teacher_path, quiet_transformers
 from cache.data.corpus import Corpus
 from cache.data.readers import load_examples
 from cache.data.tokenize import tokenize
-from cache.format.encoding import AttentionEncoding, VectorEncoding
+from cache.format.encoding import attention_encoding, vector_encoding
 from cache.format.layout import Geometry
 from cache.read.inspect import cache_summary
+from cache.runtime.kinds import AttentionKind
 from cache.runtime.layer_map import uniform_layer_map
 from cache.teacher.dump import DumpConfig, dump_teacher
 from student.trainer import TrainConfig, train_student
@@ -60,7 +61,7 @@ STUDENT = "layers=4,hidden=312,ffn=1200,heads=12"
 def tinybert4_geometry(teacher: str, hidden: str, attention: str, max_seq_len: int, tables: bool) -> Geometry:
     layers, width, heads = TEACHERS[teacher]
     mapped = tuple(uniform_layer_map(4, layers))
-    return Geometry(width, heads, (0, *mapped), mapped, VectorEncoding(hidden), AttentionEncoding.parse(attention),
+    return Geometry(width, heads, (0, *mapped), mapped, vector_encoding(hidden), attention_encoding(attention),
                     max_seq_len, embedding_tables=tables)
 
 
@@ -118,7 +119,7 @@ def compare(exact: Path, encoded: Path, examples: int) -> dict:
     """Errors of `encoded`'s decoded hidden states, probabilities and (where it has them) scores."""
     reference, cache = open_cache(exact), open_cache(encoded)
     sums = {"hidden": ErrorSums(), "probs": ErrorSums()}
-    has_scores = cache.manifest.decoded_attention == "scores"
+    has_scores = cache.manifest.geometry.decodes_to == AttentionKind.SCORES
     if has_scores:
         sums["scores"] = ErrorSums()
     for i in range(min(examples, len(cache))):

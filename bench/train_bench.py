@@ -38,7 +38,7 @@ class InMemoryTargets(CachedTargets):
     def __init__(self, path: Path, layers: list[int], config: TrainConfig):
         super().__init__(path, layers)
         plan = EpochPlan(self.block_starts, config.batch_size, config.window_blocks, config.seed)
-        self.ready = list(super().batches(plan, 0, 0, 0, resolve_device(config.device), False, True))
+        self.ready = list(super().batches(plan, 0, 0, 0, resolve_device(config.device), None, True))
 
     def batches(self, plan, epoch, skip, workers, device, probabilities, intermediate):
         return iter(self.ready[skip:])

@@ -15,6 +15,7 @@ from cache.format.manifest import Manifest, read_complete_manifest
 from cache.format.store import open_store
 from cache.read.inspect import stored_sequence_hashes
 from cache.runtime.errors import UserError
+from cache.runtime.kinds import AttentionKind
 from cache.runtime.layer_map import resolve_layer_map
 from cache.runtime.paths import check_device_name, check_model_path, check_number, check_output_dir, model_folder
 
@@ -143,11 +144,11 @@ def resolve_layer_weights(weights: tuple[float, ...] | None, student_layers: int
     return list(weights)
 
 
-def resolve_attention_kind(requested: str | None, manifest: Manifest) -> str:
+def resolve_attention_kind(requested: AttentionKind | None, manifest: Manifest) -> AttentionKind:
     """The kind the dump asked for unless another is requested; scores only where decoding gives
     them (stored scores, or queries and keys)."""
-    kind = requested or manifest.attention
-    if kind == "scores" and manifest.decoded_attention == "probs":
+    kind = AttentionKind(requested or manifest.attention)
+    if kind == AttentionKind.SCORES and manifest.geometry.decodes_to == AttentionKind.PROBS:
         raise UserError("--attention-loss scores: the cache stores probabilities, which cannot be turned "
                         "back into scores; use --attention-loss probs or dump with --attention scores")
     return kind
@@ -194,7 +195,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     temperature: float = 1.0
-    attention_loss: str | None = None
+    attention_loss: AttentionKind | None = None
     """`scores` or `probs`; None: what the cache stores."""
     projections: str | None = None
     """One of PROJECTION_SHARING; None: the student folder's saved projections, else separate."""
@@ -219,8 +220,8 @@ class TrainConfig:
     storage_options: dict | None = None
     """Passed to fsspec for URL caches (--cache, --eval-cache), beyond what the environment configures."""
     prefetch_blocks: int | None = None
-    """Blocks read at once (and the next window read ahead without reader processes); None: 1 from a
-    folder, REMOTE_PREFETCH from an object store."""
+    """Blocks read at once (and the next window read ahead without reader processes); None: the cache's
+    `Root.read_ahead` (1 from a folder, more from an object store)."""
 
     def check(self) -> None:
         """Everything decidable from the flags, the cache's manifest and the paths, before torch or

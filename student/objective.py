@@ -90,11 +90,10 @@ def held_out_losses(run: Run) -> dict[str, float]:
     cache, whatever the batch size."""
     assert run.eval_targets is not None
     plan = EpochPlan(run.eval_targets.block_starts, run.config.batch_size, run.config.window_blocks, seed=0)
-    probabilities = run.attention_kind == "probs" and run.eval_targets.manifest.decoded_attention == "scores"
     sums = {"embd": 0.0, "hidn": 0.0, "attn": 0.0}
     tokens = cells = 0
     run.student.eval()
-    for batch in run.eval_targets.batches(plan, 0, 0, run.workers, run.device, probabilities, intermediate=True):
+    for batch in run.eval_targets.batches(plan, 0, 0, run.workers, run.device, run.attention, intermediate=True):
         with autocast(run.precision, run.device):
             out = run.student(input_ids=batch.input_ids, token_type_ids=batch.token_type_ids,
                               attention_mask=batch.mask.long(), output_hidden_states=True, output_attentions=True)

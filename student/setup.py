@@ -18,6 +18,7 @@ from cache.format.manifest import Manifest
 from cache.runtime.device import resolve_device
 from cache.runtime.distributed import ONE_PROCESS, Ranks
 from cache.runtime.errors import UserError
+from cache.runtime.kinds import AttentionKind
 from cache.runtime.layer_map import resolve_layer_map
 from cache.runtime.schedule import seed_everything
 from student.config import (
@@ -34,10 +35,6 @@ from student.losses import head_map
 from student.model import build_student, load_projections
 from student.precision import resolve_precision
 from student.stream import Batch, EpochPlan, pad_batch, stream_batches
-
-REMOTE_PREFETCH = 8
-"""Blocks read at once from an object store (each read waits on round trips; docs/benchmarks.md)."""
-
 
 RANK_SEED_STRIDE = 1_000_003
 """Rank r draws its dropout masks from seed + r * stride: ranks must not drop the same units."""
@@ -68,7 +65,7 @@ class Run:
         self.layer_map = resolve_layer_map(config.layer_map, self.student.config.num_hidden_layers,
                                            self.teacher.num_layers)
         self.weights = resolve_layer_weights(config.layer_weights, len(self.layer_map), self.stages)
-        self.attention_kind = resolve_attention_kind(config.attention_loss, manifest)
+        self.attention = resolve_attention_kind(config.attention_loss, manifest)
         self.head_map = head_map(self.student.config.num_attention_heads, self.teacher.num_heads)
         check_compatibility(manifest, self.layer_map, self.stages)
         if manifest.data.examples < ranks.world:
@@ -111,7 +108,7 @@ class TargetSource(Protocol):
     def load_tokenizer(self): ...
 
     def batches(self, plan: EpochPlan, epoch: int, skip: int, workers: int, device: torch.device,
-                probabilities: bool, intermediate: bool) -> Iterator[Batch]: ...
+                attention: AttentionKind | None, intermediate: bool) -> Iterator[Batch]: ...
 
 
 class CachedTargets:
@@ -120,7 +117,7 @@ class CachedTargets:
     def __init__(self, path: Target, layers: list[int], storage_options: dict | None = None,
                  prefetch: int | None = None):
         self.cache: Cache = open_cache(path, layers=layers, storage_options=storage_options)
-        self.prefetch = prefetch or (1 if self.cache.store.root.local else REMOTE_PREFETCH)
+        self.prefetch = prefetch or self.cache.store.root.read_ahead
         # the prediction stage reads no layer
         self.logits_only: Cache = open_cache(path, layers=[], storage_options=storage_options)
         self.manifest = self.cache.manifest
@@ -130,13 +127,13 @@ class CachedTargets:
         return self.cache.load_tokenizer()
 
     def batches(self, plan: EpochPlan, epoch: int, skip: int, workers: int, device: torch.device,
-                probabilities: bool, intermediate: bool) -> Iterator[Batch]:
-        """The epoch's padded batches in plan order, after the first `skip`; the layers' targets
-        only for the intermediate stage."""
+                attention: AttentionKind | None, intermediate: bool) -> Iterator[Batch]:
+        """The epoch's padded batches in plan order, after the first `skip`, attention as the kind
+        `attention`; the layers' targets only for the intermediate stage."""
         cache = self.cache if intermediate else self.logits_only
         embeddings = cache.embeddings.to(device) if cache.embeddings is not None else None
         for share in stream_batches(cache, plan, epoch, skip, workers, self.prefetch):
-            yield pad_batch(cast(RaggedExamples, share.examples), device, probabilities, share, embeddings)
+            yield pad_batch(cast(RaggedExamples, share.examples), device, attention, share, embeddings)
 
 
 def check_student_tokenizer(student, tokenizer, manifest: Manifest) -> None:

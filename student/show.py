@@ -13,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 
 from cache import Cache, open_cache
-from cache.format.encoding import ATTENTION, HIDDEN
+from cache.format.entries import ATTENTION, HIDDEN
 from cache.runtime.attention import capture_implementation
 from cache.runtime.errors import UserError
 from cache.runtime.layer_map import uniform_layer_map
@@ -51,7 +51,7 @@ def attention_maps(cache_path: Path, example: int, student: Path | None, layer: 
     m = layer if layer is not None else len(layer_map)
     if not 1 <= m <= len(layer_map):
         raise UserError(f"--layer: the student has layers 1..{len(layer_map)}, not {m}")
-    model.set_attn_implementation(capture_implementation(cache.manifest.decoded_attention))
+    model.set_attn_implementation(capture_implementation(cache.manifest.geometry.decodes_to))
     with torch.no_grad():
         out = model(input_ids=item["input_ids"][None], token_type_ids=item["token_type_ids"][None],
                     output_attentions=True)

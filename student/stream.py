@@ -27,6 +27,7 @@ from cache.read.decode import PaddedTargets, decode_batch
 from cache.read.ragged import ArrayKey, concatenate
 from cache.runtime.distributed import ONE_PROCESS, Ranks
 from cache.runtime.errors import CacheError
+from cache.runtime.kinds import AttentionKind
 
 
 @dataclass(frozen=True)
@@ -156,13 +157,13 @@ def read_blocks(cache: Cache, blocks: np.ndarray, concurrent: int) -> list[Ragge
         return list(pool.map(lambda k: cache.read_block(int(k)), blocks))
 
 
-def pad_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool,
+def pad_batch(ragged: RaggedExamples, device: torch.device, attention: AttentionKind | None,
               share: Share | None = None, embeddings: EmbeddingTables | None = None) -> Batch:
-    """Decode and pad a ragged batch on `device` (`cache.read.decode`); with `probabilities`, scores
-    become probabilities (softmax over real keys). `share`: the global batch's totals and whether
-    this share counts (default: a whole batch). `embeddings` (on `device`): the teacher's tables,
-    where the cache recomputes layer 0."""
-    targets = decode_batch(ragged, device, probabilities, embeddings)
+    """Decode and pad a ragged batch on `device` (`cache.read.decode`), its attention as the kind
+    `attention` (None: as the cache decodes). `share`: the global batch's totals and whether this
+    share counts (default: a whole batch). `embeddings` (on `device`): the teacher's tables, where
+    the cache recomputes layer 0."""
+    targets = decode_batch(ragged, device, attention, embeddings)
     return Batch(**vars(targets), totals=share.totals if share else BatchTotals.of(ragged.lengths),
                  counts=share.counts if share else True)
 

@@ -69,7 +69,7 @@ def _write_run_files(run: Run, command: str) -> None:
     out = run.config.out
     out.mkdir(parents=True, exist_ok=True)
     write_record(out / RUN_RECORD, run.config, command, layer_map_resolved=run.layer_map,
-                 layer_weights_resolved=run.weights, attention_kind=run.attention_kind, head_map=run.head_map,
+                 layer_weights_resolved=run.weights, attention_kind=run.attention, head_map=run.head_map,
                  projections_resolved=run.projections.sharing,
                  stages=[asdict(s) for s in run.stages], teacher_weights_sha256=run.teacher.weights_sha256,
                  num_labels=run.num_labels, workers_resolved=run.workers, precision_resolved=run.precision,
@@ -86,7 +86,7 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     steps = sum(plan.steps_per_epoch(e) for e in range(stage.epochs))
     steps = min(steps, config.max_steps) if config.max_steps else steps
     intermediate = stage.intermediate
-    run.student.set_attn_implementation(capture_implementation(run.attention_kind) if intermediate else "sdpa")
+    run.student.set_attn_implementation(capture_implementation(run.attention) if intermediate else "sdpa")
     params = [*run.student.parameters(), *(run.projections.parameters() if intermediate else [])]
     optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=config.weight_decay,
                                   fused=run.device.type == "cuda")
@@ -98,9 +98,8 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     bar = tqdm(total=steps, initial=state.step, desc=stage.name, unit="step", disable=not progress, dynamic_ncols=True)
     started, seen = time.perf_counter(), 0
     run.student.train()
-    probabilities = run.attention_kind == "probs" and run.manifest.decoded_attention == "scores"
     while state.step < steps and state.epoch < stage.epochs:
-        for batch in run.targets.batches(plan, state.epoch, state.batch, run.workers, run.device, probabilities,
+        for batch in run.targets.batches(plan, state.epoch, state.batch, run.workers, run.device, run.attention,
                                          intermediate):
             parts = _train_step(run, batch, intermediate, optimizer, scheduler)
             state.batch, state.step, seen = state.batch + 1, state.step + 1, seen + batch.totals.examples

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from transformers import BertConfig, BertForSequenceClassification, BertModel, BertTokenizer
 
 from cache import open_cache
+from cache.format.encoding import Factored
 from cache.format.manifest import CHECKSUM, content_checksum, read_manifest
 from cache.format.store import EMBEDDINGS, INDEX, block_unit, open_store
 from cache.teacher.dump import DumpConfig, dump_teacher
@@ -75,9 +76,11 @@ def assert_matches_reference(cache_path, teacher):
     """Every exactly stored target (float hidden states; float or uint8 maps, or float queries and
     keys) against a fresh forward, to the rounding of its stored type."""
     cache, model = open_cache(cache_path), load_reference(teacher)
-    kind, tol = cache.manifest.decoded_attention, TOLERANCE[cache.manifest.hidden_encoding]
-    encoding = cache.manifest.geometry.attention
-    attention_tol = (FACTORED_TOLERANCE if encoding.factored else TOLERANCE)[encoding.form]
+    geometry = cache.manifest.geometry
+    kind, tol = geometry.decodes_to, TOLERANCE[str(geometry.hidden)]
+    encoding = geometry.attention
+    attention_tol = FACTORED_TOLERANCE[str(encoding.vectors)] if isinstance(encoding, Factored) \
+        else TOLERANCE[encoding.form]
     assert len(cache) == cache.manifest.data.examples > 0
     for i in range(len(cache)):
         item = cache[i]

@@ -112,7 +112,7 @@ def test_one_token_type_on_pairs_of_texts(tmp_path, glue, tiny_teacher):
 
 def test_a_cache_missing_a_block_is_not_called_complete(tmp_path, tiny_cache):
     cache = shutil.copytree(tiny_cache, tmp_path / "c")
-    shutil.rmtree(open_store(cache, "zarr").unit_path(block_unit(1)))
+    shutil.rmtree(open_store(cache, "zarr").unit_location(block_unit(1)))
     assert "DAMAGED (" in run("cache", "info", cache).output
     assert json.loads(run("cache", "ls", tmp_path, "--json").output)[0]["complete"] is False
 

@@ -4,7 +4,7 @@ A cache is cut into blocks: contiguous example ranges of about `block_bytes` eac
 the token lengths alone, so every run over the same data (a resumed one included) computes the
 same plan. A block is the unit of writing, committing and streaming. Inside a block, example j's
 entries along each axis (its tokens, its (head, query) rows, its (head, query, key) cells: see
-`cache.format.encoding`) are `[offset[j], offset[j+1])`: only real tokens are stored, so there is no
+`cache.format.entries`) are `[offset[j], offset[j+1])`: only real tokens are stored, so there is no
 padding and no mask on disk.
 """
 
@@ -12,20 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cache.format.encoding import (
-    ATTENTION,
-    CELL,
-    HIDDEN,
-    MAPS,
-    ROW,
-    TOKEN,
-    ArraySpec,
-    AttentionEncoding,
-    VectorEncoding,
-    axis_sizes,
-    specs_bytes,
-)
+from cache.format.encoding import AttentionEncoding, FloatVectors, Maps, VectorEncoding
+from cache.format.entries import ATTENTION, CELL, HIDDEN, ROW, TOKEN, ArraySpec, axis_sizes, specs_bytes
 from cache.runtime.arrays import offsets
+from cache.runtime.kinds import AttentionKind
 
 CHUNK_BYTES = 1 << 20
 """Target chunk size: large enough for fast block reads, small enough for cheap random reads."""
@@ -41,11 +31,18 @@ class Geometry:
     """Hidden-state layers the cache gives (0 = embedding output)."""
     attention_layers: tuple[int, ...]
     """Stored attention layers (>= 1; the embedding layer has none)."""
-    hidden: VectorEncoding = VectorEncoding("float16")
-    attention: AttentionEncoding = AttentionEncoding(MAPS)
+    hidden: VectorEncoding = FloatVectors()
+    attention: AttentionEncoding = Maps()
     max_seq_len: int = 512
     embedding_tables: bool = False
     """Layer 0 is recomputed from the teacher's embedding tables (`cache.format.embeddings`), not stored."""
+    attention_kind: AttentionKind = AttentionKind.SCORES
+    """What the teacher was asked for; `decodes_to` says what decoding gives."""
+
+    @property
+    def decodes_to(self) -> AttentionKind:
+        """Scores from queries and keys, else the kind the teacher gave."""
+        return self.attention.decodes_to(self.attention_kind)
 
     @property
     def stored_hidden_layers(self) -> tuple[int, ...]:
@@ -96,7 +93,7 @@ def chunk_length(extent: int, row_bytes: int) -> int:
 
 @dataclass(frozen=True)
 class BlockIndex:
-    """Offsets inside one block along each axis (`cache.format.encoding`), from its examples' lengths."""
+    """Offsets inside one block along each axis (`cache.format.entries`), from its examples' lengths."""
 
     start: int
     heads: int

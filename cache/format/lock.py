@@ -7,6 +7,7 @@ killed dump never blocks the next one: it is recognised as stale and taken over.
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import socket
@@ -14,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from cache.format.location import Root
+from cache.format.location import LocalRoot, Root
 from cache.runtime.errors import CacheError
 
 LOCK = ".lock"
@@ -143,6 +144,13 @@ def _dead_here(holder: dict) -> bool:
     return False
 
 
+@functools.singledispatch
 def cache_lock(root: Root, command: str) -> WriterLock | ObjectLease:
-    """flock in a folder, a lease in an object store."""
-    return WriterLock(Path(root.url), command) if root.local else ObjectLease(root, command)
+    """The writer lock of a cache: a lease in an object store, flock in a folder (each kind of
+    `Root` registers its own)."""
+    return ObjectLease(root, command)
+
+
+@cache_lock.register
+def _folder_lock(root: LocalRoot, command: str) -> WriterLock | ObjectLease:
+    return WriterLock(root.location(), command)

@@ -10,18 +10,17 @@ otherwise serve one teacher layer's targets as another's.
 import dataclasses
 import hashlib
 import json
-import os
 import types
 from dataclasses import asdict, dataclass, fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Union, get_args, get_origin, get_type_hints
 
-from cache.format.encoding import STORED, TABLES, AttentionEncoding, VectorEncoding
+from cache.format.encoding import STORED, TABLES, AttentionEncoding, VectorEncoding, attention_encoding, vector_encoding
 from cache.format.layout import Geometry
-from cache.format.location import Root, Target, open_root
-from cache.runtime.errors import CacheError, describe
-from cache.runtime.failpoints import failpoint
+from cache.format.location import CREDENTIALS_HINT, Root, Target, open_root
+from cache.runtime.errors import CacheError, UserError, describe
+from cache.runtime.kinds import AttentionKind
 
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer"
@@ -125,12 +124,12 @@ class Manifest:
     """Teacher layers whose hidden states the cache gives (0 = embedding output: stored, or from
     the embedding tables)."""
     attention_layers: tuple[int, ...]
-    attention: str
+    attention: AttentionKind
     """scores or probs: what the teacher's attention targets are (factored encodings store
     queries and keys, which give either)."""
-    hidden_encoding: str
-    attention_encoding: str
-    """Canonical names (`cache.format.encoding`), e.g. float16 and maps:float16, int8 and qk:float16."""
+    hidden_encoding: VectorEncoding
+    attention_encoding: AttentionEncoding
+    """Parsed once from their names (`cache.format.encoding`), e.g. float16 and maps:float16, int8 and qk:float16."""
     embedding_output: str
     """stored, or tables: layer 0 recomputed from the teacher's embedding tables (`cache.format.embeddings`)."""
     storage: str
@@ -150,7 +149,8 @@ class Manifest:
 
     def to_json(self) -> dict:
         """The JSON object, checksum left out (`write_manifest` adds it)."""
-        content = asdict(self)
+        content = asdict(self) | {"hidden_encoding": str(self.hidden_encoding),
+                                  "attention_encoding": str(self.attention_encoding)}
         content["tokenizer"] = {"fingerprint": content.pop("tokenizer_fingerprint")}
         content = {"format": FORMAT_NAME, "format_version": content.pop("format_version")} | content
         return json.loads(json.dumps(content))
@@ -179,8 +179,13 @@ class Manifest:
                 "data": DataRecord(**data, label_names=tuple(names) if names is not None else None),
                 "layers": tuple(fields["layers"]), "attention_layers": tuple(fields["attention_layers"]),
                 "stats": Stats(**fields["stats"]), "resumed": tuple(fields["resumed"]),
+                "attention": AttentionKind(fields["attention"]),
+                "hidden_encoding": vector_encoding(fields["hidden_encoding"], "hidden_encoding"),
+                "attention_encoding": attention_encoding(fields["attention_encoding"], "attention_encoding"),
             })
-        except (KeyError, TypeError, AttributeError) as e:
+        except UserError as e:
+            raise CacheError(f"{where}: manifest is malformed ({e})") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise CacheError(f"{where}: manifest is malformed ({type(e).__name__}: {e})") from None
         wrong = [*_wrong_types(manifest), *_wrong_types(manifest.teacher, "teacher."),
                  *_wrong_types(manifest.data, "data."), *_wrong_types(manifest.stats, "stats.")]
@@ -188,17 +193,12 @@ class Manifest:
             raise CacheError(f"{where}: manifest is malformed ({', '.join(wrong)})")
         return manifest
 
-    @property
+    @cached_property
     def geometry(self) -> Geometry:
         """The stored arrays' shapes and encodings."""
         return Geometry(self.teacher.hidden_size, self.teacher.num_heads, self.layers, self.attention_layers,
-                        VectorEncoding(self.hidden_encoding), AttentionEncoding.parse(self.attention_encoding),
-                        self.max_seq_len, self.embedding_output == TABLES)
-
-    @property
-    def decoded_attention(self) -> str:
-        """What decoding gives: scores from queries and keys, else the stored kind."""
-        return "scores" if self.geometry.attention.factored else self.attention
+                        self.hidden_encoding, self.attention_encoding, self.max_seq_len,
+                        self.embedding_output == TABLES, self.attention)
 
     def resumed_by(self, command: str) -> "Manifest":
         return replace(self, resumed=(*self.resumed, command))
@@ -245,16 +245,14 @@ def read_manifest(cache: Target | Root) -> Manifest:
     """Load and check a cache's manifest; CacheError if it is missing, of an unknown version, or
     altered since it was written."""
     root = open_root(cache)
-    path = manifest_path(Path(root.url)) if root.local else root.url_of(MANIFEST)
+    path = root.location(MANIFEST)
     try:
         raw = root.read_bytes(MANIFEST)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise CacheError(f"{cache}: not a cache (no {MANIFEST})") from None
     except Exception as e:
-        if root.local:
-            raise
-        raise CacheError(f"{path}: cannot be read ({type(e).__name__}: {describe(e)}); check the endpoint and "
-                         "credentials (AWS_ENDPOINT_URL, AWS_PROFILE, ... or --storage-options)") from None
+        raise root.failure(e, f"{path}: cannot be read ({type(e).__name__}: {describe(e)}); "
+                              f"{CREDENTIALS_HINT}") from None
     try:
         content = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -299,20 +297,9 @@ def content_checksum(content: dict) -> str:
 def write_manifest(cache: Target | Root, manifest: Manifest) -> None:
     """Write via a temporary file, fsync and rename (an object store: one PUT): a reader never sees
     half a manifest."""
-    root = open_root(cache)
     content = manifest.to_json()
-    if not root.local:
-        failpoint("manifest-written")
-        root.put_bytes(json.dumps(content | {CHECKSUM: content_checksum(content)}, indent=2).encode(), MANIFEST)
-        return
-    path = manifest_path(Path(root.url))
-    tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(content | {CHECKSUM: content_checksum(content)}, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    failpoint("manifest-written")
-    os.rename(tmp, path)
+    data = json.dumps(content | {CHECKSUM: content_checksum(content)}, indent=2).encode()
+    open_root(cache).write_atomic(data, MANIFEST, point="manifest-written")
 
 
 def identity_values(content: dict) -> dict[str, object]:

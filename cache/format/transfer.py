@@ -9,7 +9,7 @@ while the last one still runs.
 import numpy as np
 import torch
 
-from cache.format.encoding import CELL, ROW, TOKEN, axis_sizes
+from cache.format.entries import CELL, ROW, TOKEN, axis_sizes
 
 Slot = tuple[int, np.dtype, tuple[int, ...]]
 """Where an array sits in a packed buffer: byte offset, dtype, shape."""
@@ -85,7 +85,7 @@ def row_slots(lengths: torch.Tensor, total: int, heads: int, longest: int) -> to
 
 
 class PaddedSlots:
-    """Where a batch's entries along each axis (`cache.format.encoding`) sit in its padded tensors:
+    """Where a batch's entries along each axis (`cache.format.entries`) sit in its padded tensors:
     (B, L) for tokens, (B, h, L) for rows, (B, h, L, L) for cells, in stored order.
 
     Each axis's flat positions are computed once per batch from lengths known on the host, and one

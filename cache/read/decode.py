@@ -6,16 +6,18 @@ size comes from the host's lengths, so nothing here waits for the GPU: the next 
 while the last step still runs.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from cache.format.dtypes import from_storage, to_float
+from cache.format.dtypes import from_storage
 from cache.format.embeddings import EmbeddingTables
-from cache.format.encoding import CELL, HIDDEN, MAPS, ROW, TOKEN, TOPK, VectorEncoding
+from cache.format.entries import ATTENTION, HIDDEN, TOKEN
 from cache.format.transfer import PaddedSlots, to_device
 from cache.read.ragged import RaggedExamples
+from cache.runtime.kinds import AttentionKind
 
 
 @dataclass
@@ -31,46 +33,37 @@ class PaddedTargets:
     attention: dict[int, torch.Tensor]  # layer -> (B, h, L, L) float32, zero outside real pairs
 
 
-def decode_batch(ragged: RaggedExamples, device: torch.device, probabilities: bool = False,
+def decode_batch(ragged: RaggedExamples, device: torch.device, attention: AttentionKind | None = None,
                  embeddings: EmbeddingTables | None = None) -> PaddedTargets:
-    """Decode and pad a batch on `device`. With `probabilities`, scores (stored, or computed from
-    queries and keys) become probabilities: softmax over each example's real keys. With
-    `embeddings` (on `device`), hidden layer 0 is recomputed from the teacher's tables."""
-    geometry, heads = ragged.geometry, ragged.geometry.num_heads
+    """Decode and pad a batch on `device`. Attention comes as `attention` asks (None: as the cache
+    decodes, `Geometry.decodes_to`): scores (stored, or computed from queries and keys) become
+    probabilities by a softmax over each example's real keys. With `embeddings` (on `device`),
+    hidden layer 0 is recomputed from the teacher's tables."""
+    geometry = ragged.geometry
     host_lengths = ragged.lengths.astype(np.int64)
     arrays = to_device(ragged.arrays() | {("lengths", None): host_lengths}, device)
     lengths = arrays[("lengths", None)]
     b, longest = len(host_lengths), int(host_lengths.max())
     mask = torch.arange(longest, device=device)[None, :] < lengths[:, None]
     specs = geometry.arrays()
-    slots = PaddedSlots(lengths, host_lengths, heads)
+    slots = PaddedSlots(lengths, host_lengths, geometry.num_heads)
+    if attention == AttentionKind.SCORES and geometry.decodes_to == AttentionKind.PROBS:
+        raise ValueError("a cache of probabilities cannot give scores (`resolve_attention_kind` refuses this)")
+    softmax = attention == AttentionKind.PROBS and geometry.decodes_to == AttentionKind.SCORES
 
-    def stored(name: str, layer: int) -> torch.Tensor:
-        return from_storage(arrays[(name, layer)], specs[name].dtype)
-
-    def vectors(encoding: VectorEncoding, array: str, layer: int, group: int) -> torch.Tensor:
-        parts = {name: stored(name, layer) for name in specs if name.startswith(array)}
-        return slots.scatter(decode_vectors(encoding, array, parts, group), TOKEN)  # (B * L, width)
+    def parts(names: Iterable[str], layer: int) -> dict[str, torch.Tensor]:
+        """The layer's stored entries of the arrays `names`, viewed in their stored types."""
+        return {name: from_storage(arrays[(name, layer)], specs[name].dtype) for name in names}
 
     def hidden(layer: int) -> torch.Tensor:
-        return vectors(geometry.hidden, HIDDEN, layer, geometry.hidden_size).view(b, longest, -1)
+        names = [name for name, spec in specs.items() if spec.layers == HIDDEN]
+        values = geometry.hidden.decode(HIDDEN, parts(names, layer), geometry.hidden_size)
+        return slots.scatter(values, TOKEN).view(b, longest, -1)
 
-    def attention(layer: int) -> torch.Tensor:
-        encoding = geometry.attention
-        if encoding.kind == MAPS:
-            maps = slots.scatter(to_float(stored("attention", layer), encoding.form), CELL)
-        elif encoding.kind == TOPK:
-            index = slots.scatter(stored("topk_index", layer).long(), ROW)  # (B * h * L, K)
-            prob = slots.scatter(stored("topk_prob", layer).float(), ROW)
-            maps = torch.zeros(len(index), longest, device=device).scatter_add_(1, index, prob)
-        else:
-            dk = geometry.head_dim
-            q, k = (vectors(VectorEncoding(encoding.form), name, layer, dk).view(b, longest, heads, dk).transpose(1, 2)
-                    for name in ("query", "key"))
-            pairs = mask[:, None, :, None] & mask[:, None, None, :]
-            maps = (q @ k.transpose(2, 3) * dk**-0.5).masked_fill_(~pairs, 0.0)  # what BERT's attention computes
-        maps = maps.view(b, heads, longest, longest)
-        return probabilities_from_scores(maps, mask) if probabilities else maps
+    def attention_maps(layer: int) -> torch.Tensor:
+        names = [name for name in ragged.targets if specs[name].layers == ATTENTION]
+        maps = geometry.attention.decode(parts(names, layer), slots, mask)
+        return probabilities_from_scores(maps, mask) if softmax else maps
 
     def tokens(name: str) -> torch.Tensor:
         return slots.scatter(arrays[(name, None)].long(), TOKEN).view(b, longest)
@@ -81,26 +74,18 @@ def decode_batch(ragged: RaggedExamples, device: torch.device, probabilities: bo
         input_ids=input_ids, token_type_ids=token_type_ids, mask=mask,
         labels=arrays.get(("labels", None)), logits=arrays.get(("logits", None)),
         hidden=recomputed | {layer: hidden(layer) for layer in ragged.targets.get(HIDDEN, {})},
-        attention={layer: attention(layer) for layer in _attention_layers(ragged)},
+        attention={layer: attention_maps(layer) for layer in _attention_layers(ragged)},
     )
 
 
 def _attention_layers(ragged: RaggedExamples) -> list[int]:
     specs = ragged.geometry.arrays()
-    return sorted({layer for name, layers in ragged.targets.items() if specs[name].layers != HIDDEN
+    return sorted({layer for name, layers in ragged.targets.items() if specs[name].layers == ATTENTION
                    for layer in layers})
 
 
-def decode_vectors(encoding: VectorEncoding, array: str, parts: dict[str, torch.Tensor], group: int) -> torch.Tensor:
-    """The stored entries of `array` (and its scale), in their stored types -> (n, width) float32."""
-    values = parts[array].float()
-    if not encoding.scaled:
-        return values
-    return (values.view(len(values), -1, group) * parts[f"{array}_scale"][..., None]).view(values.shape)
-
-
 def probabilities_from_scores(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax over real keys: turns scores into the probabilities a probs loss needs.
+    """Softmax over real keys: turns scores into the probabilities a PROBS loss needs.
 
     scores: (B, h, L, L); mask: (B, L) bool. Rows of padding queries come out as zeros.
     """
@@ -111,7 +96,7 @@ def probabilities_from_scores(scores: torch.Tensor, mask: torch.Tensor) -> torch
 
 def decode_example(ragged: RaggedExamples, j: int, embeddings: EmbeddingTables | None = None) -> dict:
     """The j-th example as torch tensors, its targets decoded to float32 (hidden (L, d),
-    attention (h, L, L) as the cache's kind: scores for factored attention); layer 0 from
+    attention (h, L, L) as the cache decodes: scores for factored attention); layer 0 from
     `embeddings` when given."""
     one = decode_batch(ragged.take(np.array([j])), torch.device("cpu"), embeddings=embeddings)
     item = {"input_ids": one.input_ids[0], "token_type_ids": one.token_type_ids[0],

@@ -1,6 +1,5 @@
 """`cache info`, `cache verify` and `cache ls`: what a cache is, whether it is intact, which exist."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +7,8 @@ from tqdm import tqdm
 
 from cache.data.sequences import sequence_hashes
 from cache.data.tasks import CORPUS_TASK
-from cache.format.encoding import ATTENTION, HIDDEN, TABLES
+from cache.format.encoding import TABLES
+from cache.format.entries import ATTENTION, HIDDEN
 from cache.format.layout import BlockIndex
 from cache.format.location import Root, Target, open_root
 from cache.format.manifest import MANIFEST, TOKENIZER, Manifest, index_mismatches, read_manifest, unit_identity_problem
@@ -223,17 +223,7 @@ CACHE_PARTS = (BLOCKS, INDEX, EMBEDDINGS, TOKENIZER)
 def _cache_roots(root: Root) -> list[Root]:
     """The caches at or under `root`: the folders or prefixes holding a manifest, a cache inside
     another's folder included (never inside its own parts, which a walk skips)."""
-    if root.local:
-        folders = []
-        for folder, dirs, files in os.walk(root.url):
-            if MANIFEST in files:
-                dirs[:] = [d for d in dirs if d not in CACHE_PARTS and not d.startswith(".")]
-                folders.append(folder)
-        return [open_root(folder) for folder in folders]
-    manifests = sorted(root.fs.glob(root.join("**", MANIFEST)) + root.fs.glob(root.join(MANIFEST)))
-    prefixes = [m.rsplit("/", 1)[0] for m in dict.fromkeys(manifests)]
-    return [Root(root.url_of(p[len(root.path) + 1:]) if p != root.path else root.url, root.storage_options)
-            for p in prefixes]
+    return root.holding(MANIFEST, skip=CACHE_PARTS)
 
 
 def format_table(rows: list[dict]) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from cache.format.encoding import TOKEN, axis_sizes
+from cache.format.entries import TOKEN, axis_sizes
 from cache.format.layout import Geometry
 from cache.runtime.arrays import offsets, ragged_positions
 
@@ -17,7 +17,7 @@ _PER_EXAMPLE = ("input_ids", "token_type_ids", "labels", "logits")
 
 @dataclass(frozen=True)
 class RaggedExamples:
-    """Examples' targets with their entries concatenated along each array's axis (`cache.format.encoding`)."""
+    """Examples' targets with their entries concatenated along each array's axis (`cache.format.entries`)."""
 
     indices: np.ndarray  # (B,) example numbers in the cache
     lengths: np.ndarray  # (B,)

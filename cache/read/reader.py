@@ -5,15 +5,13 @@ has a fixed cost, which caps per-example reads far below block reads; docs/bench
 subset reads only the chunks of those layers.
 """
 
-import tempfile
 from collections.abc import Iterable, Iterator
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 
 from cache.format.embeddings import TABLES, EmbeddingTables
-from cache.format.encoding import ATTENTION, HIDDEN
+from cache.format.entries import ATTENTION, HIDDEN
 from cache.format.layout import BlockIndex
 from cache.format.location import Target, as_target, open_root
 from cache.format.manifest import (
@@ -156,12 +154,8 @@ class Cache:
         root = self.store.root
         if not root.exists(TOKENIZER):
             raise CacheError(f"{self.path}: the cache has no {TOKENIZER}/ folder; dump the teacher again")
-        if root.local:
-            tokenizer = AutoTokenizer.from_pretrained(Path(root.url) / TOKENIZER)
-        else:
-            with tempfile.TemporaryDirectory() as local:
-                root.download(TOKENIZER, Path(local))
-                tokenizer = AutoTokenizer.from_pretrained(local)
+        with root.local_folder(TOKENIZER) as folder:
+            tokenizer = AutoTokenizer.from_pretrained(folder)
         if tokenizer_fingerprint(tokenizer) != self.manifest.tokenizer_fingerprint:
             raise CacheError(f"{root.url_of(TOKENIZER)}: tokenizer does not match the manifest's fingerprint")
         return tokenizer
@@ -191,7 +185,7 @@ class _UnitReader:
         except CacheError:
             raise
         except Exception as e:  # noqa: BLE001 - a damaged file fails in many ways; all mean the same
-            hint = "" if self.cache.store.root.local else "is the object store reachable? otherwise "
+            hint = self.cache.store.root.read_failure_hint
             raise CacheError(f"{self.where}: array {name!r} cannot be read ({describe(e)}); "
                              f"{hint}run `cache verify {self.cache.path}`") from None
 

@@ -2,17 +2,27 @@
 the teacher: the CLI runs them before it imports the recipes, so a wrong path fails in a second."""
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from cache.data.corpus import Corpus
 from cache.data.readers import ColumnSpec, canonical_task, resolve_data_file
 from cache.data.tasks import CORPUS_TASK, GLUE_TASKS
-from cache.format.encoding import AUTO, EMBEDDING_OUTPUTS, TOPK, AttentionEncoding, check_hidden
-from cache.format.location import Root, Target, check_reachable, is_url, open_root
+from cache.format.encoding import (
+    AUTO,
+    EMBEDDING_OUTPUTS,
+    AttentionEncoding,
+    TopK,
+    VectorEncoding,
+    attention_encoding,
+    vector_encoding,
+)
+from cache.format.location import Root, Target, is_url, open_root
 from cache.format.lock import LOCK
 from cache.format.manifest import MANIFEST
 from cache.format.store.base import COMPRESSIONS, check_compression, check_location
 from cache.runtime.errors import UserError
+from cache.runtime.kinds import AttentionKind
 from cache.runtime.paths import (
     check_device_name,
     check_model_path,
@@ -26,7 +36,6 @@ AUGMENT_RECORD = "augment.json"
 DEFAULT_COPIES = {"sst2": 20, "qnli": 20, "mnli": 10, "qqp": 10}
 """Augmented copies per example (N_a) in the reference script; 30 for every other task."""
 FORMATS = tuple(COMPRESSIONS)
-ATTENTION_KINDS = ("scores", "probs")
 WRITERS = ("auto", "thread", "process")
 
 
@@ -44,7 +53,7 @@ class DumpConfig:
     format: str = "zarr"
     layers: tuple[int, ...] | None = None
     """Teacher layers to store (0 = embeddings); None means all."""
-    attention: str = "scores"
+    attention: AttentionKind = AttentionKind.SCORES
     hidden_encoding: str = "float16"
     """Of hidden states: a float type, or int8 / fp8 with a scale per row (`cache.format.encoding`)."""
     attention_encoding: str = "maps"
@@ -91,18 +100,27 @@ class DumpConfig:
             raise UserError(f"--labels: {','.join(labels)} names a class twice")
         if labels and self.columns.regression:
             raise UserError("--labels names classes; --regression reads numbers: give one or the other")
-        check_hidden(self.hidden_encoding)
         if self.embedding_output not in EMBEDDING_OUTPUTS:
             raise UserError(f"--embedding-output {self.embedding_output}: choose {', '.join(EMBEDDING_OUTPUTS)}")
-        if self.attention_encoding != AUTO:
-            encoding = AttentionEncoding.parse(self.attention_encoding)
-            if encoding.probabilities_only and self.attention != "probs":
+        _, encoding = self.requested_hidden_encoding, self.requested_attention_encoding  # a bad name fails here
+        if encoding is not None:
+            if encoding.probabilities_only and self.attention != AttentionKind.PROBS:
                 raise UserError(f"--attention-encoding {self.attention_encoding} stores probabilities; "
                                 "use it with --attention probs")
-            if encoding.kind == TOPK and encoding.k > self.max_seq_len:
+            if isinstance(encoding, TopK) and encoding.k > self.max_seq_len:
                 raise UserError(f"--attention-encoding {self.attention_encoding}: K is more than --max-seq-len "
                                 f"{self.max_seq_len}, so every key is kept: use maps")
         self._check_out()
+
+    @cached_property
+    def requested_hidden_encoding(self) -> VectorEncoding:
+        """--hidden-encoding, parsed once."""
+        return vector_encoding(self.hidden_encoding)
+
+    @cached_property
+    def requested_attention_encoding(self) -> AttentionEncoding | None:
+        """--attention-encoding, parsed once; None for auto (chosen from the data's lengths)."""
+        return None if self.attention_encoding == AUTO else attention_encoding(self.attention_encoding)
 
     def _check_out(self) -> None:
         """The same rule in a folder and under a URL: a new or empty place, or a cache to continue
@@ -110,7 +128,7 @@ class DumpConfig:
         root = open_root(self.out, self.storage_options)
         if is_url(self.out):
             check_location(self.format, str(self.out))
-            check_reachable(root, "--out")
+            root.check_reachable("--out")
             if not root.exists(MANIFEST):
                 foreign = [name for name in root.listdir() if not name.startswith((LOCK, f".{MANIFEST}."))]
                 if foreign:
@@ -214,5 +232,5 @@ def enclosing_cache(root: Root) -> str | None:
     for depth in range(1, len(parts)):
         above = "/".join(parts[:depth])
         if root.fs.exists(f"{above}/{MANIFEST}"):
-            return above if root.local else root.url.split("://")[0] + "://" + above
+            return root.url_of_path(above)
     return None

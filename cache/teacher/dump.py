@@ -15,15 +15,11 @@ and marks it complete once every rank has committed its blocks.
 import datetime
 import errno
 import json
-import os
 import shlex
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,16 +34,8 @@ from cache.data.tasks import CORPUS_TASK, GENERIC_TASKS
 from cache.data.tokenize import Tokenized, check_unknown_tokens, tokenize, tokenizer_fingerprint
 from cache.format.dtypes import bits_dtype, to_storage, torch_dtype
 from cache.format.embeddings import EmbeddingTables
-from cache.format.encoding import (
-    AUTO,
-    STORED,
-    TABLES,
-    AttentionEncoding,
-    axis_sizes,
-    check_hidden,
-    choose_attention,
-    choose_embedding_output,
-)
+from cache.format.encoding import AUTO, STORED, TABLES, choose_attention, choose_embedding_output
+from cache.format.entries import axis_sizes
 from cache.format.layout import BlockIndex, Geometry, chunk_length, plan_blocks
 from cache.format.location import Root, Target, open_root
 from cache.format.lock import cache_lock
@@ -74,6 +62,7 @@ from cache.runtime.attention import capture_implementation
 from cache.runtime.device import resolve_device
 from cache.runtime.distributed import Ranks, current_ranks, on_main, process_group, sum_over_ranks
 from cache.runtime.errors import CacheError, UserError, describe
+from cache.runtime.kinds import AttentionKind
 from cache.runtime.records import code_revision, file_sha256
 from cache.teacher.config import DumpConfig
 from cache.teacher.encode import encode_batch
@@ -126,10 +115,8 @@ def dump_teacher(config: DumpConfig, command: str | None = None, progress: bool 
 def _store_failure(out: Root, error: Exception) -> Exception:
     """An object store that failed mid-dump (down, unreachable, refusing) is the user's to fix, in
     one line; anything else is a bug and keeps its traceback."""
-    if out.local:
-        return error
-    return CacheError(f"{out.url}: the object store failed ({type(error).__name__}: {describe(error)}); the "
-                      "blocks already committed are kept: run the same command again once it answers")
+    return out.failure(error, f"{out.url}: the object store failed ({type(error).__name__}: {describe(error)}); "
+                       "the blocks already committed are kept: run the same command again once it answers")
 
 
 def _own(stack: ExitStack, out: Root, command: str) -> dict | None:
@@ -174,7 +161,7 @@ def plan_dump(config: DumpConfig, examples: Examples | Corpus, command: str) -> 
     model, teacher = load_teacher(path, config.attention, device, head=isinstance(examples, Examples))
     tables = EmbeddingTables.of(model)
     geometry = stored_geometry(config, teacher, tokens.lengths, tables.nbytes)
-    model.set_attn_implementation(capture_implementation(_captured_kind(geometry, config.attention)))
+    model.set_attn_implementation(capture_implementation(geometry.attention.capture(geometry.attention_kind)))
     block_starts = plan_blocks(tokens.lengths, geometry, int(config.block_mb * 2**20))
     manifest = _new_manifest(config, command, examples, tokens, teacher, tokenizer_fingerprint(tokenizer),
                              geometry, len(block_starts) - 1, tables.nbytes if geometry.embedding_tables else 0)
@@ -235,17 +222,13 @@ def stored_geometry(config: DumpConfig, teacher: TeacherRecord, lengths: np.ndar
     bad = [layer for layer in layers if layer not in all_layers]
     if bad:
         raise UserError(f"--layers: teacher has layers 0..{teacher.num_layers} (0 = embeddings), not {bad}")
-    attention = choose_attention(config.attention_encoding, lengths, teacher.hidden_size, teacher.num_heads,
-                                 config.max_seq_len)
-    hidden = check_hidden(config.hidden_encoding)
+    attention = choose_attention(config.requested_attention_encoding, lengths, teacher.hidden_size,
+                                 teacher.num_heads, config.max_seq_len)
+    hidden = config.requested_hidden_encoding
     embedding = choose_embedding_output(config.embedding_output, lengths, hidden, teacher.hidden_size, tables_bytes)
     return Geometry(teacher.hidden_size, teacher.num_heads, layers, tuple(layer for layer in layers if layer > 0),
-                    hidden, attention, config.max_seq_len, embedding_tables=embedding == TABLES and 0 in layers)
-
-
-def _captured_kind(geometry: Geometry, attention: str) -> str:
-    """What the teacher's attention function hands over (`cache.runtime.attention`)."""
-    return geometry.attention.kind if geometry.attention.factored else attention
+                    hidden, attention, config.max_seq_len, embedding_tables=embedding == TABLES and 0 in layers,
+                    attention_kind=AttentionKind(config.attention))
 
 
 def _new_manifest(config: DumpConfig, command: str, examples: Examples | Corpus, tokens: Tokenized,
@@ -261,7 +244,7 @@ def _new_manifest(config: DumpConfig, command: str, examples: Examples | Corpus,
         project_version=__version__, created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         command=command, teacher=teacher, tokenizer_fingerprint=tokenizer_sha, data=data,
         max_seq_len=config.max_seq_len, layers=geometry.hidden_layers, attention_layers=geometry.attention_layers,
-        attention=config.attention, hidden_encoding=geometry.hidden.name, attention_encoding=str(geometry.attention),
+        attention=geometry.attention_kind, hidden_encoding=geometry.hidden, attention_encoding=geometry.attention,
         embedding_output=TABLES if geometry.embedding_tables else STORED,
         storage=config.format, compression=config.compression, block_bytes=int(config.block_mb * 2**20),
         num_blocks=num_blocks, batch_size=config.batch_size,
@@ -295,8 +278,7 @@ def _open_for_writing(out: Root, manifest: Manifest, config: DumpConfig) -> tupl
             store.clean_staging()
             store.create()  # idempotent: a kill may have come between the manifest and the layout
         return existing, store
-    if out.local:
-        Path(out.url).mkdir(parents=True, exist_ok=True)
+    out.makedirs()
     write_manifest(out, manifest)  # first: from here on the folder is recognisably this cache
     store = open_store(out, config.format, config.compression)
     store.create()
@@ -315,12 +297,12 @@ def identity_mismatches_before_loading(existing: Manifest, config: DumpConfig, s
     requested: dict[str, object] = {
         "task": source.task, "split": source.split, "data options (columns, --holdout)": _read_options(config, source),
         "--max-seq-len": config.max_seq_len, "--attention": config.attention,
-        "--hidden-encoding": check_hidden(config.hidden_encoding).name, "--format": config.format,
+        "--hidden-encoding": str(config.requested_hidden_encoding), "--format": config.format,
         "--compression": config.compression, "block plan (--block-mb)": int(config.block_mb * 2**20)}
     if config.layers is not None:
         requested["--layers"] = sorted(set(config.layers))
-    if config.attention_encoding != AUTO:
-        requested["--attention-encoding"] = str(AttentionEncoding.parse(config.attention_encoding))
+    if config.requested_attention_encoding is not None:
+        requested["--attention-encoding"] = str(config.requested_attention_encoding)
     if config.embedding_output != AUTO and config.layers is not None:
         requested["--embedding-output"] = config.embedding_output if 0 in config.layers else STORED
     return value_mismatches(identity_values(existing.to_json()), json.loads(json.dumps(requested)))
@@ -331,23 +313,13 @@ TOKENIZER_LAST = "tokenizer_config.json"
 
 
 def _has_tokenizer(out: Root) -> bool:
-    return out.exists(TOKENIZER) if out.local else out.exists(TOKENIZER, TOKENIZER_LAST)
+    return out.has_folder(TOKENIZER, last=TOKENIZER_LAST)
 
 
 def _save_tokenizer(tokenizer, out: Root) -> None:
     """Keep the teacher's tokenizer in the cache: students need it, and must not need the teacher.
-    Saved beside the cache and renamed into place, or uploaded with TOKENIZER_LAST last."""
-    if not out.local:
-        with tempfile.TemporaryDirectory() as local:
-            tokenizer.save_pretrained(local)
-            out.upload(Path(local), TOKENIZER, last=TOKENIZER_LAST)
-        return
-    folder = Path(out.url)
-    for stale in folder.glob(f".{TOKENIZER}.*"):  # left by a writer killed while saving it
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = folder / f".{TOKENIZER}.{os.getpid()}"
-    tokenizer.save_pretrained(staging)
-    os.rename(staging, folder / TOKENIZER)
+    Saved whole or not at all (`Root.save_folder`)."""
+    out.save_folder(TOKENIZER, tokenizer.save_pretrained, last=TOKENIZER_LAST)
 
 
 def _index_arrays(tokens: Tokenized, block_starts: np.ndarray) -> dict:

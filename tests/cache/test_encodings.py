@@ -12,6 +12,7 @@ from cache.data.checkpoints import default_teacher_path
 from cache.read.decode import decode_batch
 from cache.read.inspect import cache_summary, format_summary, list_caches, verify_cache
 from cache.runtime.errors import CacheError, UserError
+from cache.runtime.kinds import AttentionKind
 from tests.helpers import TOLERANCE, assert_matches_reference, dump
 from tests.reference import load_reference, reference_targets
 
@@ -42,10 +43,10 @@ def rounding_bound(x: torch.Tensor, encoding: str, group: int) -> torch.Tensor:
 def test_factored_attention_is_exact(tmp_path, glue, tiny_teacher, encoding):
     out = tmp_path / "c"
     dump(tiny_teacher, glue, out, task="mrpc", data=glue / "MRPC", attention_encoding=encoding, limit=12)
-    assert open_cache(out).manifest.attention_encoding == f"{encoding}:float16"
+    assert str(open_cache(out).manifest.attention_encoding) == f"{encoding}:float16"
     assert_matches_reference(out, tiny_teacher)  # scores multiplied out of the stored queries and keys
     block = open_cache(out).read_block(0)
-    probs = decode_batch(block, torch.device("cpu"), probabilities=True).attention
+    probs = decode_batch(block, torch.device("cpu"), AttentionKind.PROBS).attention
     for j, (item, ref) in enumerate(references(out, tiny_teacher)):
         if j == len(block):
             break
@@ -117,7 +118,7 @@ def test_auto_chooses_the_smallest_exact_encoding(tmp_path, glue, tiny_teacher, 
     cache = open_cache(tmp_path / "c")
     lengths = cache.lengths.astype(np.int64)
     smaller = "qk:float16" if 2 * 32 * lengths.sum() < 4 * (lengths**2).sum() else "maps:float16"
-    assert cache.manifest.attention_encoding == smaller == ("maps:float16" if max_seq_len == 8 else "qk:float16")
+    assert str(cache.manifest.attention_encoding) == smaller == ("maps:float16" if max_seq_len == 8 else "qk:float16")
     assert_matches_reference(tmp_path / "c", tiny_teacher)
 
 

@@ -34,7 +34,7 @@ def interrupt(cache):
     """What a dump killed after its first blocks leaves: committed blocks, manifest not complete."""
     manifest = read_manifest(cache)
     write_manifest(cache, replace(manifest, complete=False))
-    shutil.rmtree(open_store(cache, manifest.storage).unit_path(block_unit(manifest.num_blocks - 1)))
+    shutil.rmtree(open_store(cache, manifest.storage).unit_location(block_unit(manifest.num_blocks - 1)))
 
 
 @pytest.mark.parametrize("complete", [True, False], ids=["complete", "interrupted"])

@@ -115,7 +115,7 @@ def test_a_version_2_cache_reads_as_float_maps(tmp_path, glue, tiny_teacher):
     content |= {"format_version": 2, "dtype": "bfloat16", "attention_dtype": "float32"}
     path.write_text(json.dumps(content | {CHECKSUM: content_checksum(content)}))
     manifest = read_manifest(tmp_path / "c")
-    assert (manifest.hidden_encoding, manifest.attention_encoding) == ("bfloat16", "maps:float32")
+    assert (str(manifest.hidden_encoding), str(manifest.attention_encoding)) == ("bfloat16", "maps:float32")
     assert manifest.embedding_output == "stored"
     for i, item in enumerate(before):
         assert all(torch.equal(item["hidden"][n], open_cache(tmp_path / "c")[i]["hidden"][n]) for n in item["hidden"])

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from cache.format.encoding import AttentionEncoding, VectorEncoding
+from cache.format.encoding import attention_encoding, vector_encoding
 from cache.format.layout import Geometry, chunk_length, plan_blocks
 from cache.runtime.arrays import pad_ragged, ragged_positions
 
@@ -47,7 +47,7 @@ def test_chunks_are_balanced():
     ("bfloat16", "topk:3", (2 * 8, lambda n: 2 * n * 3 * (1 + 2))),  # uint8 key (L <= 256), float16 probability
 ])
 def test_bytes_of_each_encoding(hidden, attention, per_layer):
-    geometry = replace(GEOMETRY, hidden=VectorEncoding(hidden), attention=AttentionEncoding.parse(attention),
+    geometry = replace(GEOMETRY, hidden=vector_encoding(hidden), attention=attention_encoding(attention),
                        max_seq_len=128)
     lengths = np.array([1, 5, 17])
     hidden_bytes, attention_bytes = per_layer

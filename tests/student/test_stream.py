@@ -5,6 +5,7 @@ import torch
 
 from cache import open_cache
 from cache.runtime.distributed import Ranks
+from cache.runtime.kinds import AttentionKind
 from student.stream import BatchTotals, EpochPlan, pad_batch, stream_batches
 
 
@@ -27,7 +28,7 @@ def test_padded_batch_matches_cached_examples(tiny_cache):
     cache = open_cache(tiny_cache)
     plan = EpochPlan(cache.block_starts, 8, window_blocks=3, seed=0)
     ragged = all_batches(cache, plan)[1]
-    batch = pad_batch(ragged, torch.device("cpu"), probabilities=False)
+    batch = pad_batch(ragged, torch.device("cpu"), None)
     longest = int(ragged.lengths.max())
     assert batch.input_ids.shape == (8, longest) and batch.attention[3].shape == (8, 4, longest, longest)
     for row, i in enumerate(ragged.indices):
@@ -37,7 +38,7 @@ def test_padded_batch_matches_cached_examples(tiny_cache):
         assert torch.equal(batch.attention[3][row, :, :n, :n], item["attention"][3].float())
         assert batch.hidden[2][row, n:].abs().sum() == 0 and batch.attention[3][row, :, n:].abs().sum() == 0
         assert torch.equal(batch.logits[row], item["logits"]) and batch.labels[row] == item["label"]
-    probs = pad_batch(ragged, torch.device("cpu"), probabilities=True)
+    probs = pad_batch(ragged, torch.device("cpu"), AttentionKind.PROBS)
     n = int(ragged.lengths[0])
     torch.testing.assert_close(probs.attention[1][0, :, :n, :n], batch.attention[1][0, :, :n, :n].softmax(-1))
 
@@ -74,7 +75,7 @@ def test_uint8_probabilities_are_padded_as_float(tmp_path, glue, tiny_teacher):
     cache = open_cache(tmp_path / "u8.zarr")
     plan = EpochPlan(cache.block_starts, 6, window_blocks=2, seed=0)
     ragged = all_batches(cache, plan, workers=1)[0]
-    batch = pad_batch(ragged, torch.device("cpu"), probabilities=False)
+    batch = pad_batch(ragged, torch.device("cpu"), None)
     for row, i in enumerate(ragged.indices):
         n = int(ragged.lengths[row])
         assert torch.equal(batch.attention[2][row, :, :n, :n], cache[int(i)]["attention"][2])
@@ -106,10 +107,10 @@ def test_a_stand_in_share_adds_nothing_to_the_loss(tiny_cache):
     from tests.helpers import train_config
 
     run = Run(train_config(tiny_cache, tiny_cache.parent / "unused", stage="intermediate"))
-    run.student.set_attn_implementation(capture_implementation(run.attention_kind))  # as the stage does
+    run.student.set_attn_implementation(capture_implementation(run.attention))  # as the stage does
     share = next(stream_batches(open_cache(tiny_cache, layers=[0, 1, 2, 3]),
                                 EpochPlan(open_cache(tiny_cache).block_starts, 8, 2, seed=0), 0, 0, 0))
-    batch = pad_batch(share.examples, torch.device("cpu"), probabilities=False, share=share)
+    batch = pad_batch(share.examples, torch.device("cpu"), None, share=share)
     counted = Distiller(run)(batch, intermediate=True)
     batch.counts = False
     stand_in = Distiller(run)(batch, intermediate=True)

@@ -43,7 +43,7 @@ def test_loss_from_cache_equals_loss_from_fresh_teacher(tmp_path, glue, tiny_tea
     dump(teacher, glue, tmp_path / "c", limit=16, block_mb=1, attention_encoding=encoding)
     cache = open_cache(tmp_path / "c")
     ragged = next(stream_batches(cache, EpochPlan(cache.block_starts, 16, 1, 0), 0, 0, 0)).examples
-    batch = pad_batch(ragged, torch.device("cpu"), probabilities=False)
+    batch = pad_batch(ragged, torch.device("cpu"), None)
     t = cache.manifest.teacher
     student = BertForSequenceClassification(BertConfig(vocab_size=t.config["vocab_size"], hidden_size=48,
                                                        num_hidden_layers=2, num_attention_heads=t.num_heads,
@@ -136,8 +136,8 @@ def test_prediction_stage_reads_logits_only(tiny_cache):
     targets = CachedTargets(tiny_cache, [0, 1, 2, 3])
     plan = EpochPlan(targets.block_starts, 8, window_blocks=2, seed=0)
     cpu = torch.device("cpu")
-    layered = list(targets.batches(plan, 0, 0, 0, cpu, False, True))
-    logits_only = list(targets.batches(plan, 0, 0, 0, cpu, False, False))
+    layered = list(targets.batches(plan, 0, 0, 0, cpu, None, True))
+    logits_only = list(targets.batches(plan, 0, 0, 0, cpu, None, False))
     assert len(layered) == len(logits_only) and set(layered[0].hidden) == {0, 1, 2, 3}
     for full, light in zip(layered, logits_only, strict=True):
         assert light.hidden == {} and light.attention == {}

@@ -1,16 +1,11 @@
 """The storage contract shared by the Zarr and HDF5 backends.
 
 A cache holds `manifest.json` and *units*: the index and one unit per block; no two blocks ever
-share a file or a chunk. A unit is whole or absent, whatever kills the writer:
-- in a folder, it is written into `.staging/` and committed by one atomic rename;
-- in an object store (no rename), it is written in place and committed by a marker object
-  `<unit>.committed`, one PUT after its last byte; without its marker a unit does not exist
-  (readers never see it, a resumed writer rewrites it over whatever a dead one left).
+share a file or a chunk. A unit is whole or absent, whatever kills the writer: it is staged and
+committed as its root does it (`cache.format.location`: a rename in a folder, a marker object in
+an object store).
 """
 
-import os
-import shutil
-import socket
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -24,15 +19,12 @@ from cache.runtime.errors import UserError
 from cache.runtime.failpoints import failpoint
 
 COMPRESSIONS: dict[str, tuple[str, ...]] = {"zarr": ("none", "zstd", "lz4", "gzip"), "hdf5": ("none", "gzip", "lzf")}
-STAGING = ".staging"
 BLOCKS = "blocks"
 INDEX = "index"
 SEQUENCE_HASHES = "sequence_hashes"
 """Array of the index: a hash of each example's tokens, (n,) uint64 (`cache.data.sequences`)."""
 EMBEDDINGS = "embeddings"
 """The unit of the teacher's embedding tables, where a cache recomputes layer 0 (`cache.format.embeddings`)."""
-COMMITTED = ".committed"
-"""Suffix of a unit's commit marker in an object store."""
 
 ArrayPlan = tuple[np.ndarray, tuple[int, ...]]  # data, chunk shape
 
@@ -69,20 +61,13 @@ class Store(ABC):
         self._open_limit = open_units
         self._opening = threading.Lock()  # blocks are read on several threads from an object store
 
-    @property
-    def path(self) -> Path:
-        """The cache folder (a local root only)."""
-        assert self.root.local, self.root
-        return Path(self.root.url)
-
     # -- writing -------------------------------------------------------------------------------
     def create(self) -> None:
         """Lay out an empty cache (idempotent; an object store needs no folders)."""
-        if self.root.local:
-            (self.path / BLOCKS).mkdir(parents=True, exist_ok=True)
+        self.root.makedirs(BLOCKS)
 
     def write_unit(self, unit: str, arrays: dict[str, ArrayPlan], attrs: dict) -> None:
-        """Write `arrays` and `attrs` as `unit`, committed atomically by a rename.
+        """Write `arrays` and `attrs` as `unit`, staged and committed whole (`Root.commit`).
 
         The attributes also get value checksums (`crc32c`): one per slab of `chunks[0]` rows along
         the first axis (per layer for hidden states and attention), so that a read of some layers
@@ -90,43 +75,25 @@ class Store(ABC):
         """
         attrs = attrs | {"crc32c": {name: {"rows": chunks[0], "slabs": slab_checksums(data, chunks[0])}
                                     for name, (data, chunks) in arrays.items()}}
-        if not self.root.local:
-            self._write(self.unit_location(unit), arrays, attrs)  # over whatever a dead writer left
-            failpoint("unit-staged")
-            self.root.put_bytes(b"", f"{unit}{self.suffix}{COMMITTED}")
-            return
-        writer = f"{socket.gethostname()}-{os.getpid()}"  # the ranks of a job on several hosts share the folder
-        staging = self.path / STAGING / f"{unit.replace('/', '-')}.{writer}{self.suffix}"
-        _remove(staging)
-        staging.parent.mkdir(parents=True, exist_ok=True)
-        self._write(staging, arrays, attrs)
+        staged = self.root.stage(f"{unit}{self.suffix}")
+        self._write(staged, arrays, attrs)
         failpoint("unit-staged")
-        final = self.unit_path(unit)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(staging, final)
+        self.root.commit(staged, f"{unit}{self.suffix}")
 
     def clean_staging(self) -> None:
-        """Drop half-written units left by a killed writer (in an object store they are simply
-        not committed, and rewritten)."""
-        if self.root.local:
-            _remove(self.path / STAGING)
+        """Drop half-written units left by a killed writer."""
+        self.root.clean_staging()
 
     # -- reading -------------------------------------------------------------------------------
-    def unit_path(self, unit: str) -> Path:
-        return self.path / f"{unit}{self.suffix}"
-
     def unit_location(self, unit: str) -> Path | str:
         """A unit's folder or file, or its URL in an object store."""
-        return self.unit_path(unit) if self.root.local else self.root.url_of(f"{unit}{self.suffix}")
+        return self.root.location(f"{unit}{self.suffix}")
 
     def has_unit(self, unit: str) -> bool:
-        if self.root.local:
-            return self.unit_path(unit).exists()
-        return self.root.exists(f"{unit}{self.suffix}{COMMITTED}")
+        return self.root.committed(f"{unit}{self.suffix}")
 
     def committed_blocks(self) -> set[int]:
-        marker = self.suffix if self.root.local else f"{self.suffix}{COMMITTED}"
-        names = [n.removesuffix(marker) for n in self.root.listdir(BLOCKS) if n.endswith(marker)]
+        names = [n.removesuffix(self.suffix) for n in self.root.committed_names(BLOCKS) if n.endswith(self.suffix)]
         return {int(n) for n in names if n.isdigit()}
 
     def read(self, unit: str, name: str, selection: tuple = ()) -> np.ndarray:
@@ -213,9 +180,3 @@ def slab_checksums(array: np.ndarray, rows: int) -> list[str]:
     """Checksums of consecutive slabs of `rows` rows along the first axis."""
     return [array_checksum(array[i:i + rows]) for i in range(0, max(len(array), 1), max(rows, 1))]
 
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()

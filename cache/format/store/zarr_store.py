@@ -32,9 +32,8 @@ class ZarrStore(Store):
         super().create()
         for group in ("", BLOCKS):  # Zarr v3 needs metadata on every group
             if not self.root.exists(group, "zarr.json"):
-                location = self.path / group if self.root.local else self.root.url_of(group)
                 # mode "a": "w" would delete everything already there
-                zarr.open_group(self._zarr_store(location), mode="a", zarr_format=3)
+                zarr.open_group(self._zarr_store(self.root.location(group)), mode="a", zarr_format=3)
 
     def _zarr_store(self, location: Path | str, read_only: bool = False):
         if isinstance(location, Path):
