@@ -18,14 +18,16 @@ from cache.data.readers import ColumnSpec
 from cache.format.encoding import EMBEDDING_OUTPUTS, VECTOR_ENCODINGS
 from cache.format.store.base import COMPRESSIONS
 from cache.runtime.kinds import AttentionKind
+from cache.runtime.precision import PRECISIONS
 from cache.teacher.config import (
     FORMATS,
     WRITERS,
     AugmentConfig,
     DumpConfig,
+    FinetuneConfig,
     InitConfig,
 )
-from student.config import PRECISIONS, PROJECTION_SHARING, STAGES, FinetuneConfig, TrainConfig
+from student.config import PROJECTION_SHARING, STAGES, TrainConfig
 
 
 class Group(click.Group):
@@ -481,7 +483,7 @@ def finetune_teacher_command(task, data, out, base, epochs, lr, batch_size, max_
                             max_seq_len=max_seq_len, limit=limit, seed=seed, device=device,
                             precision=precision)
     config.check()
-    from student.finetune import finetune_teacher
+    from cache.teacher.finetune import finetune_teacher
 
     metrics = _run(config, finetune_teacher)
     click.echo(f"{out}: teacher saved" + (f"; dev {json.dumps(metrics)}" if metrics else ""))
@@ -498,7 +500,7 @@ def finetune_teacher_command(task, data, out, base, epochs, lr, batch_size, max_
 def evaluate_command(model, task, data, split, max_seq_len, as_json):
     """Score a saved sequence classifier with the task's GLUE metric."""
     _check_data(task, data, split)
-    from student.evaluate import evaluate_saved
+    from cache.data.evaluate import evaluate_saved
 
     _quiet_transformers()
     result = evaluate_saved(model, task, data, split, max_seq_len)

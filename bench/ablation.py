@@ -34,11 +34,12 @@ import click
 from bench.common import GLUE, REPO, RESULTS, save_result, timed
 from cache import open_cache
 from cache.data.checkpoints import quiet_transformers
+from cache.data.evaluate import metric_for
+from cache.data.metrics import MAIN_METRIC
 from cache.teacher.augment import AugmentConfig, augment_file
+from cache.teacher.config import FinetuneConfig
 from cache.teacher.dump import DumpConfig, dump_teacher
-from student.evaluate import metric_for
-from student.finetune import FinetuneConfig, finetune_teacher
-from student.metrics import MAIN_METRIC
+from cache.teacher.finetune import finetune_teacher
 from student.trainer import TrainConfig, train_student
 
 FOLDERS = {"sst2": "SST-2", "cola": "CoLA", "mrpc": "MRPC"}

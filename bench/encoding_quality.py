@@ -26,14 +26,14 @@ import click
 
 from bench.common import GLUE, REPO, save_result
 from cache.data.checkpoints import default_teacher_path, quiet_transformers
+from cache.data.evaluate import evaluate_saved, metric_for
+from cache.data.metrics import MAIN_METRIC
 from cache.read.inspect import cache_summary
 from cache.runtime.layer_map import uniform_layer_map
-from cache.teacher.config import InitConfig
+from cache.teacher.config import FinetuneConfig, InitConfig
 from cache.teacher.dump import DumpConfig, dump_teacher
+from cache.teacher.finetune import finetune_teacher
 from cache.teacher.init_student import init_student
-from student.evaluate import evaluate_saved, metric_for
-from student.finetune import FinetuneConfig, finetune_teacher
-from student.metrics import MAIN_METRIC
 from student.trainer import TrainConfig, train_student
 
 CORPUS = REPO.parent / "shared" / "data" / "corpus"

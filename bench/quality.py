@@ -32,16 +32,17 @@ import click
 from bench.common import GLUE, REPO, RESULTS, seconds
 from bench.online import OnlineTargets
 from cache.data.checkpoints import quiet_transformers
+from cache.data.evaluate import metric_for
+from cache.data.metrics import MAIN_METRIC
 from cache.runtime.layer_map import uniform_layer_map
+from cache.runtime.precision import PRECISIONS
 from cache.teacher.augment import AugmentConfig, augment_file
-from cache.teacher.config import InitConfig
+from cache.teacher.config import FinetuneConfig, InitConfig
 from cache.teacher.dump import DumpConfig, dump_teacher
+from cache.teacher.finetune import finetune_teacher
 from cache.teacher.init_student import init_student
 from student.compare import compare_models
-from student.config import PRECISIONS, parse_student
-from student.evaluate import metric_for
-from student.finetune import FinetuneConfig, finetune_teacher
-from student.metrics import MAIN_METRIC
+from student.config import parse_student
 from student.model import build_student
 from student.trainer import TrainConfig, train_student
 

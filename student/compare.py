@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from student.evaluate import SavedClassifier, evaluate, examples_to_score, metric_for
-from student.metrics import MAIN_METRIC
+from cache.data.evaluate import SavedClassifier, evaluate, examples_to_score, metric_for
+from cache.data.metrics import MAIN_METRIC
 
 LATENCY_BATCHES = (1, 32)
 """Batch sizes latency is measured at: one request at a time (interactive), and a batch (serving)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.data.readers import canonical_task, resolve_data_file
+from cache.data.readers import resolve_data_file
 from cache.data.tasks import CORPUS_TASK, GLUE_TASKS
 from cache.format.location import Root, Target, as_target, open_root
 from cache.format.manifest import Manifest, read_complete_manifest
@@ -17,7 +17,8 @@ from cache.read.inspect import stored_sequence_hashes
 from cache.runtime.errors import UserError
 from cache.runtime.kinds import AttentionKind
 from cache.runtime.layer_map import resolve_layer_map
-from cache.runtime.paths import check_device_name, check_model_path, check_number, check_output_dir, model_folder
+from cache.runtime.log import METRICS_LOG
+from cache.runtime.paths import check_device_name, check_number, check_output_dir, model_folder
 
 STAGES = ("intermediate", "prediction", "all", "general")
 """general: the intermediate losses on a corpus cache, giving a general student (no head);
@@ -25,11 +26,8 @@ intermediate, prediction, or all (one then the other): task distillation."""
 PROJECTION_SHARING = ("separate", "shared", "per-layer")
 """W_e and one W_h for all layers (the paper), one matrix for everything (the reference code's
 `fit_dense`), or one per student layer (`fit_denses`)."""
-PRECISIONS = ("auto", "float32", "bfloat16")
 CHECKPOINT = "checkpoint.pt"
 RUN_RECORD = "train_config.json"
-METRICS_LOG = "metrics.jsonl"
-"""Every logged step and evaluation of a training or fine-tuning run, one JSON object per line."""
 NOT_COMPUTING = ("cache", "out", "resume", "device", "precision", "workers", "save_every", "log_every", "tensorboard",
                  "storage_options", "prefetch_blocks")
 """Options that do not change what a run computes (the cache and precision are compared by what
@@ -311,35 +309,3 @@ def check_eval_cache(train_root: Root, train: Manifest, held_out_root: Root, pat
         raise UserError(f"--eval-cache: {shared} of the {len(evaluated)} sequences of {path} are also in --cache; "
                         "dump a held-out part of a corpus with --split holdout and the --holdout of the "
                         "training dump, or evaluate on other data")
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    task: str
-    data: Path
-    out: Path
-    base: str | None = None
-    """Pretrained BERT folder; None means the packaged MiniLM."""
-    epochs: int = 3
-    lr: float = 2e-5
-    batch_size: int = 32
-    max_seq_len: int = 128
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 42
-    limit: int | None = None
-    """Train on the first N training examples only (quick runs, the demo)."""
-    eval_split: str = "dev"
-    device: str = "auto"
-    precision: str = "auto"
-    """`float32`, `bfloat16` (autocast), or `auto`: bfloat16 on CUDA, float32 on a CPU."""
-
-    def check(self) -> None:
-        """Paths and numbers, before torch or the base model loads."""
-        check_device_name(self.device)
-        check_model_path(self.base, "--base")
-        resolve_data_file(canonical_task(self.task), Path(self.data), "train")
-        check_number(self.lr, "--lr", 0, low_open=True)
-        if (Path(self.out) / "config.json").exists():
-            raise UserError(f"--out: {self.out} already holds a model; choose another --out")
-        check_output_dir(Path(self.out), "--out", ours=(METRICS_LOG, ".partial-"))  # what a stopped run leaves

@@ -11,9 +11,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from cache.runtime.distributed import Ranks, sum_over_ranks
 from cache.runtime.errors import UserError
+from cache.runtime.precision import autocast
 from student.losses import attention_mse, hidden_mse, regression_mse, soft_cross_entropy
 from student.model import Projections
-from student.precision import autocast
 from student.setup import Run
 from student.stream import Batch, EpochPlan
 

@@ -20,6 +20,8 @@ from cache.runtime.distributed import ONE_PROCESS, Ranks
 from cache.runtime.errors import UserError
 from cache.runtime.kinds import AttentionKind
 from cache.runtime.layer_map import resolve_layer_map
+from cache.runtime.log import RunLog
+from cache.runtime.precision import resolve_precision
 from cache.runtime.schedule import seed_everything
 from student.config import (
     TrainConfig,
@@ -30,10 +32,8 @@ from student.config import (
     resolve_layer_weights,
     resolve_stages,
 )
-from student.log import RunLog
 from student.losses import head_map
 from student.model import build_student, load_projections
-from student.precision import resolve_precision
 from student.stream import Batch, EpochPlan, pad_batch, stream_batches
 
 RANK_SEED_STRIDE = 1_000_003

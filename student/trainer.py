@@ -12,7 +12,7 @@ each global batch (--batch-size per rank) and steps the same optimizer on averag
 rank 0 alone writes logs, evaluates and saves.
 
 The parts it wires together: `student.setup` (the resolved `Run`), `student.objective` (the loss
-terms), `student.checkpoints` (saving and resuming), `student.log` (metrics.jsonl).
+terms), `student.checkpoints` (saving and resuming), `cache.runtime.log` (metrics.jsonl).
 """
 
 import time
@@ -21,17 +21,17 @@ from dataclasses import asdict
 import torch
 from tqdm import tqdm
 
+from cache.data.evaluate import evaluate, metric_for
+from cache.data.metrics import MAIN_METRIC
 from cache.runtime.attention import capture_implementation
 from cache.runtime.device import resolve_device
 from cache.runtime.distributed import current_ranks, process_group
+from cache.runtime.precision import autocast
 from cache.runtime.records import write_record
 from cache.runtime.schedule import linear_schedule, seed_everything
 from student.checkpoints import RunState, load_checkpoint, restore, save_checkpoint, save_student
 from student.config import RUN_RECORD, Stage, TrainConfig
-from student.evaluate import evaluate, metric_for
-from student.metrics import MAIN_METRIC
 from student.objective import check_finite, distiller_of, held_out_losses, over_ranks, total
-from student.precision import autocast
 from student.setup import RANK_SEED_STRIDE, Run, TargetSource
 from student.stream import Batch, EpochPlan
 

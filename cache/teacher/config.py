@@ -23,6 +23,7 @@ from cache.format.manifest import MANIFEST
 from cache.format.store.base import COMPRESSIONS, check_compression, check_location
 from cache.runtime.errors import UserError
 from cache.runtime.kinds import AttentionKind
+from cache.runtime.log import METRICS_LOG
 from cache.runtime.paths import (
     check_device_name,
     check_model_path,
@@ -234,3 +235,37 @@ def enclosing_cache(root: Root) -> str | None:
         if root.fs.exists(f"{above}/{MANIFEST}"):
             return root.url_of_path(above)
     return None
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything that decides a fine-tuned teacher; built once from the CLI flags."""
+
+    task: str
+    data: Path
+    out: Path
+    base: str | None = None
+    """Pretrained BERT folder; None means the packaged MiniLM."""
+    epochs: int = 3
+    lr: float = 2e-5
+    batch_size: int = 32
+    max_seq_len: int = 128
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 42
+    limit: int | None = None
+    """Train on the first N training examples only (quick runs, the demo)."""
+    eval_split: str = "dev"
+    device: str = "auto"
+    precision: str = "auto"
+    """`float32`, `bfloat16` (autocast), or `auto`: bfloat16 on CUDA, float32 on a CPU."""
+
+    def check(self) -> None:
+        """Paths and numbers, before torch or the base model loads."""
+        check_device_name(self.device)
+        check_model_path(self.base, "--base")
+        resolve_data_file(canonical_task(self.task), Path(self.data), "train")
+        check_number(self.lr, "--lr", 0, low_open=True)
+        if (Path(self.out) / "config.json").exists():
+            raise UserError(f"--out: {self.out} already holds a model; choose another --out")
+        check_output_dir(Path(self.out), "--out", ours=(METRICS_LOG, ".partial-"))  # what a stopped run leaves

@@ -9,11 +9,12 @@ from transformers import AutoConfig, BertForSequenceClassification
 
 from cache import open_cache
 from cache.data.checkpoints import TaskHead, recorded_head
+from cache.data.evaluate import evaluate
 from cache.data.readers import load_examples
+from cache.teacher.config import FinetuneConfig
+from cache.teacher.finetune import finetune_teacher
 from cli import cli
 from student.compare import compare_models
-from student.evaluate import evaluate
-from student.finetune import FinetuneConfig, finetune_teacher
 from tests.helpers import dump
 
 

@@ -10,8 +10,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
 
 from cache.data.checkpoints import TaskHead, record_head
+from cache.data.evaluate import predict
 from cache.data.readers import load_examples
-from student.evaluate import predict
 from tests.helpers import assert_refused, dump, logged, run, save_tiny_teacher
 
 SENTENCES = ["a fine film", "the worst movie", "it is good", "so bad it hurts", "the best of the year",

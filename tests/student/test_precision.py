@@ -6,8 +6,9 @@ import json
 import pytest
 import torch
 
-from student.finetune import FinetuneConfig, finetune_teacher
-from student.precision import autocast, resolve_precision
+from cache.runtime.precision import autocast, resolve_precision
+from cache.teacher.config import FinetuneConfig
+from cache.teacher.finetune import finetune_teacher
 from student.trainer import train_student
 from tests.helpers import dump, logged
 from tests.helpers import train_config as config

@@ -20,16 +20,16 @@ from cache.data.checkpoints import (
     load_tokenizer,
     record_head,
 )
+from cache.data.evaluate import evaluate
 from cache.data.readers import canonical_task, evaluation_columns, load_examples, resolve_data_file
 from cache.data.tokenize import tokenize
 from cache.runtime.device import resolve_device
 from cache.runtime.errors import UserError
+from cache.runtime.log import RunLog
+from cache.runtime.precision import autocast, resolve_precision
 from cache.runtime.records import save_model, write_record
 from cache.runtime.schedule import linear_schedule, seed_everything
-from student.config import FinetuneConfig
-from student.evaluate import evaluate
-from student.log import RunLog
-from student.precision import autocast, resolve_precision
+from cache.teacher.config import FinetuneConfig
 
 
 def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True) -> dict:

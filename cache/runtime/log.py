@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from student.config import METRICS_LOG
+METRICS_LOG = "metrics.jsonl"
+"""Every logged step and evaluation of a training or fine-tuning run, one JSON object per line."""
 
 
 class RunLog:

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from student.metrics import glue_metrics
+from cache.data.metrics import glue_metrics
 
 GOLD = np.array([1, 1, 0, 0, 1])
 PRED = np.array([1, 0, 0, 1, 1])  # tp 2, fn 1, tn 1, fp 1

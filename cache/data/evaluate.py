@@ -7,13 +7,13 @@ import numpy as np
 import torch
 
 from cache.data.checkpoints import check_head, check_length, load_config, load_tokenizer, recorded_head
+from cache.data.metrics import glue_metrics
 from cache.data.readers import Examples, evaluation_columns, load_examples
 from cache.data.tasks import GLUE_TASKS
 from cache.data.tokenize import tokenize
 from cache.runtime.device import resolve_device
 from cache.runtime.errors import UserError
 from cache.runtime.paths import model_folder
-from student.metrics import glue_metrics
 
 
 def metric_for(task: str) -> str:
