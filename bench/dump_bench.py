@@ -32,7 +32,7 @@ from cache.format.layout import BlockIndex
 from cache.read.inspect import cache_summary
 from cache.runtime.device import resolve_device
 from cache.runtime.kinds import AttentionKind
-from cache.teacher.dump import DumpConfig, block_batches, dump_teacher, plan_dump
+from cache.teacher.dump import DumpConfig, block_batches, dump_teacher, prepare_dump
 from cache.teacher.runner import teacher_forward
 
 
@@ -53,13 +53,14 @@ def bare_forward_seconds(config: DumpConfig) -> float:
     dump does except encoding and storing."""
     started = time.perf_counter()
     examples = load_examples(config.task, config.data, config.split, limit=config.limit)
-    plan = plan_dump(config, examples, command="bench")
-    starts = plan.block_starts
+    prepared = prepare_dump(config, examples, command="bench")
+    starts = prepared.block_starts
     for k in range(len(starts) - 1):
-        block = BlockIndex.build(int(starts[k]), plan.tokens.lengths[starts[k]:starts[k + 1]], plan.geometry.num_heads)
-        for batch in block_batches(plan.tokens, block, config.batch_size, plan.device):
-            teacher_forward(plan.model, batch.input_ids, batch.token_type_ids, batch.mask.long())
-    if plan.device.type == "cuda":
+        lengths = prepared.tokens.lengths[starts[k]:starts[k + 1]]
+        block = BlockIndex.build(int(starts[k]), lengths, prepared.geometry.num_heads)
+        for batch in block_batches(prepared.tokens, block, config.batch_size, prepared.device):
+            teacher_forward(prepared.model, batch.input_ids, batch.token_type_ids, batch.mask.long())
+    if prepared.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - started
 

@@ -24,35 +24,35 @@ from cache.data.checkpoints import default_teacher_path, quiet_transformers
 from cache.format.layout import BlockIndex
 from cache.format.store import block_unit, open_store
 from cache.format.transfer import PaddedSlots
-from cache.teacher.dump import DumpConfig, _compute_block, block_batches, load_source, plan_dump
+from cache.teacher.dump import DumpConfig, _compute_block, block_batches, load_source, prepare_dump
 from cache.teacher.encode import encode_batch
 from cache.teacher.runner import teacher_forward
 
 
 def profile(config: DumpConfig, folder: Path) -> dict:
-    plan = plan_dump(config, load_source(config), command="bench")
-    geometry, starts = plan.geometry, plan.block_starts
+    prepared = prepare_dump(config, load_source(config), command="bench")
+    geometry, starts = prepared.geometry, prepared.block_starts
     axes = {spec.axis for spec in geometry.arrays().values()}
     forward = encode = write = 0.0
     store = open_store(folder, "zarr")
     folder.mkdir(parents=True)
     store.create()
     for k in range(len(starts) - 1):
-        block = BlockIndex.build(int(starts[k]), plan.tokens.lengths[starts[k]:starts[k + 1]], geometry.num_heads)
-        for batch in block_batches(plan.tokens, block, config.batch_size, plan.device, axes):
+        block = BlockIndex.build(int(starts[k]), prepared.tokens.lengths[starts[k]:starts[k + 1]], geometry.num_heads)
+        for batch in block_batches(prepared.tokens, block, config.batch_size, prepared.device, axes):
             started = time.perf_counter()
-            out = teacher_forward(plan.model, batch.input_ids, batch.token_type_ids, batch.mask.long())
+            out = teacher_forward(prepared.model, batch.input_ids, batch.token_type_ids, batch.mask.long())
             computed = time.perf_counter()
             slots = PaddedSlots(batch.lengths, block.lengths[batch.host_positions], geometry.num_heads)
             for _ in encode_batch(out, slots, geometry):
                 pass
             forward, encode = forward + computed - started, encode + time.perf_counter() - computed
-        arrays = _compute_block(plan.model, plan.tokens, block, geometry, config.batch_size, plan.device)
+        arrays = _compute_block(prepared.model, prepared.tokens, block, geometry, config.batch_size, prepared.device)
         started = time.perf_counter()
         store.write_unit(block_unit(k), arrays, {})
         write += time.perf_counter() - started
     return {"forward_seconds": forward, "encode_over_forward": encode / forward, "write_over_forward": write / forward,
-            "bytes_per_example": store.target_nbytes() / len(plan.tokens.lengths)}
+            "bytes_per_example": store.target_nbytes() / len(prepared.tokens.lengths)}
 
 
 @click.command()

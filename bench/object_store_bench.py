@@ -30,7 +30,7 @@ from bench.common import data_option, save_result, timed
 from cache import open_cache
 from cache.data.checkpoints import quiet_transformers
 from cache.teacher.dump import DumpConfig, dump_teacher
-from student.stream import EpochPlan, stream_batches
+from student.stream import BatchOrder, stream_batches
 
 
 def start_server() -> subprocess.Popen:
@@ -53,8 +53,8 @@ def start_server() -> subprocess.Popen:
 
 def epoch_examples(target, prefetch: int, window_blocks: int) -> int:
     cache = open_cache(target, layers=[0, 2, 4, 6])  # what TinyBERT4 reads from MiniLM
-    plan = EpochPlan(cache.block_starts, 32, window_blocks, seed=0)
-    return sum(len(share.examples) for share in stream_batches(cache, plan, 0, 0, 0, prefetch))
+    order = BatchOrder(cache.block_starts, 32, window_blocks, seed=0)
+    return sum(len(share.examples) for share in stream_batches(cache, order, 0, 0, 0, prefetch))
 
 
 def seconds_to_fetch(prefix: str, concurrent: int) -> float:

@@ -14,9 +14,9 @@ import torch
 
 from cache.data.readers import load_examples
 from cache.read.decode import probabilities_from_scores
-from cache.teacher.dump import DumpConfig, plan_dump
+from cache.teacher.dump import DumpConfig, prepare_dump
 from cache.teacher.runner import teacher_forward
-from student.stream import Batch, BatchTotals, EpochPlan
+from student.stream import Batch, BatchOrder, BatchTotals
 
 
 class OnlineTargets:
@@ -24,22 +24,23 @@ class OnlineTargets:
 
     def __init__(self, config: DumpConfig):
         examples = load_examples(config.task, config.data, config.split, columns=config.columns, limit=config.limit)
-        plan = plan_dump(config, examples, command="online")
-        self.model, self._tokenizer, self.tokens, self.device = plan.model, plan.tokenizer, plan.tokens, plan.device
-        self.block_starts, self.labels = plan.block_starts, examples.labels
-        self.manifest = replace(plan.manifest, complete=True)
+        prepared = prepare_dump(config, examples, command="online")
+        self.model, self._tokenizer = prepared.model, prepared.tokenizer
+        self.tokens, self.device = prepared.tokens, prepared.device
+        self.block_starts, self.labels = prepared.block_starts, examples.labels
+        self.manifest = replace(prepared.manifest, complete=True)
 
     def load_tokenizer(self):
         return self._tokenizer
 
-    def batches(self, plan: EpochPlan, epoch: int, skip: int, workers: int, device: torch.device,
+    def batches(self, order: BatchOrder, epoch: int, skip: int, workers: int, device: torch.device,
                 probabilities: bool, intermediate: bool) -> Iterator[Batch]:
         """Same windows and batches as the cache stream; the teacher runs for each (workers unused)
         and hands over its layers only for the intermediate stage."""
         done = 0
-        for w, blocks in enumerate(plan.windows(epoch)):
+        for w, blocks in enumerate(order.windows(epoch)):
             window = np.concatenate([np.arange(self.block_starts[k], self.block_starts[k + 1]) for k in blocks])
-            for rows in plan.batches(epoch, w, blocks):
+            for rows in order.batches(epoch, w, blocks):
                 done += 1
                 if done > skip:
                     yield self._batch(window[rows], device, probabilities, intermediate)

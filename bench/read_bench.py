@@ -28,7 +28,7 @@ from cache.data.checkpoints import default_teacher_path, quiet_transformers
 from cache.format.manifest import Manifest
 from cache.runtime.layer_map import uniform_layer_map
 from cache.teacher.dump import DumpConfig, dump_teacher
-from student.stream import EpochPlan, stream_batches
+from student.stream import BatchOrder, stream_batches
 
 PIECE = 8 << 20
 
@@ -69,8 +69,8 @@ def sequential_read(files: list[Path]) -> int:
 def stream_examples(path: Path, layers: list[int] | None, workers: int) -> int:
     """The trainer's read path: epoch-0 ragged batches of 32, as train-student streams them."""
     cache = open_cache(path, layers=layers)
-    plan = EpochPlan(cache.block_starts, 32, 4, seed=0)
-    return sum(len(share.examples) for share in stream_batches(cache, plan, 0, 0, workers))
+    order = BatchOrder(cache.block_starts, 32, 4, seed=0)
+    return sum(len(share.examples) for share in stream_batches(cache, order, 0, 0, workers))
 
 
 def cold(files: list[Path], fn, *args) -> tuple[float, object]:

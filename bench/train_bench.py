@@ -28,7 +28,7 @@ from cache.runtime.device import resolve_device
 from cache.runtime.layer_map import uniform_layer_map
 from cache.teacher.dump import DumpConfig, dump_teacher
 from student.setup import CachedTargets
-from student.stream import EpochPlan
+from student.stream import BatchOrder
 from student.trainer import TrainConfig, train_student
 
 
@@ -37,10 +37,10 @@ class InMemoryTargets(CachedTargets):
 
     def __init__(self, path: Path, layers: list[int], config: TrainConfig):
         super().__init__(path, layers)
-        plan = EpochPlan(self.block_starts, config.batch_size, config.window_blocks, config.seed)
-        self.ready = list(super().batches(plan, 0, 0, 0, resolve_device(config.device), None, True))
+        order = BatchOrder(self.block_starts, config.batch_size, config.window_blocks, config.seed)
+        self.ready = list(super().batches(order, 0, 0, 0, resolve_device(config.device), None, True))
 
-    def batches(self, plan, epoch, skip, workers, device, probabilities, intermediate):
+    def batches(self, order, epoch, skip, workers, device, probabilities, intermediate):
         return iter(self.ready[skip:])
 
 

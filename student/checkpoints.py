@@ -27,10 +27,15 @@ class RunState:
 
     stage: int = 0
     epoch: int = 0
-    batch: int = 0
+    batches_done: int = 0
     step: int = 0
     best: float | None = None
     history: list = field(default_factory=list)
+
+    @classmethod
+    def saved(cls, state: dict) -> "RunState":
+        """The state a checkpoint holds (`batches_done` was once saved as `batch`)."""
+        return cls(**{("batches_done" if key == "batch" else key): value for key, value in state.items()})
 
 
 def save_student(run: Run, folder: Path) -> None:

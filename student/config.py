@@ -6,6 +6,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import click
 import numpy as np
 
 from cache.data.readers import resolve_data_file
@@ -18,7 +19,19 @@ from cache.runtime.errors import UserError
 from cache.runtime.kinds import AttentionKind
 from cache.runtime.layer_map import resolve_layer_map
 from cache.runtime.log import METRICS_LOG
+from cache.runtime.options import (
+    CACHE,
+    INPUT,
+    LOCAL,
+    POSITIVE,
+    as_member,
+    choice_of,
+    parse_storage_options,
+    parse_weights,
+    setting,
+)
 from cache.runtime.paths import check_device_name, check_number, check_output_dir, model_folder
+from cache.runtime.precision import PRECISIONS
 
 STAGES = ("intermediate", "prediction", "all", "general")
 """general: the intermediate losses on a corpus cache, giving a general student (no head);
@@ -167,59 +180,81 @@ def check_compatibility(manifest: Manifest, layer_map: list[int], stages: list[S
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides a training run; built once from the CLI flags."""
+    """Everything that decides a training run; built once from the CLI flags (each field's
+    docstring is its --help)."""
 
-    cache: Target
-    """A folder, or an fsspec URL (s3://bucket/prefix)."""
-    out: Path
-    student: str = "tinybert4"
-    stage: str = "all"
-    eval_cache: Target | None = None
-    """A held-out cache of the same teacher: the intermediate losses on it are the evaluation of
-    the stages that use them (general distillation has no other)."""
-    layer_map: str = "uniform"
-    """`uniform` (g(m) = m*N/M) or teacher layers for student layers 1..M, e.g. `2,4,6`."""
-    layer_weights: tuple[float, ...] | None = None
-    """lambda_m for m = 0..M+1; all 1 by default."""
-    eval_data: Path | None = None
-    eval_split: str = "dev"
-    epochs_intermediate: int | None = None
-    """None: the paper's (20; 50 for CoLA; 10 for MNLI, QQP, QNLI)."""
-    epochs_prediction: int = 3
-    batch_size: int = 32
-    lr_intermediate: float = 5e-5
-    lr_prediction: float = 3e-5
+    cache: Target = setting(type=CACHE)
+    """Teacher cache to distil from: a folder, or a URL (s3://bucket/prefix, ...)."""
+    out: Path = setting(type=LOCAL)
+    """Run folder (students, logs, checkpoint)."""
+    storage_options: dict | None = setting(None, callback=parse_storage_options, metavar="JSON")
+    """For URL caches (--cache, --eval-cache): a JSON object of fsspec options beyond the
+    environment's (AWS_ENDPOINT_URL, AWS_PROFILE, ...). Recorded with the command: keep secrets in
+    the environment."""
+    student: str = setting("tinybert4")
+    """tinybert4, tinybert6, sizes layers=M,hidden=d,ffn=d',heads=h, a checkpoint folder (a general
+    student: with its projections), or a run folder (its best/, else last/)."""
+    stage: str = setting("all", type=click.Choice(STAGES))
+    """intermediate: embedding+hidden+attention; prediction: logits; all: one then the other;
+    general: the intermediate losses on a corpus cache, saving a general student (no head)."""
+    layer_map: str = setting("uniform")
+    """'uniform' (g(m) = m*N/M) or teacher layers per student layer, e.g. 2,4,6."""
+    layer_weights: tuple[float, ...] | None = setting(None, callback=parse_weights, metavar="WEIGHTS")
+    """lambda_m for m = 0..M+1, comma-separated (default: all 1)."""
+    eval_data: Path | None = setting(None, type=INPUT)
+    """Task data to evaluate on."""
+    eval_cache: Target | None = setting(None, type=CACHE)
+    """A held-out cache of the same teacher (a corpus's holdout split): the intermediate losses on
+    it, the evaluation of general distillation."""
+    eval_split: str = setting("dev")
+    """Split of --eval-data to evaluate on."""
+    epochs_intermediate: int | None = setting(None, type=click.IntRange(1))
+    """Default: the paper's (20; CoLA 50; MNLI, QQP, QNLI 10); 3 for --stage general."""
+    epochs_prediction: int = setting(3, type=click.IntRange(1))
+    """Epochs of the prediction stage."""
+    batch_size: int = setting(32, type=click.IntRange(1))
+    """Examples per step; under torchrun per rank (the global batch is this times the ranks)."""
+    lr_intermediate: float = setting(5e-5, type=POSITIVE)
+    """Peak learning rate of the intermediate stage (linear warm-up, then linear decay)."""
+    lr_prediction: float = setting(3e-5, type=POSITIVE)
+    """Peak learning rate of the prediction stage."""
+    temperature: float = setting(1.0, type=POSITIVE)
+    """Of the soft cross-entropy between the student's and the teacher's logits."""
+    attention_loss: AttentionKind | None = setting(None, type=choice_of(AttentionKind),
+                                                   callback=as_member(AttentionKind))
+    """Compare scores or probabilities (default: what the cache stores)."""
+    projections: str | None = setting(None, type=click.Choice(PROJECTION_SHARING))
+    """W_e and one W_h (the paper), one W for all (reference code's fit_dense), or one per layer.
+    Default: the --student folder's saved projections, else separate."""
+    fresh_projections: bool = setting(False, is_flag=True)
+    """Start new projections even if the --student folder has some."""
+    seed: int = setting(42, type=int)
+    """Seeds the student's initialisation, dropout and the order of examples."""
+    max_steps: int | None = setting(None, type=click.IntRange(1))
+    """Stop each stage after N steps."""
+    eval_every: int | None = setting(None, type=click.IntRange(1))
+    """Also evaluate every N steps."""
+    save_every: int = setting(200, type=click.IntRange(1))
+    """Checkpoint every N steps."""
+    log_every: int = setting(10, type=click.IntRange(1))
+    """Log the losses every N steps (metrics.jsonl; under torchrun, summed over the ranks)."""
+    workers: int | None = setting(None, type=click.IntRange(0))
+    """Reader processes (default: 0 on a CPU, where they only compete for its cores; 2 on a GPU)."""
+    window_blocks: int = setting(4, type=click.IntRange(1))
+    """Blocks shuffled together (the shuffle buffer; memory grows with it)."""
+    prefetch_blocks: int | None = setting(None, type=click.IntRange(1))
+    """Blocks read at once, the next window read ahead (default: 1 from a folder, 8 from a URL)."""
+    resume: bool = setting(False, is_flag=True)
+    """Continue the run in --out from its checkpoint."""
+    tensorboard: bool = setting(False, is_flag=True)
+    """Also write the logged scalars as TensorBoard events (--out/tensorboard)."""
+    device: str = setting("auto")
+    """auto (CUDA when available), cpu, cuda, cuda:1, ..."""
+    precision: str = setting("auto", type=click.Choice(PRECISIONS))
+    """auto: bfloat16 on CUDA, float32 on a CPU; bfloat16 pays on CPUs with AVX512-BF16 or AMX too."""
     warmup: float = 0.1
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
-    temperature: float = 1.0
-    attention_loss: AttentionKind | None = None
-    """`scores` or `probs`; None: what the cache stores."""
-    projections: str | None = None
-    """One of PROJECTION_SHARING; None: the student folder's saved projections, else separate."""
-    fresh_projections: bool = False
-    """Start new projections even when the student folder holds some."""
-    seed: int = 42
-    max_steps: int | None = None
-    """Stop each stage after this many steps (quick runs)."""
-    eval_every: int | None = None
-    save_every: int = 200
-    log_every: int = 10
-    workers: int | None = None
-    """Reader processes; None: 0 on a CPU (where a reader process only competes with the student for
-    the same cores; docs/benchmarks.md), 2 on a GPU."""
-    window_blocks: int = 4
-    resume: bool = False
-    device: str = "auto"
-    precision: str = "auto"
-    """`float32`, `bfloat16` (autocast), or `auto`: bfloat16 on CUDA, float32 on a CPU."""
-    tensorboard: bool = False
-    """Also write the logged scalars as TensorBoard events in `out`/tensorboard."""
-    storage_options: dict | None = None
-    """Passed to fsspec for URL caches (--cache, --eval-cache), beyond what the environment configures."""
-    prefetch_blocks: int | None = None
-    """Blocks read at once (and the next window read ahead without reader processes); None: the cache's
-    `Root.read_ahead` (1 from a folder, more from an object store)."""
 
     def check(self) -> None:
         """Everything decidable from the flags, the cache's manifest and the paths, before torch or

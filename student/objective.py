@@ -15,7 +15,7 @@ from cache.runtime.precision import autocast
 from student.losses import attention_mse, hidden_mse, regression_mse, soft_cross_entropy
 from student.model import Projections
 from student.setup import Run
-from student.stream import Batch, EpochPlan
+from student.stream import Batch, BatchOrder
 
 
 class Distiller(torch.nn.Module):
@@ -89,11 +89,11 @@ def held_out_losses(run: Run) -> dict[str, float]:
     tokens (embedding, hidden) or cells (attention), so that they are the means over the whole
     cache, whatever the batch size."""
     assert run.eval_targets is not None
-    plan = EpochPlan(run.eval_targets.block_starts, run.config.batch_size, run.config.window_blocks, seed=0)
+    order = BatchOrder(run.eval_targets.block_starts, run.config.batch_size, run.config.window_blocks, seed=0)
     sums = {"embd": 0.0, "hidn": 0.0, "attn": 0.0}
     tokens = cells = 0
     run.student.eval()
-    for batch in run.eval_targets.batches(plan, 0, 0, run.workers, run.device, run.attention, intermediate=True):
+    for batch in run.eval_targets.batches(order, 0, 0, run.workers, run.device, run.attention, intermediate=True):
         with autocast(run.precision, run.device):
             out = run.student(input_ids=batch.input_ids, token_type_ids=batch.token_type_ids,
                               attention_mask=batch.mask.long(), output_hidden_states=True, output_attentions=True)

@@ -34,7 +34,7 @@ from student.config import (
 )
 from student.losses import head_map
 from student.model import build_student, load_projections
-from student.stream import Batch, EpochPlan, pad_batch, stream_batches
+from student.stream import Batch, BatchOrder, pad_batch, stream_batches
 
 RANK_SEED_STRIDE = 1_000_003
 """Rank r draws its dropout masks from seed + r * stride: ranks must not drop the same units."""
@@ -107,7 +107,7 @@ class TargetSource(Protocol):
 
     def load_tokenizer(self): ...
 
-    def batches(self, plan: EpochPlan, epoch: int, skip: int, workers: int, device: torch.device,
+    def batches(self, order: BatchOrder, epoch: int, skip: int, workers: int, device: torch.device,
                 attention: AttentionKind | None, intermediate: bool) -> Iterator[Batch]: ...
 
 
@@ -126,13 +126,13 @@ class CachedTargets:
     def load_tokenizer(self):
         return self.cache.load_tokenizer()
 
-    def batches(self, plan: EpochPlan, epoch: int, skip: int, workers: int, device: torch.device,
+    def batches(self, order: BatchOrder, epoch: int, skip: int, workers: int, device: torch.device,
                 attention: AttentionKind | None, intermediate: bool) -> Iterator[Batch]:
-        """The epoch's padded batches in plan order, after the first `skip`, attention as the kind
+        """The epoch's padded batches in order, after the first `skip`, attention as the kind
         `attention`; the layers' targets only for the intermediate stage."""
         cache = self.cache if intermediate else self.logits_only
         embeddings = cache.embeddings.to(device) if cache.embeddings is not None else None
-        for share in stream_batches(cache, plan, epoch, skip, workers, self.prefetch):
+        for share in stream_batches(cache, order, epoch, skip, workers, self.prefetch):
             yield pad_batch(cast(RaggedExamples, share.examples), device, attention, share, embeddings)
 
 

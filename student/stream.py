@@ -6,7 +6,7 @@ window and cut into batches. A window is one DataLoader item, so workers read an
 windows ahead of the trainer, memory stays bounded by a few windows whatever the cache size, and
 the batch sequence does not depend on the number of workers: resuming skips windows, then batches.
 
-Under DDP the plan is the same global batches; rank r trains on the r-th of K near-equal parts of
+Under DDP the order is the same global batches; rank r trains on the r-th of K near-equal parts of
 each (a `Share`), and every loss divides by the global batch's sizes (`BatchTotals`), so K ranks'
 gradients, averaged by DDP, are the one-process gradient of the same batch.
 """
@@ -52,13 +52,13 @@ class Batch(PaddedTargets):
     totals: BatchTotals = BatchTotals(0, 0, 0)
     """Of the global batch this one is a share of (of this batch itself without DDP)."""
     counts: bool = True
-    """False for a stand-in share, whose losses are multiplied by 0 (see `EpochPlan.share`)."""
+    """False for a stand-in share, whose losses are multiplied by 0 (see `BatchOrder.share`)."""
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
 
-class EpochPlan:
+class BatchOrder:
     """Which examples form which batch, for every epoch, computed from lengths alone.
 
     `batch_size` is the global batch; with K ranks, `share` cuts each into K parts.
@@ -119,16 +119,16 @@ class Share:
     totals: BatchTotals
     """Of the global batch."""
     counts: bool = True
-    """False for a stand-in (`EpochPlan.share`)."""
+    """False for a stand-in (`BatchOrder.share`)."""
 
 
 class WindowDataset(Dataset):
     """Item w: the ragged batches of window w of one epoch, packed when a reader process reads it;
     its blocks read `prefetch` at a time."""
 
-    def __init__(self, cache: Cache, plan: EpochPlan, epoch: int, pack: bool, prefetch: int = 1):
-        self.cache, self.plan, self.epoch, self.pack, self.prefetch = cache, plan, epoch, pack, prefetch
-        self.windows = plan.windows(epoch)
+    def __init__(self, cache: Cache, order: BatchOrder, epoch: int, pack: bool, prefetch: int = 1):
+        self.cache, self.order, self.epoch, self.pack, self.prefetch = cache, order, epoch, pack, prefetch
+        self.windows = order.windows(epoch)
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -140,8 +140,8 @@ class WindowDataset(Dataset):
             return error
         window = concatenate(blocks)
         shares = []
-        for rows in self.plan.batches(self.epoch, w, self.windows[w]):
-            part, counts = self.plan.share(rows)
+        for rows in self.order.batches(self.epoch, w, self.windows[w]):
+            part, counts = self.order.share(rows)
             examples = window.take(part)
             shares.append(Share(PackedBatch.of(examples) if self.pack else examples,
                                 BatchTotals.of(window.lengths[rows]), counts))
@@ -184,15 +184,15 @@ def _as_is(window: list) -> list:
     return window
 
 
-def stream_batches(cache: Cache, plan: EpochPlan, epoch: int, skip: int, workers: int,
+def stream_batches(cache: Cache, order: BatchOrder, epoch: int, skip: int, workers: int,
                    prefetch: int = 1) -> Iterator[Share]:
-    """This rank's shares of the epoch's batches in plan order, with their examples unpacked,
+    """This rank's shares of the epoch's batches in order, with their examples unpacked,
     after skipping the first `skip` (for resume). With `prefetch` > 1, blocks are read that many at
     a time and, without reader processes, the next window is read on a thread while this one trains."""
-    dataset = WindowDataset(cache, plan, epoch, pack=workers > 0, prefetch=prefetch)
+    dataset = WindowDataset(cache, order, epoch, pack=workers > 0, prefetch=prefetch)
     first, counted = 0, 0
     for w, blocks in enumerate(dataset.windows):  # whole windows to skip, from lengths alone
-        n = len(plan.batches(epoch, w, blocks))
+        n = len(order.batches(epoch, w, blocks))
         if counted + n > skip:
             break
         first, counted = w + 1, counted + n
@@ -200,7 +200,7 @@ def stream_batches(cache: Cache, plan: EpochPlan, epoch: int, skip: int, workers
     # which would shift the student's dropout masks after a resume.
     loader = DataLoader(dataset, batch_size=None, sampler=range(first, len(dataset)), num_workers=workers,
                         prefetch_factor=2 if workers else None, collate_fn=_as_is,
-                        generator=torch.Generator().manual_seed(plan.seed))
+                        generator=torch.Generator().manual_seed(order.seed))
     to_skip = skip - counted
     for window in loader if workers or prefetch <= 1 else _read_ahead(dataset, first):
         if isinstance(window, CacheError):

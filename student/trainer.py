@@ -33,7 +33,7 @@ from student.checkpoints import RunState, load_checkpoint, restore, save_checkpo
 from student.config import RUN_RECORD, Stage, TrainConfig
 from student.objective import check_finite, distiller_of, held_out_losses, over_ranks, total
 from student.setup import RANK_SEED_STRIDE, Run, TargetSource
-from student.stream import Batch, EpochPlan
+from student.stream import Batch, BatchOrder
 
 
 def train_student(config: TrainConfig, command: str, progress: bool = True,
@@ -51,7 +51,7 @@ def train_student(config: TrainConfig, command: str, progress: bool = True,
         checkpoint = load_checkpoint(run) if config.resume else None
         if ranks.main:
             _write_run_files(run, command)
-        state = RunState(**checkpoint["state"]) if checkpoint else RunState()
+        state = RunState.saved(checkpoint["state"]) if checkpoint else RunState()
         try:
             for index, stage in enumerate(run.stages):
                 if index < state.stage:
@@ -81,9 +81,9 @@ def _write_run_files(run: Run, command: str) -> None:
 def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: bool,
                  checkpoint: dict | None) -> None:
     config = run.config
-    plan = EpochPlan(run.targets.block_starts, config.batch_size * run.ranks.world, config.window_blocks,
+    order = BatchOrder(run.targets.block_starts, config.batch_size * run.ranks.world, config.window_blocks,
                      config.seed + index, run.ranks)
-    steps = sum(plan.steps_per_epoch(e) for e in range(stage.epochs))
+    steps = sum(order.steps_per_epoch(e) for e in range(stage.epochs))
     steps = min(steps, config.max_steps) if config.max_steps else steps
     intermediate = stage.intermediate
     run.student.set_attn_implementation(capture_implementation(run.attention) if intermediate else "sdpa")
@@ -99,10 +99,10 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     started, seen = time.perf_counter(), 0
     run.student.train()
     while state.step < steps and state.epoch < stage.epochs:
-        for batch in run.targets.batches(plan, state.epoch, state.batch, run.workers, run.device, run.attention,
+        for batch in run.targets.batches(order, state.epoch, state.batches_done, run.workers, run.device, run.attention,
                                          intermediate):
             parts = _train_step(run, batch, intermediate, optimizer, scheduler)
-            state.batch, state.step, seen = state.batch + 1, state.step + 1, seen + batch.totals.examples
+            state.batches_done, state.step, seen = state.batches_done + 1, state.step + 1, seen + batch.totals.examples
             bar.update(1)
             saving = state.step % config.save_every == 0
             evaluating = config.eval_every is not None and state.step % config.eval_every == 0
@@ -119,7 +119,7 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
             if state.step >= steps:
                 break
         else:
-            state.epoch, state.batch = state.epoch + 1, 0
+            state.epoch, state.batches_done = state.epoch + 1, 0
     bar.close()
     if not (config.eval_every and state.step % config.eval_every == 0):  # else just evaluated
         _evaluate(run, stage, state)

@@ -17,6 +17,7 @@ import numpy as np
 from cache.data.tables import EXTENSIONS, TABLE_TASKS, datasets_folder, table_dict_rows
 from cache.data.tasks import CORPUS_TASK, GENERIC_TASKS, GLUE_TASKS, TASK_ALIASES, TaskSpec
 from cache.runtime.errors import DataError, UserError
+from cache.runtime.options import parse_names, setting
 
 SPLIT_NAMES = ("train", "dev", "validation", "test", "holdout")
 """A file named as one of these (or dev_*, test_*: MNLI's dev_matched) is that split."""
@@ -51,13 +52,16 @@ class Examples:
 class ColumnSpec:
     """Options for generic files: which columns hold the texts and the label."""
 
-    text: str = "text"
-    pair: str | None = None
-    label: str | None = None
-    """Label column; None means "label" when the file has one, else unlabelled."""
-    labels: tuple[str, ...] | None = None
-    """Class names in id order; None means the sorted distinct values of the file."""
-    regression: bool = False
+    text: str = setting("text", flag="--text-column")
+    """Your own data: column of the first text."""
+    pair: str | None = setting(None, flag="--pair-column")
+    """Your own data: column of the second text, if any."""
+    label: str | None = setting(None, flag="--label-column")
+    """Your own data: label column (default: 'label' if present, else unlabelled)."""
+    labels: tuple[str, ...] | None = setting(None, callback=parse_names, metavar="NAMES")
+    """Your own data: class names in id order, comma-separated (default: the sorted distinct labels)."""
+    regression: bool = setting(False, is_flag=True)
+    """Your own data: the label is a number."""
 
 
 def canonical_task(task: str) -> str:

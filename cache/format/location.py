@@ -18,7 +18,6 @@ its own client, as fsspec's async clients must not cross a fork.
 
 import contextlib
 import os
-import re
 import shutil
 import socket
 import tempfile
@@ -32,26 +31,12 @@ from fsspec.implementations.local import LocalFileSystem
 
 from cache.runtime.errors import CacheError, UserError, describe
 from cache.runtime.failpoints import failpoint
+from cache.runtime.paths import Target, as_target, is_url
 
-URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-Target = Path | str
-"""A cache as users name it: a Path for a folder, a str for a URL."""
 STAGING = ".staging"
 COMMITTED = ".committed"
 """Suffix of a unit's commit marker in an object store."""
 CREDENTIALS_HINT = "check the endpoint and credentials (AWS_ENDPOINT_URL, AWS_PROFILE, ... or --storage-options)"
-
-
-def is_url(target: Target) -> bool:
-    return bool(URL.match(str(target)))
-
-
-def as_target(text: str | Path) -> Target:
-    """A command-line value as a cache target: URLs stay strings (a Path would fold their //); a
-    file:// URL is the folder it names (kept to the kernel's rename and lock)."""
-    if str(text).startswith("file://"):
-        return Path(str(text).removeprefix("file://"))
-    return str(text) if is_url(text) else Path(text)
 
 
 @dataclass

@@ -11,6 +11,22 @@ from pathlib import Path
 
 from cache.runtime.errors import UserError
 
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+Target = Path | str
+"""A cache as users name it: a Path for a folder, a str for a URL (`cache.format.location`)."""
+
+
+def is_url(target: Target) -> bool:
+    return bool(URL.match(str(target)))
+
+
+def as_target(text: str | Path) -> Target:
+    """A command-line value as a cache target: URLs stay strings (a Path would fold their //); a
+    file:// URL is the folder it names (kept to the kernel's rename and lock)."""
+    if str(text).startswith("file://"):
+        return Path(str(text).removeprefix("file://"))
+    return str(text) if is_url(text) else Path(text)
+
 
 def check_output_dir(path: Path, option: str, ours: Iterable[str] = ()) -> None:
     """A folder a command creates or fills. It may exist only empty or holding what the command

@@ -1,9 +1,11 @@
 """The configurations of the teacher-side commands, with the checks that need neither torch nor
 the teacher: the CLI runs them before it imports the recipes, so a wrong path fails in a second."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+
+import click
 
 from cache.data.corpus import Corpus
 from cache.data.readers import ColumnSpec, canonical_task, resolve_data_file
@@ -11,6 +13,7 @@ from cache.data.tasks import CORPUS_TASK, GLUE_TASKS
 from cache.format.encoding import (
     AUTO,
     EMBEDDING_OUTPUTS,
+    VECTOR_ENCODINGS,
     AttentionEncoding,
     TopK,
     VectorEncoding,
@@ -24,6 +27,19 @@ from cache.format.store.base import COMPRESSIONS, check_compression, check_locat
 from cache.runtime.errors import UserError
 from cache.runtime.kinds import AttentionKind
 from cache.runtime.log import METRICS_LOG
+from cache.runtime.options import (
+    CACHE,
+    INPUT,
+    LOCAL,
+    POSITIVE,
+    FiniteFloat,
+    as_member,
+    choice_of,
+    nested,
+    parse_layers,
+    parse_storage_options,
+    setting,
+)
 from cache.runtime.paths import (
     check_device_name,
     check_model_path,
@@ -32,6 +48,7 @@ from cache.runtime.paths import (
     check_output_dir,
     check_writable,
 )
+from cache.runtime.precision import PRECISIONS
 
 AUGMENT_RECORD = "augment.json"
 DEFAULT_COPIES = {"sst2": 20, "qnli": 20, "mnli": 10, "qqp": 10}
@@ -42,44 +59,66 @@ WRITERS = ("auto", "thread", "process")
 
 @dataclass(frozen=True)
 class DumpConfig:
-    """Everything that decides a dump; built once from the CLI flags."""
+    """Everything that decides a dump; built once from the CLI flags (each field's docstring is
+    its --help)."""
 
-    task: str
-    data: Path
-    out: Target
-    """A folder, or an fsspec URL (s3://bucket/prefix)."""
-    split: str = "train"
-    teacher: str | None = None
-    """Teacher folder or hub id; None means the packaged MiniLM."""
-    format: str = "zarr"
-    layers: tuple[int, ...] | None = None
-    """Teacher layers to store (0 = embeddings); None means all."""
-    attention: AttentionKind = AttentionKind.SCORES
-    hidden_encoding: str = "float16"
-    """Of hidden states: a float type, or int8 / fp8 with a scale per row (`cache.format.encoding`)."""
-    attention_encoding: str = "maps"
-    """maps[:TYPE], uint8, qk[:ENC], qkv[:ENC], topk:K or auto (`cache.format.encoding`)."""
-    embedding_output: str = "stored"
-    """stored (per token, like every layer), tables (the teacher's embedding tables, once) or auto
-    (whichever is smaller for the data): `cache.format.embeddings`."""
-    compression: str = "none"
-    max_seq_len: int = 128
-    batch_size: int = 64
-    limit: int | None = None
-    """The first N examples (for a corpus: packed sequences) only."""
-    holdout: float = 0.0
-    """For a corpus: the fraction of documents set aside as its `holdout` split (cache.data.corpus)."""
-    block_mb: float = 32.0
-    """Target size of a block, the unit of committing and streaming."""
-    max_unknown: float = 0.01
-    """The largest fraction of the data's tokens (special tokens aside) that may be the unknown
-    token: above it the tokenizer does not fit the data, and the dump is refused."""
-    columns: ColumnSpec = field(default_factory=ColumnSpec)
-    device: str = "auto"
-    writer: str = "auto"
-    """Where blocks are written while the teacher computes: thread, process, or auto (see cache.teacher.writer)."""
-    storage_options: dict | None = None
-    """Passed to fsspec for a URL --out (beyond what the environment configures)."""
+    task: str = setting()
+    """GLUE task (sst2, cola, mrpc, stsb, qqp, mnli, qnli, rte, wnli), csv / tsv / jsonl / text /
+    parquet / arrow / datasets (a save_to_disk folder) for your own data, or corpus: raw text for
+    general distillation, packed into --max-seq-len sequences."""
+    data: Path = setting(type=INPUT)
+    """A data file, or a folder holding <split>.tsv (GLUE layout); for a corpus, a text file or a
+    folder of .txt files (blank lines separate documents)."""
+    out: Target = setting(type=CACHE)
+    """Cache to write: a folder, or a URL (s3://bucket/prefix, ...)."""
+    split: str = setting("train")
+    """Split to read when --data is a folder; for a corpus, train or holdout (see --holdout)."""
+    holdout: float = setting(0.0, type=FiniteFloat(0, 1, max_open=True))
+    """Corpus only: fraction of documents (chosen by a hash of their text) set aside as the holdout
+    split; give the same value to the train and holdout dumps."""
+    storage_options: dict | None = setting(None, callback=parse_storage_options, metavar="JSON")
+    """For a URL cache: a JSON object of fsspec options beyond the environment's (AWS_ENDPOINT_URL,
+    AWS_PROFILE, ...). Recorded with the command: keep secrets in the environment."""
+    teacher: str | None = setting(None)
+    """Teacher checkpoint folder (BertModel or BertForSequenceClassification). Default: the
+    packaged MiniLM-L6-H384."""
+    format: str = setting("zarr", type=click.Choice(FORMATS))
+    """On-disk format."""
+    layers: tuple[int, ...] | None = setting(None, typed_default="all", callback=parse_layers)
+    """Teacher layers to store: 'all' or e.g. 0,2,4,6 (0 = embedding output)."""
+    attention: AttentionKind = setting(AttentionKind.SCORES, type=choice_of(AttentionKind),
+                                       callback=as_member(AttentionKind))
+    """Pre-softmax scores QK^T/sqrt(d_k) (TinyBERT's reference) or post-softmax probabilities."""
+    hidden_encoding: str = setting("float16", type=click.Choice(VECTOR_ENCODINGS))
+    """Hidden states: a float type, or int8 / fp8 with a scale per row (half of float16, lossy)."""
+    attention_encoding: str = setting("maps", metavar="ENCODING")
+    """maps[:float16|bfloat16|float32] (every real pair); uint8 (probabilities to 1/255);
+    qk[:TYPE] (queries and keys per token, scores computed when training: exact, smaller for
+    L > 2d/h); qkv[:TYPE] (and values); topk:K (the K largest probabilities per row, lossy); auto
+    (the smallest exact one for the data). TYPE: float16, bfloat16, float32, int8, fp8."""
+    embedding_output: str = setting("stored", type=click.Choice(EMBEDDING_OUTPUTS))
+    """Layer 0: stored per token, or tables: the teacher's embedding tables stored once and the
+    layer recomputed when training (exact; smaller once the data has more tokens than the
+    vocabulary); auto: the smaller."""
+    compression: str = setting("none", type=click.Choice(sorted({c for cs in COMPRESSIONS.values() for c in cs})))
+    """Zarr: zstd, lz4, gzip; HDF5: gzip, lzf (docs/benchmarks.md)."""
+    max_seq_len: int = setting(128, type=click.IntRange(4, 512))
+    """Truncate examples at this length."""
+    batch_size: int = setting(64, type=click.IntRange(1))
+    """Teacher batch size."""
+    limit: int | None = setting(None, type=click.IntRange(1))
+    """Only the first N examples (for a corpus: packed sequences)."""
+    block_mb: float = setting(32.0, type=FiniteFloat(0.001))
+    """Target block size: the unit of commit (resume) and of streaming reads."""
+    max_unknown: float = setting(0.01, type=FiniteFloat(0, 1))
+    """Refuse data of which a larger fraction of tokens (special tokens aside) is the tokenizer's
+    unknown token (a tokenizer that does not fit the data: another casing, another language)."""
+    columns: ColumnSpec = nested(ColumnSpec)
+    device: str = setting("auto")
+    """auto (CUDA when available), cpu, cuda, cuda:1, ..."""
+    writer: str = setting("auto", type=click.Choice(WRITERS))
+    """Where blocks are written while the teacher computes: auto = a process beside a GPU teacher,
+    a thread beside a CPU one (cache.teacher.writer)."""
 
     def check(self) -> None:
         """Everything decidable before the teacher loads or the data is read, so that a wrong flag
@@ -149,31 +188,40 @@ class DumpConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Everything that decides an augmented file; built once from the CLI flags."""
+    """Everything that decides an augmented file; built once from the CLI flags (each field's
+    docstring is its --help)."""
 
-    task: str
-    data: Path
-    out: Path
-    split: str = "train"
-    teacher: str | None = None
-    """Whose input embeddings give one-piece words' candidates without --mlm; None means the
-    packaged MiniLM."""
-    mlm: str | None = None
-    """A BERT masked-LM checkpoint: the paper's candidates for one-piece words."""
-    glove: Path | None = None
-    """GloVe vectors (text format): the paper's candidates for words of several pieces."""
-    copies: int | None = None
-    """N_a; None means the reference script's for the task (DEFAULT_COPIES, else 30)."""
-    p_replace: float = 0.4
-    neighbours: int = 15
-    """K, candidates per word."""
-    seed: int = 0
-    limit: int | None = None
+    task: str = setting()
+    """GLUE task, or tsv with --text-column / --pair-column."""
+    data: Path = setting(type=INPUT)
+    """Task folder or file to augment."""
+    out: Path = setting(type=LOCAL)
+    """Folder for the augmented file (same name and layout as the input)."""
+    split: str = setting("train")
+    """Split to read when --data is a folder."""
+    mlm: str | None = setting(None)
+    """A BERT masked-LM checkpoint (BertForMaskedLM): candidates for one-piece words, as in the
+    paper. Default: the teacher's input-embedding neighbours."""
+    glove: Path | None = setting(None, type=INPUT)
+    """GloVe vectors (text format): candidates for words of several pieces. Default: keep them."""
+    teacher: str | None = setting(None)
+    """Without --mlm, whose input embeddings give the candidates (default: the packaged MiniLM)."""
+    copies: int | None = setting(None, type=click.IntRange(1))
+    """New sentences per row (N_a), duplicates dropped. Default: 20 SST-2 and QNLI, 10 MNLI and
+    QQP, 30 otherwise (the reference script's)."""
+    p_replace: float = setting(0.4, type=FiniteFloat(0, 1))
+    """Chance that a word is replaced (p_t)."""
+    neighbours: int = setting(15, type=click.IntRange(1))
+    """Candidates per word (K)."""
+    seed: int = setting(0, type=int)
+    """Seeds the choice of words and of their replacements."""
+    limit: int | None = setting(None, type=click.IntRange(1))
     """Augment the first N rows only (the rest are left out of the output)."""
-    batch_size: int = 128
-    """Masked copies per masked-LM forward."""
-    device: str = "auto"
-    columns: ColumnSpec = field(default_factory=ColumnSpec)
+    batch_size: int = setting(128, type=click.IntRange(1))
+    """Masked sentences per masked-LM forward."""
+    device: str = setting("auto")
+    """For the masked LM: auto, cpu, cuda, ..."""
+    columns: ColumnSpec = nested(ColumnSpec, only=("text", "pair"))
 
     def resolved_copies(self) -> int:
         return self.copies if self.copies is not None else DEFAULT_COPIES.get(canonical_task(self.task), 30)
@@ -210,15 +258,19 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class InitConfig:
-    """Everything that decides an initialised student; built once from the CLI flags."""
+    """Everything that decides an initialised student; built once from the CLI flags (each field's
+    docstring is its --help)."""
 
-    teacher: str
-    out: Path
-    layers: int | None = None
-    """M; None takes it from an explicit --layer-map."""
-    layer_map: str = "uniform"
-    seed: int = 42
-    """Seeds the parts the teacher does not give: the pooler and the classification head."""
+    teacher: str = setting()
+    """Teacher checkpoint folder whose layers the student starts from."""
+    out: Path = setting(type=LOCAL)
+    """Folder for the student checkpoint."""
+    layers: int | None = setting(None, type=click.IntRange(1))
+    """Student layers M (uniform map g(m) = m*N/M); or give --layer-map."""
+    layer_map: str = setting("uniform")
+    """'uniform', or the teacher layer of each student layer, e.g. 3,6."""
+    seed: int = setting(42, type=int)
+    """Seeds the pooler and the classification head (the parts the teacher does not give)."""
 
     def check(self) -> None:
         check_model_path(self.teacher, "--teacher")
@@ -239,26 +291,36 @@ def enclosing_cache(root: Root) -> str | None:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Everything that decides a fine-tuned teacher; built once from the CLI flags."""
+    """Everything that decides a fine-tuned teacher; built once from the CLI flags (each field's
+    docstring is its --help)."""
 
-    task: str
-    data: Path
-    out: Path
-    base: str | None = None
-    """Pretrained BERT folder; None means the packaged MiniLM."""
-    epochs: int = 3
-    lr: float = 2e-5
-    batch_size: int = 32
-    max_seq_len: int = 128
+    task: str = setting()
+    """GLUE task, or your own data (csv, tsv, jsonl, parquet, arrow, datasets) with columns text and label."""
+    data: Path = setting(type=INPUT)
+    """Folder with train.tsv (and dev.tsv)."""
+    out: Path = setting(type=LOCAL)
+    """Folder for the fine-tuned teacher."""
+    base: str | None = setting(None)
+    """Pretrained BERT folder. Default: the packaged MiniLM-L6-H384."""
+    epochs: int = setting(3, type=click.IntRange(1))
+    """Passes over the training set."""
+    lr: float = setting(2e-5, type=POSITIVE)
+    """Peak learning rate (linear warm-up, then linear decay)."""
+    batch_size: int = setting(32, type=click.IntRange(1))
+    """Examples per step."""
+    max_seq_len: int = setting(128, type=click.IntRange(4, 512))
+    """Truncate examples at this length."""
+    limit: int | None = setting(None, type=click.IntRange(1))
+    """Train on the first N examples only."""
+    seed: int = setting(42, type=int)
+    """Seeds the head's initialisation, dropout and the order of examples."""
+    device: str = setting("auto")
+    """auto (CUDA when available), cpu, cuda, cuda:1, ..."""
+    precision: str = setting("auto", type=click.Choice(PRECISIONS))
+    """auto: bfloat16 on CUDA, float32 on a CPU; bfloat16 pays on CPUs with AVX512-BF16 or AMX too."""
     warmup: float = 0.1
     weight_decay: float = 0.01
-    seed: int = 42
-    limit: int | None = None
-    """Train on the first N training examples only (quick runs, the demo)."""
     eval_split: str = "dev"
-    device: str = "auto"
-    precision: str = "auto"
-    """`float32`, `bfloat16` (autocast), or `auto`: bfloat16 on CUDA, float32 on a CPU."""
 
     def check(self) -> None:
         """Paths and numbers, before torch or the base model loads."""

@@ -55,7 +55,7 @@ from cache.format.manifest import (
     write_manifest,
 )
 from cache.format.store import EMBEDDINGS, INDEX, SEQUENCE_HASHES, Store, block_unit, open_store
-from cache.format.store.base import ArrayPlan
+from cache.format.store.base import ChunkedArray
 from cache.format.transfer import PaddedSlots, to_device
 from cache.runtime.arrays import pad_ragged, ragged_positions
 from cache.runtime.attention import capture_implementation
@@ -134,7 +134,7 @@ def load_source(config: DumpConfig) -> Examples | Corpus:
 
 
 @dataclass
-class DumpPlan:
+class PreparedDump:
     """Everything a dump decides before computing any target: also what the online baseline and
     the benchmarks use, so that they run exactly the dump's batches."""
 
@@ -150,7 +150,7 @@ class DumpPlan:
     """The teacher's embedding tables, on the host: written where the geometry recomputes layer 0."""
 
 
-def plan_dump(config: DumpConfig, examples: Examples | Corpus, command: str) -> DumpPlan:
+def prepare_dump(config: DumpConfig, examples: Examples | Corpus, command: str) -> PreparedDump:
     """Load the teacher, tokenise, plan the blocks and draft the manifest. A corpus's teacher runs
     without any head: general distillation uses the intermediate targets only."""
     device = resolve_device(config.device)
@@ -165,7 +165,7 @@ def plan_dump(config: DumpConfig, examples: Examples | Corpus, command: str) -> 
     block_starts = plan_blocks(tokens.lengths, geometry, int(config.block_mb * 2**20))
     manifest = _new_manifest(config, command, examples, tokens, teacher, tokenizer_fingerprint(tokenizer),
                              geometry, len(block_starts) - 1, tables.nbytes if geometry.embedding_tables else 0)
-    return DumpPlan(examples, model, tokenizer, tokens, geometry, block_starts, manifest, device, tables)
+    return PreparedDump(examples, model, tokenizer, tokens, geometry, block_starts, manifest, device, tables)
 
 
 def tokenize_source(source: Examples | Corpus, tokenizer, max_seq_len: int) -> Tokenized:
@@ -184,17 +184,17 @@ def _dump_into(out: Root, config: DumpConfig, command: str, examples: Examples |
     writer = open_writer(config.writer, open_store(out, config.format, config.compression),
                          resolve_device(config.device))
     try:
-        plan = plan_dump(config, examples, command)
-        tokens, block_starts = plan.tokens, plan.block_starts
-        manifest = on_main(ranks, lambda: _prepare_cache(out, plan, config))
+        prepared = prepare_dump(config, examples, command)
+        tokens, block_starts = prepared.tokens, prepared.block_starts
+        manifest = on_main(ranks, lambda: _prepare_cache(out, prepared, config))
         if manifest.complete:
             return len(tokens.lengths), 0, tokens.truncated
         store = open_store(out, manifest.storage, manifest.compression)
         mine = set(range(ranks.rank, len(block_starts) - 1, ranks.world))
         pending = sorted(mine - store.committed_blocks())
         share = sum(int(block_starts[k + 1] - block_starts[k]) for k in mine)
-        written = _dump_blocks(plan.model, writer, tokens, examples.labels, plan.geometry, block_starts, pending,
-                               config, plan.device, progress, share, {UNIT_IDENTITY: manifest.identity})
+        written = _dump_blocks(prepared.model, writer, tokens, examples.labels, prepared.geometry, block_starts,
+                               pending, config, prepared.device, progress, share, {UNIT_IDENTITY: manifest.identity})
     finally:
         writer.close()
     written = int(sum_over_ranks(ranks, torch.tensor(written)))  # also waits for every rank's last block
@@ -202,15 +202,15 @@ def _dump_into(out: Root, config: DumpConfig, command: str, examples: Examples |
     return len(tokens.lengths), written, tokens.truncated
 
 
-def _prepare_cache(out: Root, plan: DumpPlan, config: DumpConfig) -> Manifest:
+def _prepare_cache(out: Root, prepared: PreparedDump, config: DumpConfig) -> Manifest:
     """Create the cache or check the existing one, with its tokenizer and index (rank 0's part)."""
-    manifest, store = _open_for_writing(out, plan.manifest, config)
+    manifest, store = _open_for_writing(out, prepared.manifest, config)
     if not _has_tokenizer(out):
-        _save_tokenizer(plan.tokenizer, out)
-    if not manifest.complete and plan.geometry.embedding_tables and not store.has_unit(EMBEDDINGS):
-        plan.embeddings.write(store, {UNIT_IDENTITY: manifest.identity})
+        _save_tokenizer(prepared.tokenizer, out)
+    if not manifest.complete and prepared.geometry.embedding_tables and not store.has_unit(EMBEDDINGS):
+        prepared.embeddings.write(store, {UNIT_IDENTITY: manifest.identity})
     if not manifest.complete and not store.has_unit(INDEX):
-        store.write_unit(INDEX, _index_arrays(plan.tokens, plan.block_starts), index_attrs(manifest))
+        store.write_unit(INDEX, _index_arrays(prepared.tokens, prepared.block_starts), index_attrs(manifest))
     return manifest
 
 
@@ -382,7 +382,7 @@ def _compute_block(model, tokens: Tokenized, block: BlockIndex, geometry: Geomet
     _check_finite(buffers | ({"logits": logits} if logits is not None else {}), block, geometry)
     t0, t1 = tokens.offsets[block.start], tokens.offsets[block.start + len(block)]
     n_tokens = int(block.tokens[-1])
-    arrays: dict[str, ArrayPlan] = {
+    arrays: dict[str, ChunkedArray] = {
         "input_ids": (tokens.input_ids[t0:t1], (max(n_tokens, 1),)),
         "token_type_ids": (tokens.token_type_ids[t0:t1], (max(n_tokens, 1),)),
     }

@@ -62,7 +62,7 @@ def test_full_disk_stops_cleanly_and_resumes(tmp_path, glue, tiny_teacher, monke
     def fills_up(self, path, arrays, attrs):
         writes.append(path)
         if len(writes) == 4:
-            real_write(self, path, {name: plan for name, plan in list(arrays.items())[:1]}, attrs)
+            real_write(self, path, {name: array for name, array in list(arrays.items())[:1]}, attrs)
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real_write(self, path, arrays, attrs)
 

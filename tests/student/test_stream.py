@@ -6,28 +6,28 @@ import torch
 from cache import open_cache
 from cache.runtime.distributed import Ranks
 from cache.runtime.kinds import AttentionKind
-from student.stream import BatchTotals, EpochPlan, pad_batch, stream_batches
+from student.stream import BatchOrder, BatchTotals, pad_batch, stream_batches
 
 
-def all_batches(cache, plan, epoch=0, skip=0, workers=0):
-    return [share.examples for share in stream_batches(cache, plan, epoch, skip, workers)]
+def all_batches(cache, order, epoch=0, skip=0, workers=0):
+    return [share.examples for share in stream_batches(cache, order, epoch, skip, workers)]
 
 
 def test_every_example_once_per_epoch_in_a_new_order(tiny_cache):
     cache = open_cache(tiny_cache)
-    plan = EpochPlan(cache.block_starts, 10, window_blocks=2, seed=3)
+    order = BatchOrder(cache.block_starts, 10, window_blocks=2, seed=3)
     assert cache.num_blocks >= 6
-    epochs = [np.concatenate([b.indices for b in all_batches(cache, plan, e)]) for e in (0, 1)]
-    for order in epochs:
-        assert sorted(order) == list(range(len(cache)))
+    epochs = [np.concatenate([b.indices for b in all_batches(cache, order, e)]) for e in (0, 1)]
+    for seen in epochs:
+        assert sorted(seen) == list(range(len(cache)))
     assert not np.array_equal(epochs[0], epochs[1])
-    assert len(all_batches(cache, plan)) == plan.steps_per_epoch(0)
+    assert len(all_batches(cache, order)) == order.steps_per_epoch(0)
 
 
 def test_padded_batch_matches_cached_examples(tiny_cache):
     cache = open_cache(tiny_cache)
-    plan = EpochPlan(cache.block_starts, 8, window_blocks=3, seed=0)
-    ragged = all_batches(cache, plan)[1]
+    order = BatchOrder(cache.block_starts, 8, window_blocks=3, seed=0)
+    ragged = all_batches(cache, order)[1]
     batch = pad_batch(ragged, torch.device("cpu"), None)
     longest = int(ragged.lengths.max())
     assert batch.input_ids.shape == (8, longest) and batch.attention[3].shape == (8, 4, longest, longest)
@@ -45,12 +45,12 @@ def test_padded_batch_matches_cached_examples(tiny_cache):
 
 def test_workers_and_resume_do_not_change_the_sequence(tiny_cache):
     cache = open_cache(tiny_cache, layers=[0, 3])
-    plan = EpochPlan(cache.block_starts, 7, window_blocks=2, seed=1)
-    alone = [b.indices.tolist() for b in all_batches(cache, plan, epoch=2)]
-    with_workers = [b.indices.tolist() for b in all_batches(cache, plan, epoch=2, workers=2)]
+    order = BatchOrder(cache.block_starts, 7, window_blocks=2, seed=1)
+    alone = [b.indices.tolist() for b in all_batches(cache, order, epoch=2)]
+    with_workers = [b.indices.tolist() for b in all_batches(cache, order, epoch=2, workers=2)]
     assert alone == with_workers
     for skip in (1, 5, len(alone) - 1, len(alone)):
-        assert [b.indices.tolist() for b in all_batches(cache, plan, epoch=2, skip=skip)] == alone[skip:]
+        assert [b.indices.tolist() for b in all_batches(cache, order, epoch=2, skip=skip)] == alone[skip:]
 
 
 def test_reader_processes_hand_over_bfloat16_bits_unchanged(tmp_path, glue, tiny_teacher):
@@ -60,8 +60,8 @@ def test_reader_processes_hand_over_bfloat16_bits_unchanged(tmp_path, glue, tiny
     dump(tiny_teacher, glue, tmp_path / "bf16.zarr", hidden_encoding="bfloat16", attention_encoding="maps:bfloat16",
          limit=40, block_mb=0.02)
     cache = open_cache(tmp_path / "bf16.zarr", layers=[0, 2])
-    plan = EpochPlan(cache.block_starts, 6, window_blocks=2, seed=0)
-    for here, there in zip(all_batches(cache, plan), all_batches(cache, plan, workers=1), strict=True):
+    order = BatchOrder(cache.block_starts, 6, window_blocks=2, seed=0)
+    for here, there in zip(all_batches(cache, order), all_batches(cache, order, workers=1), strict=True):
         assert there.targets["hidden"][2].dtype == np.uint16 and there.input_ids.dtype == here.input_ids.dtype
         assert np.array_equal(here.indices, there.indices) and np.array_equal(here.input_ids, there.input_ids)
         assert all(np.array_equal(here.targets[name][2], there.targets[name][2]) for name in ("hidden", "attention"))
@@ -73,8 +73,8 @@ def test_uint8_probabilities_are_padded_as_float(tmp_path, glue, tiny_teacher):
 
     dump(tiny_teacher, glue, tmp_path / "u8.zarr", attention="probs", attention_encoding="uint8", limit=30)
     cache = open_cache(tmp_path / "u8.zarr")
-    plan = EpochPlan(cache.block_starts, 6, window_blocks=2, seed=0)
-    ragged = all_batches(cache, plan, workers=1)[0]
+    order = BatchOrder(cache.block_starts, 6, window_blocks=2, seed=0)
+    ragged = all_batches(cache, order, workers=1)[0]
     batch = pad_batch(ragged, torch.device("cpu"), None)
     for row, i in enumerate(ragged.indices):
         n = int(ragged.lengths[row])
@@ -86,8 +86,8 @@ def test_uint8_probabilities_are_padded_as_float(tmp_path, glue, tiny_teacher):
 def test_ranks_share_each_global_batch_and_divide_by_its_totals(tiny_cache):
     """Two ranks' shares of every step are the one-process batch, split in two, and carry its totals."""
     cache = open_cache(tiny_cache, layers=[0])
-    whole = list(stream_batches(cache, EpochPlan(cache.block_starts, 10, 2, seed=1), 1, 0, 0))
-    shares = [list(stream_batches(cache, EpochPlan(cache.block_starts, 10, 2, seed=1, ranks=Ranks(r, 2)), 1, 0, 0))
+    whole = list(stream_batches(cache, BatchOrder(cache.block_starts, 10, 2, seed=1), 1, 0, 0))
+    shares = [list(stream_batches(cache, BatchOrder(cache.block_starts, 10, 2, seed=1, ranks=Ranks(r, 2)), 1, 0, 0))
               for r in (0, 1)]
     for batch, first, second in zip(whole, *shares, strict=True):
         if len(batch.examples) == 1:  # a window's last batch of one: rank 1 steps on a stand-in that does not count
@@ -109,7 +109,7 @@ def test_a_stand_in_share_adds_nothing_to_the_loss(tiny_cache):
     run = Run(train_config(tiny_cache, tiny_cache.parent / "unused", stage="intermediate"))
     run.student.set_attn_implementation(capture_implementation(run.attention))  # as the stage does
     share = next(stream_batches(open_cache(tiny_cache, layers=[0, 1, 2, 3]),
-                                EpochPlan(open_cache(tiny_cache).block_starts, 8, 2, seed=0), 0, 0, 0))
+                                BatchOrder(open_cache(tiny_cache).block_starts, 8, 2, seed=0), 0, 0, 0))
     batch = pad_batch(share.examples, torch.device("cpu"), None, share=share)
     counted = Distiller(run)(batch, intermediate=True)
     batch.counts = False

@@ -12,7 +12,7 @@ from cache.data.checkpoints import default_teacher_path
 from cache.runtime.attention import capture_implementation
 from cache.runtime.errors import UserError
 from student.losses import attention_mse, hidden_mse
-from student.stream import EpochPlan, pad_batch, stream_batches
+from student.stream import BatchOrder, pad_batch, stream_batches
 from student.trainer import train_student
 from tests.helpers import dump
 from tests.helpers import train_config as config
@@ -42,7 +42,7 @@ def test_loss_from_cache_equals_loss_from_fresh_teacher(tmp_path, glue, tiny_tea
     teacher = tiny_teacher if teacher_kind == "tiny" else default_teacher_path()
     dump(teacher, glue, tmp_path / "c", limit=16, block_mb=1, attention_encoding=encoding)
     cache = open_cache(tmp_path / "c")
-    ragged = next(stream_batches(cache, EpochPlan(cache.block_starts, 16, 1, 0), 0, 0, 0)).examples
+    ragged = next(stream_batches(cache, BatchOrder(cache.block_starts, 16, 1, 0), 0, 0, 0)).examples
     batch = pad_batch(ragged, torch.device("cpu"), None)
     t = cache.manifest.teacher
     student = BertForSequenceClassification(BertConfig(vocab_size=t.config["vocab_size"], hidden_size=48,
@@ -69,8 +69,8 @@ def test_tiny_run_loss_falls_and_student_loads_with_pipeline(tmp_path, tiny_cach
                                    eval_data=glue / "SST-2", warmup=0.0), command="test", progress=False)
     losses = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     intermediate = [e["loss"] for e in losses if e.get("stage") == "intermediate" and "loss" in e]
-    plan = EpochPlan(open_cache(tiny_cache).block_starts, 8, 2, seed=42)  # stage 0 uses the run's seed
-    assert len(intermediate) == sum(plan.steps_per_epoch(e) for e in range(4))
+    order = BatchOrder(open_cache(tiny_cache).block_starts, 8, 2, seed=42)  # stage 0 uses the run's seed
+    assert len(intermediate) == sum(order.steps_per_epoch(e) for e in range(4))
     assert sum(intermediate[-5:]) / 5 < 0.8 * sum(intermediate[:5]) / 5
     assert "accuracy" in metrics and [e["stage"] for e in losses if "eval" in e] == ["prediction"]
     assert (out / "best" / "config.json").exists() and (out / "last" / "projections.pt").exists()
@@ -80,8 +80,11 @@ def test_tiny_run_loss_falls_and_student_loads_with_pipeline(tmp_path, tiny_cach
     assert classify("a gorgeous , witty , seductive movie")[0]["label"] in {"0", "1"}  # SST-2's label names
 
 
-@pytest.mark.parametrize("die_at", [5, 9, 12])  # mid stage 1, start of stage 2, mid stage 2 (save_every=3)
-def test_resume_reaches_the_same_weights(tmp_path, tiny_cache, monkeypatch, die_at):
+@pytest.mark.parametrize("die_at, older", [  # mid stage 1, start of stage 2, mid stage 2 (save_every=3)
+    (5, False), (9, False), (12, False),
+    (5, True),  # a checkpoint of an older version, its batches done saved as "batch"
+])
+def test_resume_reaches_the_same_weights(tmp_path, tiny_cache, monkeypatch, die_at, older):
     from student import trainer
 
     whole = tmp_path / "whole"
@@ -101,6 +104,11 @@ def test_resume_reaches_the_same_weights(tmp_path, tiny_cache, monkeypatch, die_
     monkeypatch.undo()
     with pytest.raises(UserError, match="--resume"):
         train_student(config(tiny_cache, cut, stage="all", max_steps=7), command="b", progress=False)
+    if older:
+        checkpoint = torch.load(cut / "checkpoint.pt", weights_only=False)
+        assert checkpoint["state"]["batches_done"] > 0
+        checkpoint["state"]["batch"] = checkpoint["state"].pop("batches_done")
+        torch.save(checkpoint, cut / "checkpoint.pt")
     train_student(config(tiny_cache, cut, stage="all", max_steps=7, resume=True), command="c", progress=False)
     a = BertForSequenceClassification.from_pretrained(whole / "last").state_dict()
     b = BertForSequenceClassification.from_pretrained(cut / "last").state_dict()
@@ -134,10 +142,10 @@ def test_prediction_stage_reads_logits_only(tiny_cache):
     from student.setup import CachedTargets
 
     targets = CachedTargets(tiny_cache, [0, 1, 2, 3])
-    plan = EpochPlan(targets.block_starts, 8, window_blocks=2, seed=0)
+    order = BatchOrder(targets.block_starts, 8, window_blocks=2, seed=0)
     cpu = torch.device("cpu")
-    layered = list(targets.batches(plan, 0, 0, 0, cpu, None, True))
-    logits_only = list(targets.batches(plan, 0, 0, 0, cpu, None, False))
+    layered = list(targets.batches(order, 0, 0, 0, cpu, None, True))
+    logits_only = list(targets.batches(order, 0, 0, 0, cpu, None, False))
     assert len(layered) == len(logits_only) and set(layered[0].hidden) == {0, 1, 2, 3}
     for full, light in zip(layered, logits_only, strict=True):
         assert light.hidden == {} and light.attention == {}

@@ -26,7 +26,7 @@ SEQUENCE_HASHES = "sequence_hashes"
 EMBEDDINGS = "embeddings"
 """The unit of the teacher's embedding tables, where a cache recomputes layer 0 (`cache.format.embeddings`)."""
 
-ArrayPlan = tuple[np.ndarray, tuple[int, ...]]  # data, chunk shape
+ChunkedArray = tuple[np.ndarray, tuple[int, ...]]  # data, chunk shape
 
 
 def check_compression(format: str, compression: str) -> None:
@@ -66,7 +66,7 @@ class Store(ABC):
         """Lay out an empty cache (idempotent; an object store needs no folders)."""
         self.root.makedirs(BLOCKS)
 
-    def write_unit(self, unit: str, arrays: dict[str, ArrayPlan], attrs: dict) -> None:
+    def write_unit(self, unit: str, arrays: dict[str, ChunkedArray], attrs: dict) -> None:
         """Write `arrays` and `attrs` as `unit`, staged and committed whole (`Root.commit`).
 
         The attributes also get value checksums (`crc32c`): one per slab of `chunks[0]` rows along
@@ -152,7 +152,7 @@ class Store(ABC):
 
     # -- backend -------------------------------------------------------------------------------
     @abstractmethod
-    def _write(self, location: Path | str, arrays: dict[str, ArrayPlan], attrs: dict) -> None: ...
+    def _write(self, location: Path | str, arrays: dict[str, ChunkedArray], attrs: dict) -> None: ...
 
     @abstractmethod
     def _open_unit(self, location: Path | str): ...

@@ -8,7 +8,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from cache.format.store.base import ArrayPlan, Store, check_location
+from cache.format.store.base import ChunkedArray, Store, check_location
 from cache.runtime.failpoints import failpoint
 
 FILTERS: dict[str, dict[str, Any]] = {
@@ -24,7 +24,7 @@ class HDF5Store(Store):
         super().__init__(root, compression, open_units)
         check_location(self.format, self.root.url)
 
-    def _write(self, path: Path | str, arrays: dict[str, ArrayPlan], attrs: dict) -> None:
+    def _write(self, path: Path | str, arrays: dict[str, ChunkedArray], attrs: dict) -> None:
         with h5py.File(path, "w") as f:
             f.attrs["tinybert"] = json.dumps(attrs)
             for name, (data, chunks) in arrays.items():

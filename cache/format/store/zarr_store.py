@@ -13,7 +13,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
 from zarr.storage import FsspecStore, LocalStore
 
-from cache.format.store.base import BLOCKS, ArrayPlan, Store
+from cache.format.store.base import BLOCKS, ChunkedArray, Store
 from cache.runtime.failpoints import failpoint
 
 CODECS: dict[str, list[Any]] = {
@@ -40,7 +40,7 @@ class ZarrStore(Store):
             return LocalStore(location, read_only=read_only)
         return FsspecStore.from_url(location, storage_options=self.root.storage_options, read_only=read_only)
 
-    def _write(self, location: Path | str, arrays: dict[str, ArrayPlan], attrs: dict) -> None:
+    def _write(self, location: Path | str, arrays: dict[str, ChunkedArray], attrs: dict) -> None:
         group = zarr.open_group(self._zarr_store(location), mode="w", zarr_format=3,
                                  attributes=json.loads(json.dumps(attrs)))
         for name, (data, chunks) in arrays.items():
