@@ -14,6 +14,7 @@ import torch
 
 from cache.data.readers import load_examples
 from cache.read.decode import probabilities_from_scores
+from cache.runtime.kinds import AttentionKind
 from cache.teacher.dump import DumpConfig, prepare_dump
 from cache.teacher.runner import teacher_forward
 from student.stream import Batch, BatchOrder, BatchTotals
@@ -34,24 +35,26 @@ class OnlineTargets:
         return self._tokenizer
 
     def batches(self, order: BatchOrder, epoch: int, skip: int, workers: int, device: torch.device,
-                probabilities: bool, intermediate: bool) -> Iterator[Batch]:
-        """Same windows and batches as the cache stream; the teacher runs for each (workers unused)
-        and hands over its layers only for the intermediate stage."""
+                attention: AttentionKind | None, intermediate: bool) -> Iterator[Batch]:
+        """Same windows and batches as the cache stream, attention as the kind `attention`; the
+        teacher runs for each (workers unused) and hands over its layers only for the intermediate
+        stage."""
+        softmax = attention == AttentionKind.PROBS and self.manifest.geometry.decodes_to == AttentionKind.SCORES
         done = 0
         for w, blocks in enumerate(order.windows(epoch)):
             window = np.concatenate([np.arange(self.block_starts[k], self.block_starts[k + 1]) for k in blocks])
             for rows in order.batches(epoch, w, blocks):
                 done += 1
                 if done > skip:
-                    yield self._batch(window[rows], device, probabilities, intermediate)
+                    yield self._batch(window[rows], device, softmax, intermediate)
 
-    def _batch(self, indices: np.ndarray, device: torch.device, probabilities: bool, intermediate: bool) -> Batch:
+    def _batch(self, indices: np.ndarray, device: torch.device, softmax: bool, intermediate: bool) -> Batch:
         ids, types, mask = (t.to(self.device) for t in self.tokens.padded(indices))
         out = teacher_forward(self.model, ids, types, mask.long())
         hidden = {n: out.hidden[n].float().clone().to(device) for n in self.manifest.layers if intermediate}
         attention = {n: out.attention[n - 1].float().clone().to(device) for n in self.manifest.attention_layers
                      if intermediate}
-        if probabilities:
+        if softmax:
             attention = {n: probabilities_from_scores(a, mask.to(device)) for n, a in attention.items()}
         return Batch(
             input_ids=ids.to(device), token_type_ids=types.to(device), mask=mask.to(device),

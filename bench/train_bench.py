@@ -40,7 +40,7 @@ class InMemoryTargets(CachedTargets):
         order = BatchOrder(self.block_starts, config.batch_size, config.window_blocks, config.seed)
         self.ready = list(super().batches(order, 0, 0, 0, resolve_device(config.device), None, True))
 
-    def batches(self, order, epoch, skip, workers, device, probabilities, intermediate):
+    def batches(self, order, epoch, skip, workers, device, attention, intermediate):
         return iter(self.ready[skip:])
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig
 
+from cache.data.families import family_of
 from cache.data.readers import Examples
 from cache.data.tasks import GLUE_TASKS
 from cache.runtime.errors import UserError, describe
@@ -50,14 +51,17 @@ def quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
-def load_config(path: str | Path, option: str) -> PretrainedConfig:
-    """A BERT config, or a one-line UserError naming the option and the folder."""
+def load_config(path: str | Path, option: str, any_family: bool = False) -> PretrainedConfig:
+    """A BERT config (with `any_family`, one of any family in `cache.data.families`), or a
+    one-line UserError naming the option and the folder."""
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise UserError(f"{option}: {path} is not a Hugging Face checkpoint ({describe(e)})") from None
-    if config.model_type != "bert":
-        raise UserError(f"{option}: {path} is a {config.model_type!r} model; only BERT is supported")
+    if any_family:
+        family_of(config, f"{option}: {path}")
+    elif config.model_type != "bert":
+        raise UserError(f"{option}: {path} is a {config.model_type!r} model; only BERT is supported here")
     return config
 
 
@@ -73,9 +77,9 @@ def load_tokenizer(path: str | Path, option: str, vocab_size: int | None = None)
 
 def check_length(config: PretrainedConfig, max_seq_len: int, where: str) -> None:
     """Sequences longer than the model's position table fail deep inside its forward pass."""
-    if max_seq_len > config.max_position_embeddings:
-        raise UserError(f"{where}: --max-seq-len {max_seq_len} is beyond its {config.max_position_embeddings} "
-                        "positions")
+    longest = family_of(config, where).max_length(config)
+    if max_seq_len > longest:
+        raise UserError(f"{where}: --max-seq-len {max_seq_len} is beyond its {longest} positions")
 
 
 def check_tokenizer(tokenizer, where: str, vocab_size: int | None = None) -> None:

@@ -54,7 +54,7 @@ def tokenize(examples: Examples, tokenizer, max_seq_len: int) -> Tokenized:
         full = tokenizer(examples.texts[start:stop], pairs, truncation=False, verbose=False,
                          return_attention_mask=False)
         cut = tokenizer(examples.texts[start:stop], pairs, truncation=True, max_length=max_seq_len,
-                        return_attention_mask=False)
+                        return_attention_mask=False, return_token_type_ids=True)
         truncated += sum(len(a) != len(b) for a, b in zip(full["input_ids"], cut["input_ids"], strict=True))
         for seq, seq_types in zip(cut["input_ids"], cut["token_type_ids"], strict=True):
             ids.append(np.asarray(seq, dtype=np.int32))

@@ -1,7 +1,10 @@
 """The teacher's embedding layer as tables stored once in a cache, giving hidden layer 0 exactly.
 
-BERT's embedding output is LayerNorm(word[id] + token_type[type] + position[i]): a function of
-the token ids the cache already holds. Storing its tables once (vocabulary x d values, a fixed
+The embedding output of every family in `cache.data.families` is LayerNorm(word[id] +
+token_type[type] + position[first + i]) (DistilBERT has no types: a table of zeros stands for
+them; RoBERTa's first position is its padding index + 1): a function of the token ids the cache
+already holds. An ELECTRA whose embeddings are narrower than its layers projects them: the tables
+alone do not give its layer 0, and it is stored. Storing its tables once (vocabulary x d values, a fixed
 size) instead of d values per token takes a whole hidden layer off every token of a corpus, and
 the training device recomputes the layer for each batch with two gathers and a layer norm, in
 float32 as the teacher computed it.
@@ -14,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import BertForSequenceClassification, BertModel
+from transformers import PreTrainedModel
 
 from cache.format.layout import chunk_length
 from cache.format.store import EMBEDDINGS, Store
@@ -25,7 +28,7 @@ TABLES = ("word", "position", "token_type", "norm_weight", "norm_bias")
 
 @dataclass(frozen=True)
 class EmbeddingTables:
-    """BertEmbeddings' weights, float32; dropout is off in the teacher, so these are all it does."""
+    """The embedding layer's weights, float32; dropout is off in the teacher, so these are all it does."""
 
     word: torch.Tensor  # (vocabulary, d)
     position: torch.Tensor  # (positions, d)
@@ -33,25 +36,31 @@ class EmbeddingTables:
     norm_weight: torch.Tensor  # (d,)
     norm_bias: torch.Tensor  # (d,)
     eps: float
+    first_position: int = 0
+    """The position of a sequence's first token (`Family.position_offset`)."""
 
     @classmethod
-    def of(cls, model: BertModel | BertForSequenceClassification) -> "EmbeddingTables":
-        """The tables of the teacher, on the host."""
-        layer = model.bert.embeddings if isinstance(model, BertForSequenceClassification) else model.embeddings
-        weights = cls(layer.word_embeddings.weight, layer.position_embeddings.weight,
-                      layer.token_type_embeddings.weight, layer.LayerNorm.weight, layer.LayerNorm.bias,
-                      float(layer.LayerNorm.eps))
+    def of(cls, model: PreTrainedModel, first_position: int) -> "EmbeddingTables | None":
+        """The tables of the teacher, on the host; None where they do not give its embedding output."""
+        if hasattr(model.base_model, "embeddings_project"):  # an ELECTRA with narrower embeddings
+            return None
+        layer = model.base_model.embeddings
+        word = layer.word_embeddings.weight
+        types = getattr(layer, "token_type_embeddings", None)
+        weights = cls(word, layer.position_embeddings.weight,
+                      types.weight if types is not None else word.new_zeros(1, word.shape[1]),
+                      layer.LayerNorm.weight, layer.LayerNorm.bias, float(layer.LayerNorm.eps), first_position)
         return weights.map(lambda w: w.detach().float().cpu())
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], eps: float) -> "EmbeddingTables":
+    def from_arrays(cls, arrays: dict[str, np.ndarray], eps: float, first_position: int) -> "EmbeddingTables":
         """The tables as `write` stored them."""
         tables: dict[str, Any] = {name: torch.from_numpy(np.ascontiguousarray(arrays[name])) for name in TABLES}
-        return cls(**tables, eps=eps)
+        return cls(**tables, eps=eps, first_position=first_position)
 
     def map(self, f: Callable[[torch.Tensor], torch.Tensor]) -> "EmbeddingTables":
         return EmbeddingTables(f(self.word), f(self.position), f(self.token_type), f(self.norm_weight),
-                               f(self.norm_bias), self.eps)
+                               f(self.norm_bias), self.eps, self.first_position)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {name: getattr(self, name) for name in TABLES}
@@ -65,9 +74,9 @@ class EmbeddingTables:
 
     def output(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, L) ids and types, (B, L) mask -> the teacher's embedding output (B, L, d), float32,
-        zero on padding (as decoded stored layers are). Positions count from 0 in every example,
-        as the teacher's did."""
-        positions = self.position[: input_ids.shape[1]]
+        zero on padding (as decoded stored layers are). Positions count from `first_position` in
+        every example, as the teacher's did."""
+        positions = self.position[self.first_position:self.first_position + input_ids.shape[1]]
         summed = self.word[input_ids] + self.token_type[token_type_ids] + positions
         out = F.layer_norm(summed, (summed.shape[-1],), self.norm_weight, self.norm_bias, self.eps)
         return out * mask[..., None]
@@ -76,4 +85,4 @@ class EmbeddingTables:
         """As one unit, committed atomically with its checksums like a block; `attrs` bind it to its cache."""
         arrays = {name: (t.numpy(), (chunk_length(len(t), t[0].numel() * 4), *t.shape[1:]))
                   for name, t in self.tensors().items()}
-        store.write_unit(EMBEDDINGS, arrays, {"eps": self.eps} | attrs)
+        store.write_unit(EMBEDDINGS, arrays, {"eps": self.eps, "first_position": self.first_position} | attrs)

@@ -285,10 +285,16 @@ EMBEDDING_OUTPUTS = (STORED, TABLES, AUTO)
 
 
 def choose_embedding_output(spec: str, lengths: np.ndarray, hidden: VectorEncoding, hidden_size: int,
-                            tables_bytes: int) -> str:
+                            tables_bytes: int | None) -> str:
     """STORED or TABLES; AUTO: whichever takes fewer bytes for these lengths (float32 tables against
     layer 0 in the hidden encoding: the tables win past about twice the vocabulary in tokens with
-    float16, four times with 8 bits)."""
+    float16, four times with 8 bits). `tables_bytes` None: the tables do not give the teacher's
+    layer 0 (`cache.format.embeddings`), and it is stored."""
+    if tables_bytes is None:
+        if spec == TABLES:
+            raise UserError("--embedding-output tables: this teacher projects its embeddings to its layers' width, "
+                            "so its tables alone do not give layer 0; use stored (or auto)")
+        return STORED
     if spec != AUTO:
         return spec
     stored = specs_bytes(hidden.specs(HIDDEN, hidden_size, hidden_size, HIDDEN), lengths, 1, {HIDDEN: 1}).sum()

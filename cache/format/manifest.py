@@ -26,16 +26,17 @@ MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer"
 """Folder of the teacher's tokenizer inside a cache."""
 FORMAT_NAME = "tinybert-distill-cache"
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 """2: the manifest carries its own checksum, the data columns and the stored attention type.
 3: targets are stored in a hidden encoding and an attention encoding (`cache.format.encoding`).
 4: the embedding output may come from the teacher's embedding tables (`cache.format.embeddings`).
 5: every unit carries the identity digest of its cache (`UNIT_IDENTITY`), and the index a hash of
-each example's tokens (`cache.data.sequences`)."""
-READS = (2, 3, 4, 5)
+each example's tokens (`cache.data.sequences`).
+6: the teacher's encoder family (`TeacherRecord.family`; its embedding tables' first position)."""
+READS = (2, 3, 4, 5, 6)
 """Versions this one reads: a version 2 cache is a version 3 one with float maps, a version 3
-one is a version 4 one with the embedding output stored, and a version 4 one is a version 5 one
-whose units are not bound to it."""
+one is a version 4 one with the embedding output stored, a version 4 one is a version 5 one
+whose units are not bound to it, and a version 5 one is a version 6 one of a BERT teacher."""
 CHECKSUM = "checksum"
 UNIT_IDENTITY = "cache_identity"
 """Attribute of every unit (index, block, embedding tables) holding `Manifest.identity`: a unit
@@ -78,7 +79,9 @@ class TeacherRecord:
     num_heads: int
     hidden_size: int
     num_labels: int
-    """Size of the classification head; 0 for a bare BertModel (no logits stored)."""
+    """Size of the classification head; 0 for a bare encoder (no logits stored)."""
+    family: str = "bert"
+    """Its encoder family (`cache.data.families`); BERT in caches of format 5 and before."""
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,8 @@ class Cache:
             return None
         reader = _UnitReader(self, EMBEDDINGS, f"{self.path}: embedding tables", check=True, names=set(TABLES))
         tables = {name: reader.read_required(name) for name in TABLES}
-        return EmbeddingTables.from_arrays(tables, float(self.store.attrs(EMBEDDINGS)["eps"]))
+        attrs = self.store.attrs(EMBEDDINGS)
+        return EmbeddingTables.from_arrays(tables, float(attrs["eps"]), int(attrs.get("first_position", 0)))
 
     @cached_property
     def _block_arrays(self) -> set[str]:

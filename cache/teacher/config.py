@@ -80,8 +80,8 @@ class DumpConfig:
     """For a URL cache: a JSON object of fsspec options beyond the environment's (AWS_ENDPOINT_URL,
     AWS_PROFILE, ...). Recorded with the command: keep secrets in the environment."""
     teacher: str | None = setting(None)
-    """Teacher checkpoint folder (BertModel or BertForSequenceClassification). Default: the
-    packaged MiniLM-L6-H384."""
+    """Teacher checkpoint folder: a BERT, RoBERTa, XLM-R, ELECTRA or DistilBERT encoder, with or
+    without a classification head. Default: the packaged MiniLM-L6-H384."""
     format: str = setting("zarr", type=click.Choice(FORMATS))
     """On-disk format."""
     layers: tuple[int, ...] | None = setting(None, typed_default="all", callback=parse_layers)

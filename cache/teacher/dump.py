@@ -19,15 +19,16 @@ import shlex
 import sys
 from collections.abc import Iterable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from cache import __version__
-from cache.data.checkpoints import default_teacher_path
+from cache.data.checkpoints import default_teacher_path, load_config
 from cache.data.corpus import Corpus
+from cache.data.families import family_of
 from cache.data.readers import Examples, canonical_task, load_examples
 from cache.data.sequences import sequence_hashes
 from cache.data.tasks import CORPUS_TASK, GENERIC_TASKS
@@ -146,8 +147,9 @@ class PreparedDump:
     block_starts: np.ndarray  # (n_blocks + 1,)
     manifest: Manifest
     device: torch.device
-    embeddings: EmbeddingTables
-    """The teacher's embedding tables, on the host: written where the geometry recomputes layer 0."""
+    embeddings: EmbeddingTables | None
+    """The teacher's embedding tables, on the host: written where the geometry recomputes layer 0
+    (None where they do not give it)."""
 
 
 def prepare_dump(config: DumpConfig, examples: Examples | Corpus, command: str) -> PreparedDump:
@@ -156,21 +158,27 @@ def prepare_dump(config: DumpConfig, examples: Examples | Corpus, command: str) 
     device = resolve_device(config.device)
     path = config.teacher or default_teacher_path()
     tokenizer = load_teacher_tokenizer(path)
-    tokens = tokenize_source(examples, tokenizer, config.max_seq_len)
+    model_config = load_config(path, "--teacher", any_family=True)
+    family = family_of(model_config, f"--teacher: {path}")
+    tokens = tokenize_source(examples, tokenizer, config.max_seq_len, family.segments(model_config))
     check_unknown_tokens(tokens, tokenizer, config.max_unknown, str(examples.path))
     model, teacher = load_teacher(path, config.attention, device, head=isinstance(examples, Examples))
-    tables = EmbeddingTables.of(model)
-    geometry = stored_geometry(config, teacher, tokens.lengths, tables.nbytes)
+    tables = EmbeddingTables.of(model, family.position_offset(model_config))
+    geometry = stored_geometry(config, teacher, tokens.lengths, tables.nbytes if tables is not None else None)
     model.set_attn_implementation(capture_implementation(geometry.attention.capture(geometry.attention_kind)))
     block_starts = plan_blocks(tokens.lengths, geometry, int(config.block_mb * 2**20))
+    stored_tables = tables.nbytes if tables is not None and geometry.embedding_tables else 0
     manifest = _new_manifest(config, command, examples, tokens, teacher, tokenizer_fingerprint(tokenizer),
-                             geometry, len(block_starts) - 1, tables.nbytes if geometry.embedding_tables else 0)
+                             geometry, len(block_starts) - 1, stored_tables)
     return PreparedDump(examples, model, tokenizer, tokens, geometry, block_starts, manifest, device, tables)
 
 
-def tokenize_source(source: Examples | Corpus, tokenizer, max_seq_len: int) -> Tokenized:
+def tokenize_source(source: Examples | Corpus, tokenizer, max_seq_len: int, segments: bool = True) -> Tokenized:
+    """The source's tokens as the teacher sees them: token types only where its family tells a
+    pair's texts apart by them (`Family.segments`), else all 0."""
     if isinstance(source, Examples):
-        return tokenize(source, tokenizer, max_seq_len)
+        tokens = tokenize(source, tokenizer, max_seq_len)
+        return tokens if segments else replace(tokens, token_type_ids=np.zeros_like(tokens.token_type_ids))
     input_ids, lengths = source.pack(tokenizer, max_seq_len)
     return Tokenized(input_ids, np.zeros(len(input_ids), dtype=np.int8), lengths, truncated=0)
 
@@ -207,14 +215,16 @@ def _prepare_cache(out: Root, prepared: PreparedDump, config: DumpConfig) -> Man
     manifest, store = _open_for_writing(out, prepared.manifest, config)
     if not _has_tokenizer(out):
         _save_tokenizer(prepared.tokenizer, out)
-    if not manifest.complete and prepared.geometry.embedding_tables and not store.has_unit(EMBEDDINGS):
+    if not manifest.complete and prepared.embeddings is not None and prepared.geometry.embedding_tables \
+            and not store.has_unit(EMBEDDINGS):
         prepared.embeddings.write(store, {UNIT_IDENTITY: manifest.identity})
     if not manifest.complete and not store.has_unit(INDEX):
         store.write_unit(INDEX, _index_arrays(prepared.tokens, prepared.block_starts), index_attrs(manifest))
     return manifest
 
 
-def stored_geometry(config: DumpConfig, teacher: TeacherRecord, lengths: np.ndarray, tables_bytes: int) -> Geometry:
+def stored_geometry(config: DumpConfig, teacher: TeacherRecord, lengths: np.ndarray,
+                    tables_bytes: int | None) -> Geometry:
     """Shapes and encodings of what this dump stores (`auto` chosen for these lengths and the
     teacher's embedding tables' size); rejects layers the teacher does not have."""
     all_layers = tuple(range(teacher.num_layers + 1))

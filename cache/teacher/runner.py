@@ -1,13 +1,14 @@
-"""Load a BERT teacher and run it, capturing every TinyBERT target in one forward pass
-(attention through `cache.runtime.attention`'s capture functions)."""
+"""Load a teacher of any family in `cache.data.families` and run it, capturing every TinyBERT
+target in one forward pass (attention through `cache.runtime.attention`'s capture functions)."""
 
 import hashlib
 from dataclasses import dataclass
 
 import torch
-from transformers import BertForSequenceClassification, BertModel
+from transformers import AutoModel, AutoModelForSequenceClassification, PreTrainedModel
 
 from cache.data.checkpoints import check_head, check_length, has_classifier, load_config, load_tokenizer
+from cache.data.families import family_of
 from cache.data.readers import Examples
 from cache.format.manifest import TeacherRecord
 from cache.runtime.attention import capture_implementation
@@ -24,7 +25,7 @@ def check_teacher(path: str, examples: Examples | None, max_seq_len: int) -> Non
     """Config, tokenizer and head checked before the weights load: a teacher whose head has other
     labels than the data (3 outputs on a 2-label task) would fill a cache with meaningless logits.
     `examples` is None for a corpus, whose teacher runs without its head."""
-    config = load_config(path, "--teacher")
+    config = load_config(path, "--teacher", any_family=True)
     load_tokenizer(path, "--teacher", config.vocab_size)
     check_length(config, max_seq_len, f"--teacher: {path}")
     if has_classifier(config) and examples is not None and examples.labels is not None:
@@ -33,21 +34,22 @@ def check_teacher(path: str, examples: Examples | None, max_seq_len: int) -> Non
 
 def load_teacher_tokenizer(path: str):
     """The teacher's tokenizer alone: the data is tokenised (and refused) before the weights load."""
-    return load_tokenizer(path, "--teacher", load_config(path, "--teacher").vocab_size)
+    return load_tokenizer(path, "--teacher", load_config(path, "--teacher", any_family=True).vocab_size)
 
 
 def load_teacher(path: str, attention: str, device: torch.device, head: bool = True):
     """Load the model from a local folder (or hub id); returns (model, info). With `head=False`,
     or for a model without a classifier, the bare encoder (no logits)."""
-    config = load_config(path, "--teacher")
+    config = load_config(path, "--teacher", any_family=True)
+    family = family_of(config, f"--teacher: {path}")
     with_head = head and has_classifier(config)
-    model: BertModel | BertForSequenceClassification = (
-        BertForSequenceClassification.from_pretrained(path) if with_head
-        else BertModel.from_pretrained(path, add_pooling_layer=False))
+    model: PreTrainedModel = (
+        AutoModelForSequenceClassification.from_pretrained(path) if with_head
+        else AutoModel.from_pretrained(path, **({"add_pooling_layer": False} if family.pooler else {})))
     model.set_attn_implementation(capture_implementation(attention))
     model.eval().to(device)
     info = TeacherRecord(
-        path=str(path), architecture=type(model).__name__, config=config.to_diff_dict(),
+        path=str(path), architecture=type(model).__name__, family=family.name, config=config.to_diff_dict(),
         weights_sha256=weights_sha256(model), num_layers=config.num_hidden_layers,
         num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
         num_labels=(config.num_labels or 0) if with_head else 0,
@@ -72,6 +74,6 @@ def teacher_forward(model, input_ids: torch.Tensor, token_type_ids: torch.Tensor
     device = input_ids.device
     autocast_dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
     with torch.autocast(device.type, dtype=autocast_dtype, enabled=device.type == "cuda"):
-        out = model(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask,
-                    output_hidden_states=True, output_attentions=True, return_dict=True)
+        inputs = family_of(model.config, "--teacher").inputs(input_ids, token_type_ids, attention_mask)
+        out = model(**inputs, output_hidden_states=True, output_attentions=True, return_dict=True)
     return TeacherOutput(tuple(out.hidden_states), tuple(out.attentions), getattr(out, "logits", None))

@@ -26,7 +26,8 @@ def test_manifest_says_what_made_the_cache(cache_path, glue, tiny_teacher):
     from transformers import AutoTokenizer
 
     s = cache_summary(cache_path)
-    assert s["format_version"] == 5 and s["complete"] and s["command"] == "test"
+    assert s["format_version"] == 6 and s["complete"] and s["command"] == "test"
+    assert s["teacher"]["family"] == "bert"
     assert s["teacher"]["path"] == str(tiny_teacher)
     assert s["teacher"]["weights_sha256"] == weights_sha256(load_reference(tiny_teacher))
     assert s["tokenizer"]["fingerprint"] == tokenizer_fingerprint(AutoTokenizer.from_pretrained(tiny_teacher))
@@ -112,11 +113,12 @@ def test_a_version_2_cache_reads_as_float_maps(tmp_path, glue, tiny_teacher):
     path = tmp_path / "c" / "manifest.json"
     content = json.loads(path.read_text())
     del content["hidden_encoding"], content["attention_encoding"], content["embedding_output"], content[CHECKSUM]
+    del content["teacher"]["family"]  # every teacher was a BERT before version 6
     content |= {"format_version": 2, "dtype": "bfloat16", "attention_dtype": "float32"}
     path.write_text(json.dumps(content | {CHECKSUM: content_checksum(content)}))
     manifest = read_manifest(tmp_path / "c")
     assert (str(manifest.hidden_encoding), str(manifest.attention_encoding)) == ("bfloat16", "maps:float32")
-    assert manifest.embedding_output == "stored"
+    assert manifest.embedding_output == "stored" and manifest.teacher.family == "bert"
     for i, item in enumerate(before):
         assert all(torch.equal(item["hidden"][n], open_cache(tmp_path / "c")[i]["hidden"][n]) for n in item["hidden"])
     assert verify_cache(tmp_path / "c") == []

@@ -1,0 +1,187 @@
+"""Teachers of every encoder family (`cache.data.families`): small random models built from each
+family's own config class and a tokenizer made here, dumped, and their cached targets checked
+against the model's own eager forward, one example at a time (no padding)."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from transformers import (
+    AutoModelForSequenceClassification,
+    BertTokenizer,
+    DistilBertConfig,
+    ElectraConfig,
+    GPT2Config,
+    GPT2Model,
+    PreTrainedTokenizerFast,
+    RobertaConfig,
+    XLMRobertaConfig,
+)
+
+from cache import open_cache
+from cache.read.decode import decode_batch
+from cache.runtime.kinds import AttentionKind
+from tests.helpers import SPECIALS, assert_refused, dump, run, vocabulary
+
+SHAPE = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64,
+         "num_labels": 2}
+FAMILIES = {
+    "roberta": lambda vocab: RobertaConfig(vocab_size=vocab, max_position_embeddings=130, pad_token_id=1,
+                                           bos_token_id=0, eos_token_id=2, type_vocab_size=1, **SHAPE),
+    "xlm-roberta": lambda vocab: XLMRobertaConfig(vocab_size=vocab, max_position_embeddings=130, pad_token_id=1,
+                                                  bos_token_id=0, eos_token_id=2, type_vocab_size=1, **SHAPE),
+    "electra": lambda vocab: ElectraConfig(vocab_size=vocab, embedding_size=32, max_position_embeddings=128, **SHAPE),
+    "distilbert": lambda vocab: DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+                                                 max_position_embeddings=128, num_labels=2),
+}
+FAIRSEQ_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+"""RoBERTa's special tokens, at the ids its configs expect (padding 1)."""
+
+
+def fairseq_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
+    """A RoBERTa-style tokenizer (<s> A </s></s> B </s>, padding id 1) over whole words."""
+    vocab = {w: i for i, w in enumerate([*FAIRSEQ_SPECIALS, *words])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", mask_token="<mask>", cls_token="<s>", sep_token="</s>")
+
+
+def save_teacher(folder: Path, family: str, seed: int = 0) -> Path:
+    """A random classifier of `family` with a tokenizer of its kind, saved as a checkpoint."""
+    words = vocabulary()[len(SPECIALS):]
+    roberta_like = family in ("roberta", "xlm-roberta")
+    vocab = [*FAIRSEQ_SPECIALS, *words] if roberta_like else vocabulary()
+    torch.manual_seed(seed)
+    AutoModelForSequenceClassification.from_config(FAMILIES[family](len(vocab))).save_pretrained(folder)
+    tokenizer = fairseq_tokenizer(words) if roberta_like else BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def teacher(request, tmp_path_factory) -> tuple[str, Path]:
+    return request.param, save_teacher(tmp_path_factory.mktemp(request.param), request.param)
+
+
+@torch.no_grad()
+def eager(folder: Path, family: str, item: dict) -> tuple[tuple, tuple, torch.Tensor]:
+    """The model's own forward of one example: hidden states, attention probabilities, logits."""
+    model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").eval()
+    types = {} if family == "distilbert" else {"token_type_ids": item["token_type_ids"][None]}
+    out = model(input_ids=item["input_ids"][None], **types, output_hidden_states=True, output_attentions=True)
+    return tuple(h[0] for h in out.hidden_states), tuple(a[0] for a in out.attentions), out.logits[0]
+
+
+def decoded(cache, i: int, kind: AttentionKind | None = None) -> tuple[dict, dict]:
+    """Example i's hidden states and attention (as `kind`), decoded as training decodes them."""
+    k = cache.block_of(i)
+    j = i - int(cache.block_starts[k])
+    one = decode_batch(cache.read_block(k, j, j + 1), torch.device("cpu"), kind, cache.embeddings)
+    return {layer: h[0] for layer, h in one.hidden.items()}, {layer: a[0] for layer, a in one.attention.items()}
+
+
+@pytest.mark.parametrize("encoding", ["maps", "qk"])
+def test_cached_targets_are_what_the_teacher_computes(teacher, tmp_path, glue, encoding):
+    """Hidden states, attention (scores from maps, or from queries and keys; compared as the
+    probabilities the model gives) and logits, for padded batches of several lengths."""
+    family, folder = teacher
+    dump(folder, glue, tmp_path / "c", task="mrpc", data=glue / "MRPC", limit=12, batch_size=5,
+         attention_encoding=encoding, hidden_encoding="float32")
+    cache = open_cache(tmp_path / "c")
+    assert cache.manifest.teacher.family == ("roberta" if family == "xlm-roberta" else family)
+    assert len(set(cache.lengths.tolist())) > 3
+    for j in range(len(cache)):
+        item = cache[j]
+        hidden, probs, logits = eager(folder, family, item)
+        for layer, values in item["hidden"].items():
+            torch.testing.assert_close(values, hidden[layer], rtol=1e-5, atol=1e-5)
+        for layer, values in decoded(cache, j, AttentionKind.PROBS)[1].items():
+            torch.testing.assert_close(values, probs[layer - 1], rtol=2e-3, atol=2e-3)
+        torch.testing.assert_close(item["logits"], logits, rtol=1e-4, atol=1e-4)
+
+
+def test_scores_from_queries_and_keys_are_the_captured_maps(teacher, tmp_path, glue):
+    """The scores the attention function computes (maps) and those multiplied out of the queries
+    and keys it was given (qk): two captures, one set of scores."""
+    family, folder = teacher
+    for encoding in ("maps:float32", "qk:float32"):
+        dump(folder, glue, tmp_path / encoding, limit=10, attention_encoding=encoding, hidden_encoding="float32")
+    maps, factored = (open_cache(tmp_path / encoding) for encoding in ("maps:float32", "qk:float32"))
+    for i in range(len(maps)):
+        for layer, scores in decoded(maps, i)[1].items():
+            torch.testing.assert_close(decoded(factored, i)[1][layer], scores, rtol=1e-4, atol=1e-4)
+
+
+def test_the_embedding_tables_give_the_teachers_layer_0(teacher, tmp_path, glue):
+    """RoBERTa's positions after its padding index, DistilBERT's lack of token types: the layer
+    recomputed from the tables is the one the model computes."""
+    family, folder = teacher
+    dump(folder, glue, tmp_path / "c", task="mrpc", data=glue / "MRPC", limit=8, embedding_output="tables",
+         hidden_encoding="float32")
+    cache = open_cache(tmp_path / "c")
+    assert cache.embeddings is not None
+    for i in range(len(cache)):
+        hidden, _, _ = eager(folder, family, cache[i])
+        torch.testing.assert_close(decoded(cache, i)[0][0], hidden[0], rtol=1e-5, atol=1e-5)
+
+
+def test_an_electra_with_narrower_embeddings_stores_its_layer_0(tmp_path, glue):
+    config = ElectraConfig(vocab_size=len(vocabulary()), embedding_size=16, max_position_embeddings=128, **SHAPE)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "t")
+    BertTokenizer(vocab={w: i for i, w in enumerate(vocabulary())}).save_pretrained(tmp_path / "t")
+    assert_refused(run("dump-teacher", "--task", "sst2", "--data", glue / "SST-2", "--teacher", tmp_path / "t",
+                       "--out", tmp_path / "c", "--limit", 8, "--embedding-output", "tables", "--max-unknown", 1),
+                   "--embedding-output tables: this teacher projects its embeddings")
+    dump(tmp_path / "t", glue, tmp_path / "auto", limit=8, embedding_output="auto", hidden_encoding="float32")
+    cache = open_cache(tmp_path / "auto")
+    assert cache.embeddings is None and 0 in cache.manifest.layers
+    hidden, _, _ = eager(tmp_path / "t", "electra", cache[3])
+    torch.testing.assert_close(cache[3]["hidden"][0], hidden[0], rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_of_another_kind_is_refused_in_one_line(tmp_path, glue):
+    GPT2Model(GPT2Config(n_layer=1, n_embd=32, n_head=4, vocab_size=len(vocabulary()))).save_pretrained(tmp_path / "g")
+    BertTokenizer(vocab={w: i for i, w in enumerate(vocabulary())}).save_pretrained(tmp_path / "g")
+    assert_refused(run("dump-teacher", "--task", "sst2", "--data", glue / "SST-2", "--teacher", tmp_path / "g",
+                       "--out", tmp_path / "c"),
+                   "a 'gpt2' model is not an encoder this tool distils (it takes bert, roberta, xlm-roberta, "
+                   "electra, distilbert)")
+
+
+def test_a_student_distils_from_the_cache_as_from_the_live_teacher(teacher, tmp_path, glue):
+    """The student (a BERT on the teacher's vocabulary) logs the same losses from the cache as from
+    the teacher run live on the same batches (`bench.online`), both stages."""
+    from bench.online import OnlineTargets
+    from cache.teacher.dump import DumpConfig, dump_teacher
+    from student.trainer import train_student
+    from tests.helpers import train_config
+
+    family, folder = teacher
+    dump_config = DumpConfig(task="sst2", data=glue / "SST-2", out=tmp_path / "c", teacher=str(folder), limit=48,
+                             block_mb=0.05, batch_size=16, max_unknown=1.0)
+    dump_teacher(dump_config, command="x", progress=False)
+    run = train_config(tmp_path / "c", tmp_path / "cached", stage="all", max_steps=4, layer_map="1,2,2")
+    train_student(run, command="x", progress=False)
+    train_student(replace(run, out=tmp_path / "online"), command="x", progress=False,
+                  source=OnlineTargets(dump_config))
+    cached, online = (logged_losses(tmp_path / name) for name in ("cached", "online"))
+    assert len(cached) == len(online) == 8
+    assert [(a["stage"], a["step"]) for a in cached] == [(b["stage"], b["step"]) for b in online]
+    for a, b in zip(cached, online, strict=True):
+        assert a.keys() == b.keys() and all(a[key] == pytest.approx(b[key], rel=5e-3) for key in LOSSES if key in a)
+
+
+LOSSES = ("loss", "embd", "hidn", "attn", "pred")
+
+
+def logged_losses(run: Path) -> list[dict]:
+    """Each logged step's position and every loss term (attention's apart: it is the smallest)."""
+    entries = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    return [{"stage": e["stage"], "step": e["step"]} | {k: e[k] for k in LOSSES if k in e} for e in entries
+            if "loss" in e]
