@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import BertForSequenceClassification
 
 from cache.data.checkpoints import TaskHead, record_head
 from cache.format.manifest import Manifest, identity_mismatches
@@ -44,7 +43,7 @@ def save_student(run: Run, folder: Path) -> None:
     current = run.student.config._attn_implementation
     run.student.set_attn_implementation("sdpa")  # never save our capture function into the config
     names = run.manifest.data.label_names
-    if isinstance(run.student, BertForSequenceClassification):
+    if type(run.student).__name__.endswith("ForSequenceClassification"):
         record_head(run.student.config, TaskHead(run.task, tuple(names) if names else None,
                                                  trained=any(s.name == "prediction" for s in run.stages)))
     run.student.save_pretrained(folder)

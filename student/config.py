@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from cache.data.families import family_named
 from cache.data.readers import resolve_data_file
 from cache.data.tasks import CORPUS_TASK, GLUE_TASKS
 from cache.format.location import Root, Target, as_target, open_root
@@ -91,22 +92,25 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 
 
 def check_student_folder(folder: Path, manifest: Manifest) -> dict:
-    """A checkpoint student, from its config.json alone: a BERT, with weights, whose token types
-    cover the cache's (a second text needs two). Returns its config."""
+    """A checkpoint student, from its config.json alone: of the teacher's family, with weights, whose
+    token types cover the cache's (a second text needs two where the family tells texts apart by
+    them). Returns its config."""
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise UserError(f"--student: {folder / 'config.json'} cannot be read ({e})") from None
-    if not isinstance(config, dict) or config.get("model_type", "bert") != "bert":  # the reference code writes none
-        kind = config.get("model_type") if isinstance(config, dict) else None
-        raise UserError(f"--student: {folder} is a {kind!r} model; a student is a BERT (make one from the teacher "
-                        "with init-student, or give its sizes)")
+    family = family_named(manifest.teacher.family)
+    kind = config.get("model_type", "bert") if isinstance(config, dict) else None  # the reference code writes none
+    if kind not in family.model_types:
+        raise UserError(f"--student: {folder} is a {kind!r} model and the cache's teacher a {family.name}; a student "
+                        "is of its teacher's family (make one from the teacher with init-student, or give its sizes)")
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         raise UserError(f"--student: {folder} has a config.json but no weights ({', '.join(WEIGHT_FILES[::2])})")
     columns = manifest.data.columns or {}
     pairs = (GLUE_TASKS[manifest.data.task].pair is not None if manifest.data.task in GLUE_TASKS
              else bool(columns.get("pair")))
-    if pairs and config.get("type_vocab_size", 2) < 2:
+    if pairs and family.token_types and manifest.teacher.config.get("type_vocab_size", 2) > 1 \
+            and config.get("type_vocab_size", 2) < 2:
         raise UserError(f"--student: {folder} has type_vocab_size {config.get('type_vocab_size')}, and the cache's "
                         "examples are pairs of texts (token types 0 and 1)")
     return config
@@ -192,8 +196,9 @@ class TrainConfig:
     environment's (AWS_ENDPOINT_URL, AWS_PROFILE, ...). Recorded with the command: keep secrets in
     the environment."""
     student: str = setting("tinybert4")
-    """tinybert4, tinybert6, sizes layers=M,hidden=d,ffn=d',heads=h, a checkpoint folder (a general
-    student: with its projections), or a run folder (its best/, else last/)."""
+    """tinybert4, tinybert6, sizes layers=M,hidden=d,ffn=d',heads=h (a model of the teacher's
+    family), a checkpoint folder (a general student: with its projections), or a run folder (its
+    best/, else last/)."""
     stage: str = setting("all", type=click.Choice(STAGES))
     """intermediate: embedding+hidden+attention; prediction: logits; all: one then the other;
     general: the intermediate losses on a corpus cache, saving a general student (no head)."""

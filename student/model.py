@@ -1,4 +1,5 @@
-"""Student models (plain Hugging Face BERT) and the W_e / W_h projections.
+"""Student models (plain Hugging Face models of the teacher's family, `cache.data.families`) and the
+W_e / W_h projections.
 
 Building and projecting; a student initialised from teacher layers comes from `init-student`
 (cache/teacher/init_student.py) as a checkpoint folder, so training never loads a teacher.
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import BertConfig, BertForSequenceClassification, BertModel
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PreTrainedModel
 
+from cache.data.families import family_of
 from cache.runtime.errors import UserError, describe
 from student.config import PROJECTION_SHARING, StudentShape
 
@@ -20,36 +22,32 @@ for everything) or `fit_denses.<m>` (one per layer m = 0..M)."""
 
 
 def build_student(student: StudentShape | Path, teacher_config: dict, num_labels: int,
-                  head: bool = True) -> BertModel | BertForSequenceClassification:
-    """A student on the teacher's vocabulary, from a shape (random init) or a checkpoint folder;
-    without `head`, the bare encoder (with its pooler) that general distillation trains."""
+                  head: bool = True) -> PreTrainedModel:
+    """A student on the teacher's vocabulary, from a shape (random init: a model of the teacher's
+    family) or a checkpoint folder; without `head`, the bare encoder that general distillation trains."""
     if isinstance(student, Path):
         model = _load_checkpoint(student, num_labels, head)
         if model.config.vocab_size != teacher_config["vocab_size"]:
             raise UserError(f"--student: {student} has a vocabulary of {model.config.vocab_size}, "
                             f"the cache's tokenizer {teacher_config['vocab_size']}")
         return model
-    config = BertConfig(
-        vocab_size=teacher_config["vocab_size"],
-        type_vocab_size=teacher_config.get("type_vocab_size", 2),
-        max_position_embeddings=teacher_config.get("max_position_embeddings", 512),
-        pad_token_id=teacher_config.get("pad_token_id", 0),
-        num_hidden_layers=student.layers, hidden_size=student.hidden, intermediate_size=student.ffn,
-        num_attention_heads=student.heads,
-    )
+    model_type = teacher_config["model_type"]
+    family = family_of(AutoConfig.for_model(model_type), "--cache")
+    config = AutoConfig.for_model(model_type, **family.student_config(
+        teacher_config, student.layers, student.hidden, student.ffn, student.heads))
     config.num_labels = num_labels
-    return BertForSequenceClassification(config) if head else BertModel(config)
+    return AutoModelForSequenceClassification.from_config(config) if head else AutoModel.from_config(config)
 
 
-FRESH_PARTS = ("classifier.", "pooler.", "bert.pooler.")
+FRESH_PARTS = ("classifier", "pre_classifier", "pooler")
 """What a checkpoint student may lack, or hold in another size: a task head (a general student has
 none; another task's has other outputs) starts afresh, and the prediction stage trains it."""
 
 
-def _load_checkpoint(folder: Path, num_labels: int, head: bool) -> BertModel | BertForSequenceClassification:
+def _load_checkpoint(folder: Path, num_labels: int, head: bool) -> PreTrainedModel:
     """The checkpoint's weights, every one of them but the head's: a config whose sizes differ from
     its weights is refused, not re-initialised."""
-    model_class = BertForSequenceClassification if head else BertModel
+    model_class = AutoModelForSequenceClassification if head else AutoModel
     options = {"num_labels": num_labels} if head else {}
     try:
         model, info = model_class.from_pretrained(folder, ignore_mismatched_sizes=True, output_loading_info=True,
@@ -57,7 +55,7 @@ def _load_checkpoint(folder: Path, num_labels: int, head: bool) -> BertModel | B
     except (OSError, ValueError, RuntimeError) as e:
         raise UserError(f"--student: {folder} cannot be loaded ({describe(e)})") from None
     redone = [*info["missing_keys"], *(key for key, *_ in info["mismatched_keys"])]
-    unfit = sorted(key for key in redone if not key.startswith(FRESH_PARTS))
+    unfit = sorted(key for key in redone if not set(key.split(".")[:2]) & set(FRESH_PARTS))
     if unfit:
         raise UserError(f"--student: {folder}: {len(unfit)} weights are missing or of another size than its "
                         f"config.json says ({', '.join(unfit[:3])}{', ...' if len(unfit) > 3 else ''}); only a task "

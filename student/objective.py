@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from cache.data.families import forward_inputs
 from cache.runtime.distributed import Ranks, sum_over_ranks
 from cache.runtime.errors import UserError
 from cache.runtime.precision import autocast
@@ -29,9 +30,8 @@ class Distiller(torch.nn.Module):
 
     def forward(self, batch: Batch, intermediate: bool) -> dict[str, torch.Tensor]:
         run = self.run[0]
-        out = self.student(input_ids=batch.input_ids, token_type_ids=batch.token_type_ids,
-                           attention_mask=batch.mask.long(), output_hidden_states=intermediate,
-                           output_attentions=intermediate)
+        inputs = forward_inputs(self.student, batch.input_ids, batch.token_type_ids, batch.mask.long())
+        out = self.student(**inputs, output_hidden_states=intermediate, output_attentions=intermediate)
         if intermediate:
             parts = intermediate_losses(out.hidden_states, out.attentions, batch, run.layer_map, run.weights,
                                         self.projections)
@@ -95,8 +95,8 @@ def held_out_losses(run: Run) -> dict[str, float]:
     run.student.eval()
     for batch in run.eval_targets.batches(order, 0, 0, run.workers, run.device, run.attention, intermediate=True):
         with autocast(run.precision, run.device):
-            out = run.student(input_ids=batch.input_ids, token_type_ids=batch.token_type_ids,
-                              attention_mask=batch.mask.long(), output_hidden_states=True, output_attentions=True)
+            inputs = forward_inputs(run.student, batch.input_ids, batch.token_type_ids, batch.mask.long())
+            out = run.student(**inputs, output_hidden_states=True, output_attentions=True)
         parts = intermediate_losses(out.hidden_states, out.attentions, batch, run.layer_map, run.weights,
                                     run.projections)
         lengths = batch.mask.sum(1)

@@ -13,6 +13,7 @@ import torch
 from matplotlib.figure import Figure
 
 from cache import Cache, open_cache
+from cache.data.families import forward_inputs
 from cache.format.entries import ATTENTION, HIDDEN
 from cache.runtime.attention import capture_implementation
 from cache.runtime.errors import UserError
@@ -53,7 +54,8 @@ def attention_maps(cache_path: Path, example: int, student: Path | None, layer: 
         raise UserError(f"--layer: the student has layers 1..{len(layer_map)}, not {m}")
     model.set_attn_implementation(capture_implementation(cache.manifest.geometry.decodes_to))
     with torch.no_grad():
-        out = model(input_ids=item["input_ids"][None], token_type_ids=item["token_type_ids"][None],
+        ids = item["input_ids"][None]
+        out = model(**forward_inputs(model, ids, item["token_type_ids"][None], torch.ones_like(ids)),
                     output_attentions=True)
     ours = out.attentions[m - 1][0].float().numpy()  # (h, L, L)
     n = layer_map[m - 1]
@@ -69,9 +71,9 @@ def _teacher_map(cache: Cache, item: dict, layer: int) -> np.ndarray:
 
 def _student(folder: Path, cache: Cache):
     """The student's encoder and its layer map (the run's, else uniform over the teacher's layers)."""
-    from transformers import BertModel
+    from transformers import AutoModel
 
-    model = BertModel.from_pretrained(folder, add_pooling_layer=False).eval()
+    model = AutoModel.from_pretrained(folder).eval()
     record = folder.parent / "train_config.json"
     if record.is_file():
         return model, json.loads(record.read_text())["layer_map_resolved"]

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from cache.data.checkpoints import check_head, check_length, load_config, load_tokenizer, recorded_head
+from cache.data.families import forward_inputs
 from cache.data.metrics import glue_metrics
 from cache.data.readers import Examples, evaluation_columns, load_examples
 from cache.data.tasks import GLUE_TASKS
@@ -31,8 +32,7 @@ def predict(model, tokenizer, examples: Examples, max_seq_len: int, batch_size: 
     out = np.empty((len(order), model.config.num_labels), np.float32)
     for batch in np.split(order, range(batch_size, len(order), batch_size)):
         ids, types, mask = tokens.padded(batch)
-        logits = model(input_ids=ids.to(device), token_type_ids=types.to(device),
-                       attention_mask=mask.long().to(device)).logits
+        logits = model(**forward_inputs(model, ids.to(device), types.to(device), mask.long().to(device))).logits
         out[batch] = logits.float().cpu().numpy()
     model.train(was_training)
     return out
@@ -58,7 +58,7 @@ class SavedClassifier:
         if examples.labels is None:
             raise UserError(f"{examples.path}: no labels to evaluate against")
         folder = model_folder(folder, option)
-        config = load_config(folder, option)
+        config = load_config(folder, option, any_family=True)
         check_head(config, examples, f"{option}: {folder}")
         check_length(config, max_seq_len, f"{option}: {folder}")
         return cls(folder, config, load_tokenizer(folder, option, config.vocab_size))
@@ -72,7 +72,7 @@ class SavedClassifier:
 def examples_to_score(task: str, data: Path, split: str, folder: Path, option: str) -> Examples:
     """A split to score a saved model on: its gold labels mapped by the class names the model was
     trained on (recorded in its config), not by their order in this file."""
-    head = recorded_head(load_config(model_folder(folder, option), option))
+    head = recorded_head(load_config(model_folder(folder, option), option, any_family=True))
     return load_examples(task, data, split, columns=evaluation_columns(None, head.label_names if head else None))
 
 

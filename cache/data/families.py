@@ -1,4 +1,5 @@
-"""The encoder families a teacher may be, and what differs between them, one small adapter each.
+"""The encoder families a teacher (and so its students) may be, and what differs between them, one
+small adapter each.
 
 BERT, RoBERTa (and XLM-R, its multilingual twin), ELECTRA and DistilBERT are the same encoder as far
 as TinyBERT's targets go: post-LN layers whose attention goes through transformers' attention
@@ -6,7 +7,7 @@ interface (so `cache.runtime.attention` captures scores, probabilities or querie
 hidden states each layer hands on, an embedding output that is LayerNorm(word + position (+ type)).
 What differs is small and lives here: which argument names the token types (DistilBERT has none;
 RoBERTa has one type), where positions start (RoBERTa counts from its padding index + 1), and how
-many positions a sequence may use.
+many positions a sequence may use, what its config calls a shape's sizes, and where its layers are.
 
 Pure data: nothing here imports torch or transformers.
 """
@@ -28,6 +29,11 @@ class Family:
     """Whether positions count from the padding index + 1 (fairseq's convention), not from 0."""
     pooler: bool = True
     """Whether its bare encoder has a pooler that a teacher's targets never use (left out on load)."""
+    size_names: tuple[str, str, str, str] = ("num_hidden_layers", "hidden_size", "intermediate_size",
+                                             "num_attention_heads")
+    """Its config's names for the layers, the width, the feed-forward width and the heads."""
+    layers: str = "encoder.layer"
+    """Where its encoder keeps its layers."""
 
     def position_offset(self, config) -> int:
         """The position of a sequence's first token."""
@@ -47,12 +53,24 @@ class Family:
         types = {"token_type_ids": token_type_ids} if self.token_types else {}
         return {"input_ids": input_ids, "attention_mask": attention_mask} | types
 
+    def student_config(self, teacher: dict, layers: int, hidden: int, ffn: int, heads: int) -> dict:
+        """A config (as keyword arguments of the family's config class) of a student of this shape
+        on the teacher's vocabulary, positions and special tokens."""
+        sizes = dict(zip(self.size_names, (layers, hidden, ffn, heads), strict=True))
+        shared = {key: teacher[key] for key in ("bos_token_id", "eos_token_id") if key in teacher}
+        types = {"type_vocab_size": teacher.get("type_vocab_size", 2)} if self.token_types else {}
+        narrow = {"embedding_size": hidden} if "embedding_size" in teacher else {}  # no projection: exact tables
+        return {"vocab_size": teacher["vocab_size"], **types,
+                "max_position_embeddings": teacher.get("max_position_embeddings", 512),
+                "pad_token_id": teacher.get("pad_token_id", 0), **sizes, **shared, **narrow}
+
 
 FAMILIES = (
     Family("bert", ("bert",)),
     Family("roberta", ("roberta", "xlm-roberta"), offset_positions=True),
     Family("electra", ("electra",), pooler=False),
-    Family("distilbert", ("distilbert",), token_types=False, pooler=False),
+    Family("distilbert", ("distilbert",), token_types=False, pooler=False,
+           size_names=("n_layers", "dim", "hidden_dim", "n_heads"), layers="transformer.layer"),
 )
 
 
@@ -64,3 +82,13 @@ def family_of(config, option: str) -> Family:
     known = ", ".join(t for family in FAMILIES for t in family.model_types)
     raise UserError(f"{option}: a {config.model_type!r} model is not an encoder this tool distils "
                     f"(it takes {known})")
+
+
+def family_named(name: str) -> Family:
+    """The family a manifest records by name."""
+    return next(family for family in FAMILIES if family.name == name)
+
+
+def forward_inputs(model, input_ids, token_type_ids, attention_mask) -> dict:
+    """The keyword arguments of a forward pass of `model`, whatever its family."""
+    return family_of(model.config, "model").inputs(input_ids, token_type_ids, attention_mask)

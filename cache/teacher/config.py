@@ -301,7 +301,8 @@ class FinetuneConfig:
     out: Path = setting(type=LOCAL)
     """Folder for the fine-tuned teacher."""
     base: str | None = setting(None)
-    """Pretrained BERT folder. Default: the packaged MiniLM-L6-H384."""
+    """Pretrained encoder folder (BERT, RoBERTa, XLM-R, ELECTRA or DistilBERT). Default: the packaged
+    MiniLM-L6-H384."""
     epochs: int = setting(3, type=click.IntRange(1))
     """Passes over the training set."""
     lr: float = setting(2e-5, type=POSITIVE)

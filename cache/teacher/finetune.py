@@ -1,4 +1,5 @@
-"""Fine-tune a pretrained BERT into a task teacher (a classification or regression head).
+"""Fine-tune a pretrained encoder (any family in `cache.data.families`) into a task teacher (a
+classification or regression head).
 
 The packaged MiniLM has no task head; TinyBERT's task-specific distillation needs a fine-tuned
 teacher. This recipe shares tokenisation, padding, optimiser, schedule and evaluation with the
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
-from transformers import BertForSequenceClassification
+from transformers import AutoModelForSequenceClassification
 
 from cache.data.checkpoints import (
     TaskHead,
@@ -21,6 +22,7 @@ from cache.data.checkpoints import (
     record_head,
 )
 from cache.data.evaluate import evaluate
+from cache.data.families import forward_inputs
 from cache.data.readers import canonical_task, evaluation_columns, load_examples, resolve_data_file
 from cache.data.tokenize import tokenize
 from cache.runtime.device import resolve_device
@@ -43,11 +45,11 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
     dev = _dev_examples(config, train.label_names)
     if train.labels is None:
         raise UserError(f"{train.path}: no labels to fine-tune on")
-    base_config = load_config(base, "--base")
+    base_config = load_config(base, "--base", any_family=True)
     check_length(base_config, config.max_seq_len, f"--base: {base}")
     tokenizer = load_tokenizer(base, "--base", base_config.vocab_size)
     names = train.label_names
-    model = BertForSequenceClassification.from_pretrained(
+    model = AutoModelForSequenceClassification.from_pretrained(
         base, num_labels=1 if names is None else len(names),
         problem_type="regression" if names is None else "single_label_classification").to(device)
     tokens = tokenize(train, tokenizer, config.max_seq_len)
@@ -101,6 +103,6 @@ def _step(model, tokens, batch: np.ndarray, labels: np.ndarray, device: torch.de
     ids, types, mask = tokens.padded(batch)
     targets = torch.from_numpy(labels[batch])
     with autocast(precision, device):
-        out = model(input_ids=ids.to(device), token_type_ids=types.to(device), attention_mask=mask.long().to(device),
+        out = model(**forward_inputs(model, ids.to(device), types.to(device), mask.long().to(device)),
                     labels=targets.to(device))
     return out.loss

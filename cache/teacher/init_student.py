@@ -8,12 +8,14 @@ that `train-student --student FOLDER` starts from it without ever loading the te
 
 import shlex
 import sys
+from operator import attrgetter
 from pathlib import Path
 
 import torch
-from transformers import BertConfig, BertForSequenceClassification, BertModel
+from transformers import AutoModel, AutoModelForSequenceClassification
 
 from cache.data.checkpoints import TaskHead, load_config, load_tokenizer, record_head, recorded_head
+from cache.data.families import family_of
 from cache.runtime.errors import UserError
 from cache.runtime.layer_map import resolve_layer_map
 from cache.runtime.records import write_record
@@ -25,19 +27,23 @@ INIT_RECORD = "init_config.json"
 def init_student(config: InitConfig, command: str | None = None) -> list[int]:
     """Write the student into `config.out`; returns the layer map used."""
     config.check()
-    teacher_config = load_config(config.teacher, "--teacher")
+    teacher_config = load_config(config.teacher, "--teacher", any_family=True)
+    family = family_of(teacher_config, f"--teacher: {config.teacher}")
     tokenizer = load_tokenizer(config.teacher, "--teacher", teacher_config.vocab_size)
     layer_map = resolve_layer_map(config.layer_map, config.layers, teacher_config.num_hidden_layers)
     try:
-        teacher = BertModel.from_pretrained(config.teacher, add_pooling_layer=False)
+        teacher = AutoModel.from_pretrained(config.teacher, **({"add_pooling_layer": False} if family.pooler else {}))
     except (OSError, ValueError) as e:
         raise UserError(f"--teacher: {config.teacher} cannot be loaded ({e})") from None
-    student_config = BertConfig(**(teacher_config.to_dict() | {"num_hidden_layers": len(layer_map)}))
+    student_config = type(teacher_config)(**(teacher_config.to_dict() | {family.size_names[0]: len(layer_map)}))
     torch.manual_seed(config.seed)
-    student = BertForSequenceClassification(student_config)
-    student.bert.embeddings.load_state_dict(teacher.embeddings.state_dict())
+    student = AutoModelForSequenceClassification.from_config(student_config)
+    encoder, layers = student.base_model, attrgetter(family.layers)
+    for part in ("embeddings", "embeddings_project"):  # an ELECTRA's projection belongs to its embedding output
+        if hasattr(teacher, part):
+            getattr(encoder, part).load_state_dict(getattr(teacher, part).state_dict())
     for m, n in enumerate(layer_map):
-        student.bert.encoder.layer[m].load_state_dict(teacher.encoder.layer[n - 1].state_dict())
+        layers(encoder)[m].load_state_dict(layers(teacher)[n - 1].state_dict())
     head = recorded_head(teacher_config)
     record_head(student.config, TaskHead(head.task if head else "none", head.label_names if head else None,
                                          trained=False))

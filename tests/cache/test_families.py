@@ -185,3 +185,44 @@ def logged_losses(run: Path) -> list[dict]:
     entries = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
     return [{"stage": e["stage"], "step": e["step"]} | {k: e[k] for k in LOSSES if k in e} for e in entries
             if "loss" in e]
+
+
+FAMILY_CLASSES = {"roberta": "RobertaForSequenceClassification", "xlm-roberta": "XLMRobertaForSequenceClassification",
+                  "electra": "ElectraForSequenceClassification", "distilbert": "DistilBertForSequenceClassification"}
+
+
+def test_init_train_save_and_serve_a_student_of_the_teachers_family(teacher, tmp_path, glue):
+    """init-student copies the teacher's layers into a model of its family, train-student distils it
+    from the cache, and what it saves loads with the Auto classes and answers in a pipeline."""
+    from transformers import pipeline
+
+    family, folder = teacher
+    dump(folder, glue, tmp_path / "c", limit=24)
+    assert run("init-student", "--teacher", folder, "--layers", 1, "--out", tmp_path / "init").exit_code == 0
+    trained = run("train-student", "--cache", tmp_path / "c", "--student", tmp_path / "init", "--out",
+                  tmp_path / "run", "--max-steps", 2, "--epochs-intermediate", 1, "--epochs-prediction", 1,
+                  "--batch-size", 8)
+    assert trained.exit_code == 0, trained.output
+    student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "last")
+    assert type(student).__name__ == FAMILY_CLASSES[family] and student.config.num_hidden_layers == 1
+    classify = pipeline("text-classification", model=str(tmp_path / "run" / "last"))
+    assert classify("a gorgeous , witty , seductive movie")[0]["label"] in {"0", "1"}
+
+
+def test_a_student_of_a_shape_is_built_in_the_teachers_family(teacher, tmp_path, glue):
+    family, folder = teacher
+    dump(folder, glue, tmp_path / "c", limit=16)
+    trained = run("train-student", "--cache", tmp_path / "c", "--student", "layers=1,hidden=16,ffn=32,heads=2",
+                  "--layer-map", "2", "--stage", "prediction", "--max-steps", 1, "--out", tmp_path / "run")
+    assert trained.exit_code == 0, trained.output
+    student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "last")
+    assert type(student).__name__ == FAMILY_CLASSES[family] and student.config.hidden_size == 16
+
+
+def test_finetune_and_evaluate_take_every_family(teacher, tmp_path, glue):
+    family, folder = teacher
+    tuned = run("finetune-teacher", "--task", "sst2", "--data", glue / "SST-2", "--base", folder, "--out",
+                tmp_path / "t", "--limit", 16, "--epochs", 1, "--max-seq-len", 32)
+    assert tuned.exit_code == 0, tuned.output
+    scored = run("evaluate", "--model", tmp_path / "t", "--task", "sst2", "--data", glue / "SST-2", "--json")
+    assert scored.exit_code == 0 and "accuracy" in json.loads(scored.output), scored.output

@@ -52,7 +52,8 @@ def test_a_student_of_another_kind_is_refused(tmp_path, tiny_cache):
     DistilBertModel(DistilBertConfig(vocab_size=len(vocabulary()), dim=32, n_layers=1, n_heads=4,
                                      hidden_dim=64)).save_pretrained(tmp_path / "distil")
     result = run("train-student", "--cache", tiny_cache, "--student", tmp_path / "distil", "--out", tmp_path / "run")
-    assert_refused(result, f"--student: {tmp_path / 'distil'} is a 'distilbert' model; a student is a BERT")
+    assert_refused(result, f"--student: {tmp_path / 'distil'} is a 'distilbert' model and the cache's teacher a bert; "
+                           "a student is of its teacher's family")
     (tmp_path / "bare").mkdir()
     shutil.copy(tmp_path / "distil" / "config.json", tmp_path / "bare" / "config.json")
     config = json.loads((tmp_path / "bare" / "config.json").read_text())
