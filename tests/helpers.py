@@ -161,3 +161,21 @@ def rewrite_manifest_json(cache: Path, **changes) -> None:
     path = cache / "manifest.json"
     content = json.loads(path.read_text()) | changes
     path.write_text(json.dumps(content | {CHECKSUM: content_checksum(content)}))
+
+
+FAIRSEQ_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+"""RoBERTa's special tokens, at the ids its configs expect (padding 1)."""
+
+
+def fairseq_tokenizer(words: list[str]):
+    """A RoBERTa-style tokenizer (<s> A </s></s> B </s>, padding id 1) over whole words."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate([*FAIRSEQ_SPECIALS, *words])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", mask_token="<mask>", cls_token="<s>", sep_token="</s>")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import (
     AutoModelForSequenceClassification,
     BertTokenizer,
@@ -16,7 +15,6 @@ from transformers import (
     ElectraConfig,
     GPT2Config,
     GPT2Model,
-    PreTrainedTokenizerFast,
     RobertaConfig,
     XLMRobertaConfig,
 )
@@ -24,7 +22,7 @@ from transformers import (
 from cache import open_cache
 from cache.read.decode import decode_batch
 from cache.runtime.kinds import AttentionKind
-from tests.helpers import SPECIALS, assert_refused, dump, run, vocabulary
+from tests.helpers import FAIRSEQ_SPECIALS, SPECIALS, assert_refused, dump, fairseq_tokenizer, run, vocabulary
 
 SHAPE = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64,
          "num_labels": 2}
@@ -37,21 +35,6 @@ FAMILIES = {
     "distilbert": lambda vocab: DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
                                                  max_position_embeddings=128, num_labels=2),
 }
-FAIRSEQ_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-"""RoBERTa's special tokens, at the ids its configs expect (padding 1)."""
-
-
-def fairseq_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
-    """A RoBERTa-style tokenizer (<s> A </s></s> B </s>, padding id 1) over whole words."""
-    vocab = {w: i for i, w in enumerate([*FAIRSEQ_SPECIALS, *words])}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>", mask_token="<mask>", cls_token="<s>", sep_token="</s>")
-
-
 def save_teacher(folder: Path, family: str, seed: int = 0) -> Path:
     """A random classifier of `family` with a tokenizer of its kind, saved as a checkpoint."""
     words = vocabulary()[len(SPECIALS):]
