@@ -5,6 +5,7 @@ Building and projecting; a student initialised from teacher layers comes from `i
 (cache/teacher/init_student.py) as a checkpoint folder, so training never loads a teacher.
 """
 
+import json
 from pathlib import Path
 
 import torch
@@ -50,8 +51,10 @@ def _load_checkpoint(folder: Path, num_labels: int, head: bool) -> PreTrainedMod
     model_class = AutoModelForSequenceClassification if head else AutoModel
     options = {"num_labels": num_labels} if head else {}
     try:
-        model, info = model_class.from_pretrained(folder, ignore_mismatched_sizes=True, output_loading_info=True,
-                                                  **options)
+        kind = json.loads((folder / "config.json").read_text()).get("model_type", "bert")  # the reference code: none
+        config = type(AutoConfig.for_model(kind)).from_pretrained(folder, **options)
+        model, info = model_class.from_pretrained(folder, config=config, ignore_mismatched_sizes=True,
+                                                  output_loading_info=True)
     except (OSError, ValueError, RuntimeError) as e:
         raise UserError(f"--student: {folder} cannot be loaded ({describe(e)})") from None
     redone = [*info["missing_keys"], *(key for key, *_ in info["mismatched_keys"])]
