@@ -5,9 +5,9 @@ BERT, RoBERTa (and XLM-R, its multilingual twin), ELECTRA and DistilBERT are the
 as TinyBERT's targets go: post-LN layers whose attention goes through transformers' attention
 interface (so `cache.runtime.attention` captures scores, probabilities or queries and keys alike),
 hidden states each layer hands on, an embedding output that is LayerNorm(word + position (+ type)).
-What differs is small and lives here: which argument names the token types (DistilBERT has none;
-RoBERTa has one type), where positions start (RoBERTa counts from its padding index + 1), and how
-many positions a sequence may use, what its config calls a shape's sizes, and where its layers are.
+What differs is small and lives here: whether the forward takes token types (DistilBERT's does not;
+RoBERTa has one type), where positions start (RoBERTa counts from its padding index + 1), how many
+positions a sequence may use, what its config calls a shape's sizes, and where its layers are.
 
 Pure data: nothing here imports torch or transformers.
 """
@@ -47,6 +47,10 @@ class Family:
         """Whether its token types tell a pair's two texts apart (else every token is type 0, as
         its tokenizer gives them, and the cache stores them so)."""
         return self.token_types and getattr(config, "type_vocab_size", 1) > 1
+
+    def encoder_options(self) -> dict:
+        """Keyword arguments of loading its bare encoder: without the pooler no target uses."""
+        return {"add_pooling_layer": False} if self.pooler else {}
 
     def inputs(self, input_ids, token_type_ids, attention_mask) -> dict:
         """The keyword arguments of one forward pass."""

@@ -32,7 +32,7 @@ def init_student(config: InitConfig, command: str | None = None) -> list[int]:
     tokenizer = load_tokenizer(config.teacher, "--teacher", teacher_config.vocab_size)
     layer_map = resolve_layer_map(config.layer_map, config.layers, teacher_config.num_hidden_layers)
     try:
-        teacher = AutoModel.from_pretrained(config.teacher, **({"add_pooling_layer": False} if family.pooler else {}))
+        teacher = AutoModel.from_pretrained(config.teacher, **family.encoder_options())
     except (OSError, ValueError) as e:
         raise UserError(f"--teacher: {config.teacher} cannot be loaded ({e})") from None
     student_config = type(teacher_config)(**(teacher_config.to_dict() | {family.size_names[0]: len(layer_map)}))

@@ -45,7 +45,7 @@ def load_teacher(path: str, attention: str, device: torch.device, head: bool = T
     with_head = head and has_classifier(config)
     model: PreTrainedModel = (
         AutoModelForSequenceClassification.from_pretrained(path) if with_head
-        else AutoModel.from_pretrained(path, **({"add_pooling_layer": False} if family.pooler else {})))
+        else AutoModel.from_pretrained(path, **family.encoder_options()))
     model.set_attn_implementation(capture_implementation(attention))
     model.eval().to(device)
     info = TeacherRecord(
