@@ -22,6 +22,7 @@ from transformers import (
 from cache import open_cache
 from cache.read.decode import decode_batch
 from cache.runtime.kinds import AttentionKind
+from student.show import attention_maps
 from tests.helpers import FAIRSEQ_SPECIALS, SPECIALS, assert_refused, dump, fairseq_tokenizer, run, vocabulary
 
 SHAPE = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64,
@@ -190,6 +191,9 @@ def test_init_train_save_and_serve_a_student_of_the_teachers_family(teacher, tmp
     assert type(student).__name__ == FAMILY_CLASSES[family] and student.config.num_hidden_layers == 1
     classify = pipeline("text-classification", model=str(tmp_path / "run" / "last"))
     assert classify("a gorgeous , witty , seductive movie")[0]["label"] in {"0", "1"}
+    maps = attention_maps(tmp_path / "c", 3, tmp_path / "run" / "last", layer=1)  # `show attention`
+    _, probs, _ = eager(tmp_path / "run" / "last", family, open_cache(tmp_path / "c")[3])
+    torch.testing.assert_close(torch.from_numpy(maps.student).softmax(-1), probs[0], rtol=1e-4, atol=1e-5)
 
 
 def test_a_student_of_a_shape_is_built_in_the_teachers_family(teacher, tmp_path, glue):
