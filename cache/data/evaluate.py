@@ -58,7 +58,7 @@ class SavedClassifier:
         if examples.labels is None:
             raise UserError(f"{examples.path}: no labels to evaluate against")
         folder = model_folder(folder, option)
-        config = load_config(folder, option, any_family=True)
+        config = load_config(folder, option)
         check_head(config, examples, f"{option}: {folder}")
         check_length(config, max_seq_len, f"{option}: {folder}")
         return cls(folder, config, load_tokenizer(folder, option, config.vocab_size))
@@ -72,7 +72,7 @@ class SavedClassifier:
 def examples_to_score(task: str, data: Path, split: str, folder: Path, option: str) -> Examples:
     """A split to score a saved model on: its gold labels mapped by the class names the model was
     trained on (recorded in its config), not by their order in this file."""
-    head = recorded_head(load_config(model_folder(folder, option), option, any_family=True))
+    head = recorded_head(load_config(model_folder(folder, option), option))
     return load_examples(task, data, split, columns=evaluation_columns(None, head.label_names if head else None))
 
 

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from cache import __version__
-from cache.data.checkpoints import default_teacher_path, load_config
+from cache.data.checkpoints import default_teacher_path, load_config, load_tokenizer
 from cache.data.corpus import Corpus
 from cache.data.families import family_of
 from cache.data.readers import Examples, canonical_task, load_examples
@@ -67,7 +67,7 @@ from cache.runtime.kinds import AttentionKind
 from cache.runtime.records import code_revision, file_sha256
 from cache.teacher.config import DumpConfig
 from cache.teacher.encode import encode_batch
-from cache.teacher.runner import check_teacher, load_teacher, load_teacher_tokenizer, teacher_forward
+from cache.teacher.runner import check_teacher, load_teacher, teacher_forward
 from cache.teacher.writer import Writer, open_writer
 
 
@@ -157,8 +157,8 @@ def prepare_dump(config: DumpConfig, examples: Examples | Corpus, command: str) 
     without any head: general distillation uses the intermediate targets only."""
     device = resolve_device(config.device)
     path = config.teacher or default_teacher_path()
-    tokenizer = load_teacher_tokenizer(path)
-    model_config = load_config(path, "--teacher", any_family=True)
+    model_config = load_config(path, "--teacher")
+    tokenizer = load_tokenizer(path, "--teacher", model_config.vocab_size)  # data is refused before weights load
     family = family_of(model_config, f"--teacher: {path}")
     tokens = tokenize_source(examples, tokenizer, config.max_seq_len, family.segments(model_config))
     check_unknown_tokens(tokens, tokenizer, config.max_unknown, str(examples.path))

@@ -45,7 +45,7 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
     dev = _dev_examples(config, train.label_names)
     if train.labels is None:
         raise UserError(f"{train.path}: no labels to fine-tune on")
-    base_config = load_config(base, "--base", any_family=True)
+    base_config = load_config(base, "--base")
     check_length(base_config, config.max_seq_len, f"--base: {base}")
     tokenizer = load_tokenizer(base, "--base", base_config.vocab_size)
     names = train.label_names

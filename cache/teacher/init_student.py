@@ -27,7 +27,7 @@ INIT_RECORD = "init_config.json"
 def init_student(config: InitConfig, command: str | None = None) -> list[int]:
     """Write the student into `config.out`; returns the layer map used."""
     config.check()
-    teacher_config = load_config(config.teacher, "--teacher", any_family=True)
+    teacher_config = load_config(config.teacher, "--teacher")
     family = family_of(teacher_config, f"--teacher: {config.teacher}")
     tokenizer = load_tokenizer(config.teacher, "--teacher", teacher_config.vocab_size)
     layer_map = resolve_layer_map(config.layer_map, config.layers, teacher_config.num_hidden_layers)

@@ -25,22 +25,17 @@ def check_teacher(path: str, examples: Examples | None, max_seq_len: int) -> Non
     """Config, tokenizer and head checked before the weights load: a teacher whose head has other
     labels than the data (3 outputs on a 2-label task) would fill a cache with meaningless logits.
     `examples` is None for a corpus, whose teacher runs without its head."""
-    config = load_config(path, "--teacher", any_family=True)
+    config = load_config(path, "--teacher")
     load_tokenizer(path, "--teacher", config.vocab_size)
     check_length(config, max_seq_len, f"--teacher: {path}")
     if has_classifier(config) and examples is not None and examples.labels is not None:
         check_head(config, examples, f"--teacher: {path}")
 
 
-def load_teacher_tokenizer(path: str):
-    """The teacher's tokenizer alone: the data is tokenised (and refused) before the weights load."""
-    return load_tokenizer(path, "--teacher", load_config(path, "--teacher", any_family=True).vocab_size)
-
-
 def load_teacher(path: str, attention: str, device: torch.device, head: bool = True):
     """Load the model from a local folder (or hub id); returns (model, info). With `head=False`,
     or for a model without a classifier, the bare encoder (no logits)."""
-    config = load_config(path, "--teacher", any_family=True)
+    config = load_config(path, "--teacher")
     family = family_of(config, f"--teacher: {path}")
     with_head = head and has_classifier(config)
     model: PreTrainedModel = (
