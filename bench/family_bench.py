@@ -31,6 +31,7 @@ from transformers import (
     BertTokenizer,
     DistilBertConfig,
     ElectraConfig,
+    ModernBertConfig,
     RobertaConfig,
 )
 
@@ -61,7 +62,10 @@ def base_shaped(family: str, folder: Path) -> Path:
                                eos_token_id=2, type_vocab_size=1, **BASE)
     else:
         tokenizer = BertTokenizer(vocab=str(Path(default_teacher_path()) / "vocab.txt"))
+        specials = {"pad_token_id": 0, "cls_token_id": 101, "sep_token_id": 102, "bos_token_id": 101,
+                    "eos_token_id": 102}  # MiniLM's WordPiece ids
         config = {"bert": lambda: BertConfig(**BASE),
+                  "modernbert": lambda: ModernBertConfig(vocab_size=len(tokenizer), **specials, **BASE),
                   "electra": lambda: ElectraConfig(embedding_size=768, **BASE),
                   "distilbert": lambda: DistilBertConfig(dim=768, n_layers=12, n_heads=12, hidden_dim=3072)}[family]()
     config.num_labels = 2
@@ -100,7 +104,7 @@ def dump_seconds(config: DumpConfig) -> float:
 
 
 @click.command()
-@click.option("--families", default="bert,roberta,electra,distilbert", help="Comma-separated.")
+@click.option("--families", default="bert,roberta,electra,distilbert,modernbert", help="Comma-separated.")
 @click.option("--limit", default=96, help="Packed corpus sequences per run.")
 @click.option("--length", default=128, help="L: tokens per sequence.")
 @click.option("--rounds", default=2, help="Rounds of bare forward and dumps; medians reported.")

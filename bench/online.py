@@ -55,7 +55,8 @@ class OnlineTargets:
         attention = {n: out.attention[n - 1].float().clone().to(device) for n in self.manifest.attention_layers
                      if intermediate}
         if softmax:
-            attention = {n: probabilities_from_scores(a, mask.to(device)) for n, a in attention.items()}
+            windows = self.manifest.geometry.window
+            attention = {n: probabilities_from_scores(a, mask.to(device), windows(n)) for n, a in attention.items()}
         return Batch(
             input_ids=ids.to(device), token_type_ids=types.to(device), mask=mask.to(device),
             labels=torch.from_numpy(self.labels[indices]).to(device) if self.labels is not None else None,

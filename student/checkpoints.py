@@ -13,6 +13,7 @@ import torch
 
 from cache.data.checkpoints import TaskHead, record_head
 from cache.format.manifest import Manifest, identity_mismatches
+from cache.runtime.attention import plain_attention
 from cache.runtime.distributed import Ranks, gather_objects
 from cache.runtime.errors import UserError, describe
 from cache.runtime.failpoints import failpoint
@@ -40,14 +41,12 @@ class RunState:
 def save_student(run: Run, folder: Path) -> None:
     """A plain transformers checkpoint (loads with pipeline; a general student with AutoModel), its
     tokenizer, and the projections (which task distillation from it continues)."""
-    current = run.student.config._attn_implementation
-    run.student.set_attn_implementation("sdpa")  # never save our capture function into the config
     names = run.manifest.data.label_names
     if type(run.student).__name__.endswith("ForSequenceClassification"):
         record_head(run.student.config, TaskHead(run.task, tuple(names) if names else None,
                                                  trained=any(s.name == "prediction" for s in run.stages)))
-    run.student.save_pretrained(folder)
-    run.student.set_attn_implementation(current)
+    with plain_attention(run.student):
+        run.student.save_pretrained(folder)
     run.tokenizer.save_pretrained(folder)
     run.projections.save(folder)
 

@@ -13,19 +13,24 @@ losses add up to the one-process batch's.
 import torch
 import torch.nn.functional as F
 
+from cache.read.decode import attended
+
 
 def attention_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor,
-                  pairs: int | None = None) -> torch.Tensor:
+                  pairs: int | None = None, window: int | None = None) -> torch.Tensor:
     """(1/h) sum_i MSE(A_i^S, A_i^T) over real (query, key) pairs.
 
     student, teacher: (B, h, L, L) attention scores or probabilities; mask: (B, L) bool, True on
     real tokens. Heads weigh equally, so this is the mean over every real cell of every head. Maps
     with different head counts are first matched by `match_heads`. pairs: sum of L_i^2 to divide
-    by (default: this batch's).
+    by (default: this batch's). window: the teacher layer's attention window (a ModernBERT's
+    local layer): the cells outside it were never attended to and are no targets. They add
+    nothing, and the mean stays over all real pairs, so that one count (the batch totals ranks
+    share) serves every layer.
     """
     student, teacher = match_heads(student, teacher)
-    real = (mask[:, None, :, None] & mask[:, None, None, :]).to(student.dtype)  # (B, 1, L, L)
-    squared = (student - teacher).square() * real
+    real = attended(mask).to(student.dtype)  # (B, 1, L, L)
+    squared = (student - teacher).square() * (real if window is None else attended(mask, window).to(student.dtype))
     cells = (real.sum() if pairs is None else torch.tensor(float(pairs))) * student.shape[1]
     return squared.sum() / cells.clamp(min=1)
 

@@ -34,7 +34,7 @@ class Distiller(torch.nn.Module):
         out = self.student(**inputs, output_hidden_states=intermediate, output_attentions=intermediate)
         if intermediate:
             parts = intermediate_losses(out.hidden_states, out.attentions, batch, run.layer_map, run.weights,
-                                        self.projections)
+                                        self.projections, run.windows)
         else:
             parts = prediction_losses(out.logits, batch, run.regression, run.config.temperature, run.weights[-1])
         return parts if batch.counts else {name: value * 0 for name, value in parts.items()}
@@ -50,19 +50,20 @@ def distiller_of(run: Run) -> torch.nn.Module:
 
 
 def intermediate_losses(hidden: Sequence[torch.Tensor], attention: Sequence[torch.Tensor], batch: Batch,
-                        layer_map: list[int], weights: list[float],
-                        projections: Projections) -> dict[str, torch.Tensor]:
+                        layer_map: list[int], weights: list[float], projections: Projections,
+                        windows: dict[int, int | None]) -> dict[str, torch.Tensor]:
     """lambda_0 L_embd + sum_m lambda_m (L_hidn + L_attn), as named parts.
 
     hidden: the student's M+1 hidden states (B, L, d'), embeddings first; attention: its M maps
-    (B, h, L, L); layer_map: g(1..M); weights: lambda_0..lambda_{M+1}.
+    (B, h, L, L); layer_map: g(1..M); weights: lambda_0..lambda_{M+1}; windows: the attention
+    window of each mapped teacher layer (None: global).
     """
     mask, pairs, totals = batch.mask, list(enumerate(layer_map, start=1)), batch.totals
     embd = weights[0] * hidden_mse(hidden[0].float(), batch.hidden[0], mask, projections.layer(0), totals.tokens)
     hidn = total(weights[m] * hidden_mse(hidden[m].float(), batch.hidden[n], mask, projections.layer(m),
                                           totals.tokens) for m, n in pairs)
-    attn = total(weights[m] * attention_mse(attention[m - 1].float(), batch.attention[n], mask, totals.pairs)
-                  for m, n in pairs)
+    attn = total(weights[m] * attention_mse(attention[m - 1].float(), batch.attention[n], mask, totals.pairs,
+                                            windows[n]) for m, n in pairs)
     return {"embd": embd, "hidn": hidn, "attn": attn}
 
 
@@ -98,7 +99,7 @@ def held_out_losses(run: Run) -> dict[str, float]:
             inputs = forward_inputs(run.student, batch.input_ids, batch.token_type_ids, batch.mask.long())
             out = run.student(**inputs, output_hidden_states=True, output_attentions=True)
         parts = intermediate_losses(out.hidden_states, out.attentions, batch, run.layer_map, run.weights,
-                                    run.projections)
+                                    run.projections, run.windows)
         lengths = batch.mask.sum(1)
         batch_tokens, batch_cells = int(lengths.sum()), int(lengths.square().sum())
         sums["embd"] += parts["embd"].item() * batch_tokens

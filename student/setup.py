@@ -64,6 +64,7 @@ class Run:
         check_length(self.student.config, manifest.max_seq_len, f"--student: {config.student}")
         self.layer_map = resolve_layer_map(config.layer_map, self.student.config.num_hidden_layers,
                                            self.teacher.num_layers)
+        self.windows = {n: manifest.geometry.window(n) for n in self.layer_map}
         self.weights = resolve_layer_weights(config.layer_weights, len(self.layer_map), self.stages)
         self.attention = resolve_attention_kind(config.attention_loss, manifest)
         self.head_map = head_map(self.student.config.num_attention_heads, self.teacher.num_heads)

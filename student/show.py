@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 from cache import Cache, open_cache
 from cache.data.families import forward_inputs
 from cache.format.entries import ATTENTION, HIDDEN
-from cache.runtime.attention import capture_implementation
+from cache.read.decode import attended
+from cache.runtime.attention import use_attention
 from cache.runtime.errors import UserError
 from cache.runtime.layer_map import uniform_layer_map
 from cache.runtime.paths import model_folder
@@ -52,13 +53,15 @@ def attention_maps(cache_path: Path, example: int, student: Path | None, layer: 
     m = layer if layer is not None else len(layer_map)
     if not 1 <= m <= len(layer_map):
         raise UserError(f"--layer: the student has layers 1..{len(layer_map)}, not {m}")
-    model.set_attn_implementation(capture_implementation(cache.manifest.geometry.decodes_to))
+    use_attention(model, cache.manifest.geometry.decodes_to)
     with torch.no_grad():
         ids = item["input_ids"][None]
         out = model(**forward_inputs(model, ids, item["token_type_ids"][None], torch.ones_like(ids)),
                     output_attentions=True)
-    ours = out.attentions[m - 1][0].float().numpy()  # (h, L, L)
     n = layer_map[m - 1]
+    window = cache.manifest.geometry.window(n)  # outside the teacher layer's window: no targets, left blank
+    ours = out.attentions[m - 1][0].float().masked_fill(~attended(torch.ones_like(ids, dtype=torch.bool), window)[0],
+                                                        0.0).numpy()  # (h, L, L)
     return AttentionMaps(tokens, n, _teacher_map(cache, item, n), m, ours)
 
 

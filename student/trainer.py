@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from cache.data.evaluate import evaluate, metric_for
 from cache.data.metrics import MAIN_METRIC
-from cache.runtime.attention import capture_implementation
+from cache.runtime.attention import use_attention
 from cache.runtime.device import resolve_device
 from cache.runtime.distributed import current_ranks, process_group
 from cache.runtime.precision import autocast
@@ -86,7 +86,7 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     steps = sum(order.steps_per_epoch(e) for e in range(stage.epochs))
     steps = min(steps, config.max_steps) if config.max_steps else steps
     intermediate = stage.intermediate
-    run.student.set_attn_implementation(capture_implementation(run.attention) if intermediate else "sdpa")
+    use_attention(run.student, run.attention if intermediate else None)
     params = [*run.student.parameters(), *(run.projections.parameters() if intermediate else [])]
     optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=config.weight_decay,
                                   fused=run.device.type == "cuda")

@@ -64,13 +64,13 @@ def load_config(path: str | Path, option: str, bert_only: bool = False) -> Pretr
     return config
 
 
-def load_tokenizer(path: str | Path, option: str, vocab_size: int | None = None):
-    """The folder's tokenizer, refused if it is missing, empty, or larger than the model's vocabulary."""
+def load_tokenizer(path: str | Path, option: str, config: PretrainedConfig | None = None):
+    """The folder's tokenizer, refused if it is missing, empty, or does not fit the model of `config`."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise UserError(f"{option}: {path} has no usable tokenizer ({describe(e)})") from None
-    check_tokenizer(tokenizer, f"{option}: {path}", vocab_size)
+    check_tokenizer(tokenizer, f"{option}: {path}", config)
     return tokenizer
 
 
@@ -81,7 +81,9 @@ def check_length(config: PretrainedConfig, max_seq_len: int, where: str) -> None
         raise UserError(f"{where}: --max-seq-len {max_seq_len} is beyond its {longest} positions")
 
 
-def check_tokenizer(tokenizer, where: str, vocab_size: int | None = None) -> None:
+def check_tokenizer(tokenizer, where: str, config: PretrainedConfig | None = None) -> None:
+    """A tokenizer that gives ids the model has no embedding for fails inside its forward; one that
+    pads with another id than the model's padding index gives a RoBERTa other positions."""
     if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
         raise UserError(f"{where}: the tokenizer has no vocabulary beyond its special tokens "
                         "(are the tokenizer files missing?)")
@@ -89,8 +91,15 @@ def check_tokenizer(tokenizer, where: str, vocab_size: int | None = None) -> Non
     if all(i == tokenizer.unk_token_id for i in ids):
         raise UserError(f"{where}: the tokenizer maps ordinary words ({PROBE.split()[0]!r}, "
                         f"{PROBE.split()[1]!r}, ...) to {tokenizer.unk_token}")
-    if vocab_size is not None and len(tokenizer) > vocab_size:
-        raise UserError(f"{where}: the tokenizer has {len(tokenizer)} tokens, the model's embeddings {vocab_size}")
+    if config is None:
+        return
+    if len(tokenizer) > config.vocab_size:
+        raise UserError(f"{where}: the tokenizer has {len(tokenizer)} tokens, "
+                        f"the model's embeddings {config.vocab_size}")
+    padding = getattr(config, "pad_token_id", None)
+    if padding is not None and tokenizer.pad_token_id is not None and tokenizer.pad_token_id != padding:
+        raise UserError(f"{where}: the tokenizer pads with id {tokenizer.pad_token_id}, the model with "
+                        f"{padding}: they do not belong together")
 
 
 def record_head(config: PretrainedConfig, head: TaskHead) -> None:

@@ -61,7 +61,7 @@ class SavedClassifier:
         config = load_config(folder, option)
         check_head(config, examples, f"{option}: {folder}")
         check_length(config, max_seq_len, f"{option}: {folder}")
-        return cls(folder, config, load_tokenizer(folder, option, config.vocab_size))
+        return cls(folder, config, load_tokenizer(folder, option, config))
 
     def load(self):
         from transformers import AutoModelForSequenceClassification

@@ -9,6 +9,19 @@ What differs is small and lives here: whether the forward takes token types (Dis
 RoBERTa has one type), where positions start (RoBERTa counts from its padding index + 1), how many
 positions a sequence may use, what its config calls a shape's sizes, and where its layers are.
 
+ModernBERT goes through the same interface, with three differences its adapter states. Its queries
+and keys reach the attention function after the rotary embedding, so what is captured is what it
+multiplies. Its local layers attend within a window (|i - j| <= the config's `sliding_window`):
+`windows` gives each layer's, the manifest records them, and decoding and the losses leave the
+cells outside a window out. Its layers are pre-norm: a hidden state is the residual stream a layer
+hands on, except the last, which is the final norm's output (transformers' own `hidden_states`,
+and what a ModernBERT student's layers produce alike).
+
+DeBERTa (v2 and v3) computes its own disentangled attention: its scores are QK^T plus
+content-to-position and position-to-content terms over relative distances, so no queries and keys
+give them (`own_attention`: maps only, captured at its softmax by `cache.runtime.attention`). Its
+embedding output has no absolute positions in v3 (`position_biased_input`), and is zero on padding.
+
 Pure data: nothing here imports torch or transformers.
 """
 
@@ -34,6 +47,14 @@ class Family:
     """Its config's names for the layers, the width, the feed-forward width and the heads."""
     layers: str = "encoder.layer"
     """Where its encoder keeps its layers."""
+    shared_parts: tuple[str, ...] = ("embeddings",)
+    """The encoder's parts outside its layers that `init-student` copies whole."""
+    own_attention: bool = False
+    """Whether its layers compute attention themselves rather than through transformers' attention
+    interface (DeBERTa): their scores are taken at the softmax, and only maps hold them."""
+    carried: tuple[str, ...] = ()
+    """Config keys a student keeps from its teacher beyond the vocabulary and positions: what makes
+    a layer of this family compute as the teacher's do (norms, biases, rotary bases, windows)."""
 
     def position_offset(self, config) -> int:
         """The position of a sequence's first token."""
@@ -64,17 +85,48 @@ class Family:
         shared = {key: teacher[key] for key in ("bos_token_id", "eos_token_id") if key in teacher}
         types = {"type_vocab_size": teacher.get("type_vocab_size", 2)} if self.token_types else {}
         narrow = {"embedding_size": hidden} if "embedding_size" in teacher else {}  # no projection: exact tables
+        carried = {key: teacher[key] for key in self.carried if key in teacher}
+        if "layer_types" in teacher:  # every n-th layer global, from the first, as in the teacher
+            carried["global_attn_every_n_layers"] = global_period(teacher["layer_types"])
         return {"vocab_size": teacher["vocab_size"], **types,
                 "max_position_embeddings": teacher.get("max_position_embeddings", 512),
-                "pad_token_id": teacher.get("pad_token_id", 0), **sizes, **shared, **narrow}
+                "pad_token_id": teacher.get("pad_token_id", 0), **sizes, **shared, **narrow, **carried}
+
+
+FULL_ATTENTION = "full_attention"
+"""What `layer_types` calls a global layer (any other type attends within a window)."""
+
+
+def global_period(layer_types: list[str]) -> int:
+    """How many layers apart a model's global layers are (all its layers when it has one)."""
+    starts = [i for i, kind in enumerate(layer_types) if kind == FULL_ATTENTION]
+    return starts[1] - starts[0] if len(starts) > 1 else len(layer_types)
+
+
+def attention_windows(config) -> tuple[int | None, ...]:
+    """For each layer, the farthest key a query attends to (|i - j| <= w), None where it attends to
+    every key; empty for a model without local layers."""
+    kinds = getattr(config, "layer_types", None) or ()
+    return tuple(None if kind == FULL_ATTENTION else config.sliding_window for kind in kinds) \
+        if any(kind != FULL_ATTENTION for kind in kinds) else ()
 
 
 FAMILIES = (
     Family("bert", ("bert",)),
     Family("roberta", ("roberta", "xlm-roberta"), offset_positions=True),
-    Family("electra", ("electra",), pooler=False),
+    Family("electra", ("electra",), pooler=False, shared_parts=("embeddings", "embeddings_project")),
     Family("distilbert", ("distilbert",), token_types=False, pooler=False,
            size_names=("n_layers", "dim", "hidden_dim", "n_heads"), layers="transformer.layer"),
+    Family("modernbert", ("modernbert",), token_types=False, pooler=False, layers="layers",
+           shared_parts=("embeddings", "final_norm"),
+           carried=("local_attention", "rope_parameters", "norm_eps", "norm_bias", "attention_bias", "mlp_bias",
+                    "hidden_activation", "classifier_pooling", "classifier_activation", "classifier_bias",
+                    "cls_token_id", "sep_token_id")),
+    Family("deberta", ("deberta-v2",), pooler=False, own_attention=True,
+           shared_parts=("embeddings", "encoder.rel_embeddings", "encoder.LayerNorm", "encoder.conv"),
+           carried=("relative_attention", "max_relative_positions", "position_buckets", "pos_att_type",
+                    "position_biased_input", "norm_rel_ebd", "share_att_key", "layer_norm_eps", "hidden_act",
+                    "conv_kernel_size", "conv_groups", "conv_act")),
 )
 
 

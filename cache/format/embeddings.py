@@ -1,13 +1,14 @@
 """The teacher's embedding layer as tables stored once in a cache, giving hidden layer 0 exactly.
 
 The embedding output of every family in `cache.data.families` is LayerNorm(word[id] +
-token_type[type] + position[first + i]) (DistilBERT has no types: a table of zeros stands for
-them; RoBERTa's first position is its padding index + 1): a function of the token ids the cache
-already holds. An ELECTRA whose embeddings are narrower than its layers projects them: the tables
-alone do not give its layer 0, and it is stored. Storing its tables once (vocabulary x d values, a fixed
-size) instead of d values per token takes a whole hidden layer off every token of a corpus, and
-the training device recomputes the layer for each batch with two gathers and a layer norm, in
-float32 as the teacher computed it.
+token_type[type] + position[first + i]) (DistilBERT has no types, ModernBERT neither types nor
+absolute positions: a row of zeros stands for them; RoBERTa's first position is its padding
+index + 1; DeBERTa-v3 has no absolute positions either): a function of the token ids the cache already
+holds. An ELECTRA or a DeBERTa whose embeddings are narrower than its layers projects them: the
+tables alone do not give its layer 0, and it is stored. Storing its tables once (vocabulary x d
+values, a fixed size) instead of d values per token takes a whole hidden layer off every token of a
+corpus, and the training device recomputes the layer for each batch with two gathers and a layer
+norm, in float32 as the teacher computed it.
 """
 
 from collections.abc import Callable
@@ -42,14 +43,16 @@ class EmbeddingTables:
     @classmethod
     def of(cls, model: PreTrainedModel, first_position: int) -> "EmbeddingTables | None":
         """The tables of the teacher, on the host; None where they do not give its embedding output."""
-        if hasattr(model.base_model, "embeddings_project"):  # an ELECTRA with narrower embeddings
-            return None
         layer = model.base_model.embeddings
-        word = layer.word_embeddings.weight
-        types = getattr(layer, "token_type_embeddings", None)
-        weights = cls(word, layer.position_embeddings.weight,
-                      types.weight if types is not None else word.new_zeros(1, word.shape[1]),
-                      layer.LayerNorm.weight, layer.LayerNorm.bias, float(layer.LayerNorm.eps), first_position)
+        if hasattr(model.base_model, "embeddings_project") or getattr(layer, "embed_proj", None) is not None:
+            return None  # an ELECTRA's or DeBERTa's narrower embeddings, projected
+        word = (layer.word_embeddings if hasattr(layer, "word_embeddings") else layer.tok_embeddings).weight
+        norm = layer.LayerNorm if hasattr(layer, "LayerNorm") else layer.norm
+        zeros = word.new_zeros(1, word.shape[1])  # stands for what a family does not add (it broadcasts)
+        positions, types = (getattr(layer, name, None) for name in ("position_embeddings", "token_type_embeddings"))
+        weights = cls(word, positions.weight if positions is not None else zeros,
+                      types.weight if types is not None else zeros, norm.weight,
+                      norm.bias if norm.bias is not None else zeros[0], float(norm.eps), first_position)
         return weights.map(lambda w: w.detach().float().cpu())
 
     @classmethod

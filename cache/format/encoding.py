@@ -272,12 +272,14 @@ def attention_encoding(spec: str, option: str = "--attention-encoding") -> Atten
 
 
 def choose_attention(requested: AttentionEncoding | None, lengths: np.ndarray, hidden_size: int, num_heads: int,
-                     max_seq_len: int) -> AttentionEncoding:
-    """The encoding asked for; None (auto): the smallest exact float16 one for these lengths."""
+                     max_seq_len: int, factored: bool = True) -> AttentionEncoding:
+    """The encoding asked for; None (auto): the smallest exact float16 one for these lengths
+    (maps where queries and keys do not give the scores: not `factored`)."""
     if requested is not None:
         return requested
-    return min([Maps(), Factored()], key=lambda e: specs_bytes(e.specs(hidden_size, num_heads, max_seq_len),
-                                                               lengths, num_heads, {ATTENTION: 1}).sum())
+    candidates = [Maps(), Factored()] if factored else [Maps()]
+    return min(candidates, key=lambda e: specs_bytes(e.specs(hidden_size, num_heads, max_seq_len),
+                                                     lengths, num_heads, {ATTENTION: 1}).sum())
 
 
 STORED, TABLES = "stored", "tables"

@@ -38,6 +38,13 @@ class Geometry:
     """Layer 0 is recomputed from the teacher's embedding tables (`cache.format.embeddings`), not stored."""
     attention_kind: AttentionKind = AttentionKind.SCORES
     """What the teacher was asked for; `decodes_to` says what decoding gives."""
+    windows: tuple[int | None, ...] = ()
+    """The teacher's attention window per layer 1..N (`TeacherRecord.windows`): decoding leaves the
+    cells outside a layer's window out, as its attention did."""
+
+    def window(self, layer: int) -> int | None:
+        """Layer `layer`'s window, None where it attends to every key."""
+        return self.windows[layer - 1] if self.windows else None
 
     @property
     def decodes_to(self) -> AttentionKind:

@@ -26,17 +26,19 @@ MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer"
 """Folder of the teacher's tokenizer inside a cache."""
 FORMAT_NAME = "tinybert-distill-cache"
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 """2: the manifest carries its own checksum, the data columns and the stored attention type.
 3: targets are stored in a hidden encoding and an attention encoding (`cache.format.encoding`).
 4: the embedding output may come from the teacher's embedding tables (`cache.format.embeddings`).
 5: every unit carries the identity digest of its cache (`UNIT_IDENTITY`), and the index a hash of
 each example's tokens (`cache.data.sequences`).
-6: the teacher's encoder family (`TeacherRecord.family`; its embedding tables' first position)."""
-READS = (2, 3, 4, 5, 6)
+6: the teacher's encoder family (`TeacherRecord.family`; its embedding tables' first position).
+7: the attention window of each of the teacher's layers (`TeacherRecord.windows`)."""
+READS = (2, 3, 4, 5, 6, 7)
 """Versions this one reads: a version 2 cache is a version 3 one with float maps, a version 3
 one is a version 4 one with the embedding output stored, a version 4 one is a version 5 one
-whose units are not bound to it, and a version 5 one is a version 6 one of a BERT teacher."""
+whose units are not bound to it, a version 5 one is a version 6 one of a BERT teacher, and a
+version 6 one is a version 7 one whose layers attend to every key."""
 CHECKSUM = "checksum"
 UNIT_IDENTITY = "cache_identity"
 """Attribute of every unit (index, block, embedding tables) holding `Manifest.identity`: a unit
@@ -82,6 +84,9 @@ class TeacherRecord:
     """Size of the classification head; 0 for a bare encoder (no logits stored)."""
     family: str = "bert"
     """Its encoder family (`cache.data.families`); BERT in caches of format 5 and before."""
+    windows: tuple[int | None, ...] = ()
+    """For each layer 1..N, the farthest key a query attends to (|i - j| <= w), None for a global
+    layer; empty when every layer attends to every key (`cache.data.families.attention_windows`)."""
 
 
 @dataclass(frozen=True)
@@ -176,9 +181,10 @@ class Manifest:
         try:
             fields = {k: v for k, v in content.items() if k not in ("format", CHECKSUM)}
             tokenizer, data = fields.pop("tokenizer"), dict(fields.pop("data"))
+            teacher = fields["teacher"] | {"windows": tuple(fields["teacher"].get("windows", ()))}
             names = data.pop("label_names")
             manifest = cls(**fields | {
-                "teacher": TeacherRecord(**fields["teacher"]), "tokenizer_fingerprint": tokenizer["fingerprint"],
+                "teacher": TeacherRecord(**teacher), "tokenizer_fingerprint": tokenizer["fingerprint"],
                 "data": DataRecord(**data, label_names=tuple(names) if names is not None else None),
                 "layers": tuple(fields["layers"]), "attention_layers": tuple(fields["attention_layers"]),
                 "stats": Stats(**fields["stats"]), "resumed": tuple(fields["resumed"]),
@@ -201,7 +207,7 @@ class Manifest:
         """The stored arrays' shapes and encodings."""
         return Geometry(self.teacher.hidden_size, self.teacher.num_heads, self.layers, self.attention_layers,
                         self.hidden_encoding, self.attention_encoding, self.max_seq_len,
-                        self.embedding_output == TABLES, self.attention)
+                        self.embedding_output == TABLES, self.attention, self.teacher.windows)
 
     def resumed_by(self, command: str) -> "Manifest":
         return replace(self, resumed=(*self.resumed, command))

@@ -30,7 +30,7 @@ class PaddedTargets:
     labels: torch.Tensor | None  # (B,)
     logits: torch.Tensor | None  # (B, C)
     hidden: dict[int, torch.Tensor]  # layer -> (B, L, d) float32
-    attention: dict[int, torch.Tensor]  # layer -> (B, h, L, L) float32, zero outside real pairs
+    attention: dict[int, torch.Tensor]  # layer -> (B, h, L, L) float32, zero outside real pairs and windows
 
 
 def decode_batch(ragged: RaggedExamples, device: torch.device, attention: AttentionKind | None = None,
@@ -63,7 +63,10 @@ def decode_batch(ragged: RaggedExamples, device: torch.device, attention: Attent
     def attention_maps(layer: int) -> torch.Tensor:
         names = [name for name in ragged.targets if specs[name].layers == ATTENTION]
         maps = geometry.attention.decode(parts(names, layer), slots, mask)
-        return probabilities_from_scores(maps, mask) if softmax else maps
+        window = geometry.window(layer)
+        if softmax:
+            return probabilities_from_scores(maps, mask, window)
+        return maps if window is None else maps.masked_fill(~attended(mask, window), 0.0)
 
     def tokens(name: str) -> torch.Tensor:
         return slots.scatter(arrays[(name, None)].long(), TOKEN).view(b, longest)
@@ -84,14 +87,25 @@ def _attention_layers(ragged: RaggedExamples) -> list[int]:
                    for layer in layers})
 
 
-def probabilities_from_scores(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax over real keys: turns scores into the probabilities a PROBS loss needs.
+def probabilities_from_scores(scores: torch.Tensor, mask: torch.Tensor, window: int | None = None) -> torch.Tensor:
+    """Softmax over real keys (those within `window` of the query, for a local layer): turns scores
+    into the probabilities a PROBS loss needs.
 
     scores: (B, h, L, L); mask: (B, L) bool. Rows of padding queries come out as zeros.
     """
-    keys = mask[:, None, None, :]  # (B, 1, 1, L)
+    keys = attended(torch.ones_like(mask), window) & mask[:, None, None, :]  # (B, 1, L, L)
     probs = scores.float().masked_fill(~keys, float("-inf")).softmax(dim=-1)
     return probs.masked_fill(~mask[:, None, :, None], 0.0).to(scores.dtype)
+
+
+def attended(mask: torch.Tensor, window: int | None = None) -> torch.Tensor:
+    """(B, 1, L, L) True on the (query, key) pairs of real tokens that attention covers: all of
+    them, or within `window` of each other in a local layer (`Geometry.windows`). mask: (B, L) bool."""
+    pairs = mask[:, None, :, None] & mask[:, None, None, :]
+    if window is None:
+        return pairs
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    return pairs & ((positions[:, None] - positions[None, :]).abs() <= window)
 
 
 def decode_example(ragged: RaggedExamples, j: int, embeddings: EmbeddingTables | None = None) -> dict:

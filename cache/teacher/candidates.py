@@ -66,7 +66,7 @@ class EmbeddingNeighbours:
     def of_teacher(cls, teacher: str, k: int) -> "EmbeddingNeighbours":
         from transformers import AutoModel
 
-        tokenizer = load_tokenizer(teacher, "--teacher", load_config(teacher, "--teacher", bert_only=True).vocab_size)
+        tokenizer = load_tokenizer(teacher, "--teacher", load_config(teacher, "--teacher", bert_only=True))
         weight = AutoModel.from_pretrained(teacher).get_input_embeddings().weight.detach()
         vocab = tokenizer.get_vocab()
         words = sorted((w for w in vocab if whole_word(w) and w not in tokenizer.all_special_tokens), key=vocab.get)
@@ -141,7 +141,7 @@ class MaskedLM:
     def __init__(self, path: str, k: int, batch_size: int, device: torch.device):
         from transformers import BertForMaskedLM
 
-        self.tokenizer = load_tokenizer(path, "--mlm", load_config(path, "--mlm", bert_only=True).vocab_size)
+        self.tokenizer = load_tokenizer(path, "--mlm", load_config(path, "--mlm", bert_only=True))
         model, info = BertForMaskedLM.from_pretrained(path, output_loading_info=True)
         missing = [key for key in info["missing_keys"] if key.startswith("cls.")]
         if missing:

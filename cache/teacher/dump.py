@@ -28,14 +28,14 @@ from tqdm import tqdm
 from cache import __version__
 from cache.data.checkpoints import default_teacher_path, load_config, load_tokenizer
 from cache.data.corpus import Corpus
-from cache.data.families import family_of
+from cache.data.families import family_named, family_of
 from cache.data.readers import Examples, canonical_task, load_examples
 from cache.data.sequences import sequence_hashes
 from cache.data.tasks import CORPUS_TASK, GENERIC_TASKS
 from cache.data.tokenize import Tokenized, check_unknown_tokens, tokenize, tokenizer_fingerprint
 from cache.format.dtypes import bits_dtype, to_storage, torch_dtype
 from cache.format.embeddings import EmbeddingTables
-from cache.format.encoding import AUTO, STORED, TABLES, choose_attention, choose_embedding_output
+from cache.format.encoding import AUTO, STORED, TABLES, Factored, choose_attention, choose_embedding_output
 from cache.format.entries import axis_sizes
 from cache.format.layout import BlockIndex, Geometry, chunk_length, plan_blocks
 from cache.format.location import Root, Target, open_root
@@ -59,7 +59,7 @@ from cache.format.store import EMBEDDINGS, INDEX, SEQUENCE_HASHES, Store, block_
 from cache.format.store.base import ChunkedArray
 from cache.format.transfer import PaddedSlots, to_device
 from cache.runtime.arrays import pad_ragged, ragged_positions
-from cache.runtime.attention import capture_implementation
+from cache.runtime.attention import use_attention
 from cache.runtime.device import resolve_device
 from cache.runtime.distributed import Ranks, current_ranks, on_main, process_group, sum_over_ranks
 from cache.runtime.errors import CacheError, UserError, describe
@@ -158,14 +158,17 @@ def prepare_dump(config: DumpConfig, examples: Examples | Corpus, command: str) 
     device = resolve_device(config.device)
     path = config.teacher or default_teacher_path()
     model_config = load_config(path, "--teacher")
-    tokenizer = load_tokenizer(path, "--teacher", model_config.vocab_size)  # data is refused before weights load
+    tokenizer = load_tokenizer(path, "--teacher", model_config)  # data is refused before weights load
     family = family_of(model_config, f"--teacher: {path}")
+    if family.own_attention and isinstance(config.requested_attention_encoding, Factored):
+        raise UserError(f"--attention-encoding {config.requested_attention_encoding}: {path} is a {family.name} "
+                        "model, whose scores add relative-position terms to QK^T; only maps (or topk:K) hold them")
     tokens = tokenize_source(examples, tokenizer, config.max_seq_len, family.segments(model_config))
     check_unknown_tokens(tokens, tokenizer, config.max_unknown, str(examples.path))
     model, teacher = load_teacher(path, config.attention, device, head=isinstance(examples, Examples))
     tables = EmbeddingTables.of(model, family.position_offset(model_config))
     geometry = stored_geometry(config, teacher, tokens.lengths, tables.nbytes if tables is not None else None)
-    model.set_attn_implementation(capture_implementation(geometry.attention.capture(geometry.attention_kind)))
+    use_attention(model, geometry.attention.capture(geometry.attention_kind))
     block_starts = plan_blocks(tokens.lengths, geometry, int(config.block_mb * 2**20))
     stored_tables = tables.nbytes if tables is not None and geometry.embedding_tables else 0
     manifest = _new_manifest(config, command, examples, tokens, teacher, tokenizer_fingerprint(tokenizer),
@@ -233,12 +236,13 @@ def stored_geometry(config: DumpConfig, teacher: TeacherRecord, lengths: np.ndar
     if bad:
         raise UserError(f"--layers: teacher has layers 0..{teacher.num_layers} (0 = embeddings), not {bad}")
     attention = choose_attention(config.requested_attention_encoding, lengths, teacher.hidden_size,
-                                 teacher.num_heads, config.max_seq_len)
+                                 teacher.num_heads, config.max_seq_len,
+                                 factored=not family_named(teacher.family).own_attention)
     hidden = config.requested_hidden_encoding
     embedding = choose_embedding_output(config.embedding_output, lengths, hidden, teacher.hidden_size, tables_bytes)
     return Geometry(teacher.hidden_size, teacher.num_heads, layers, tuple(layer for layer in layers if layer > 0),
                     hidden, attention, config.max_seq_len, embedding_tables=embedding == TABLES and 0 in layers,
-                    attention_kind=AttentionKind(config.attention))
+                    attention_kind=AttentionKind(config.attention), windows=teacher.windows)
 
 
 def _new_manifest(config: DumpConfig, command: str, examples: Examples | Corpus, tokens: Tokenized,

@@ -47,7 +47,7 @@ def finetune_teacher(config: FinetuneConfig, command: str, progress: bool = True
         raise UserError(f"{train.path}: no labels to fine-tune on")
     base_config = load_config(base, "--base")
     check_length(base_config, config.max_seq_len, f"--base: {base}")
-    tokenizer = load_tokenizer(base, "--base", base_config.vocab_size)
+    tokenizer = load_tokenizer(base, "--base", base_config)
     names = train.label_names
     model = AutoModelForSequenceClassification.from_pretrained(
         base, num_labels=1 if names is None else len(names),

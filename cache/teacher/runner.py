@@ -8,10 +8,10 @@ import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, PreTrainedModel
 
 from cache.data.checkpoints import check_head, check_length, has_classifier, load_config, load_tokenizer
-from cache.data.families import family_of
+from cache.data.families import attention_windows, family_of
 from cache.data.readers import Examples
 from cache.format.manifest import TeacherRecord
-from cache.runtime.attention import capture_implementation
+from cache.runtime.attention import use_attention
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ def check_teacher(path: str, examples: Examples | None, max_seq_len: int) -> Non
     labels than the data (3 outputs on a 2-label task) would fill a cache with meaningless logits.
     `examples` is None for a corpus, whose teacher runs without its head."""
     config = load_config(path, "--teacher")
-    load_tokenizer(path, "--teacher", config.vocab_size)
+    load_tokenizer(path, "--teacher", config)
     check_length(config, max_seq_len, f"--teacher: {path}")
     if has_classifier(config) and examples is not None and examples.labels is not None:
         check_head(config, examples, f"--teacher: {path}")
@@ -41,13 +41,13 @@ def load_teacher(path: str, attention: str, device: torch.device, head: bool = T
     model: PreTrainedModel = (
         AutoModelForSequenceClassification.from_pretrained(path) if with_head
         else AutoModel.from_pretrained(path, **family.encoder_options()))
-    model.set_attn_implementation(capture_implementation(attention))
+    use_attention(model, attention)
     model.eval().to(device)
     info = TeacherRecord(
         path=str(path), architecture=type(model).__name__, family=family.name, config=config.to_diff_dict(),
         weights_sha256=weights_sha256(model), num_layers=config.num_hidden_layers,
         num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
-        num_labels=(config.num_labels or 0) if with_head else 0,
+        num_labels=(config.num_labels or 0) if with_head else 0, windows=attention_windows(config),
     )
     return model, info
 

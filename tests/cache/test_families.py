@@ -5,22 +5,28 @@ against the model's own eager forward, one example at a time (no padding)."""
 import json
 from dataclasses import replace
 from pathlib import Path
+from unittest import mock
 
+import numpy as np
 import pytest
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForSequenceClassification,
     BertTokenizer,
+    DebertaV2Config,
     DistilBertConfig,
     ElectraConfig,
     GPT2Config,
     GPT2Model,
+    ModernBertConfig,
     RobertaConfig,
     XLMRobertaConfig,
 )
 
 from cache import open_cache
-from cache.read.decode import decode_batch
+from cache.format.encoding import Factored, Maps, choose_attention
+from cache.read.decode import decode_batch, probabilities_from_scores
 from cache.runtime.kinds import AttentionKind
 from student.show import attention_maps
 from tests.helpers import FAIRSEQ_SPECIALS, SPECIALS, assert_refused, dump, fairseq_tokenizer, run, vocabulary
@@ -35,7 +41,18 @@ FAMILIES = {
     "electra": lambda vocab: ElectraConfig(vocab_size=vocab, embedding_size=32, max_position_embeddings=128, **SHAPE),
     "distilbert": lambda vocab: DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
                                                  max_position_embeddings=128, num_labels=2),
+    # layer 1 global, layer 2 local: within 4 tokens of each other, fewer than most examples have
+    "modernbert": lambda vocab: ModernBertConfig(vocab_size=vocab, local_attention=8, max_position_embeddings=128,
+                                                 pad_token_id=0, cls_token_id=2, sep_token_id=3, bos_token_id=2,
+                                                 eos_token_id=3, **SHAPE),
+    # as DeBERTa-v3: relative positions in log buckets, no absolute positions, no token types
+    "deberta": lambda vocab: DebertaV2Config(vocab_size=vocab, max_position_embeddings=128, relative_attention=True,
+                                             position_buckets=16, pos_att_type=["p2c", "c2p"], share_att_key=True,
+                                             position_biased_input=False, type_vocab_size=0, norm_rel_ebd="layer_norm",
+                                             pad_token_id=0, **SHAPE),
 }
+FACTORED = [family for family in FAMILIES if family != "deberta"]  # whose scores queries and keys give
+NO_TOKEN_TYPES = ("distilbert", "modernbert")
 def save_teacher(folder: Path, family: str, seed: int = 0) -> Path:
     """A random classifier of `family` with a tokenizer of its kind, saved as a checkpoint."""
     words = vocabulary()[len(SPECIALS):]
@@ -57,7 +74,7 @@ def teacher(request, tmp_path_factory) -> tuple[str, Path]:
 def eager(folder: Path, family: str, item: dict) -> tuple[tuple, tuple, torch.Tensor]:
     """The model's own forward of one example: hidden states, attention probabilities, logits."""
     model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").eval()
-    types = {} if family == "distilbert" else {"token_type_ids": item["token_type_ids"][None]}
+    types = {} if family in NO_TOKEN_TYPES else {"token_type_ids": item["token_type_ids"][None]}
     out = model(input_ids=item["input_ids"][None], **types, output_hidden_states=True, output_attentions=True)
     return tuple(h[0] for h in out.hidden_states), tuple(a[0] for a in out.attentions), out.logits[0]
 
@@ -70,7 +87,8 @@ def decoded(cache, i: int, kind: AttentionKind | None = None) -> tuple[dict, dic
     return {layer: h[0] for layer, h in one.hidden.items()}, {layer: a[0] for layer, a in one.attention.items()}
 
 
-@pytest.mark.parametrize("encoding", ["maps", "qk"])
+@pytest.mark.parametrize(("teacher", "encoding"), [(family, "maps") for family in FAMILIES] +
+                         [(family, "qk") for family in FACTORED], indirect=["teacher"])
 def test_cached_targets_are_what_the_teacher_computes(teacher, tmp_path, glue, encoding):
     """Hidden states, attention (scores from maps, or from queries and keys; compared as the
     probabilities the model gives) and logits, for padded batches of several lengths."""
@@ -90,6 +108,7 @@ def test_cached_targets_are_what_the_teacher_computes(teacher, tmp_path, glue, e
         torch.testing.assert_close(item["logits"], logits, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("teacher", FACTORED, indirect=True)
 def test_scores_from_queries_and_keys_are_the_captured_maps(teacher, tmp_path, glue):
     """The scores the attention function computes (maps) and those multiplied out of the queries
     and keys it was given (qk): two captures, one set of scores."""
@@ -115,6 +134,36 @@ def test_the_embedding_tables_give_the_teachers_layer_0(teacher, tmp_path, glue)
         torch.testing.assert_close(decoded(cache, i)[0][0], hidden[0], rtol=1e-5, atol=1e-5)
 
 
+def test_a_debertas_scores_are_those_it_takes_the_softmax_of(tmp_path, glue):
+    """Disentangled attention: content-to-content plus relative-position terms, which only the
+    model's own pre-softmax values hold (recorded here by patching the softmax it calls)."""
+    folder = save_teacher(tmp_path / "t", "deberta")
+    dump(folder, glue, tmp_path / "c", limit=6, attention_encoding="maps:float32", hidden_encoding="float32")
+    cache = open_cache(tmp_path / "c")
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    softmax, inputs = torch.nn.functional.softmax, []
+    for i in range(len(cache)):
+        inputs.clear()
+        with mock.patch("torch.nn.functional.softmax", lambda x, *a, **k: inputs.append(x) or softmax(x, *a, **k)):
+            model(input_ids=cache[i]["input_ids"][None])
+        for layer, scores in decoded(cache, i)[1].items():
+            torch.testing.assert_close(scores, inputs[layer - 1][0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("encoding", ["qk", "qkv:int8"])
+def test_a_deberta_refuses_queries_and_keys_and_auto_chooses_maps(tmp_path, glue, encoding):
+    folder = save_teacher(tmp_path / "t", "deberta")
+    assert_refused(run("dump-teacher", "--task", "sst2", "--data", glue / "SST-2", "--teacher", folder,
+                       "--out", tmp_path / "c", "--attention-encoding", encoding),
+                   "is a deberta model, whose scores add relative-position terms to QK^T; only maps (or topk:K) "
+                   "hold them")
+    dump(folder, glue, tmp_path / "auto", limit=12)
+    assert str(open_cache(tmp_path / "auto").manifest.attention_encoding) == "maps:float16"
+    long = np.full(8, 100)  # where queries and keys would be smaller than maps
+    assert choose_attention(None, long, 32, 4, 128) == Factored()
+    assert choose_attention(None, long, 32, 4, 128, factored=False) == Maps()
+
+
 def test_an_electra_with_narrower_embeddings_stores_its_layer_0(tmp_path, glue):
     config = ElectraConfig(vocab_size=len(vocabulary()), embedding_size=16, max_position_embeddings=128, **SHAPE)
     AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "t")
@@ -129,13 +178,41 @@ def test_an_electra_with_narrower_embeddings_stores_its_layer_0(tmp_path, glue):
     torch.testing.assert_close(cache[3]["hidden"][0], hidden[0], rtol=1e-5, atol=1e-5)
 
 
+def test_a_modernbert_records_its_windows_and_its_students_keep_them(tmp_path, glue):
+    """The manifest says which layers are global and how far the local ones see; init-student copies
+    each layer with its attention type, and a student of a shape has the teacher's pattern."""
+    folder = save_teacher(tmp_path / "t", "modernbert")
+    dump(folder, glue, tmp_path / "c", limit=8)
+    assert open_cache(tmp_path / "c").manifest.teacher.windows == (None, 4)
+    for layer_map, types in (("2", ["sliding_attention"]), ("1,2", ["full_attention", "sliding_attention"])):
+        made = run("init-student", "--teacher", folder, "--layer-map", layer_map, "--out", tmp_path / layer_map)
+        assert made.exit_code == 0, made.output
+        assert AutoConfig.from_pretrained(tmp_path / layer_map).layer_types == types
+    trained = run("train-student", "--cache", tmp_path / "c", "--student", "layers=3,hidden=16,ffn=32,heads=2",
+                  "--layer-map", "1,2,2", "--max-steps", 1, "--stage", "general", "--out", tmp_path / "run")
+    assert trained.exit_code == 0, trained.output
+    student = AutoConfig.from_pretrained(tmp_path / "run" / "last")
+    assert student.layer_types == ["full_attention", "sliding_attention", "full_attention"]
+    assert student.sliding_window == 4
+
+
+def test_a_tokenizer_that_pads_with_another_id_than_the_model_is_refused(tmp_path, glue):
+    config = FAMILIES["modernbert"](len(vocabulary()))
+    config.pad_token_id = 4
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "t")
+    BertTokenizer(vocab={w: i for i, w in enumerate(vocabulary())}).save_pretrained(tmp_path / "t")
+    assert_refused(run("dump-teacher", "--task", "sst2", "--data", glue / "SST-2", "--teacher", tmp_path / "t",
+                       "--out", tmp_path / "c"),
+                   "the tokenizer pads with id 0, the model with 4: they do not belong together")
+
+
 def test_a_model_of_another_kind_is_refused_in_one_line(tmp_path, glue):
     GPT2Model(GPT2Config(n_layer=1, n_embd=32, n_head=4, vocab_size=len(vocabulary()))).save_pretrained(tmp_path / "g")
     BertTokenizer(vocab={w: i for i, w in enumerate(vocabulary())}).save_pretrained(tmp_path / "g")
     assert_refused(run("dump-teacher", "--task", "sst2", "--data", glue / "SST-2", "--teacher", tmp_path / "g",
                        "--out", tmp_path / "c"),
                    "a 'gpt2' model is not an encoder this tool distils (it takes bert, roberta, xlm-roberta, "
-                   "electra, distilbert)")
+                   "electra, distilbert, modernbert, deberta-v2)")
 
 
 def test_a_student_distils_from_the_cache_as_from_the_live_teacher(teacher, tmp_path, glue):
@@ -172,7 +249,9 @@ def logged_losses(run: Path) -> list[dict]:
 
 
 FAMILY_CLASSES = {"roberta": "RobertaForSequenceClassification", "xlm-roberta": "XLMRobertaForSequenceClassification",
-                  "electra": "ElectraForSequenceClassification", "distilbert": "DistilBertForSequenceClassification"}
+                  "electra": "ElectraForSequenceClassification", "distilbert": "DistilBertForSequenceClassification",
+                  "modernbert": "ModernBertForSequenceClassification",
+                  "deberta": "DebertaV2ForSequenceClassification"}
 
 
 def test_init_train_save_and_serve_a_student_of_the_teachers_family(teacher, tmp_path, glue):
@@ -193,7 +272,10 @@ def test_init_train_save_and_serve_a_student_of_the_teachers_family(teacher, tmp
     assert classify("a gorgeous , witty , seductive movie")[0]["label"] in {"0", "1"}
     maps = attention_maps(tmp_path / "c", 3, tmp_path / "run" / "last", layer=1)  # `show attention`
     _, probs, _ = eager(tmp_path / "run" / "last", family, open_cache(tmp_path / "c")[3])
-    torch.testing.assert_close(torch.from_numpy(maps.student).softmax(-1), probs[0], rtol=1e-4, atol=1e-5)
+    window = open_cache(tmp_path / "c").manifest.geometry.window(maps.teacher_layer)
+    student = probabilities_from_scores(torch.from_numpy(maps.student)[None], torch.ones(1, len(maps.tokens),
+                                                                                         dtype=torch.bool), window)
+    torch.testing.assert_close(student[0], probs[0], rtol=1e-4, atol=1e-5)
 
 
 def test_a_student_of_a_shape_is_built_in_the_teachers_family(teacher, tmp_path, glue):

@@ -15,13 +15,15 @@ def mask_of(lengths):
     return torch.arange(max(lengths))[None] < torch.tensor(lengths)[:, None]
 
 
-def reference_attention(student, teacher, lengths):
+def reference_attention(student, teacher, lengths, window=None):
+    """The mean over real pairs, the pairs farther apart than `window` counted as matched."""
     cells, total = 0, 0.0
     for b, n in enumerate(lengths):
         for h in range(student.shape[1]):
             for i in range(n):
                 for j in range(n):
-                    total += (student[b, h, i, j] - teacher[b, h, i, j]).item() ** 2
+                    if window is None or abs(i - j) <= window:
+                        total += (student[b, h, i, j] - teacher[b, h, i, j]).item() ** 2
                     cells += 1
     return total / cells
 
@@ -33,6 +35,13 @@ def test_attention_mse_counts_only_real_pairs():
     noisy = student.clone()
     noisy[1, :, 1:, :] = 1e3  # padding of the single-token example: must not count
     assert attention_mse(noisy, teacher, mask_of(LENGTHS)).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_attention_mse_leaves_out_the_cells_outside_a_local_layers_window():
+    student, teacher = torch.randn(B, H, L, L), torch.randn(B, H, L, L)
+    expected = reference_attention(student, teacher, LENGTHS, window=1)
+    assert attention_mse(student, teacher, mask_of(LENGTHS), window=1).item() == pytest.approx(expected, rel=1e-5)
+    assert expected < reference_attention(student, teacher, LENGTHS)
 
 
 def test_head_mapping_against_a_hand_computation():
@@ -105,3 +114,13 @@ def test_probabilities_from_scores_softmax_over_real_keys():
     for b, n in enumerate(LENGTHS):
         torch.testing.assert_close(probs[b, :, :n, :n], scores[b, :, :n, :n].softmax(-1))
         assert probs[b, :, :, n:].abs().sum() == 0 and probs[b, :, n:, :].abs().sum() == 0
+
+
+def test_probabilities_from_scores_of_a_local_layer_softmax_within_its_window():
+    scores, mask = torch.randn(B, H, L, L), mask_of(LENGTHS)
+    probs = probabilities_from_scores(scores, mask, window=1)
+    for b, n in enumerate(LENGTHS):
+        for i in range(n):
+            keys = list(range(max(0, i - 1), min(n, i + 2)))
+            torch.testing.assert_close(probs[b, :, i, keys], scores[b, :, i, keys].softmax(-1))
+            assert probs[b, :, i].sum(-1).sub(1).abs().max() < 1e-6
