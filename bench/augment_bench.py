@@ -26,7 +26,7 @@ from cache.data.checkpoints import default_teacher_path, load_tokenizer, quiet_t
 from cache.data.readers import load_examples
 from cache.runtime.device import resolve_device
 from cache.teacher.augment import WORD, Sources, candidate_slots
-from cache.teacher.candidates import STOP_WORDS, MaskedLM, MaskedWord, single_piece
+from cache.teacher.candidates import STOP_WORDS, MaskedLM, MaskedWord
 
 
 def one_forward_per_word(texts: list[str], masked_lm: MaskedLM) -> list[list[str]]:
@@ -35,7 +35,7 @@ def one_forward_per_word(texts: list[str], masked_lm: MaskedLM) -> list[list[str
         segments = tuple(WORD.split(text))
         for index in range(1, len(segments), 2):
             word = segments[index]
-            if word.lower() not in STOP_WORDS and single_piece(masked_lm.tokenizer, word):
+            if word.lower() not in STOP_WORDS and masked_lm.vocabulary.piece_of(word) is not None:
                 found += masked_lm.candidates([MaskedWord(segments, index)])
     return found
 
@@ -44,7 +44,7 @@ def batched(texts: list[str], masked_lm: MaskedLM) -> list[list[str]]:
     sources = Sources(masked_lm.tokenizer, masked_lm, None, None)
     slots = candidate_slots(texts, sources)
     return [candidates for segments, text_slots in slots for index, candidates in text_slots
-            if single_piece(masked_lm.tokenizer, segments[index])]
+            if masked_lm.vocabulary.piece_of(segments[index]) is not None]
 
 
 @click.command()

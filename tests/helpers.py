@@ -167,15 +167,19 @@ FAIRSEQ_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 """RoBERTa's special tokens, at the ids its configs expect (padding 1)."""
 
 
-def fairseq_tokenizer(words: list[str]):
-    """A RoBERTa-style tokenizer (<s> A </s></s> B </s>, padding id 1) over whole words."""
+def fairseq_tokenizer(words: list[str], mark: str = ""):
+    """A RoBERTa-style tokenizer (<s> A </s></s> B </s>, padding id 1) over whole words; with
+    `mark`, its entries carry the mark of a word-beginning piece as byte-level BPE ("Ġ") or
+    SentencePiece ("▁") vocabularies do."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {w: i for i, w in enumerate([*FAIRSEQ_SPECIALS, *words])}
+    vocab = {w: i for i, w in enumerate([*FAIRSEQ_SPECIALS, *(mark + w for w in words)])}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Whitespace(), pre_tokenizers.Metaspace(replacement=mark, prepend_scheme="always")]) \
+        if mark else pre_tokenizers.Whitespace()
     tokenizer.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                                    unk_token="<unk>", mask_token="<mask>", cls_token="<s>", sep_token="</s>")

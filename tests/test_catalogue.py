@@ -84,7 +84,7 @@ def _other_tokenizer_student(tmp_path):
 
 COMPATIBILITY = [  # (case, damage to the cache or the student to use, expected message)
     ("another format version", _format_version_99, ("cache format version 99 is not supported "
-                                                    "(this version reads 2, 3, 4, 5, 6); dump the teacher again")),
+                                                    "(this version reads 2, 3, 4, 5, 6, 7); dump the teacher again")),
     ("incomplete cache", _incomplete, "cache is incomplete; run the same dump-teacher command again to finish it"),
     ("student with another tokenizer", "student", "has another tokenizer than the cache's teacher"),
     ("heads not dividing the width", "layers=3,hidden=32,ffn=64,heads=3",

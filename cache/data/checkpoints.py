@@ -51,16 +51,14 @@ def quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
-def load_config(path: str | Path, option: str, bert_only: bool = False) -> PretrainedConfig:
-    """The config of a model of a family in `cache.data.families` (with `bert_only`, of a BERT),
-    or a one-line UserError naming the option and the folder."""
+def load_config(path: str | Path, option: str) -> PretrainedConfig:
+    """The config of a model of a family in `cache.data.families`, or a one-line UserError naming
+    the option and the folder."""
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise UserError(f"{option}: {path} is not a Hugging Face checkpoint ({describe(e)})") from None
     family_of(config, f"{option}: {path}")
-    if bert_only and config.model_type != "bert":
-        raise UserError(f"{option}: {path} is a {config.model_type!r} model; only BERT is supported here")
     return config
 
 

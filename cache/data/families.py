@@ -49,6 +49,9 @@ class Family:
     """Where its encoder keeps its layers."""
     shared_parts: tuple[str, ...] = ("embeddings",)
     """The encoder's parts outside its layers that `init-student` copies whole."""
+    mlm_head: tuple[str, ...] = ("cls",)
+    """The modules of its masked LM's head, applied in turn to the hidden states at masked
+    positions (empty: the head needs more, and the whole model's logits are taken)."""
     own_attention: bool = False
     """Whether its layers compute attention themselves rather than through transformers' attention
     interface (DeBERTa): their scores are taken at the softmax, and only maps hold them."""
@@ -113,16 +116,18 @@ def attention_windows(config) -> tuple[int | None, ...]:
 
 FAMILIES = (
     Family("bert", ("bert",)),
-    Family("roberta", ("roberta", "xlm-roberta"), offset_positions=True),
-    Family("electra", ("electra",), pooler=False, shared_parts=("embeddings", "embeddings_project")),
+    Family("roberta", ("roberta", "xlm-roberta"), offset_positions=True, mlm_head=("lm_head",)),
+    Family("electra", ("electra",), pooler=False, shared_parts=("embeddings", "embeddings_project"),
+           mlm_head=("generator_predictions", "generator_lm_head")),
     Family("distilbert", ("distilbert",), token_types=False, pooler=False,
-           size_names=("n_layers", "dim", "hidden_dim", "n_heads"), layers="transformer.layer"),
+           size_names=("n_layers", "dim", "hidden_dim", "n_heads"), layers="transformer.layer",
+           mlm_head=("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector")),
     Family("modernbert", ("modernbert",), token_types=False, pooler=False, layers="layers",
-           shared_parts=("embeddings", "final_norm"),
+           shared_parts=("embeddings", "final_norm"), mlm_head=("head", "decoder"),
            carried=("local_attention", "rope_parameters", "norm_eps", "norm_bias", "attention_bias", "mlp_bias",
                     "hidden_activation", "classifier_pooling", "classifier_activation", "classifier_bias",
                     "cls_token_id", "sep_token_id")),
-    Family("deberta", ("deberta-v2",), pooler=False, own_attention=True,
+    Family("deberta", ("deberta-v2",), pooler=False, own_attention=True, mlm_head=(),
            shared_parts=("embeddings", "encoder.rel_embeddings", "encoder.LayerNorm", "encoder.conv"),
            carried=("relative_attention", "max_relative_positions", "position_buckets", "pos_att_type",
                     "position_biased_input", "norm_rel_ebd", "share_att_key", "layer_norm_eps", "hidden_act",

@@ -18,7 +18,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 from tqdm import tqdm
@@ -33,7 +33,7 @@ from cache.teacher.candidates import (
     GloveNeighbours,
     MaskedLM,
     MaskedWord,
-    single_piece,
+    Words,
 )
 from cache.teacher.config import AUGMENT_RECORD, AugmentConfig
 
@@ -47,7 +47,7 @@ class Sources:
     """Where candidates come from: one-piece words from the masked LM, else the teacher's
     embeddings; words of several pieces from GloVe, else nowhere (kept)."""
 
-    tokenizer: Any
+    vocabulary: Words
     """The one that decides what a one-piece word is: the masked LM's, else the teacher's."""
     masked_lm: MaskedLM | None
     embedding: EmbeddingNeighbours | None
@@ -69,7 +69,7 @@ def candidate_slots(texts: list[str], sources: Sources) -> list[tuple[tuple[str,
             word = segments[index]
             if word.lower() in STOP_WORDS:
                 continue
-            if not single_piece(sources.tokenizer, word):
+            if sources.vocabulary.piece_of(word) is None:
                 slots.append((index, sources.glove(word) if sources.glove else []))
             elif sources.masked_lm is not None:
                 slots.append((index, []))
@@ -120,11 +120,11 @@ def load_sources(config: AugmentConfig) -> Sources:
     glove = GloveNeighbours(Path(config.glove), config.neighbours) if config.glove is not None else None
     if config.mlm is not None:
         masked_lm = MaskedLM(config.mlm, config.neighbours, config.batch_size, device)
-        tokenizer, embedding = masked_lm.tokenizer, None
+        vocabulary, embedding = masked_lm.vocabulary, None
     else:
         embedding = EmbeddingNeighbours.of_teacher(config.teacher or default_teacher_path(), config.neighbours)
-        masked_lm, tokenizer = None, embedding.tokenizer
-    return Sources(tokenizer, masked_lm, embedding, glove)
+        masked_lm, vocabulary = None, embedding.vocabulary
+    return Sources(vocabulary, masked_lm, embedding, glove)
 
 
 def augment_file(config: AugmentConfig, command: str | None = None, progress: bool = True) -> Path:

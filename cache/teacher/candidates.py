@@ -9,15 +9,23 @@ the teacher's input embeddings, and without GloVe a word of several pieces is ke
 The masked LM runs batched: every masked copy of every sentence of a chunk goes through the
 encoder together (length-sorted, padded per batch), and only the masked positions go through the
 LM head. The reference code runs one forward per word.
+
+Masked LMs and teachers of every family in `cache.data.families` serve, whatever their vocabulary
+marks: WordPiece marks the pieces that continue a word ("##"), byte-level BPE (RoBERTa, ModernBERT)
+and SentencePiece (XLM-R, DeBERTa-v3) the pieces that begin one ("Ġ", "▁"). `Words` reads a
+vocabulary as the words it holds whole.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cache.data.checkpoints import load_config, load_tokenizer
+from cache.data.families import family_of
 from cache.data.tokenize import Tokenized
 from cache.runtime.errors import DataError, UserError
 
@@ -37,26 +45,51 @@ STOP_WORDS = frozenset({
 """English stop words (NLTK's list, which the reference augmentation script uses): never replaced."""
 
 
-def single_piece(tokenizer, word: str) -> bool:
-    """Whether the vocabulary holds the word whole (the masked LM can predict it in one slot)."""
-    pieces = tokenizer.tokenize(word)
-    return len(pieces) == 1 and pieces[0] != tokenizer.unk_token
+WORD_STARTS = ("Ġ", "▁")
+"""The marks byte-level BPE and SentencePiece vocabularies put on a piece that begins a word."""
 
 
-def whole_word(token: str) -> bool:
-    """A vocabulary entry that can stand for a word: alphabetic, not a special token nor a suffix piece."""
-    return token.isalpha()
+def word_start_mark(vocabulary: Iterable[str]) -> str:
+    """The mark this vocabulary's word-beginning pieces carry ("" for WordPiece: none)."""
+    entries = list(vocabulary)
+    counts = {mark: sum(entry.startswith(mark) for entry in entries) for mark in WORD_STARTS}
+    mark = max(counts, key=lambda m: counts[m])
+    return mark if counts[mark] * 10 > len(entries) else ""
+
+
+class Words:
+    """A tokenizer's vocabulary read as words: which entries stand for a whole word, and which one
+    piece a word takes where it follows a space (as a word inside a sentence does)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        vocabulary = tokenizer.get_vocab()
+        self.mark = word_start_mark(vocabulary)
+        self.specials = set(tokenizer.all_special_tokens)
+
+    def word_of(self, entry: str) -> str | None:
+        """The word a vocabulary entry stands for: alphabetic, beginning a word, not a special token."""
+        if entry in self.specials or not entry.startswith(self.mark):
+            return None
+        word = entry[len(self.mark):]
+        return word if word.isalpha() else None
+
+    def piece_of(self, word: str) -> str | None:
+        """The one piece the word is, None where the vocabulary splits it (or does not know it)."""
+        pieces = self.tokenizer.tokenize(" " + word)
+        return pieces[0] if len(pieces) == 1 and pieces[0] != self.tokenizer.unk_token else None
 
 
 class EmbeddingNeighbours:
     """The K nearest whole-word tokens of each whole-word token, by cosine of input embeddings."""
 
-    def __init__(self, tokenizer, words: list[str], embeddings: torch.Tensor, k: int, chunk: int = 2048):
+    def __init__(self, vocabulary: Words, entries: list[str], embeddings: torch.Tensor, k: int, chunk: int = 2048):
         unit = torch.nn.functional.normalize(embeddings.float(), dim=1)
-        self.tokenizer, self.words = tokenizer, words
-        self.row = {word: i for i, word in enumerate(words)}
+        self.vocabulary = vocabulary
+        self.words = [vocabulary.word_of(entry) or entry for entry in entries]
+        self.row = {word: i for i, word in enumerate(self.words)}
         tops = []
-        for start in range(0, len(words), chunk):
+        for start in range(0, len(entries), chunk):
             similarity = unit[start:start + chunk] @ unit.T
             similarity[torch.arange(len(similarity)), torch.arange(start, start + len(similarity))] = -2  # not itself
             tops.append(similarity.topk(k, dim=1).indices)
@@ -66,13 +99,13 @@ class EmbeddingNeighbours:
     def of_teacher(cls, teacher: str, k: int) -> "EmbeddingNeighbours":
         from transformers import AutoModel
 
-        tokenizer = load_tokenizer(teacher, "--teacher", load_config(teacher, "--teacher", bert_only=True))
+        vocabulary = Words(load_tokenizer(teacher, "--teacher", load_config(teacher, "--teacher")))
         weight = AutoModel.from_pretrained(teacher).get_input_embeddings().weight.detach()
-        vocab = tokenizer.get_vocab()
-        words = sorted((w for w in vocab if whole_word(w) and w not in tokenizer.all_special_tokens), key=vocab.get)
-        if k >= len(words):
-            raise UserError(f"--neighbours: {k} is not below the teacher's {len(words)} whole words")
-        return cls(tokenizer, words, weight[[vocab[w] for w in words]], k)
+        vocab = vocabulary.tokenizer.get_vocab()
+        entries = sorted((entry for entry in vocab if vocabulary.word_of(entry)), key=vocab.get)
+        if k >= len(entries):
+            raise UserError(f"--neighbours: {k} is not below the teacher's {len(entries)} whole words")
+        return cls(vocabulary, entries, weight[[vocab[entry] for entry in entries]], k)
 
     def __call__(self, word: str) -> list[str]:
         row = self.row.get(word.lower())
@@ -136,23 +169,39 @@ class MaskedWord:
 
 
 class MaskedLM:
-    """A BERT masked LM's K likeliest whole words at masked positions, many at a time."""
+    """A masked LM's K likeliest whole words at masked positions, many at a time."""
 
     def __init__(self, path: str, k: int, batch_size: int, device: torch.device):
-        from transformers import BertForMaskedLM
+        from transformers import AutoModelForMaskedLM
 
-        self.tokenizer = load_tokenizer(path, "--mlm", load_config(path, "--mlm", bert_only=True))
-        model, info = BertForMaskedLM.from_pretrained(path, output_loading_info=True)
-        missing = [key for key in info["missing_keys"] if key.startswith("cls.")]
+        config = load_config(path, "--mlm")
+        self.tokenizer = load_tokenizer(path, "--mlm", config)
+        model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
+        missing = [key for key in info["missing_keys"] if not key.startswith(f"{model.base_model_prefix}.")]
         if missing:
-            raise UserError(f"--mlm: {path} has no masked-LM head ({missing[0]} missing); give a BertForMaskedLM "
+            raise UserError(f"--mlm: {path} has no masked-LM head ({missing[0]} missing); give a masked-LM "
                             "checkpoint (the packaged MiniLM has none)")
         self.model = model.eval().to(device)
+        self.head = [attrgetter(name)(model) for name in family_of(config, f"--mlm: {path}").mlm_head]
         self.k, self.batch_size, self.device = k, batch_size, device
+        self.vocabulary = Words(self.tokenizer)
         vocab = self.tokenizer.get_vocab()
-        self.words = sorted(vocab, key=vocab.get)
-        allowed = torch.tensor([whole_word(w) and w not in self.tokenizer.all_special_tokens for w in self.words])
-        self.blocked = ~allowed.to(device)
+        entries = sorted(vocab, key=vocab.get)
+        self.words = [self.vocabulary.word_of(entry) or entry for entry in entries]
+        blocked = torch.ones(config.vocab_size, dtype=torch.bool)  # rows past the tokenizer's: never a word
+        blocked[[vocab[entry] for entry in entries if self.vocabulary.word_of(entry)]] = False
+        self.blocked = blocked.to(device)
+
+    def logits_at(self, ids: torch.Tensor, mask: torch.Tensor, at_mask: torch.Tensor) -> torch.Tensor:
+        """(masked rows, V) float logits: the LM head at the masked positions only, where the family's
+        head is a chain of modules on the hidden states; else the whole model's (DeBERTa's head
+        takes the word embeddings too)."""
+        if not self.head:
+            return self.model(input_ids=ids, attention_mask=mask.long()).logits[at_mask].float()
+        rows = self.model.base_model(input_ids=ids, attention_mask=mask.long()).last_hidden_state[at_mask]
+        for module in self.head:
+            rows = module(rows)
+        return rows.float()
 
     @torch.inference_mode()
     def candidates(self, masked: list[MaskedWord]) -> list[list[str]]:
@@ -169,14 +218,13 @@ class MaskedLM:
         for start in range(0, len(order), self.batch_size):
             batch = order[start:start + self.batch_size].tolist()
             ids, _, mask = (t.to(self.device) for t in tokens.padded(np.asarray(batch)))
-            hidden = self.model.bert(input_ids=ids, attention_mask=mask.long()).last_hidden_state
             at_mask = ids == self.tokenizer.mask_token_id  # (B, L); a mask cut off by truncation gives no row
             rows = at_mask.any(1)
-            logits = self.model.cls(hidden[at_mask]).float()  # (masked rows, V): the LM head at masks only
+            logits = self.logits_at(ids, mask, at_mask)
             logits[:, self.blocked] = -torch.inf
             kept = [i for i, has in zip(batch, rows.tolist(), strict=True) if has]
             for row, i in enumerate(kept):  # never the word itself
-                piece = self.tokenizer.tokenize(masked[i].word)[0]
+                piece = self.vocabulary.piece_of(masked[i].word)
                 logits[row, self.tokenizer.convert_tokens_to_ids(piece)] = -torch.inf
             values, indices = logits.topk(min(self.k, logits.shape[1]), dim=1)
             for i, scores, top in zip(kept, values.tolist(), indices.tolist(), strict=True):

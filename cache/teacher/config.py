@@ -200,8 +200,9 @@ class AugmentConfig:
     split: str = setting("train")
     """Split to read when --data is a folder."""
     mlm: str | None = setting(None)
-    """A BERT masked-LM checkpoint (BertForMaskedLM): candidates for one-piece words, as in the
-    paper. Default: the teacher's input-embedding neighbours."""
+    """A masked-LM checkpoint of any family the dump takes (BertForMaskedLM, RobertaForMaskedLM,
+    ...): candidates for one-piece words, as in the paper. Default: the teacher's input-embedding
+    neighbours."""
     glove: Path | None = setting(None, type=INPUT)
     """GloVe vectors (text format): candidates for words of several pieces. Default: keep them."""
     teacher: str | None = setting(None)

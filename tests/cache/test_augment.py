@@ -9,23 +9,32 @@ import numpy as np
 import pytest
 import torch
 from safetensors.numpy import load_file
-from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertTokenizer
+from transformers import (
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    BertConfig,
+    BertForMaskedLM,
+    BertTokenizer,
+    DebertaV2Config,
+    RobertaConfig,
+)
 
 from cache.data.checkpoints import default_teacher_path
 from cache.data.readers import ColumnSpec
 from cache.runtime.errors import DataError, UserError
 from cache.teacher.augment import AugmentConfig, augment_file
 from cache.teacher.candidates import STOP_WORDS
-from tests.helpers import GLUE, assert_refused, run, vocabulary
+from tests.helpers import FAIRSEQ_SPECIALS, GLUE, SPECIALS, assert_refused, fairseq_tokenizer, run, vocabulary
 
 K = 4
 
 
-def nearest_words(teacher, k: int, chunk: int = 2048) -> dict[str, set[str]]:
-    """Top-k cosine neighbours among whole alphabetic words, computed here with numpy alone (ties
-    at the k-th similarity, within float32 rounding, count as neighbours)."""
+def nearest_words(teacher, k: int, mark: str = "", chunk: int = 2048) -> dict[str, set[str]]:
+    """Top-k cosine neighbours among whole alphabetic words (entries with the word-beginning `mark`),
+    computed here with numpy alone (ties at the k-th similarity, within float32 rounding, count as
+    neighbours)."""
     tokens = AutoTokenizer.from_pretrained(str(teacher)).get_vocab()
-    vocab = sorted(tokens, key=tokens.get)
+    vocab = [w[len(mark):] if w.startswith(mark) else "" for w in sorted(tokens, key=tokens.get)]
     weights = load_file(str(teacher / "model.safetensors"))
     matrix = next(v for name, v in weights.items() if name.endswith("word_embeddings.weight")).astype(np.float32)
     ids = np.array([i for i, w in enumerate(vocab) if w.isalpha() and not w.startswith("[")])
@@ -101,8 +110,11 @@ def test_embedding_neighbours_for_one_piece_words(tmp_path, tiny_teacher):
 
 @pytest.fixture(scope="module")
 def tiny_mlm(tmp_path_factory) -> Path:
+    return save_bert_mlm(tmp_path_factory.mktemp("mlm"))
+
+
+def save_bert_mlm(path: Path) -> Path:
     """A random BertForMaskedLM with a WordPiece tokenizer, saved like a real checkpoint."""
-    path = tmp_path_factory.mktemp("mlm")
     vocab = vocabulary()
     torch.manual_seed(5)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -112,14 +124,38 @@ def tiny_mlm(tmp_path_factory) -> Path:
     return path
 
 
-def masked_lm_top_k(path: Path):
+MARKS = {"bert": "", "roberta": "Ġ", "deberta": "▁"}
+"""Each masked LM's vocabulary: WordPiece, byte-level BPE's and SentencePiece's word marks."""
+
+
+@pytest.fixture(scope="module", params=list(MARKS))
+def family_mlm(request, tmp_path_factory) -> tuple[str, Path]:
+    """A random masked LM of each family with a tokenizer of its kind (RoBERTa's head runs on the
+    masked rows alone, DeBERTa's on the whole model's output)."""
+    family = request.param
+    path = tmp_path_factory.mktemp(f"mlm-{family}")
+    if family == "bert":
+        return "", save_bert_mlm(path)
+    words = vocabulary()[len(SPECIALS):]
+    shape = {"vocab_size": len(words) + len(FAIRSEQ_SPECIALS), "hidden_size": 32, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 130, "pad_token_id": 1}
+    config = RobertaConfig(type_vocab_size=1, bos_token_id=0, eos_token_id=2, **shape) if family == "roberta" \
+        else DebertaV2Config(relative_attention=True, position_buckets=16, position_biased_input=False,
+                             pos_att_type=["p2c", "c2p"], type_vocab_size=0, **shape)
+    torch.manual_seed(5)
+    AutoModelForMaskedLM.from_config(config).save_pretrained(path)
+    fairseq_tokenizer(words, MARKS[family]).save_pretrained(path)
+    return MARKS[family], path
+
+
+def masked_lm_top_k(path: Path, mark: str = ""):
     """One forward per masked word, all logits, filtered by hand: the reference code's way."""
-    model, tokenizer = BertForMaskedLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+    model, tokenizer = AutoModelForMaskedLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
     vocab = tokenizer.get_vocab()
-    words = sorted(vocab, key=vocab.get)
+    words = [w[len(mark):] if w.startswith(mark) else "" for w in sorted(vocab, key=vocab.get)]
 
     def top_k(word: str, before: str, text: str) -> set[str]:
-        masked = before + "[MASK]" + text[len(before) + len(word):]
+        masked = before + tokenizer.mask_token + text[len(before) + len(word):]
         ids = tokenizer(masked, return_tensors="pt")["input_ids"]
         with torch.no_grad():
             logits = model(input_ids=ids).logits[0, (ids[0] == tokenizer.mask_token_id).nonzero()[0, 0]]
@@ -132,18 +168,28 @@ def masked_lm_top_k(path: Path):
     return top_k
 
 
-def test_masked_lm_candidates_equal_one_forward_per_word(tmp_path, tiny_mlm):
-    originals, new = augment(tmp_path, id_labelled(tmp_path, pairs=True), pairs=True, mlm=str(tiny_mlm),
+def test_embedding_neighbours_of_a_vocabulary_that_marks_word_starts(tmp_path, family_mlm):
+    """A RoBERTa's ("Ġ") or DeBERTa-v3's ("▁") input embeddings: neighbours are words, marks off."""
+    mark, path = family_mlm
+    originals, new = augment(tmp_path, id_labelled(tmp_path), teacher=str(path), copies=3)
+    neighbours = nearest_words(path, K, mark)
+    assert check_rows(originals, new, lambda word, rep, *_: rep in neighbours.get(word.lower(), ())) > 20
+
+
+def test_masked_lm_candidates_equal_one_forward_per_word(tmp_path, family_mlm):
+    mark, path = family_mlm
+    rows = 8 if mark else 24  # the word marks need fewer sentences than the batching does
+    originals, new = augment(tmp_path, id_labelled(tmp_path, rows, pairs=True), pairs=True, mlm=str(path),
                              copies=3, batch_size=7)
-    top_k = masked_lm_top_k(tiny_mlm)
-    vocab = AutoTokenizer.from_pretrained(tiny_mlm).get_vocab()
+    top_k = masked_lm_top_k(path, mark)
+    vocab = AutoTokenizer.from_pretrained(path).get_vocab()
 
     def allowed(word, replacement, before, text):
-        return word.lower() in vocab and replacement in top_k(word, before, text)  # one-piece words only
+        return mark + word.lower() in vocab and replacement in top_k(word, before, text)  # one-piece words only
 
-    assert check_rows(originals, new, allowed) > 40
+    assert check_rows(originals, new, allowed) > 40 * rows // 24
     record = json.loads((tmp_path / "out" / "augment.json").read_text())
-    assert record["candidates"]["one piece"] == f"masked LM {tiny_mlm}"
+    assert record["candidates"]["one piece"] == f"masked LM {path}"
 
 
 def test_glove_neighbours_for_words_of_several_pieces(tmp_path, tiny_mlm):

@@ -26,7 +26,7 @@ def test_manifest_says_what_made_the_cache(cache_path, glue, tiny_teacher):
     from transformers import AutoTokenizer
 
     s = cache_summary(cache_path)
-    assert s["format_version"] == 6 and s["complete"] and s["command"] == "test"
+    assert s["format_version"] == 7 and s["complete"] and s["command"] == "test"
     assert s["teacher"]["family"] == "bert"
     assert s["teacher"]["path"] == str(tiny_teacher)
     assert s["teacher"]["weights_sha256"] == weights_sha256(load_reference(tiny_teacher))
