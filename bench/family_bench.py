@@ -4,10 +4,11 @@ For each family (`cache.data.families`), a randomly initialised model of BERT-ba
 12 heads, 3072; speed depends on shape, not on weights) with a classification head, over packed
 corpus sequences of exactly L tokens. Each round runs, in this one process: the bare forward with
 the family's default attention (PyTorch's fused kernel, outputs discarded, after the same loading and
-tokenising the dump does), then the dump in `maps` (scores, which need the eager attention path)
-and in `qk` (queries and keys beside the fused kernel). The table gives each dump's rate over the
-same round's bare forward (median of the rounds), and the bytes per token of maps, qk and the
-smallest lossy choice (int8 hidden states, topk:4 probabilities, embedding tables).
+tokenising the dump does; DeBERTa has only its own eager attention), then the dump in `maps` (scores,
+which need the eager attention path; DeBERTa's taken at its softmax) and in `qk` (queries and keys
+beside the fused kernel; not for DeBERTa, whose scores they do not give). The table gives each
+dump's rate over the same round's bare forward (median of the rounds), and the bytes per token of
+maps, qk and the smallest lossy choice (int8 hidden states, topk:4 probabilities, embedding tables).
 
     python -m bench.family_bench                        # L=128, 96 sequences, 2 rounds, 2 threads
     python -m bench.family_bench --threads 2 --limit 96 --rounds 2
@@ -29,6 +30,7 @@ from transformers import (
     AutoModelForSequenceClassification,
     BertConfig,
     BertTokenizer,
+    DebertaV2Config,
     DistilBertConfig,
     ElectraConfig,
     ModernBertConfig,
@@ -66,6 +68,10 @@ def base_shaped(family: str, folder: Path) -> Path:
                     "eos_token_id": 102}  # MiniLM's WordPiece ids
         config = {"bert": lambda: BertConfig(**BASE),
                   "modernbert": lambda: ModernBertConfig(vocab_size=len(tokenizer), **specials, **BASE),
+                  "deberta": lambda: DebertaV2Config(  # deberta-v3-base's attention and embeddings
+                      vocab_size=len(tokenizer), relative_attention=True, position_buckets=256,
+                      max_relative_positions=-1, pos_att_type=["p2c", "c2p"], share_att_key=True,
+                      position_biased_input=False, type_vocab_size=0, norm_rel_ebd="layer_norm", **BASE),
                   "electra": lambda: ElectraConfig(embedding_size=768, **BASE),
                   "distilbert": lambda: DistilBertConfig(dim=768, n_layers=12, n_heads=12, hidden_dim=3072)}[family]()
     config.num_labels = 2
@@ -104,7 +110,7 @@ def dump_seconds(config: DumpConfig) -> float:
 
 
 @click.command()
-@click.option("--families", default="bert,roberta,electra,distilbert,modernbert", help="Comma-separated.")
+@click.option("--families", default="bert,roberta,electra,distilbert,modernbert,deberta", help="Comma-separated.")
 @click.option("--limit", default=96, help="Packed corpus sequences per run.")
 @click.option("--length", default=128, help="L: tokens per sequence.")
 @click.option("--rounds", default=2, help="Rounds of bare forward and dumps; medians reported.")
@@ -118,7 +124,8 @@ def main(families, limit, length, rounds, threads):
             teacher = base_shaped(family, Path(tmp) / family)
             config = DumpConfig(task="corpus", data=CORPUS, out=Path(tmp) / "c", teacher=str(teacher), limit=limit,
                                 max_seq_len=length, max_unknown=1.0)
-            ratios: dict[str, list[float]] = {"maps": [], "qk": []}
+            # queries and keys do not give a DeBERTa's scores: maps only
+            ratios: dict[str, list[float]] = {"maps": []} if family == "deberta" else {"maps": [], "qk": []}
             bare = []
             for r in range(rounds):
                 bare.append(bare_seconds(teacher, limit, length, config.batch_size))
@@ -128,9 +135,8 @@ def main(families, limit, length, rounds, threads):
                     ratios[name].append(bare[-1] / seconds)
             lossy = Path(tmp) / f"{family}-lossy.zarr"
             dump_seconds(DumpConfig(**vars(config) | ENCODINGS["int8 + topk:4 + tables"] | {"out": lossy}))
-            per_token = {name: _stored_per_token(path) for name, path in
-                         {"maps": Path(tmp) / f"{family}-maps-0.zarr", "qk": Path(tmp) / f"{family}-qk-0.zarr",
-                          "int8 + topk:4 + tables": lossy}.items()}
+            per_token = {name: _stored_per_token(Path(tmp) / f"{family}-{name}-0.zarr") for name in ratios} | \
+                {"int8 + topk:4 + tables": _stored_per_token(lossy)}
             rows[family] = {"bare_examples_per_s": limit / statistics.median(bare),
                             **{f"{name}_over_bare": statistics.median(r) for name, r in ratios.items()},
                             "ratios": ratios, "bytes_per_token": per_token}
