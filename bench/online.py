@@ -14,7 +14,7 @@ import torch
 
 from cache.data.readers import load_examples
 from cache.read.decode import probabilities_from_scores
-from cache.runtime.kinds import AttentionKind
+from cache.runtime.kinds import AttentionKind, Capture
 from cache.teacher.dump import DumpConfig, prepare_dump
 from cache.teacher.runner import teacher_forward
 from student.stream import Batch, BatchOrder, BatchTotals
@@ -35,7 +35,7 @@ class OnlineTargets:
         return self._tokenizer
 
     def batches(self, order: BatchOrder, epoch: int, skip: int, workers: int, device: torch.device,
-                attention: AttentionKind | None, intermediate: bool) -> Iterator[Batch]:
+                attention: Capture | None, intermediate: bool) -> Iterator[Batch]:
         """Same windows and batches as the cache stream, attention as the kind `attention`; the
         teacher runs for each (workers unused) and hands over its layers only for the intermediate
         stage."""

@@ -48,7 +48,8 @@ def save_student(run: Run, folder: Path) -> None:
     with plain_attention(run.student):
         run.student.save_pretrained(folder)
     run.tokenizer.save_pretrained(folder)
-    run.projections.save(folder)
+    if run.relations is None:  # MiniLMv2's student has none: nothing but the student is saved
+        run.projections.save(folder)
 
 
 def save_checkpoint(run: Run, optimizer, scheduler, state: RunState, stage_index: int) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 from cache.data.families import family_named
 from cache.data.readers import resolve_data_file
 from cache.data.tasks import CORPUS_TASK, GLUE_TASKS
+from cache.format.encoding import Factored
 from cache.format.location import Root, Target, as_target, open_root
 from cache.format.manifest import Manifest, read_complete_manifest
 from cache.format.store import open_store
@@ -37,6 +38,12 @@ from cache.runtime.precision import PRECISIONS
 STAGES = ("intermediate", "prediction", "all", "general")
 """general: the intermediate losses on a corpus cache, giving a general student (no head);
 intermediate, prediction, or all (one then the other): task distillation."""
+OBJECTIVES = ("tinybert", "minilmv2")
+"""tinybert: the layer-to-layer losses (embeddings, hidden states through projections, attention
+over a layer map); minilmv2: the self-attention relations of one teacher layer (Wang et al., 2021)."""
+RELATION_HEADS_CAP = 48
+"""The paper's relation heads for base-size teachers: the default is the largest common divisor of
+both widths up to it."""
 PROJECTION_SHARING = ("separate", "shared", "per-layer")
 """W_e and one W_h for all layers (the paper), one matrix for everything (the reference code's
 `fit_dense`), or one per student layer (`fit_denses`)."""
@@ -116,6 +123,16 @@ def check_student_folder(folder: Path, manifest: Manifest) -> dict:
     return config
 
 
+def student_size(student: StudentShape | Path, manifest: Manifest) -> tuple[int, int]:
+    """The student's layers and width, from its shape or its folder's config.json (as its family
+    names them)."""
+    if isinstance(student, StudentShape):
+        return student.layers, student.hidden
+    config = check_student_folder(student, manifest)
+    names = family_named(manifest.teacher.family).size_names
+    return int(config.get(names[0], 0)), int(config.get(names[1], 0))
+
+
 INTERMEDIATE_EPOCHS = {"cola": 50, "mnli": 10, "qqp": 10, "qnli": 10}  # the paper's; 20 otherwise
 GENERAL_EPOCHS = 3
 """The reference code's general distillation runs 3 epochs over its corpus."""
@@ -169,9 +186,46 @@ def resolve_attention_kind(requested: AttentionKind | None, manifest: Manifest) 
     return kind
 
 
-def check_compatibility(manifest: Manifest, layer_map: list[int], stages: list[Stage], option: str = "--cache") -> None:
-    """Everything the run needs from a cache, checked before any work."""
-    if any(s.intermediate for s in stages):
+@dataclass(frozen=True)
+class Relations:
+    """What MiniLMv2's objective compares: the relations of one teacher layer with those of one
+    student layer, both split into `heads` relation heads."""
+
+    teacher_layer: int
+    student_layer: int
+    heads: int
+
+
+def resolve_relations(config: "TrainConfig", manifest: Manifest, student_width: int, student_layers: int,
+                      option: str = "--cache") -> Relations:
+    """The layers and relation heads of `--objective minilmv2`, from a cache that holds a layer's
+    queries, keys and values."""
+    encoding = manifest.attention_encoding
+    if not (isinstance(encoding, Factored) and encoding.with_values) or not manifest.attention_layers:
+        stored = f"{encoding} attention" if manifest.attention_layers else "no attention"
+        raise UserError(f"--objective minilmv2 reads a teacher layer's queries, keys and values, and {option} "
+                        f"stores {stored}; dump it with --attention-encoding qkv")
+    teacher_layer = config.teacher_layer or manifest.attention_layers[-1]
+    if teacher_layer not in manifest.attention_layers:
+        raise UserError(f"--teacher-layer: layer {teacher_layer} is not in {option} (it stores the queries, keys "
+                        f"and values of layers {list(manifest.attention_layers)})")
+    student_layer = config.student_layer or student_layers
+    if not 1 <= student_layer <= student_layers:
+        raise UserError(f"--student-layer: the student has layers 1..{student_layers}, not {student_layer}")
+    teacher_width = manifest.teacher.hidden_size
+    heads = config.relation_heads or max(a for a in range(1, RELATION_HEADS_CAP + 1)
+                                         if teacher_width % a == 0 and student_width % a == 0)
+    if teacher_width % heads or student_width % heads:
+        raise UserError(f"--relation-heads: {heads} does not divide the teacher's width {teacher_width} and the "
+                        f"student's {student_width}")
+    return Relations(teacher_layer, student_layer, heads)
+
+
+def check_compatibility(manifest: Manifest, layer_map: list[int] | None, stages: list[Stage],
+                        option: str = "--cache") -> None:
+    """Everything the run needs from a cache, checked before any work (the layer map's layers
+    where the objective reads them: `layer_map` None for MiniLMv2's, which `resolve_relations` checks)."""
+    if layer_map is not None and any(s.intermediate for s in stages):
         needed = sorted({0, *layer_map})
         missing = [n for n in needed if n not in manifest.layers]
         if missing:
@@ -200,8 +254,19 @@ class TrainConfig:
     family), a checkpoint folder (a general student: with its projections), or a run folder (its
     best/, else last/)."""
     stage: str = setting("all", type=click.Choice(STAGES))
-    """intermediate: embedding+hidden+attention; prediction: logits; all: one then the other;
+    """intermediate: the objective's layer losses; prediction: logits; all: one then the other;
     general: the intermediate losses on a corpus cache, saving a general student (no head)."""
+    objective: str = setting("tinybert", type=click.Choice(OBJECTIVES))
+    """The intermediate (and general) losses. tinybert: embedding, hidden states (projected) and
+    attention over the layer map; minilmv2: the Q-Q, K-K and V-V self-attention relations of one
+    teacher layer against one student layer, from a qkv cache; any student width, nothing projected."""
+    relation_heads: int | None = setting(None, type=click.IntRange(1))
+    """minilmv2: relation heads A, dividing both widths. Default: the largest common divisor of the
+    two widths up to 48."""
+    teacher_layer: int | None = setting(None, type=click.IntRange(1))
+    """minilmv2: the teacher layer whose relations are distilled (default: the last the cache stores)."""
+    student_layer: int | None = setting(None, type=click.IntRange(1))
+    """minilmv2: the student layer that learns them (default: its last)."""
     layer_map: str = setting("uniform")
     """'uniform' (g(m) = m*N/M) or teacher layers per student layer, e.g. 2,4,6."""
     layer_weights: tuple[float, ...] | None = setting(None, callback=parse_weights, metavar="WEIGHTS")
@@ -270,13 +335,15 @@ class TrainConfig:
         if self.stage not in STAGES:
             raise UserError(f"--stage: {self.stage!r} is not one of {', '.join(STAGES)}")
         student = parse_student(self.student)
-        layers = student.layers if isinstance(student, StudentShape) else \
-            int(check_student_folder(student, manifest).get("num_hidden_layers", 0))
-        layer_map = resolve_layer_map(self.layer_map, layers, manifest.teacher.num_layers)
+        layers, width = student_size(student, manifest)
+        layer_map = self.resolved_layer_map(layers, manifest.teacher.num_layers)
         stages = resolve_stages(self, manifest.data.task)
         resolve_layer_weights(self.layer_weights, len(layer_map), stages)
-        resolve_attention_kind(self.attention_loss, manifest)
-        check_compatibility(manifest, layer_map, stages)
+        if self.objective == "minilmv2":
+            resolve_relations(self, manifest, width, layers)
+        else:
+            resolve_attention_kind(self.attention_loss, manifest)
+        check_compatibility(manifest, layer_map if self.objective == "tinybert" else None, stages)
         if self.projections is not None and self.projections not in PROJECTION_SHARING:
             raise UserError(f"--projections: {self.projections!r} is not one of {', '.join(PROJECTION_SHARING)}")
         for value in self.layer_weights or ():
@@ -294,6 +361,15 @@ class TrainConfig:
         if self.eval_cache is not None:
             check_eval_cache(self.cache_root(self.cache), manifest, self.cache_root(self.eval_cache), self.eval_cache)
         self._check_out()
+
+    def resolved_layer_map(self, student_layers: int, teacher_layers: int) -> list[int]:
+        """TinyBERT's g(1..M); MiniLMv2 maps one layer (--teacher-layer, --student-layer) and no other."""
+        if self.objective == "minilmv2":
+            if self.layer_map != "uniform":
+                raise UserError("--layer-map: the minilmv2 objective distils one layer's relations; choose it with "
+                                "--teacher-layer and --student-layer")
+            return []
+        return resolve_layer_map(self.layer_map, student_layers, teacher_layers)
 
     def cache_root(self, cache: Target) -> Root:
         return open_root(as_target(cache), self.storage_options)

@@ -84,3 +84,40 @@ def regression_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     (or over `examples`). Logits: (B, 1)."""
     return F.mse_loss(student_logits, teacher_logits, reduction="sum") / (
         len(student_logits) if examples is None else examples)
+
+
+def relation_kl(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, heads: int,
+                tokens: int | None = None) -> torch.Tensor:
+    """MiniLMv2's self-attention relation loss of one layer pair: for each of Q-Q, K-K and V-V, the
+    KL divergence of the student's relation rows from the teacher's, averaged over the relation
+    heads and the real query tokens; the sum of the three.
+
+    student, teacher: (B, h, L, 3 d_k) a layer's queries, keys and values per head, side by side
+    (`Factors.QKV`; the two may differ in heads and width); mask: (B, L) bool; heads: relation
+    heads A, which divide both widths; tokens: real tokens to divide by (default: this batch's).
+    """
+    keys = mask[:, None, None, :]  # (B, 1, 1, L)
+    queries = mask[:, None, :].to(student.dtype)  # (B, 1, L)
+    total = student.new_zeros(())
+    for r in range(3):
+        theirs, ours = (log_relations(vectors(x, r), heads, keys) for x in (teacher, student))
+        kl = (theirs.exp() * (theirs - ours).masked_fill(~keys, 0.0)).sum(-1)  # (B, A, L); exp(-inf) = 0
+        total = total + (kl * queries).sum()
+    count = mask.sum() if tokens is None else torch.tensor(float(tokens))
+    return total / (count * heads).clamp(min=1)
+
+
+def vectors(captured: torch.Tensor, r: int) -> torch.Tensor:
+    """The r-th of the queries, keys and values (B, h, L, 3 d_k) as the layer's (B, L, h d_k)."""
+    b, h, length, width = captured.shape
+    part = captured[..., r * width // 3:(r + 1) * width // 3]
+    return part.transpose(1, 2).reshape(b, length, h * width // 3)
+
+
+def log_relations(x: torch.Tensor, heads: int, keys: torch.Tensor) -> torch.Tensor:
+    """log softmax(X_a X_a^T / sqrt(d / A)) over real keys for each relation head a: (B, A, L, L),
+    -inf on padding keys. x: (B, L, d)."""
+    b, length, width = x.shape
+    split = x.float().view(b, length, heads, width // heads).transpose(1, 2)  # (B, A, L, d/A)
+    scores = split @ split.transpose(2, 3) * (width // heads) ** -0.5
+    return scores.masked_fill(~keys, float("-inf")).log_softmax(dim=-1)

@@ -1,4 +1,5 @@
-"""The objective: TinyBERT's loss terms composed over the layer map, as one module DDP wraps
+"""The objective: the intermediate losses (TinyBERT's layer-to-layer terms over the layer map, or
+MiniLMv2's self-attention relations of one layer) and the prediction loss, as one module DDP wraps
 (`Distiller`), and the held-out losses that evaluate the intermediate stages."""
 
 import functools
@@ -13,10 +14,55 @@ from cache.data.families import forward_inputs
 from cache.runtime.distributed import Ranks, sum_over_ranks
 from cache.runtime.errors import UserError
 from cache.runtime.precision import autocast
-from student.losses import attention_mse, hidden_mse, regression_mse, soft_cross_entropy
+from student.config import Relations
+from student.losses import attention_mse, hidden_mse, regression_mse, relation_kl, soft_cross_entropy
 from student.model import Projections
 from student.setup import Run
 from student.stream import Batch, BatchOrder
+
+
+class LayerLosses:
+    """TinyBERT's intermediate terms: embeddings and hidden states through the projections, and
+    attention, over the layer map."""
+
+    hidden_states = True
+
+    def __init__(self, run: Run):
+        self.run = run
+
+    def __call__(self, out, batch: Batch, projections: Projections) -> dict[str, torch.Tensor]:
+        run = self.run
+        return intermediate_losses(out.hidden_states, out.attentions, batch, run.layer_map, run.weights,
+                                   projections, run.windows)
+
+    @staticmethod
+    def counts(lengths: torch.Tensor) -> dict[str, int]:
+        """What each part is a mean over in a batch of these lengths (real tokens, real pairs)."""
+        tokens, cells = int(lengths.sum()), int(lengths.square().sum())
+        return {"embd": tokens, "hidn": tokens, "attn": cells}
+
+
+class RelationLosses:
+    """MiniLMv2's: the Q-Q, K-K and V-V relations of one teacher layer against one student layer's
+    (the student's attention captures its queries, keys and values: `Run.attention`)."""
+
+    hidden_states = False
+
+    def __init__(self, relations: Relations):
+        self.relations = relations
+
+    def __call__(self, out, batch: Batch, projections: Projections) -> dict[str, torch.Tensor]:
+        m, n, heads = self.relations.student_layer, self.relations.teacher_layer, self.relations.heads
+        return {"rel": relation_kl(out.attentions[m - 1].float(), batch.attention[n], batch.mask, heads,
+                                   batch.totals.tokens)}
+
+    @staticmethod
+    def counts(lengths: torch.Tensor) -> dict[str, int]:
+        return {"rel": int(lengths.sum())}
+
+
+def intermediate_objective(run: Run) -> LayerLosses | RelationLosses:
+    return RelationLosses(run.relations) if run.relations else LayerLosses(run)
 
 
 class Distiller(torch.nn.Module):
@@ -27,14 +73,15 @@ class Distiller(torch.nn.Module):
         super().__init__()
         self.student, self.projections = run.student, run.projections
         self.run = [run]  # in a list: not a submodule
+        self.objective = intermediate_objective(run)
 
     def forward(self, batch: Batch, intermediate: bool) -> dict[str, torch.Tensor]:
         run = self.run[0]
         inputs = forward_inputs(self.student, batch.input_ids, batch.token_type_ids, batch.mask.long())
-        out = self.student(**inputs, output_hidden_states=intermediate, output_attentions=intermediate)
+        out = self.student(**inputs, output_hidden_states=intermediate and self.objective.hidden_states,
+                           output_attentions=intermediate)
         if intermediate:
-            parts = intermediate_losses(out.hidden_states, out.attentions, batch, run.layer_map, run.weights,
-                                        self.projections, run.windows)
+            parts = self.objective(out, batch, self.projections)
         else:
             parts = prediction_losses(out.logits, batch, run.regression, run.config.temperature, run.weights[-1])
         return parts if batch.counts else {name: value * 0 for name, value in parts.items()}
@@ -86,28 +133,25 @@ def total(values: Iterable[torch.Tensor]) -> torch.Tensor:
 
 @torch.no_grad()
 def held_out_losses(run: Run) -> dict[str, float]:
-    """The intermediate losses over the whole --eval-cache: each batch's means weighted by its real
-    tokens (embedding, hidden) or cells (attention), so that they are the means over the whole
-    cache, whatever the batch size."""
+    """The intermediate losses over the whole --eval-cache: each batch's means weighted by what
+    they are means over (real tokens, or real pairs for attention), so that they are the means over
+    the whole cache, whatever the batch size."""
     assert run.eval_targets is not None
     order = BatchOrder(run.eval_targets.block_starts, run.config.batch_size, run.config.window_blocks, seed=0)
-    sums = {"embd": 0.0, "hidn": 0.0, "attn": 0.0}
-    tokens = cells = 0
+    objective = intermediate_objective(run)
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
     run.student.eval()
     for batch in run.eval_targets.batches(order, 0, 0, run.workers, run.device, run.attention, intermediate=True):
         with autocast(run.precision, run.device):
             inputs = forward_inputs(run.student, batch.input_ids, batch.token_type_ids, batch.mask.long())
-            out = run.student(**inputs, output_hidden_states=True, output_attentions=True)
-        parts = intermediate_losses(out.hidden_states, out.attentions, batch, run.layer_map, run.weights,
-                                    run.projections, run.windows)
-        lengths = batch.mask.sum(1)
-        batch_tokens, batch_cells = int(lengths.sum()), int(lengths.square().sum())
-        sums["embd"] += parts["embd"].item() * batch_tokens
-        sums["hidn"] += parts["hidn"].item() * batch_tokens
-        sums["attn"] += parts["attn"].item() * batch_cells
-        tokens, cells = tokens + batch_tokens, cells + batch_cells
+            out = run.student(**inputs, output_hidden_states=objective.hidden_states, output_attentions=True)
+        parts = objective(out, batch, run.projections)
+        for name, count in objective.counts(batch.mask.sum(1)).items():
+            sums[name] = sums.get(name, 0.0) + parts[name].item() * count
+            counts[name] = counts.get(name, 0) + count
     run.student.train()
-    means = {"embd": sums["embd"] / tokens, "hidn": sums["hidn"] / tokens, "attn": sums["attn"] / cells}
+    means = {name: sums[name] / counts[name] for name in sums}
     return {"loss": sum(means.values())} | means
 
 

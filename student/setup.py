@@ -18,8 +18,7 @@ from cache.format.manifest import Manifest
 from cache.runtime.device import resolve_device
 from cache.runtime.distributed import ONE_PROCESS, Ranks
 from cache.runtime.errors import UserError
-from cache.runtime.kinds import AttentionKind
-from cache.runtime.layer_map import resolve_layer_map
+from cache.runtime.kinds import Capture, Factors
 from cache.runtime.log import RunLog
 from cache.runtime.precision import resolve_precision
 from cache.runtime.schedule import seed_everything
@@ -30,6 +29,7 @@ from student.config import (
     regression_head,
     resolve_attention_kind,
     resolve_layer_weights,
+    resolve_relations,
     resolve_stages,
 )
 from student.losses import head_map
@@ -62,22 +62,29 @@ class Run:
         shape = parse_student(config.student)
         self.student = build_student(shape, self.teacher.config, self.num_labels, head=config.stage != "general")
         check_length(self.student.config, manifest.max_seq_len, f"--student: {config.student}")
-        self.layer_map = resolve_layer_map(config.layer_map, self.student.config.num_hidden_layers,
-                                           self.teacher.num_layers)
+        self.layer_map = config.resolved_layer_map(self.student.config.num_hidden_layers, self.teacher.num_layers)
         self.windows = {n: manifest.geometry.window(n) for n in self.layer_map}
         self.weights = resolve_layer_weights(config.layer_weights, len(self.layer_map), self.stages)
-        self.attention = resolve_attention_kind(config.attention_loss, manifest)
+        self.relations = resolve_relations(config, manifest, self.student.config.hidden_size,
+                                           self.student.config.num_hidden_layers) \
+            if config.objective == "minilmv2" else None
+        self.attention: Capture = Factors.QKV if self.relations else \
+            resolve_attention_kind(config.attention_loss, manifest)
         self.head_map = head_map(self.student.config.num_attention_heads, self.teacher.num_heads)
-        check_compatibility(manifest, self.layer_map, self.stages)
+        check_compatibility(manifest, None if self.relations else self.layer_map, self.stages)
         if manifest.data.examples < ranks.world:
             raise UserError(f"--cache: {manifest.data.examples} examples cannot be shared by {ranks.world} ranks")
+        layers = [self.relations.teacher_layer] if self.relations else [0, *self.layer_map]
         self.targets = source if source is not None else \
-            CachedTargets(config.cache, [0, *self.layer_map], config.storage_options, config.prefetch_blocks)
+            CachedTargets(config.cache, layers, config.storage_options, config.prefetch_blocks)
         self.eval_targets = None
         if config.eval_cache is not None:
-            eval_targets = CachedTargets(config.eval_cache, [0, *self.layer_map], config.storage_options,
-                                         config.prefetch_blocks)
-            check_compatibility(eval_targets.manifest, self.layer_map, self.stages, "--eval-cache")
+            eval_targets = CachedTargets(config.eval_cache, layers, config.storage_options, config.prefetch_blocks)
+            if self.relations:
+                resolve_relations(config, eval_targets.manifest, self.student.config.hidden_size,
+                                  self.student.config.num_hidden_layers, "--eval-cache")
+            check_compatibility(eval_targets.manifest, None if self.relations else self.layer_map, self.stages,
+                                "--eval-cache")
             self.eval_targets = eval_targets
         self.tokenizer = self.targets.load_tokenizer()
         check_student_tokenizer(shape, self.tokenizer, manifest)
@@ -109,7 +116,7 @@ class TargetSource(Protocol):
     def load_tokenizer(self): ...
 
     def batches(self, order: BatchOrder, epoch: int, skip: int, workers: int, device: torch.device,
-                attention: AttentionKind | None, intermediate: bool) -> Iterator[Batch]: ...
+                attention: Capture | None, intermediate: bool) -> Iterator[Batch]: ...
 
 
 class CachedTargets:
@@ -128,9 +135,9 @@ class CachedTargets:
         return self.cache.load_tokenizer()
 
     def batches(self, order: BatchOrder, epoch: int, skip: int, workers: int, device: torch.device,
-                attention: AttentionKind | None, intermediate: bool) -> Iterator[Batch]:
-        """The epoch's padded batches in order, after the first `skip`, attention as the kind
-        `attention`; the layers' targets only for the intermediate stage."""
+                attention: Capture | None, intermediate: bool) -> Iterator[Batch]:
+        """The epoch's padded batches in order, after the first `skip`, attention as `attention`
+        asks (`decode_batch`); the layers' targets only for the intermediate stage."""
         cache = self.cache if intermediate else self.logits_only
         embeddings = cache.embeddings.to(device) if cache.embeddings is not None else None
         for share in stream_batches(cache, order, epoch, skip, workers, self.prefetch):

@@ -27,7 +27,7 @@ from cache.read.decode import PaddedTargets, decode_batch
 from cache.read.ragged import ArrayKey, concatenate
 from cache.runtime.distributed import ONE_PROCESS, Ranks
 from cache.runtime.errors import CacheError
-from cache.runtime.kinds import AttentionKind
+from cache.runtime.kinds import Capture
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def read_blocks(cache: Cache, blocks: np.ndarray, concurrent: int) -> list[Ragge
         return list(pool.map(lambda k: cache.read_block(int(k)), blocks))
 
 
-def pad_batch(ragged: RaggedExamples, device: torch.device, attention: AttentionKind | None,
+def pad_batch(ragged: RaggedExamples, device: torch.device, attention: Capture | None,
               share: Share | None = None, embeddings: EmbeddingTables | None = None) -> Batch:
     """Decode and pad a ragged batch on `device` (`cache.read.decode`), its attention as the kind
     `attention` (None: as the cache decodes). `share`: the global batch's totals and whether this

@@ -70,6 +70,7 @@ def _write_run_files(run: Run, command: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_record(out / RUN_RECORD, run.config, command, layer_map_resolved=run.layer_map,
                  layer_weights_resolved=run.weights, attention_kind=run.attention, head_map=run.head_map,
+                 relations_resolved=asdict(run.relations) if run.relations else None,
                  projections_resolved=run.projections.sharing,
                  stages=[asdict(s) for s in run.stages], teacher_weights_sha256=run.teacher.weights_sha256,
                  num_labels=run.num_labels, workers_resolved=run.workers, precision_resolved=run.precision,
@@ -87,7 +88,8 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     steps = min(steps, config.max_steps) if config.max_steps else steps
     intermediate = stage.intermediate
     use_attention(run.student, run.attention if intermediate else None)
-    params = [*run.student.parameters(), *(run.projections.parameters() if intermediate else [])]
+    projected = intermediate and run.relations is None  # MiniLMv2's relations need no projection
+    params = [*run.student.parameters(), *(run.projections.parameters() if projected else [])]
     optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=config.weight_decay,
                                   fused=run.device.type == "cuda")
     scheduler = linear_schedule(optimizer, steps, int(config.warmup * steps))

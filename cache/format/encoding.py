@@ -30,7 +30,7 @@ import numpy as np
 from cache.format.dtypes import to_float, to_stored_type, torch_dtype
 from cache.format.entries import ATTENTION, CELL, HIDDEN, ROW, TOKEN, ArraySpec, specs_bytes
 from cache.runtime.errors import UserError
-from cache.runtime.kinds import AttentionKind
+from cache.runtime.kinds import AttentionKind, Capture, Factors
 
 if TYPE_CHECKING:
     import torch
@@ -127,7 +127,7 @@ class AttentionEncoding(ABC):
     @abstractmethod
     def __str__(self) -> str: ...
 
-    def capture(self, kind: AttentionKind) -> str:
+    def capture(self, kind: AttentionKind) -> Capture:
         """What the teacher's attention function hands over for it (`cache.runtime.attention`)."""
         return kind
 
@@ -188,8 +188,8 @@ class Factored(AttentionEncoding):
     def captured(self) -> tuple[str, ...]:
         return ("query", "key", "value") if self.with_values else ("query", "key")
 
-    def capture(self, kind: AttentionKind) -> str:
-        return "qkv" if self.with_values else "qk"
+    def capture(self, kind: AttentionKind) -> Capture:
+        return Factors.QKV if self.with_values else Factors.QK
 
     def decodes_to(self, kind: AttentionKind) -> AttentionKind:
         return AttentionKind.SCORES  # and probabilities by a softmax, when a loss wants them
@@ -211,12 +211,18 @@ class Factored(AttentionEncoding):
         return out
 
     def decode(self, parts: dict[str, "torch.Tensor"], slots: "PaddedSlots", mask: "torch.Tensor") -> "torch.Tensor":
-        b, longest = mask.shape
-        head_dim = parts["query"].shape[-1] // slots.heads
-        q, k = (slots.scatter(self.vectors.decode(name, parts, head_dim), TOKEN)
-                .view(b, longest, slots.heads, head_dim).transpose(1, 2) for name in ("query", "key"))
+        q, k = self.factors(parts, slots, mask, ("query", "key"))
+        head_dim = q.shape[-1]
         pairs = mask[:, None, :, None] & mask[:, None, None, :]
         return (q @ k.transpose(2, 3) * head_dim**-0.5).masked_fill_(~pairs, 0.0)  # what BERT's attention computes
+
+    def factors(self, parts: dict[str, "torch.Tensor"], slots: "PaddedSlots", mask: "torch.Tensor",
+                names: tuple[str, ...]) -> list["torch.Tensor"]:
+        """The stored vectors `names` (query, key, value), each (B, h, L, d_k), zero on padding."""
+        b, longest = mask.shape
+        head_dim = parts["query"].shape[-1] // slots.heads
+        return [slots.scatter(self.vectors.decode(name, parts, head_dim), TOKEN)
+                .view(b, longest, slots.heads, head_dim).transpose(1, 2) for name in names]
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,13 @@ import torch
 
 from cache.format.dtypes import from_storage
 from cache.format.embeddings import EmbeddingTables
+from cache.format.encoding import Factored
 from cache.format.entries import ATTENTION, HIDDEN, TOKEN
 from cache.format.transfer import PaddedSlots, to_device
 from cache.read.ragged import RaggedExamples
-from cache.runtime.kinds import AttentionKind
+from cache.runtime.kinds import AttentionKind, Capture, Factors
+
+QKV = ("query", "key", "value")
 
 
 @dataclass
@@ -30,15 +33,17 @@ class PaddedTargets:
     labels: torch.Tensor | None  # (B,)
     logits: torch.Tensor | None  # (B, C)
     hidden: dict[int, torch.Tensor]  # layer -> (B, L, d) float32
-    attention: dict[int, torch.Tensor]  # layer -> (B, h, L, L) float32, zero outside real pairs and windows
+    attention: dict[int, torch.Tensor]  # layer -> (B, h, L, L) float32, zero outside real pairs and windows;
+    # or, asked for the queries, keys and values: (B, h, L, 3 d_k), zero on padding
 
 
-def decode_batch(ragged: RaggedExamples, device: torch.device, attention: AttentionKind | None = None,
+def decode_batch(ragged: RaggedExamples, device: torch.device, attention: Capture | None = None,
                  embeddings: EmbeddingTables | None = None) -> PaddedTargets:
     """Decode and pad a batch on `device`. Attention comes as `attention` asks (None: as the cache
     decodes, `Geometry.decodes_to`): scores (stored, or computed from queries and keys) become
-    probabilities by a softmax over each example's real keys. With `embeddings` (on `device`),
-    hidden layer 0 is recomputed from the teacher's tables."""
+    probabilities by a softmax over each example's real keys; `Factors.QKV` hands over a `qkv`
+    cache's vectors as the capture gives them. With `embeddings` (on `device`), hidden layer 0 is
+    recomputed from the teacher's tables."""
     geometry = ragged.geometry
     host_lengths = ragged.lengths.astype(np.int64)
     arrays = to_device(ragged.arrays() | {("lengths", None): host_lengths}, device)
@@ -62,6 +67,10 @@ def decode_batch(ragged: RaggedExamples, device: torch.device, attention: Attent
 
     def attention_maps(layer: int) -> torch.Tensor:
         names = [name for name in ragged.targets if specs[name].layers == ATTENTION]
+        if attention == Factors.QKV:
+            if not (isinstance(geometry.attention, Factored) and geometry.attention.with_values):
+                raise ValueError(f"a cache of {geometry.attention} holds no values (`check_relations` refuses this)")
+            return torch.cat(geometry.attention.factors(parts(names, layer), slots, mask, QKV), dim=-1)
         maps = geometry.attention.decode(parts(names, layer), slots, mask)
         window = geometry.window(layer)
         if softmax:

@@ -23,19 +23,16 @@ from torch.overrides import TorchFunctionMode
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
-from cache.runtime.kinds import AttentionKind
-
-FACTORED = ("qk", "qkv")
-"""Captures of queries and keys (and values) instead of maps (`cache.format.encoding.Factored`)."""
+from cache.runtime.kinds import AttentionKind, Capture, Factors
 
 
-def _capturing_attention(capture: str):
+def _capturing_attention(capture: Capture):
     def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-        if capture in FACTORED:  # no map to hand over: the fused kernel computes the output
+        if isinstance(capture, Factors):  # no map to hand over: the fused kernel computes the output
             output = torch.nn.functional.scaled_dot_product_attention(
                 query, key, value, attn_mask=attention_mask, dropout_p=dropout if module.training else 0.0,
                 scale=scaling)
-            captured = (query, key) if capture == "qk" else (query, key, value)
+            captured = (query, key) if capture == Factors.QK else (query, key, value)
             return output.transpose(1, 2).contiguous(), torch.cat(captured, dim=-1)
         scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, h, L, L)
         masked = scores if attention_mask is None else scores + attention_mask
@@ -47,9 +44,8 @@ def _capturing_attention(capture: str):
     return attention
 
 
-def capture_implementation(capture: str) -> str:
-    """Register (once) and return the attn_implementation name that captures `capture`: an
-    `AttentionKind`, or one of FACTORED."""
+def capture_implementation(capture: Capture) -> str:
+    """Register (once) and return the attn_implementation name that captures `capture`."""
     name = f"tinybert_{capture}"
     if name not in AttentionInterface._global_mapping:
         AttentionInterface.register(name, _capturing_attention(capture))
@@ -61,15 +57,15 @@ OWN_ATTENTION = ("DisentangledSelfAttention",)
 """Attention modules that compute their own scores (DeBERTa v2 and v3), by class name."""
 
 
-def use_attention(model: PreTrainedModel, capture: str | None) -> None:
-    """Make `model`'s attention weights (`output_attentions`) be `capture`: an `AttentionKind`, or
-    one of FACTORED where the model calls the attention interface; None: nothing captured, the
-    fused kernel (what a model is saved and served with)."""
+def use_attention(model: PreTrainedModel, capture: Capture | None) -> None:
+    """Make `model`'s attention weights (`output_attentions`) be `capture` (factors only where the
+    model calls the attention interface); None: nothing captured, the fused kernel (what a model
+    is saved and served with)."""
     own = [module for module in model.modules() if type(module).__name__ in OWN_ATTENTION]
     if not own:
         model.set_attn_implementation(capture_implementation(capture) if capture else "sdpa")
         return
-    if capture in FACTORED:
+    if isinstance(capture, Factors):
         raise ValueError(f"{type(own[0]).__name__} computes its own scores: no queries and keys give them")
     for module in own:
         if not hasattr(module, "captured"):

@@ -10,3 +10,15 @@ class AttentionKind(StrEnum):
 
     SCORES = "scores"
     PROBS = "probs"
+
+
+class Factors(StrEnum):
+    """What a factored capture holds instead of maps: the queries and keys (and values) attention
+    is computed from, per head, side by side (B, h, L, 2 or 3 d_k)."""
+
+    QK = "qk"
+    QKV = "qkv"
+
+
+Capture = AttentionKind | Factors
+"""What a model's attention weights are made to be, and what decoding hands a loss."""

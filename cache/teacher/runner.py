@@ -12,6 +12,7 @@ from cache.data.families import attention_windows, family_of
 from cache.data.readers import Examples
 from cache.format.manifest import TeacherRecord
 from cache.runtime.attention import use_attention
+from cache.runtime.kinds import AttentionKind
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ def check_teacher(path: str, examples: Examples | None, max_seq_len: int) -> Non
         check_head(config, examples, f"--teacher: {path}")
 
 
-def load_teacher(path: str, attention: str, device: torch.device, head: bool = True):
+def load_teacher(path: str, attention: AttentionKind, device: torch.device, head: bool = True):
     """Load the model from a local folder (or hub id); returns (model, info). With `head=False`,
     or for a model without a classifier, the bare encoder (no logits)."""
     config = load_config(path, "--teacher")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cache.read.decode import probabilities_from_scores
-from student.losses import attention_mse, head_map, hidden_mse, regression_mse, soft_cross_entropy
+from student.losses import attention_mse, head_map, hidden_mse, regression_mse, relation_kl, soft_cross_entropy
 
 torch.manual_seed(0)
 LENGTHS = [5, 1, 3]  # a single-token example included
@@ -124,3 +124,41 @@ def test_probabilities_from_scores_of_a_local_layer_softmax_within_its_window():
             keys = list(range(max(0, i - 1), min(n, i + 2)))
             torch.testing.assert_close(probs[b, :, i, keys], scores[b, :, i, keys].softmax(-1))
             assert probs[b, :, i].sum(-1).sub(1).abs().max() < 1e-6
+
+
+def by_hand_layer(captured, r):
+    """One example's r-th of queries, keys, values (h, L, 3 d_k) as (L, h d_k): heads side by side."""
+    d_k = captured.shape[-1] // 3
+    return torch.cat([captured[head, :, r * d_k:(r + 1) * d_k] for head in range(captured.shape[0])], dim=-1)
+
+
+def reference_relations(student, teacher, lengths, heads):
+    total = 0.0
+    for b, n in enumerate(lengths):
+        for r in range(3):
+            s, t = by_hand_layer(student[b], r)[:n], by_hand_layer(teacher[b], r)[:n]
+            ds, dt = s.shape[1] // heads, t.shape[1] // heads
+            for a in range(heads):
+                sa, ta = s[:, a * ds:(a + 1) * ds], t[:, a * dt:(a + 1) * dt]
+                for i in range(n):
+                    ours = torch.softmax(sa[i] @ sa.T / ds**0.5, dim=0)
+                    theirs = torch.softmax(ta[i] @ ta.T / dt**0.5, dim=0)
+                    total += (theirs * (theirs.log() - ours.log())).sum().item()
+    return total / (sum(lengths) * heads)
+
+
+def test_relation_kl_against_a_loop_over_examples_heads_and_query_rows():
+    """A student of another width and head count (2 x 6) than the teacher (4 x 6), 3 relation
+    heads, a one-token example, padding that must not count."""
+    student, teacher = torch.randn(B, 2, L, 18), torch.randn(B, 4, L, 18)
+    expected = reference_relations(student, teacher, LENGTHS, heads=3)
+    got = relation_kl(student, teacher, mask_of(LENGTHS), heads=3)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    noisy = student.clone()
+    noisy[1, :, 1:] = 1e3  # padding of the single-token example
+    assert relation_kl(noisy, teacher, mask_of(LENGTHS), heads=3).item() == pytest.approx(expected, rel=1e-5)
+    same = teacher[:, :2]
+    assert relation_kl(same, same, mask_of(LENGTHS), heads=3).item() == pytest.approx(0, abs=1e-6)
+    noisy.requires_grad_(True)
+    relation_kl(noisy, teacher, mask_of(LENGTHS), heads=3).backward()
+    assert torch.isfinite(noisy.grad).all() and noisy.grad[1, :, 1:].abs().sum() == 0
