@@ -20,7 +20,7 @@ RECIPE_OUT ?= runs/recipe
 TASK ?= sst2
 TASK_FOLDER ?= SST-2
 MAX_LEN ?= 64
-CORPUS_SEQUENCES ?= 8000
+CORPUS_SEQUENCES ?= 4000
 TASK_EXAMPLES ?= 1000
 TINYBERT4_LAYERS := 0,1,3,4,6
 
@@ -48,9 +48,9 @@ demo: $(VENV)/.installed
 # Other tasks: make recipe TASK=mrpc TASK_FOLDER=MRPC MAX_LEN=128.
 recipe: $(VENV)/.installed
 	rm -rf $(RECIPE_OUT)
-	$(PY) cli.py dump-teacher --task corpus --data $(CORPUS) --holdout 0.02 --layers $(TINYBERT4_LAYERS) \
-		--limit $(CORPUS_SEQUENCES) --out $(RECIPE_OUT)/corpus.zarr
-	$(PY) cli.py dump-teacher --task corpus --data $(CORPUS) --holdout 0.02 --split holdout \
+	$(PY) cli.py dump-teacher --task corpus --data $(CORPUS) --documents file --holdout 0.02 \
+		--layers $(TINYBERT4_LAYERS) --limit $(CORPUS_SEQUENCES) --out $(RECIPE_OUT)/corpus.zarr
+	$(PY) cli.py dump-teacher --task corpus --data $(CORPUS) --documents file --holdout 0.02 --split holdout \
 		--layers $(TINYBERT4_LAYERS) --limit 400 --out $(RECIPE_OUT)/holdout.zarr
 	$(PY) cli.py train-student --stage general --cache $(RECIPE_OUT)/corpus.zarr \
 		--eval-cache $(RECIPE_OUT)/holdout.zarr --student tinybert4 --epochs-intermediate 2 \

@@ -1,11 +1,15 @@
 """Raw text corpora for general distillation, packed into sequences for the teacher.
 
-A corpus is one text file or every `.txt` file of a folder, read in sorted order; blank lines
-separate documents. Each document is tokenised as a stream and cut into consecutive pieces of
-`max_seq_len - 2` tokens, each wrapped as `[CLS] piece [SEP]`: every sequence holds consecutive text
-of one document (no `[MASK]`, no sentence pairs), all but a document's tail exactly `max_seq_len`
-long, and the tail kept. Files are read line by line and tokenised a chunk of documents at a time,
-so the text is never held whole; what stays in memory is the packed token ids (5 bytes per token).
+A corpus is one text file or every `.txt` file of a folder, read in sorted order. A document is a
+run of non-blank lines (`blank-lines`), or a whole file (`file`: its paragraphs' tokens one after
+another). Plain-text books and WikiText separate *paragraphs* with blank lines, so under the first
+rule most sequences end at a paragraph's end, far short of `max_seq_len`; under the second they pack
+across paragraph breaks, never across files. Each document is tokenised as a stream and cut into
+consecutive pieces of `max_seq_len - 2` tokens, each wrapped as `[CLS] piece [SEP]`: every sequence
+holds consecutive text of one document (no `[MASK]`, no sentence pairs), all but a document's tail
+exactly `max_seq_len` long, and the tail kept. Files are read line by line and tokenised a chunk of
+paragraphs at a time, so the text is never held whole; what stays in memory is the packed token ids
+(5 bytes per token) and, under `file`, one file's tokens.
 
 The held-out part is chosen per document by a hash of its tokens, not of its raw text: the same
 documents every time, whatever the files' order or `--limit`, and documents the tokenizer makes
@@ -26,7 +30,9 @@ from cache.data.tasks import CORPUS_TASK
 from cache.runtime.errors import DataError, UserError
 
 CORPUS_SPLITS = ("train", "holdout")
-DOCUMENTS_PER_CALL = 1024  # documents per tokenizer call: bounds memory whatever the corpus size
+DOCUMENT_RULES = ("blank-lines", "file")
+"""What one document is: a run of non-blank lines, or a whole file."""
+PARAGRAPHS_PER_CALL = 1024  # paragraphs per tokenizer call: bounds memory whatever the corpus size
 
 
 def corpus_files(path: Path) -> tuple[Path, ...]:
@@ -50,9 +56,9 @@ def held_out(document: Sequence[int], fraction: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
-def documents(files: tuple[Path, ...]) -> Iterator[str]:
-    """Each file's documents in order: runs of non-blank lines; a file's end also ends a document."""
-    for file in files:
+def paragraphs(files: tuple[Path, ...]) -> Iterator[tuple[int, str]]:
+    """Each file's runs of non-blank lines in order, with the number of their file."""
+    for index, file in enumerate(files):
         lines: list[str] = []
         with open(file, "rb") as f:
             for number, raw in enumerate(f, start=1):
@@ -63,10 +69,10 @@ def documents(files: tuple[Path, ...]) -> Iterator[str]:
                 if line.strip():
                     lines.append(line.rstrip("\r\n"))
                 elif lines:
-                    yield "\n".join(lines)
+                    yield index, "\n".join(lines)
                     lines = []
         if lines:
-            yield "\n".join(lines)
+            yield index, "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class Corpus:
     """Fraction of documents (by hash) set aside for evaluation; `split` says which part to read."""
     limit: int | None = None
     """Stop after this many sequences (a slice of a corpus too large to cache whole)."""
+    documents: str = DOCUMENT_RULES[0]
+    """What one document is (`DOCUMENT_RULES`): sequences never cross a document's end."""
     task: str = CORPUS_TASK
     labels: None = None
     label_names: None = None
@@ -93,6 +101,8 @@ class Corpus:
             raise UserError(f"--split: a corpus has the splits {', '.join(CORPUS_SPLITS)}, not {self.split!r}")
         if not 0 <= self.holdout < 1:
             raise UserError(f"--holdout: {self.holdout} is not a fraction in [0, 1)")
+        if self.documents not in DOCUMENT_RULES:
+            raise UserError(f"--documents: {self.documents!r} is not one of {', '.join(DOCUMENT_RULES)}")
         if self.split == "holdout" and self.holdout == 0:
             raise UserError("--split holdout: the held-out part is empty; give --holdout FRACTION (e.g. 0.01)")
 
@@ -121,9 +131,22 @@ class Corpus:
 
     def _tokenized_documents(self, tokenizer) -> Iterator[list[int]]:
         """Every document's token ids (no special tokens), in corpus order."""
-        for chunk in _chunks(documents(self.files), DOCUMENTS_PER_CALL):
-            yield from tokenizer(chunk, add_special_tokens=False, truncation=False, verbose=False,
-                                 return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        whole_files = self.documents == "file"
+        file, stream = 0, list[int]()  # the current file's tokens so far (whole files only)
+        for chunk in _chunks(paragraphs(self.files), PARAGRAPHS_PER_CALL):
+            encoded = tokenizer([text for _, text in chunk], add_special_tokens=False, truncation=False,
+                                verbose=False, return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+            for (number, _), ids in zip(chunk, encoded, strict=True):
+                if not whole_files:
+                    yield ids
+                    continue
+                if number != file and stream:
+                    yield stream
+                    stream = []
+                file = number
+                stream.extend(ids)
+        if stream:
+            yield stream
 
 
 def _pieces(document: list[int], body: int, tokenizer) -> list[np.ndarray]:
@@ -137,8 +160,8 @@ def _piece_hash(piece: np.ndarray) -> int:
     return sequence_hash(piece, np.zeros(len(piece), np.int8))
 
 
-def _chunks(items: Iterator[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
+def _chunks(items: Iterator[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
+    chunk: list[tuple[int, str]] = []
     for item in items:
         chunk.append(item)
         if len(chunk) == size:

@@ -53,7 +53,7 @@ IDENTITY = {
     "task": ("data", "task"),
     "split": ("data", "split"),
     "data file contents (sha256)": ("data", "sha256"),
-    "data options (columns, --holdout)": ("data", "columns"),
+    "data options (columns, --holdout, --documents)": ("data", "columns"),
     "example count (--limit)": ("data", "examples"),
     "--max-seq-len": ("max_seq_len",),
     "--layers": ("layers",),
@@ -101,7 +101,8 @@ class DataRecord:
     examples: int
     truncated: int
     columns: dict | None
-    """How the user's own data was read: its column options, or a corpus's --holdout and --limit;
+    """How the user's own data was read: its column options, or a corpus's --holdout, --limit and
+    --documents (absent from caches made before it: blank-lines);
     None for GLUE tasks (their layout is fixed)."""
     label_names: tuple[str, ...] | None
     label_kind: str

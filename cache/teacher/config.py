@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cache.data.corpus import Corpus
+from cache.data.corpus import DOCUMENT_RULES, Corpus
 from cache.data.readers import ColumnSpec, canonical_task, resolve_data_file
 from cache.data.tasks import CORPUS_TASK, GLUE_TASKS
 from cache.format.encoding import (
@@ -68,7 +68,7 @@ class DumpConfig:
     general distillation, packed into --max-seq-len sequences."""
     data: Path = setting(type=INPUT)
     """A data file, or a folder holding <split>.tsv (GLUE layout); for a corpus, a text file or a
-    folder of .txt files (blank lines separate documents)."""
+    folder of .txt files (see --documents)."""
     out: Target = setting(type=CACHE)
     """Cache to write: a folder, or a URL (s3://bucket/prefix, ...)."""
     split: str = setting("train")
@@ -76,6 +76,10 @@ class DumpConfig:
     holdout: float = setting(0.0, type=FiniteFloat(0, 1, max_open=True))
     """Corpus only: fraction of documents (chosen by a hash of their text) set aside as the holdout
     split; give the same value to the train and holdout dumps."""
+    documents: str = setting(DOCUMENT_RULES[0], type=click.Choice(DOCUMENT_RULES))
+    """Corpus only: what one document is, which a sequence never crosses. blank-lines: a run of
+    non-blank lines; file: a whole file (sequences pack across paragraph breaks: books and WikiText
+    separate paragraphs with blank lines). The holdout is chosen per document."""
     storage_options: dict | None = setting(None, callback=parse_storage_options, metavar="JSON")
     """For a URL cache: a JSON object of fsspec options beyond the environment's (AWS_ENDPOINT_URL,
     AWS_PROFILE, ...). Recorded with the command: keep secrets in the environment."""
@@ -132,6 +136,8 @@ class DumpConfig:
             resolve_data_file(task, Path(self.data), self.split)
             if self.holdout:
                 raise UserError(f"--holdout: only a corpus is split by the dump; --task {task} has its own split files")
+            if self.documents != DOCUMENT_RULES[0]:
+                raise UserError(f"--documents: only a corpus is cut into documents; --task {task} reads rows")
         check_compression(self.format, self.compression)
         check_number(self.block_mb, "--block-mb", 0, low_open=True)
         check_number(self.max_unknown, "--max-unknown", 0, 1)
@@ -183,7 +189,7 @@ class DumpConfig:
             raise UserError(f"--out: {self.out} lies inside the cache {enclosing}; choose a place outside it")
 
     def corpus(self) -> Corpus:
-        return Corpus(Path(self.data), self.split, self.holdout, self.limit)
+        return Corpus(Path(self.data), self.split, self.holdout, self.limit, self.documents)
 
 
 @dataclass(frozen=True)

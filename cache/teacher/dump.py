@@ -268,7 +268,7 @@ def _new_manifest(config: DumpConfig, command: str, examples: Examples | Corpus,
 
 def _read_options(config: DumpConfig, examples: Examples | Corpus) -> dict | None:
     if isinstance(examples, Corpus):
-        return {"holdout": examples.holdout, "limit": examples.limit}
+        return {"holdout": examples.holdout, "limit": examples.limit, "documents": examples.documents}
     return asdict(config.columns) if examples.task in GENERIC_TASKS else None
 
 
@@ -309,7 +309,8 @@ def identity_mismatches_before_loading(existing: Manifest, config: DumpConfig, s
     """The identity mismatches that the flags and the data decide alone (the labels of `IDENTITY`),
     so that a changed option is refused before the teacher loads."""
     requested: dict[str, object] = {
-        "task": source.task, "split": source.split, "data options (columns, --holdout)": _read_options(config, source),
+        "task": source.task, "split": source.split,
+        "data options (columns, --holdout, --documents)": _read_options(config, source),
         "--max-seq-len": config.max_seq_len, "--attention": config.attention,
         "--hidden-encoding": str(config.requested_hidden_encoding), "--format": config.format,
         "--compression": config.compression, "block plan (--block-mb)": int(config.block_mb * 2**20)}

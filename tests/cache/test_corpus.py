@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 
 from cache import open_cache
 from cache.data.checkpoints import default_teacher_path
-from cache.data.corpus import Corpus, documents, held_out
+from cache.data.corpus import Corpus, held_out, paragraphs
 from cache.runtime.errors import CacheError, UserError
 from tests.helpers import GLUE, assert_matches_reference, assert_refused, dump, run
 
@@ -58,8 +58,8 @@ def packed(corpus: Corpus, tokenizer) -> list[list[int]]:
     return [s.tolist() for s in np.split(ids, np.cumsum(lengths)[:-1])]
 
 
-def test_documents_are_runs_of_lines_in_sorted_files(corpus):
-    docs = list(documents(Corpus(corpus).files))
+def test_paragraphs_are_runs_of_lines_in_sorted_files(corpus):
+    docs = [text for _, text in paragraphs(Corpus(corpus).files)]
     assert Corpus(corpus).files == (corpus / "a.txt", corpus / "b.txt")
     assert len(docs) == 32 and sum(len(d.splitlines()) for d in docs) == 120  # 120 sentences in 32 documents
     assert not any("not part" in d for d in docs)
@@ -83,9 +83,57 @@ def test_holdout_is_disjoint_stable_and_complete(corpus, tiny_teacher):
     assert holdout == expected_sequences(corpus, tokenizer, "holdout", 0.25)
     assert sorted(map(tuple, train + holdout)) == sorted(map(tuple, packed(Corpus(corpus), tokenizer)))
     assert 0 < len(holdout) < len(train)
-    docs = list(documents(Corpus(corpus).files))
+    docs = [text for _, text in paragraphs(Corpus(corpus).files)]
     share = np.mean([held_out(tokenizer(d, add_special_tokens=False)["input_ids"], 0.25) for d in docs])
     assert 0.1 < share < 0.4  # about a quarter of the documents
+
+
+def whole_file_sequences(corpus: Path, tokenizer, holdout: float = 0.0) -> dict[bool, list[list[int]]]:
+    """`--documents file` written out plainly: each file's text tokenised at once, cut into pieces;
+    by whether the file is held out."""
+    parts: dict[bool, list[list[int]]] = {True: [], False: []}
+    for file in sorted(corpus.glob("*.txt")):
+        ids = tokenizer(file.read_text(), add_special_tokens=False)["input_ids"]
+        parts[held_out(ids, holdout)] += [[tokenizer.cls_token_id, *ids[start:start + MAX_LEN - 2],
+                                           tokenizer.sep_token_id] for start in range(0, len(ids), MAX_LEN - 2)]
+    return parts
+
+
+def test_whole_files_pack_across_paragraphs(corpus, tiny_teacher):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
+    got = packed(Corpus(corpus, documents="file"), tokenizer)
+    assert got == whole_file_sequences(corpus, tokenizer)[False]
+    lengths = [len(s) for s in got]
+    assert lengths.count(MAX_LEN) >= len(got) - 2  # at most one shorter tail per file
+    paragraphs_only = [len(s) for s in packed(Corpus(corpus), tokenizer)]
+    assert paragraphs_only.count(MAX_LEN) / len(paragraphs_only) < lengths.count(MAX_LEN) / len(lengths)
+
+
+def test_the_document_rule_is_part_of_a_caches_identity(tmp_path, corpus, tiny_teacher):
+    common = ("dump-teacher", "--task", "corpus", "--data", corpus, "--teacher", tiny_teacher, "--max-seq-len", MAX_LEN,
+              "--max-unknown", 1, "--out", tmp_path / "c")
+    assert run(*common, "--documents", "file").exit_code == 0
+    cache = open_cache(tmp_path / "c")
+    assert cache.manifest.data.columns["documents"] == "file"
+    assert [cache[i]["input_ids"].tolist() for i in range(len(cache))] == \
+        whole_file_sequences(corpus, AutoTokenizer.from_pretrained(tiny_teacher))[False]
+    refused = run(*common)  # blank-lines, into the same folder
+    assert refused.exit_code == 1 and "data options (columns, --holdout, --documents)" in refused.output
+    assert_refused(run("dump-teacher", "--task", "sst2", "--data", GLUE / "SST-2", "--documents", "file", "--out",
+                       tmp_path / "d"), "--documents: only a corpus is cut into documents; --task sst2 reads rows")
+
+
+def test_whole_files_are_held_out_whole(tmp_path, tiny_teacher):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
+    sentences = [line.split("\t")[0] for line in (GLUE / "SST-2" / "train.tsv").read_text().splitlines()[1:97]]
+    folder = tmp_path / "books"
+    folder.mkdir()
+    for book in range(12):
+        chapter = sentences[book * 8:(book + 1) * 8]
+        (folder / f"{book:02}.txt").write_text("\n\n".join(chapter[:4]) + "\n\n" + "\n".join(chapter[4:]) + "\n")
+    expected = whole_file_sequences(folder, tokenizer, 0.5)
+    train, holdout = (packed(Corpus(folder, split, 0.5, documents="file"), tokenizer) for split in ("train", "holdout"))
+    assert train == expected[False] and holdout == expected[True] and train and holdout
 
 
 def test_holdout_never_shares_a_sequence_with_training(tmp_path, tiny_teacher):
@@ -120,7 +168,7 @@ def test_corpus_dump_matches_the_teacher_without_its_head(tmp_path, corpus, tiny
          limit=None)
     cache = open_cache(tmp_path / "c")
     assert cache.manifest.teacher.num_labels == 0 and cache.manifest.data.label_kind == "none"
-    assert cache.manifest.data.columns == {"holdout": 0.25, "limit": None}
+    assert cache.manifest.data.columns == {"holdout": 0.25, "limit": None, "documents": "blank-lines"}
     tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
     assert [cache[i]["input_ids"].tolist() for i in range(len(cache))] == \
         expected_sequences(corpus, tokenizer, "train", 0.25)
@@ -176,7 +224,7 @@ def test_real_minilm_on_the_real_corpus(tmp_path):
     assert_matches_reference(tmp_path / "train", teacher)
     tokenizer = AutoTokenizer.from_pretrained(teacher)
     first_book = sorted(corpus.glob("*.txt"))[0]
-    first_doc = tokenizer(next(documents((first_book,))), add_special_tokens=False)["input_ids"]
+    first_doc = tokenizer(next(paragraphs((first_book,)))[1], add_special_tokens=False)["input_ids"]
     train, holdout = open_cache(tmp_path / "train"), open_cache(tmp_path / "holdout")
     if not held_out(first_doc, 0.05):
         assert train[0]["input_ids"].tolist() == [tokenizer.cls_token_id, *first_doc[:126], tokenizer.sep_token_id]
