@@ -128,6 +128,13 @@ def dump_teacher_command(**flags):
     """
     config = from_flags(DumpConfig, flags)
     config.check()
+    if config.estimate:
+        from cache.teacher.estimate import estimate_dump, format_estimate
+
+        _quiet_transformers()
+        estimate = estimate_dump(config)
+        click.echo(json.dumps(estimate.to_json(), indent=2) if config.as_json else format_estimate(estimate))
+        return
     from cache.teacher.dump import dump_teacher
 
     report = _run(config, dump_teacher)

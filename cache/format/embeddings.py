@@ -42,7 +42,8 @@ class EmbeddingTables:
 
     @classmethod
     def of(cls, model: PreTrainedModel, first_position: int) -> "EmbeddingTables | None":
-        """The tables of the teacher, on the host; None where they do not give its embedding output."""
+        """The tables of the teacher, float32 on its device; None where they do not give its
+        embedding output."""
         layer = model.base_model.embeddings
         if hasattr(model.base_model, "embeddings_project") or getattr(layer, "embed_proj", None) is not None:
             return None  # an ELECTRA's or DeBERTa's narrower embeddings, projected
@@ -53,7 +54,7 @@ class EmbeddingTables:
         weights = cls(word, positions.weight if positions is not None else zeros,
                       types.weight if types is not None else zeros, norm.weight,
                       norm.bias if norm.bias is not None else zeros[0], float(norm.eps), first_position)
-        return weights.map(lambda w: w.detach().float().cpu())
+        return weights.map(lambda w: w.detach().float())
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], eps: float, first_position: int) -> "EmbeddingTables":

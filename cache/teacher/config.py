@@ -80,6 +80,11 @@ class DumpConfig:
     """Corpus only: what one document is, which a sequence never crosses. blank-lines: a run of
     non-blank lines; file: a whole file (sequences pack across paragraph breaks: books and WikiText
     separate paragraphs with blank lines). The holdout is chosen per document."""
+    estimate: bool = setting(False, is_flag=True)
+    """Only read and tokenise the data, and print what the dump would store: bytes per token and in
+    all for these options and the other encodings (the teacher does not run; nothing is written)."""
+    as_json: bool = setting(False, is_flag=True, flag="--json")
+    """With --estimate: print it as JSON."""
     storage_options: dict | None = setting(None, callback=parse_storage_options, metavar="JSON")
     """For a URL cache: a JSON object of fsspec options beyond the environment's (AWS_ENDPOINT_URL,
     AWS_PROFILE, ...). Recorded with the command: keep secrets in the environment."""

@@ -167,6 +167,7 @@ def prepare_dump(config: DumpConfig, examples: Examples | Corpus, command: str) 
     check_unknown_tokens(tokens, tokenizer, config.max_unknown, str(examples.path))
     model, teacher = load_teacher(path, config.attention, device, head=isinstance(examples, Examples))
     tables = EmbeddingTables.of(model, family.position_offset(model_config))
+    tables = tables.to(torch.device("cpu")) if tables is not None else None  # written from the host
     geometry = stored_geometry(config, teacher, tokens.lengths, tables.nbytes if tables is not None else None)
     use_attention(model, geometry.attention.capture(geometry.attention_kind))
     block_starts = plan_blocks(tokens.lengths, geometry, int(config.block_mb * 2**20))
