@@ -114,7 +114,7 @@ def _check_data(task: str, data: Path, split: str) -> None:
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 def cli():
-    """Distil BERT teachers into TinyBERT students; the teacher runs once, into a cache."""
+    """Distil encoder teachers into small students (TinyBERT or MiniLMv2); the teacher runs once, into a cache."""
 
 
 @cli.command("dump-teacher")

@@ -89,8 +89,9 @@ class DumpConfig:
     """For a URL cache: a JSON object of fsspec options beyond the environment's (AWS_ENDPOINT_URL,
     AWS_PROFILE, ...). Recorded with the command: keep secrets in the environment."""
     teacher: str | None = setting(None)
-    """Teacher checkpoint folder: a BERT, RoBERTa, XLM-R, ELECTRA or DistilBERT encoder, with or
-    without a classification head. Default: the packaged MiniLM-L6-H384."""
+    """Teacher checkpoint folder: a BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, ModernBERT or
+    DeBERTa-v2/v3 encoder, with or without a classification head. Default: the packaged
+    MiniLM-L6-H384."""
     format: str = setting("zarr", type=click.Choice(FORMATS))
     """On-disk format."""
     layers: tuple[int, ...] | None = setting(None, typed_default="all", callback=parse_layers)
@@ -313,8 +314,8 @@ class FinetuneConfig:
     out: Path = setting(type=LOCAL)
     """Folder for the fine-tuned teacher."""
     base: str | None = setting(None)
-    """Pretrained encoder folder (BERT, RoBERTa, XLM-R, ELECTRA or DistilBERT). Default: the packaged
-    MiniLM-L6-H384."""
+    """Pretrained encoder folder of any family dump-teacher takes (BERT, RoBERTa, XLM-R, ELECTRA,
+    DistilBERT, ModernBERT, DeBERTa-v2/v3), or a general student. Default: the packaged MiniLM-L6-H384."""
     epochs: int = setting(3, type=click.IntRange(1))
     """Passes over the training set."""
     lr: float = setting(2e-5, type=POSITIVE)

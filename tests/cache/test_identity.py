@@ -53,7 +53,7 @@ def test_other_columns_are_refused(tmp_path, glue, tiny_teacher):
     (tmp_path / "d.tsv").write_text("a\tb\tlabel\nfirst text\tsecond text\tyes\nmore words\tother words\tno\n")
     common = {"task": "tsv", "data": tmp_path / "d.tsv", "limit": None}
     dump(tiny_teacher, glue, tmp_path / "c", **common, columns=_columns("a"))
-    with pytest.raises(CacheError, match=r"data options \(columns, --holdout\): cache has"):
+    with pytest.raises(CacheError, match=r"data options \(columns, --holdout, --documents\): cache has"):
         dump(tiny_teacher, glue, tmp_path / "c", **common, columns=_columns("b"))
 
 
