@@ -3,8 +3,9 @@
 One corpus slice (the shared corpus, each file one document, 128-token sequences) is dumped twice
 from the packaged MiniLM: the layers TinyBERT4 reads (0, 1, 3, 4, 6) in the smallest exact
 encoding (`auto`), and the last layer's queries, keys and values (`qkv`, with that layer's hidden
-state) for MiniLMv2. Each student shape, TinyBERT4 (4 x 312, 12 heads) and 3 x 384 with 6 heads, is
-distilled from each cache with the same steps, batch and learning rate; then every general student,
+state) for MiniLMv2. Each student shape, TinyBERT4 (4 x 312, 12 heads; layer map 1, 3, 4, 6) and
+3 x 384 with 6 heads (3, 4, 6), is distilled from each cache with the same steps, batch and learning
+rate; then every general student,
 a randomly initialised one of each shape and the teacher itself are fine-tuned on the gold labels
 of SST-2, MRPC and CoLA slices (MiniLMv2's protocol) and scored on their dev sets.
 
@@ -37,6 +38,8 @@ from student.trainer import train_student
 
 CORPUS = REPO.parent / "shared" / "data" / "corpus"
 SHAPES = {"tinybert4 (4x312, h12)": StudentShape(4, 312, 1200, 12), "3x384, h6": StudentShape(3, 384, 1536, 6)}
+LAYER_MAPS = {4: "uniform", 3: "3,4,6"}
+"""TinyBERT's layer map of each shape, within the layers its cache stores (uniform: 1, 3, 4, 6)."""
 CACHES = {"tinybert": {"layers": (0, 1, 3, 4, 6), "attention_encoding": "auto", "embedding_output": "auto"},
           "minilmv2": {"layers": (6,), "attention_encoding": "qkv"}}
 TASKS = {"sst2": ("SST-2", 64), "mrpc": ("MRPC", 128), "cola": ("CoLA", 64)}
@@ -59,6 +62,7 @@ def general_students(work: Path, sequences: int, epochs: int, lr: float) -> tupl
             config = TrainConfig(cache=cache, out=out, stage="general", objective=objective,
                                  student=f"layers={shape.layers},hidden={shape.hidden},ffn={shape.ffn},"
                                          f"heads={shape.heads}",
+                                 layer_map=LAYER_MAPS[shape.layers] if objective == "tinybert" else "uniform",
                                  epochs_intermediate=epochs, lr_intermediate=lr, batch_size=32, workers=0)
             _, seconds = timed(train_student, config, command="bench", progress=False)
             figures["training"][f"{objective}, {shape_name}"] = {"seconds": seconds}
