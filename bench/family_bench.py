@@ -1,14 +1,16 @@
 """Teachers of every family: the dump's rate against that family's bare forward, and bytes per token.
 
-For each family (`cache.data.families`), a randomly initialised model of BERT-base's shape (12 x 768,
-12 heads, 3072; speed depends on shape, not on weights) with a classification head, over packed
-corpus sequences of exactly L tokens. Each round runs, in this one process: the bare forward with
-the family's default attention (PyTorch's fused kernel, outputs discarded, after the same loading and
-tokenising the dump does; DeBERTa has only its own eager attention), then the dump in `maps` (scores,
-which need the eager attention path; DeBERTa's taken at its softmax) and in `qk` (queries and keys
-beside the fused kernel; not for DeBERTa, whose scores they do not give). The table gives each
-dump's rate over the same round's bare forward (median of the rounds), and the bytes per token of
-maps, qk and the smallest lossy choice (int8 hidden states, topk:4 probabilities, embedding tables).
+For each family (`cache.data.families`), a randomly initialised model of BERT-base's shape (12 x
+768, 12 heads, 3072; speed depends on shape, not on weights) with a classification head, over packed
+corpus sequences of exactly L tokens (each file one document: no padding, so the bare forward's
+batches and the dump's length-sorted ones compute the same). Each round runs, in this one process:
+the bare forward with the family's default attention (PyTorch's fused kernel, outputs discarded,
+after the same loading and tokenising the dump does; DeBERTa has only its own eager attention), then
+the dump in `maps` (scores, which need the eager attention path; DeBERTa's taken at its softmax) and
+in `qk` (queries and keys beside the fused kernel; not for DeBERTa, whose scores they do not give).
+The table gives each dump's rate over the same round's bare forward (median of the rounds), and the
+bytes per token of maps, qk and the smallest lossy choice (int8 hidden states, topk:4 probabilities,
+embedding tables).
 
     python -m bench.family_bench                        # L=128, 96 sequences, 2 rounds, 2 threads
     python -m bench.family_bench --threads 2 --limit 96 --rounds 2
@@ -87,7 +89,7 @@ def bare_seconds(teacher: Path, limit: int, length: int, batch_size: int) -> flo
 
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(teacher)
-    input_ids, lengths = Corpus(CORPUS, "train", 0.0, limit).pack(tokenizer, length)
+    input_ids, lengths = Corpus(CORPUS, "train", 0.0, limit, documents="file").pack(tokenizer, length)
     tokens = Tokenized(input_ids, np.zeros(len(input_ids), dtype=np.int8), lengths, truncated=0)
     model = AutoModelForSequenceClassification.from_pretrained(teacher).eval()
     with torch.inference_mode():
@@ -122,8 +124,8 @@ def main(families, limit, length, rounds, threads):
     with tempfile.TemporaryDirectory() as tmp:
         for family in families.split(","):
             teacher = base_shaped(family, Path(tmp) / family)
-            config = DumpConfig(task="corpus", data=CORPUS, out=Path(tmp) / "c", teacher=str(teacher), limit=limit,
-                                max_seq_len=length, max_unknown=1.0)
+            config = DumpConfig(task="corpus", data=CORPUS, documents="file", out=Path(tmp) / "c",
+                                teacher=str(teacher), limit=limit, max_seq_len=length, max_unknown=1.0)
             # queries and keys do not give a DeBERTa's scores: maps only
             ratios: dict[str, list[float]] = {"maps": []} if family == "deberta" else {"maps": [], "qk": []}
             bare = []
