@@ -7,7 +7,9 @@ state) for MiniLMv2. Each student shape, TinyBERT4 (4 x 312, 12 heads; layer map
 3 x 384 with 6 heads (3, 4, 6), is distilled from each cache with the same steps, batch and learning
 rate; then every general student,
 a randomly initialised one of each shape and the teacher itself are fine-tuned on the gold labels
-of SST-2, MRPC and CoLA slices (MiniLMv2's protocol) and scored on their dev sets.
+of SST-2, MRPC and CoLA slices (MiniLMv2's protocol) and scored on their dev sets. Last, the general
+student with the best mean score is task-distilled as `make recipe` does (TinyBERT's layer losses,
+then the logits, from the fine-tuned teacher's cache of the same slice; no augmentation).
 
     python -m bench.objectives_bench                  # 4,000 sequences, 2 epochs, 2,000 examples per task
     python -m bench.objectives_bench --sequences 4000 --epochs 2 --task-examples 2000 --threads 2
@@ -88,12 +90,33 @@ def fine_tuned_scores(work: Path, models: dict[str, Path | str], examples: int) 
     scores: dict[str, dict[str, float]] = {}
     for name, base in models.items():
         for task, (folder, length) in TASKS.items():
-            out = work / "tuned" / f"{name}-{task}".replace(" ", "_").replace(",", "")
+            out = work / "tuned" / f"{name.split(' (')[0].replace(', ', '-')}-{task}"
             metrics = finetune_teacher(FinetuneConfig(task=task, data=GLUE / folder, out=out, base=str(base),
                                                       limit=examples, epochs=3, lr=1e-4, max_seq_len=length),
                                        command="bench", progress=False)
             scores.setdefault(name, {})[task] = metrics[MAIN_METRIC[metric_for(task)]]
             print(f"{name} {task}: {scores[name][task]:.4f}", flush=True)
+    return scores
+
+
+def task_distilled_scores(work: Path, name: str, general: Path, examples: int, epochs: int,
+                          lr: float) -> dict[str, float]:
+    """`general` distilled on each task from the teacher fine-tuned there: its main dev metric."""
+    shape = next(shape for shape_name, shape in SHAPES.items() if name.endswith(shape_name))
+    scores = {}
+    for task, (folder, length) in TASKS.items():
+        teacher = work / "tuned" / f"teacher-{task}"
+        cache = work / f"task-{task}.zarr"
+        dump_teacher(DumpConfig(task=task, data=GLUE / folder, teacher=str(teacher), limit=examples,
+                                layers=CACHES["tinybert"]["layers"], max_seq_len=length, out=cache),
+                     command="bench", progress=False)
+        config = TrainConfig(cache=cache, out=work / f"distilled-{task}", student=str(general), stage="all",
+                             layer_map=LAYER_MAPS[shape.layers], epochs_intermediate=epochs,
+                             epochs_prediction=3, lr_intermediate=lr, lr_prediction=lr,
+                             eval_data=GLUE / folder, batch_size=32, workers=0)
+        metrics = train_student(config, command="bench", progress=False)
+        scores[task] = metrics[MAIN_METRIC[metric_for(task)]]
+        print(f"task-distilled {name} {task}: {scores[task]:.4f}", flush=True)
     return scores
 
 
@@ -109,9 +132,12 @@ def main(sequences, epochs, lr, task_examples, threads):
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         figures, folders = general_students(work, sequences, epochs, lr)
-        models = {"teacher (MiniLM-L6-H384)": default_teacher_path(), **folders,
+        models = {"teacher": default_teacher_path(), **folders,
                   **random_students(work, work / "tinybert.zarr")}
         figures["scores"] = fine_tuned_scores(work, models, task_examples)
+        best = max(folders, key=lambda name: sum(figures["scores"][name].values()))
+        figures["task_distilled"] = {best: task_distilled_scores(work, best, folders[best], task_examples,
+                                                                 epochs, lr)}
     save_result("objectives", {"machine": f"{platform.node()} {platform.machine()}, torch threads {threads}",
                                "sequences": sequences, "epochs": epochs, "lr": lr, "task_examples": task_examples,
                                **figures})
