@@ -18,7 +18,7 @@ import click
 
 from cache.runtime.options import CACHE, LocalPath, from_flags, options, parse_storage_options
 from cache.teacher.config import AugmentConfig, DumpConfig, FinetuneConfig, InitConfig
-from student.config import TrainConfig
+from student.config import ExportConfig, TrainConfig
 
 PICTURE = LocalPath((".png", ".pdf", ".svg"))
 storage_options_option = click.option(
@@ -219,9 +219,26 @@ def finetune_teacher_command(**flags):
     click.echo(f"{config.out}: teacher saved" + (f"; dev {json.dumps(metrics)}" if metrics else ""))
 
 
+@cli.command("export")
+@options(ExportConfig)
+def export_command(**flags):
+    """Write a student (or any saved model) as it is served: ONNX (int8 too) or a sentence-transformers embedder.
+
+    The export is checked against PyTorch on real sentences before it is put in place, and the
+    differences it measured are printed. `evaluate` and `compare` take ONNX exports as they take
+    PyTorch folders.
+    """
+    config = from_flags(ExportConfig, flags)
+    config.check()
+    from student.export import export_model, format_report
+
+    click.echo(format_report(_run(config, export_model)))
+
+
 @cli.command("evaluate")
 @click.option("--model", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="A saved student or teacher folder (a training run's folder means its best/, else last/).")
+              help="A saved student or teacher folder (a training run's folder means its best/, else last/), or "
+              "an ONNX export of one.")
 @click.option("--task", required=True)
 @click.option("--data", required=True, type=click.Path(path_type=Path))
 @click.option("--split", default="dev")
@@ -240,7 +257,8 @@ def evaluate_command(model, task, data, split, max_seq_len, as_json):
 
 @cli.command("compare")
 @click.option("--model", "models", multiple=True, required=True, callback=_parse_models,
-              help="NAME=FOLDER of a saved classifier; repeat. The first is the reference (the teacher).")
+              help="NAME=FOLDER of a saved classifier (PyTorch, or an ONNX export); repeat. The first is the "
+              "reference (the teacher).")
 @click.option("--task", required=True)
 @click.option("--data", required=True, type=click.Path(path_type=Path))
 @click.option("--split", default="dev")
@@ -250,8 +268,10 @@ def evaluate_command(model, task, data, split, max_seq_len, as_json):
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--plot", type=click.Path(path_type=Path), default=None,
               help="Also draw the metric against latency (marker size: parameters) to this PNG.")
-def compare_command(models, task, data, split, max_seq_len, cache_path, as_json, plot):
-    """Metric, parameters, latency per example and speed-up of models side by side."""
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="Threads of PyTorch and ONNX Runtime while timing (default: torch's, one per core).")
+def compare_command(models, task, data, split, max_seq_len, cache_path, as_json, plot, threads):
+    """Metric, retention, size on disk, latency per example at batch 1 and 32, and speed-up of models side by side."""
     _check_data(task, data, split)
     from cache.read.inspect import size_line
 
@@ -259,6 +279,10 @@ def compare_command(models, task, data, split, max_seq_len, cache_path, as_json,
     from student.compare import compare_models, format_rows
 
     _quiet_transformers()
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     rows = compare_models(models, task, data, split, max_seq_len)
     if plot is not None:
         from student.show import draw_comparison

@@ -1,4 +1,5 @@
-"""Compare saved models side by side: task metric, size and inference latency (the demo's table)."""
+"""Compare saved models side by side, each in the format it is served in (PyTorch, ONNX, ONNX
+int8): task metric, retention, size on disk and inference latency (the demo's table)."""
 
 import statistics
 import time
@@ -10,6 +11,7 @@ from tqdm import tqdm
 
 from cache.data.evaluate import SavedClassifier, evaluate, examples_to_score, metric_for
 from cache.data.metrics import MAIN_METRIC
+from cache.data.served import disk_bytes, parameters_count, served_format
 
 LATENCY_BATCHES = (1, 32)
 """Batch sizes latency is measured at: one request at a time (interactive), and a batch (serving)."""
@@ -26,7 +28,8 @@ def latency_batches(tokenizer, texts: list[str], pairs: Sequence[str] | None, ma
 
 @torch.inference_mode()
 def latency_ms(model, batches: list[dict], repeats: int = 3) -> float:
-    """Median milliseconds per example over `batches`, after a warm-up."""
+    """Median milliseconds per example over `repeats` timed passes over `batches`, after a warm-up
+    pass over the first."""
     model(**batches[0])
     examples = sum(len(batch["input_ids"]) for batch in batches)
     times = []
@@ -40,8 +43,9 @@ def latency_ms(model, batches: list[dict], repeats: int = 3) -> float:
 
 def compare_models(models: dict[str, Path], task: str, data: Path, split: str, max_seq_len: int,
                    latency_examples: int = 200, progress: bool = True) -> list[dict]:
-    """One row per model; latency per example at batch sizes 1 (`latency_ms`) and 32, inputs
-    truncated at `max_seq_len`; speed-ups are relative to the first model. Every model is checked
+    """One row per model; latency per example at batch sizes 1 (`latency_ms`) and 32 over the
+    split's first `latency_examples` examples, inputs truncated at `max_seq_len`, on torch's threads
+    (ONNX Runtime gets as many); speed-ups are relative to the first model. Every model is checked
     against the task before the first is scored."""
     first = next(iter(models))
     examples = examples_to_score(task, data, split, models[first], f"--model {first}")
@@ -56,9 +60,9 @@ def compare_models(models: dict[str, Path], task: str, data: Path, split: str, m
         metrics = evaluate(model, tokenizer, examples, max_seq_len)
         latency = {size: latency_ms(model, latency_batches(tokenizer, texts, pairs, max_seq_len, size))
                    for size in LATENCY_BATCHES}
-        rows.append({"model": name, "path": str(folder), "metric": key, key: metrics[key],
-                     "parameters": sum(p.numel() for p in model.parameters()),
-                     "latency_ms": latency[1], "latency_ms_batch32": latency[32]})
+        rows.append({"model": name, "path": str(folder), "format": served_format(folder), "metric": key,
+                     key: metrics[key], "parameters": parameters_count(model), "disk_mb": disk_bytes(folder) / 1e6,
+                     "latency_ms": latency[1], "latency_ms_batch32": latency[32], "threads": torch.get_num_threads()})
     for row in rows:
         row["speedup"] = rows[0]["latency_ms"] / row["latency_ms"]
         row["speedup_batch32"] = rows[0]["latency_ms_batch32"] / row["latency_ms_batch32"]
@@ -68,9 +72,13 @@ def compare_models(models: dict[str, Path], task: str, data: Path, split: str, m
 
 def format_rows(rows: list[dict]) -> str:
     metric = rows[0]["metric"]
-    header = (f"{'model':<10}{metric:>10}{'retention':>11}{'parameters':>13}{'ms/ex (1)':>11}{'speed-up':>10}"
-              f"{'ms/ex (32)':>12}{'speed-up':>10}")
-    lines = [header] + [f"{r['model']:<10}{r[metric]:>10.4f}{r['retention']:>10.1%}{r['parameters'] / 1e6:>12.1f}M"
-                        f"{r['latency_ms']:>11.2f}{r['speedup']:>9.1f}x{r['latency_ms_batch32']:>12.2f}"
-                        f"{r['speedup_batch32']:>9.1f}x" for r in rows]
-    return "\n".join(lines)
+    width = max(10, *(len(r["model"]) + 2 for r in rows))
+    header = (f"{'model':<{width}}{'format':<11}{metric:>10}{'retention':>11}{'parameters':>13}{'disk':>10}"
+              f"{'ms/ex (1)':>11}{'speed-up':>10}{'ms/ex (32)':>12}{'speed-up':>10}")
+    lines = [header] + [f"{r['model']:<{width}}{r['format']:<11}{r[metric]:>10.4f}{r['retention']:>10.1%}"
+                        f"{r['parameters'] / 1e6:>12.1f}M{r['disk_mb']:>8.1f}MB{r['latency_ms']:>11.2f}"
+                        f"{r['speedup']:>9.1f}x{r['latency_ms_batch32']:>12.2f}{r['speedup_batch32']:>9.1f}x"
+                        for r in rows]
+    threads = rows[0]["threads"]
+    return "\n".join([*lines, f"latency: median of 3 timed passes after a warm-up, {threads} thread"
+                                f"{'s' if threads > 1 else ''}"])

@@ -425,3 +425,44 @@ def check_eval_cache(train_root: Root, train: Manifest, held_out_root: Root, pat
         raise UserError(f"--eval-cache: {shared} of the {len(evaluated)} sequences of {path} are also in --cache; "
                         "dump a held-out part of a corpus with --split holdout and the --holdout of the "
                         "training dump, or evaluate on other data")
+
+
+EXPORT_FORMATS = ("onnx", "sentence-transformers")
+EXPORT_RECORD = "export.json"
+"""Written into every export folder: what made it and what its self-check measured. An --out that
+holds files but no such record is not overwritten."""
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Everything that decides an export; built once from the CLI flags (each field's docstring is
+    its --help)."""
+
+    model: Path = setting(type=INPUT)
+    """A saved student or teacher folder (a training run's folder means its best/, else last/)."""
+    out: Path = setting(type=LOCAL)
+    """Folder to write (replaced if it holds an earlier export, refused if it holds anything else)."""
+    format: str = setting(type=click.Choice(EXPORT_FORMATS))
+    """onnx: the model's graph (a classifier with its head, else the encoder) for ONNX Runtime, with
+    its config and tokenizer; sentence-transformers: an embedder SentenceTransformer(OUT) loads."""
+    quantize: str | None = setting(None, type=click.Choice(["int8"]))
+    """Dynamic int8 quantisation of the ONNX graph's weights (onnxruntime's quantiser)."""
+    onnx: bool = setting(False, is_flag=True)
+    """sentence-transformers: also the encoder in ONNX (onnx/model.onnx), as its ONNX backend loads it."""
+    teacher: str | None = setting(None)
+    """sentence-transformers: the teacher whose pooling and normalisation the embedder keeps
+    (default: the teacher of the cache the student was distilled from, where that folder exists)."""
+
+    def check(self) -> None:
+        source = model_folder(Path(self.model), "--model")
+        if self.format == "sentence-transformers" and self.quantize and not self.onnx:
+            raise UserError("--quantize int8: a sentence-transformers export quantises its ONNX encoder; add --onnx")
+        if self.teacher is not None and not Path(self.teacher).is_dir():
+            raise UserError(f"--teacher: {self.teacher} is not a folder")
+        if self.onnx and self.format != "sentence-transformers":
+            raise UserError("--onnx: only with --format sentence-transformers (--format onnx is the ONNX export)")
+        out = Path(self.out)
+        if out.resolve() in (source.resolve(), Path(self.model).resolve()):
+            raise UserError(f"--out: {out} is the model being exported; choose another folder")
+        if not (out / EXPORT_RECORD).is_file():
+            check_output_dir(out, "--out")

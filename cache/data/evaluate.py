@@ -1,4 +1,4 @@
-"""Evaluate a sequence classifier (any saved student or teacher) on a task split."""
+"""Evaluate a sequence classifier (any saved student or teacher, PyTorch or exported) on a task split."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +10,7 @@ from cache.data.checkpoints import check_head, check_length, load_config, load_t
 from cache.data.families import forward_inputs
 from cache.data.metrics import glue_metrics
 from cache.data.readers import Examples, evaluation_columns, load_examples
+from cache.data.served import load_classifier, served_format
 from cache.data.tasks import GLUE_TASKS
 from cache.data.tokenize import tokenize
 from cache.runtime.device import resolve_device
@@ -23,9 +24,10 @@ def metric_for(task: str) -> str:
 
 @torch.inference_mode()
 def predict(model, tokenizer, examples: Examples, max_seq_len: int, batch_size: int = 128) -> np.ndarray:
-    """Logits (n, C) for every example, in batches sorted by length."""
+    """Logits (n, C) for every example, in batches sorted by length; `model` a PyTorch model or an
+    `OnnxClassifier`."""
     tokens = tokenize(examples, tokenizer, max_seq_len)
-    device = next(model.parameters()).device
+    device = model.device
     was_training = model.training
     model.eval()
     order = np.argsort(tokens.lengths, kind="stable")
@@ -63,10 +65,9 @@ class SavedClassifier:
         check_length(config, max_seq_len, f"{option}: {folder}")
         return cls(folder, config, load_tokenizer(folder, option, config))
 
-    def load(self):
-        from transformers import AutoModelForSequenceClassification
-
-        return AutoModelForSequenceClassification.from_pretrained(self.folder).eval()
+    def load(self, threads: int | None = None):
+        """The PyTorch model, or ONNX Runtime's for an exported folder (`threads` per operator)."""
+        return load_classifier(self.folder, self.config, threads)
 
 
 def examples_to_score(task: str, data: Path, split: str, folder: Path, option: str) -> Examples:
@@ -77,9 +78,12 @@ def examples_to_score(task: str, data: Path, split: str, folder: Path, option: s
 
 
 def evaluate_saved(model_dir: Path, task: str, data: Path, split: str, max_seq_len: int) -> dict:
-    """Load a saved sequence classifier with its tokenizer and evaluate it."""
+    """Load a saved sequence classifier (PyTorch on the best device, or an export on ONNX Runtime)
+    with its tokenizer and evaluate it."""
     examples = examples_to_score(task, data, split, model_dir, "--model")
     saved = SavedClassifier.check(model_dir, examples, max_seq_len)
-    metrics = evaluate(saved.load().to(resolve_device("auto")), saved.tokenizer, examples, max_seq_len)
-    return {"model": str(saved.folder), "task": examples.task, "data": str(examples.path), "split": split,
-            "examples": len(examples), **metrics}
+    served = served_format(saved.folder)
+    model = saved.load() if served != "pytorch" else saved.load().to(resolve_device("auto"))
+    metrics = evaluate(model, saved.tokenizer, examples, max_seq_len)
+    return {"model": str(saved.folder), "format": served, "task": examples.task, "data": str(examples.path),
+            "split": split, "examples": len(examples), **metrics}

@@ -1,0 +1,141 @@
+"""A student as a sentence-transformers embedder: its encoder, the teacher's pooling, W_h (the
+projection trained with it onto the teacher's width) and the teacher's normalisation.
+
+Pooling is linear, so the mean of the projected token vectors is the projection of their mean:
+a student distilled on the teacher's hidden states through W_h gives, pooled and projected, an
+approximation of the teacher's own sentence vector, comparable with vectors the teacher made.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cache.data.checkpoints import load_config
+from cache.runtime.errors import UserError
+from student.config import RUN_RECORD, ExportConfig
+from student.export import CHECK_SENTENCES, Check, export_onnx, vectors_check
+from student.model import saved_projections
+
+POOLINGS = ("mean", "cls")
+"""The poolings an embedder keeps: mean (what W_h's linearity argument needs) and the first token."""
+ONNX_INT8_GRAPH = "model_qint8.onnx"
+"""The int8 encoder's name in an embedder's onnx/ folder (load it with model_kwargs={"file_name": ...})."""
+
+
+@dataclass(frozen=True)
+class TeacherHead:
+    """What the teacher does after its encoder: its pooling, and whether it normalises."""
+
+    pooling: str = "mean"
+    normalize: bool = False
+    max_seq_length: int | None = None
+    source: str | None = None
+    """The folder it was read from; None when no teacher was found (mean pooling, not normalised)."""
+
+    @classmethod
+    def of(cls, teacher: Path) -> "TeacherHead":
+        """A sentence-transformers teacher's modules; a plain transformers one pools by mean."""
+        modules_file = teacher / "modules.json"
+        if not modules_file.is_file():
+            return cls(source=str(teacher))
+        modules = json.loads(modules_file.read_text())
+        pooling, normalize = "mean", False
+        for module in modules:
+            kind = module["type"].rsplit(".", 1)[-1]
+            if kind == "Pooling":
+                config = json.loads((teacher / module["path"] / "config.json").read_text())
+                pooling = config.get("pooling_mode") or ("cls" if config.get("pooling_mode_cls_token") else "mean")
+                if pooling not in POOLINGS or config.get("pooling_mode_max_tokens") \
+                        or config.get("pooling_mode_mean_sqrt_len_tokens"):
+                    raise UserError(f"--teacher: {teacher} pools by {pooling!r}; an embedder keeps mean or cls pooling")
+            normalize |= kind == "Normalize"
+        settings_file = teacher / "sentence_bert_config.json"
+        length = json.loads(settings_file.read_text()).get("max_seq_length") if settings_file.is_file() else None
+        return cls(pooling, normalize, length, str(teacher))
+
+
+def recorded_teacher(student: Path) -> Path | None:
+    """The teacher of the cache the student's run was distilled from, where that folder exists."""
+    record = student.parent / RUN_RECORD
+    if not record.is_file():
+        return None
+    from cache import open_cache
+
+    try:
+        teacher = Path(open_cache(json.loads(record.read_text())["cache"]).manifest.teacher.path)
+    except Exception:  # noqa: BLE001 - a moved or remote cache: the user names the teacher instead
+        return None
+    return teacher if teacher.is_dir() else None
+
+
+def output_projection(student: Path, config) -> torch.nn.Linear | None:
+    """W_h of the student's last layer, as trained with it (None when it saved no projections)."""
+    saved = saved_projections(student)
+    if saved is None:
+        return None
+    _, state = saved
+    maps = sorted({int(key.split(".")[1]) for key in state})
+    index = min(config.num_hidden_layers, len(maps) - 1)
+    weight, bias = state[f"maps.{index}.weight"], state[f"maps.{index}.bias"]
+    linear = torch.nn.Linear(weight.shape[1], weight.shape[0])
+    linear.load_state_dict({"weight": weight, "bias": bias})
+    return linear
+
+
+def embedder_modules(student: Path, head: TeacherHead, projection: torch.nn.Linear | None) -> list:
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
+
+    config = load_config(student, "--model")
+    length = min(head.max_seq_length or 512, config.max_position_embeddings)
+    modules = [Transformer(str(student), max_seq_length=length), Pooling(config.hidden_size, head.pooling)]
+    if projection is not None:
+        modules.append(Dense(projection.in_features, projection.out_features, bias=True, activation_function=None,
+                             init_weight=projection.weight.detach(), init_bias=projection.bias.detach()))
+    if head.normalize:
+        modules.append(Normalize())
+    return modules
+
+
+def export_embedder(source: Path, folder: Path, config: ExportConfig) -> tuple[list[Check], list[str]]:
+    """The sentence-transformers folder of `source` in `folder` (with its ONNX encoder under onnx/
+    with --onnx), checked against a computation by hand; returns the checks and what the user
+    should know about the vectors."""
+    from sentence_transformers import SentenceTransformer
+
+    teacher = Path(config.teacher) if config.teacher else recorded_teacher(source)
+    head = TeacherHead.of(teacher) if teacher else TeacherHead()
+    student_config = load_config(source, "--model")
+    projection = output_projection(source, student_config)
+    SentenceTransformer(modules=embedder_modules(source, head, projection), device="cpu").save(str(folder))
+    checks = [embedder_check(folder, source, head, projection)]
+    if config.onnx:
+        (folder / "onnx").mkdir()
+        checks += export_onnx(folder, folder / "onnx", config.quantize, int8_name=ONNX_INT8_GRAPH)
+    notes = []
+    if teacher is None:
+        notes.append("no teacher found (give --teacher): mean pooling, not normalised")
+    if projection is None:
+        notes.append("the student saved no projections: its vectors are its own, not in the teacher's space")
+    return checks, notes
+
+
+@torch.inference_mode()
+def embedder_check(folder: Path, student: Path, head: TeacherHead, projection: torch.nn.Linear | None) -> Check:
+    """The saved embedder's vectors against the student's by hand: mean over real tokens, W_h, normalise."""
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel, AutoTokenizer
+
+    found = SentenceTransformer(str(folder), device="cpu").encode(list(CHECK_SENTENCES), convert_to_numpy=True)
+    tokenizer, model = AutoTokenizer.from_pretrained(student), AutoModel.from_pretrained(student).eval()
+    batch = tokenizer(list(CHECK_SENTENCES), padding=True, return_tensors="pt")
+    states = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    vectors = (states * mask).sum(1) / mask.sum(1) if head.pooling == "mean" else states[:, 0]
+    if projection is not None:
+        vectors = projection(vectors)
+    if head.normalize:
+        vectors = torch.nn.functional.normalize(vectors, dim=-1)
+    return vectors_check("sentence-transformers", vectors.numpy(), np.asarray(found), "sentence")

@@ -1,0 +1,179 @@
+"""export: ONNX graphs (int8 too) run by ONNX Runtime give PyTorch's outputs; a sentence-transformers
+folder embeds as the student, W_h and the teacher's normalisation computed by hand; evaluate and
+compare take exports; bad input is refused in one line and overwrites nothing."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
+
+from cache.data.checkpoints import default_teacher_path
+from cache.data.evaluate import evaluate_saved
+from cache.data.served import disk_bytes
+from student.compare import compare_models
+from student.config import EXPORT_RECORD, ExportConfig
+from student.export import export_model
+from student.model import Projections
+from tests.helpers import GLUE, assert_refused, run, save_tiny_teacher
+
+
+def dev_sentences(count: int = 24) -> list[str]:
+    """Real SST-2 dev sentences, their own lengths."""
+    return [line.split("\t")[0] for line in (GLUE / "SST-2" / "dev.tsv").read_text().splitlines()[1:count + 1]]
+
+
+def export(model, out, fmt="onnx", **options):
+    return export_model(ExportConfig(model=model, out=out, format=fmt, **options), command="test")
+
+
+def onnx_outputs(graph, tokenizer, sentences) -> tuple[np.ndarray, dict]:
+    batch = tokenizer(sentences, padding=True, return_tensors="np")
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    names = {node.name for node in session.get_inputs()}
+    return session.run(None, {k: v.astype(np.int64) for k, v in batch.items() if k in names})[0], batch
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, tiny_teacher):
+    """The tiny classifier exported in fp32 and in int8."""
+    root = tmp_path_factory.mktemp("exports")
+    export(tiny_teacher, root / "fp32")
+    export(tiny_teacher, root / "int8", quantize="int8")
+    return root / "fp32", root / "int8"
+
+
+def test_onnx_classifier_gives_pytorch_logits_on_real_sentences(exports, tiny_teacher):
+    fp32, _ = exports
+    tokenizer = AutoTokenizer.from_pretrained(fp32)
+    found, batch = onnx_outputs(fp32 / "model.onnx", tokenizer, dev_sentences())
+    with torch.no_grad():
+        expected = BertForSequenceClassification.from_pretrained(tiny_teacher).eval()(
+            **{k: torch.from_numpy(v) for k, v in batch.items()}).logits.numpy()
+    assert found.shape == expected.shape and np.abs(found - expected).max() < 1e-4
+    record = json.loads((fp32 / EXPORT_RECORD).read_text())
+    assert record["format"] == "onnx" and record["command"] == "test"
+    assert [c["graph"] for c in record["checks"]] == ["model.onnx"] and record["checks"][0]["max_difference"] < 1e-4
+    assert sorted(p.name for p in fp32.glob("*.onnx")) == ["model.onnx"]
+
+
+def test_int8_export_serves_one_smaller_quantised_graph(exports, tiny_teacher):
+    fp32, int8 = exports
+    assert sorted(p.name for p in int8.glob("*.onnx")) == ["model_quantized.onnx"]
+    assert disk_bytes(int8) < disk_bytes(fp32)
+    found, _ = onnx_outputs(int8 / "model_quantized.onnx", AutoTokenizer.from_pretrained(int8), dev_sentences())
+    assert found.shape == (24, 2) and np.isfinite(found).all()
+    checks = json.loads((int8 / EXPORT_RECORD).read_text())["checks"]
+    assert [c["graph"] for c in checks] == ["model.onnx", "model_quantized.onnx"]
+    assert 0 <= checks[1]["agreement"] <= 1 and checks[1]["measure"] == "same class"
+
+
+def test_evaluate_and_compare_take_exports(exports, tiny_teacher, small_sst2):
+    fp32, int8 = exports
+    pytorch = evaluate_saved(tiny_teacher, "sst2", small_sst2, "dev", 64)
+    onnx = evaluate_saved(fp32, "sst2", small_sst2, "dev", 64)
+    assert (pytorch["format"], onnx["format"]) == ("pytorch", "onnx")
+    assert onnx["accuracy"] == pytorch["accuracy"]
+    rows = compare_models({"pytorch": tiny_teacher, "onnx": fp32, "int8": int8}, "sst2", small_sst2, "dev", 64,
+                          latency_examples=8, progress=False)
+    assert [r["format"] for r in rows] == ["pytorch", "onnx", "onnx-int8"]
+    assert [r["disk_mb"] for r in rows] == [(tiny_teacher / "model.safetensors").stat().st_size / 1e6,
+                                            (fp32 / "model.onnx").stat().st_size / 1e6,
+                                            (int8 / "model_quantized.onnx").stat().st_size / 1e6]
+    assert rows[1]["accuracy"] == pytorch["accuracy"] and rows[1]["retention"] == 1.0
+    assert rows[1]["parameters"] == rows[0]["parameters"]  # every weight is an initializer of the graph
+    assert all(r["latency_ms"] > 0 and r["latency_ms_batch32"] > 0 and r["threads"] >= 1 for r in rows)
+
+
+@pytest.fixture(scope="module")
+def embedding_student(tmp_path_factory):
+    """A bare student of width 32 with projections to the MiniLM's 384 (random, saved as training saves them)."""
+    folder = save_tiny_teacher(tmp_path_factory.mktemp("embedding_student"), head=False, seed=3)
+    torch.manual_seed(4)
+    Projections(32, 384, 3).save(folder)
+    return folder
+
+
+def test_sentence_transformers_export_embeds_as_computed_by_hand(tmp_path, embedding_student):
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "embedder"
+    export(embedding_student, out, "sentence-transformers", onnx=True, teacher=str(default_teacher_path()))
+    sentences = dev_sentences()
+    vectors = SentenceTransformer(str(out), device="cpu").encode(sentences)
+    tokenizer = AutoTokenizer.from_pretrained(embedding_student)
+    batch = tokenizer(sentences, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        states = AutoModel.from_pretrained(embedding_student)(**batch).last_hidden_state.numpy()
+    mask = batch["attention_mask"].numpy()[..., None]
+    pooled = (states * mask).sum(1) / mask.sum(1)
+    w_h = torch.load(embedding_student / "projections.pt")["state"]  # layer 3 of "separate": W_h, maps.1
+    projected = pooled @ w_h["maps.1.weight"].numpy().T + w_h["maps.1.bias"].numpy()
+    expected = projected / np.linalg.norm(projected, axis=1, keepdims=True)  # the MiniLM normalises
+    assert vectors.shape == (24, 384) and np.abs(vectors - expected).max() < 1e-5
+    modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((out / "modules.json").read_text())]
+    assert modules == ["Transformer", "Pooling", "Dense", "Normalize"]
+    found, _ = onnx_outputs(out / "onnx" / "model.onnx", tokenizer, sentences)
+    real = mask[..., 0].astype(bool)
+    assert np.abs(found[real] - states[real]).max() < 1e-4
+
+
+def test_sentence_transformers_export_without_a_teacher_says_so(tmp_path, embedding_student):
+    report = export(embedding_student, tmp_path / "plain", "sentence-transformers")
+    assert report.notes == ("no teacher found (give --teacher): mean pooling, not normalised",)
+    modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((tmp_path / "plain" / "modules.json").read_text())]
+    assert modules == ["Transformer", "Pooling", "Dense"]
+
+
+def test_export_refusals_overwrite_nothing(tmp_path, tiny_teacher, exports):
+    not_a_model = tmp_path / "empty"
+    not_a_model.mkdir()
+    assert_refused(run("export", "--model", not_a_model, "--out", tmp_path / "x", "--format", "onnx"), "holds no model")
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("mine")
+    assert_refused(run("export", "--model", tiny_teacher, "--out", occupied, "--format", "onnx"),
+                   "already holds other files")
+    assert [p.name for p in occupied.iterdir()] == ["notes.txt"]
+    assert_refused(run("export", "--model", tiny_teacher, "--out", tmp_path / "y", "--format", "sentence-transformers",
+                       "--quantize", "int8"), "add --onnx")
+    assert not (tmp_path / "y").exists() and not (tmp_path / "x").exists()
+    earlier = tmp_path / "earlier"
+    shutil.copytree(exports[1], earlier)  # an int8 export, replaced whole by an fp32 one
+    result = run("export", "--model", tiny_teacher, "--out", earlier, "--format", "onnx")
+    assert result.exit_code == 0, result.output
+    assert "model.onnx: max |difference| from PyTorch" in result.output
+    assert sorted(p.name for p in earlier.glob("*.onnx")) == ["model.onnx"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+@pytest.mark.slow
+def test_real_minilm_classifier_and_embedder_exports(tmp_path):
+    """A classifier on the packaged MiniLM (its head untrained) in fp32 and int8, and the MiniLM
+    itself as an embedder: its vectors are sentence-transformers' own of the teacher."""
+    from sentence_transformers import SentenceTransformer
+
+    teacher = Path(default_teacher_path())
+    classifier = tmp_path / "classifier"
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_pretrained(teacher, num_labels=2).save_pretrained(classifier)
+    AutoTokenizer.from_pretrained(teacher).save_pretrained(classifier)
+    report = export(classifier, tmp_path / "int8", quantize="int8")
+    assert report.checks[0].max_difference < 1e-4
+    print(f"int8 MiniLM classifier: {report.checks[1].agreement:.3f} of the check sentences in the same class")
+    export(classifier, tmp_path / "fp32")
+    tokenizer = AutoTokenizer.from_pretrained(teacher)
+    found, batch = onnx_outputs(tmp_path / "fp32" / "model.onnx", tokenizer, dev_sentences(64))
+    with torch.no_grad():
+        expected = AutoModelForSequenceClassification.from_pretrained(classifier).eval()(
+            **{k: torch.from_numpy(v) for k, v in batch.items()}).logits.numpy()
+    assert np.abs(found - expected).max() < 1e-4
+    export(teacher, tmp_path / "embedder", "sentence-transformers", teacher=str(teacher))
+    sentences = dev_sentences(64)
+    ours = SentenceTransformer(str(tmp_path / "embedder"), device="cpu").encode(sentences)
+    theirs = SentenceTransformer(str(teacher), device="cpu").encode(sentences)
+    assert np.abs(ours - theirs).max() < 1e-5
