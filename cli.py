@@ -237,20 +237,49 @@ def export_command(**flags):
 
 @cli.command("evaluate")
 @click.option("--model", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="A saved student or teacher folder (a training run's folder means its best/, else last/), or "
-              "an ONNX export of one.")
-@click.option("--task", required=True)
+              help="A saved student or teacher folder (a training run's folder means its best/, else last/), an "
+              "ONNX export of one, or with --embeddings a sentence-transformers export.")
+@click.option("--task", required=True, help="A task (its split's texts), or corpus with --embeddings.")
 @click.option("--data", required=True, type=click.Path(path_type=Path))
-@click.option("--split", default="dev")
+@click.option("--split", default="dev", help="Of a task; of a corpus: holdout (or train).")
 @click.option("--max-seq-len", type=click.IntRange(4, 512), default=128)
+@click.option("--embeddings", is_flag=True,
+              help="Score an embedder without labels: its agreement with --teacher over the data's sentences.")
+@click.option("--teacher", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="--embeddings: the teacher whose vectors the student's are compared with.")
+@click.option("--limit", type=click.IntRange(2), default=2000, help="--embeddings: sentences to embed.")
+@click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=0.02,
+              help="--embeddings on a corpus: the fraction of documents the dump held out.")
+@click.option("--documents", type=click.Choice(["blank-lines", "file"]), default="file",
+              help="--embeddings on a corpus: what one document is, as the dump read it.")
 @click.option("--json", "as_json", is_flag=True)
-def evaluate_command(model, task, data, split, max_seq_len, as_json):
-    """Score a saved sequence classifier with the task's GLUE metric."""
-    _check_data(task, data, split)
-    from cache.data.evaluate import evaluate_saved
+def evaluate_command(model, task, data, split, max_seq_len, embeddings, teacher, limit, holdout, documents, as_json):
+    """Score a saved sequence classifier with the task's GLUE metric, or an embedder against its teacher.
 
-    _quiet_transformers()
-    result = evaluate_saved(model, task, data, split, max_seq_len)
+    With --embeddings: over sentences neither model was trained on (a corpus's held-out split, or a
+    task's dev sentences), the Spearman correlation between the two models' cosine similarities of
+    sentence pairs, the mean cosine between their vectors of each sentence, and how many of the
+    teacher's 10 nearest sentences a student query finds in the teacher's vectors.
+    """
+    if embeddings:
+        if teacher is None:
+            raise click.UsageError("--embeddings needs --teacher")
+        from dataclasses import asdict
+
+        from cache.data.checkpoints import load_tokenizer
+        from student.embedder import agreement_sentences, embedding_agreement
+
+        _quiet_transformers()
+        tokenizer = load_tokenizer(teacher, "--teacher")
+        sentences = agreement_sentences(task, data, split, limit, holdout, documents, tokenizer)
+        agreement = embedding_agreement(model, teacher, sentences)
+        result = {"model": str(model), "teacher": str(teacher), **asdict(agreement)}
+    else:
+        _check_data(task, data, split)
+        from cache.data.evaluate import evaluate_saved
+
+        _quiet_transformers()
+        result = evaluate_saved(model, task, data, split, max_seq_len)
     click.echo(json.dumps(result) if as_json else
                ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
 

@@ -48,7 +48,7 @@ def save_student(run: Run, folder: Path) -> None:
     with plain_attention(run.student):
         run.student.save_pretrained(folder)
     run.tokenizer.save_pretrained(folder)
-    if run.relations is None:  # MiniLMv2's student has none: nothing but the student is saved
+    if run.projected:  # MiniLMv2's relations alone train none: nothing but the student is saved
         run.projections.save(folder)
 
 

@@ -41,6 +41,8 @@ intermediate, prediction, or all (one then the other): task distillation."""
 OBJECTIVES = ("tinybert", "minilmv2")
 """tinybert: the layer-to-layer losses (embeddings, hidden states through projections, attention
 over a layer map); minilmv2: the self-attention relations of one teacher layer (Wang et al., 2021)."""
+EMBEDDING_LOSSES = ("mse", "cosine")
+"""How the pooled sentence vectors are compared (`student.losses.pooled_embedding_loss`)."""
 RELATION_HEADS_CAP = 48
 """The paper's relation heads for base-size teachers: the default is the largest common divisor of
 both widths up to it."""
@@ -267,6 +269,12 @@ class TrainConfig:
     """minilmv2: the teacher layer whose relations are distilled (default: the last the cache stores)."""
     student_layer: int | None = setting(None, type=click.IntRange(1))
     """minilmv2: the student layer that learns them (default: its last)."""
+    embedding_loss: str | None = setting(None, type=click.Choice(EMBEDDING_LOSSES))
+    """Also, with either objective: the student's mean-pooled last layer through W_h against the
+    teacher's mean-pooled last layer (its sentence vector; the cache must store that layer):
+    mse or cosine. Trains and saves W_h, which `export --format sentence-transformers` keeps."""
+    embedding_weight: float = setting(1.0, type=POSITIVE)
+    """The weight of --embedding-loss against the objective's losses."""
     layer_map: str = setting("uniform")
     """'uniform' (g(m) = m*N/M) or teacher layers per student layer, e.g. 2,4,6."""
     layer_weights: tuple[float, ...] | None = setting(None, callback=parse_weights, metavar="WEIGHTS")

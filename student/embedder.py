@@ -139,3 +139,75 @@ def embedder_check(folder: Path, student: Path, head: TeacherHead, projection: t
     if head.normalize:
         vectors = torch.nn.functional.normalize(vectors, dim=-1)
     return vectors_check("sentence-transformers", vectors.numpy(), np.asarray(found), "sentence")
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How closely an embedder follows its teacher on sentences neither was trained on (no labels)."""
+
+    sentences: int
+    pairs: int
+    spearman: float
+    """Spearman correlation between the two models' cosine similarities of the same sentence pairs."""
+    mean_cosine: float | None
+    """Mean cosine between the two vectors of each sentence (None when their widths differ)."""
+    top10_overlap: float | None
+    """Each sentence as a query against the teacher's vectors of the others: the share of the
+    teacher's own 10 nearest that the student's query also finds (None when the widths differ)."""
+
+
+def load_embedder(folder: Path, teacher: Path):
+    """A sentence-transformers folder as it is; a student checkpoint as `export` would make it."""
+    from sentence_transformers import SentenceTransformer
+
+    if (folder / "modules.json").is_file():
+        return SentenceTransformer(str(folder), device="cpu")
+    projection = output_projection(folder, load_config(folder, "--model"))
+    return SentenceTransformer(modules=embedder_modules(folder, TeacherHead.of(teacher), projection), device="cpu")
+
+
+def embedding_agreement(student: Path, teacher: Path, sentences: list[str], pairs: int = 5000,
+                        batch_size: int = 32, seed: int = 0) -> Agreement:
+    """`student`'s agreement with `teacher` over `sentences` (`Agreement`)."""
+    from scipy.stats import spearmanr
+
+    ours = load_embedder(student, teacher).encode(sentences, batch_size=batch_size, normalize_embeddings=True)
+    theirs = load_embedder(teacher, teacher).encode(sentences, batch_size=batch_size, normalize_embeddings=True)
+    rng = np.random.default_rng(seed)
+    first, second = rng.integers(len(sentences), size=(2, pairs))
+    distinct = first != second
+    first, second = first[distinct], second[distinct]
+    correlation = spearmanr((ours[first] * ours[second]).sum(-1), (theirs[first] * theirs[second]).sum(-1))
+    same_space = ours.shape[1] == theirs.shape[1]
+    return Agreement(len(sentences), int(distinct.sum()), float(correlation.statistic),
+                     float((ours * theirs).sum(-1).mean()) if same_space else None,
+                     index_overlap(ours, theirs, 10) if same_space else None)
+
+
+def index_overlap(queries: np.ndarray, index: np.ndarray, k: int) -> float:
+    """Mean share of the k nearest rows of `index` (by cosine, the query's own row left out) that
+    `queries[i]` finds among those `index[i]` finds."""
+    found = nearest(queries @ index.T, k)
+    expected = nearest(index @ index.T, k)
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, expected, strict=True)]))
+
+
+def nearest(similarities: np.ndarray, k: int) -> np.ndarray:
+    np.fill_diagonal(similarities, -np.inf)
+    return np.argsort(-similarities, axis=1, kind="stable")[:, :k]
+
+
+def agreement_sentences(task: str, data: Path, split: str, limit: int, holdout: float, documents: str,
+                        tokenizer) -> list[str]:
+    """Sentences to score an embedder on: a corpus's paragraphs of one split (documents held out by
+    the dump's rule), or a task split's texts (both texts of a pair task)."""
+    from cache.data.corpus import Corpus
+    from cache.data.readers import load_examples
+    from cache.data.tasks import CORPUS_TASK
+
+    if task == CORPUS_TASK:
+        corpus = Corpus(data, split, holdout, limit, documents)
+        corpus.check()
+        return corpus.texts(tokenizer)
+    examples = load_examples(task, data, split)
+    return [*examples.texts, *(examples.pairs or [])][:limit]

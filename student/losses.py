@@ -121,3 +121,20 @@ def log_relations(x: torch.Tensor, heads: int, keys: torch.Tensor) -> torch.Tens
     split = x.float().view(b, length, heads, width // heads).transpose(1, 2)  # (B, A, L, d/A)
     scores = split @ split.transpose(2, 3) * (width // heads) ** -0.5
     return scores.masked_fill(~keys, float("-inf")).log_softmax(dim=-1)
+
+
+def pooled_embedding_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor,
+                          projection: torch.nn.Module, kind: str, examples: int | None = None) -> torch.Tensor:
+    """The student's sentence vector against the teacher's: each the mean of its last layer over
+    the example's real tokens, the student's through W_h (after pooling: pooling is linear, so
+    this is the pooled projection). `kind` mse: the mean squared difference per dimension;
+    cosine: 1 - cos. Averaged over the batch (or over `examples`).
+
+    student: (B, L, d'); teacher: (B, L, d); mask: (B, L) bool; projection: d' -> d.
+    """
+    weights = mask.to(student.dtype)[..., None]
+    counts = weights.sum(1).clamp(min=1)
+    ours = projection((student * weights).sum(1) / counts)
+    theirs = (teacher.to(student.dtype) * weights).sum(1) / counts
+    losses = (ours - theirs).square().mean(-1) if kind == "mse" else 1 - F.cosine_similarity(ours, theirs, dim=-1)
+    return losses.sum() / (len(losses) if examples is None else examples)

@@ -15,7 +15,14 @@ from cache.runtime.distributed import Ranks, sum_over_ranks
 from cache.runtime.errors import UserError
 from cache.runtime.precision import autocast
 from student.config import Relations
-from student.losses import attention_mse, hidden_mse, regression_mse, relation_kl, soft_cross_entropy
+from student.losses import (
+    attention_mse,
+    hidden_mse,
+    pooled_embedding_loss,
+    regression_mse,
+    relation_kl,
+    soft_cross_entropy,
+)
 from student.model import Projections
 from student.setup import Run
 from student.stream import Batch, BatchOrder
@@ -61,8 +68,29 @@ class RelationLosses:
         return {"rel": int(lengths.sum())}
 
 
-def intermediate_objective(run: Run) -> LayerLosses | RelationLosses:
-    return RelationLosses(run.relations) if run.relations else LayerLosses(run)
+class WithEmbedding:
+    """An objective's terms plus the pooled sentence-vector term (`--embedding-loss`) against the
+    teacher's last layer, through W_h (the projection of the student's last layer)."""
+
+    hidden_states = True
+
+    def __init__(self, objective: LayerLosses | RelationLosses, run: Run):
+        self.objective, self.kind = objective, run.config.embedding_loss
+        self.weight, self.layer = run.config.embedding_weight, run.teacher.num_layers
+        self.student_layer = run.student.config.num_hidden_layers
+
+    def __call__(self, out, batch: Batch, projections: Projections) -> dict[str, torch.Tensor]:
+        emb = pooled_embedding_loss(out.hidden_states[-1].float(), batch.hidden[self.layer], batch.mask,
+                                    projections.layer(self.student_layer), str(self.kind), batch.totals.examples)
+        return self.objective(out, batch, projections) | {"emb": self.weight * emb}
+
+    def counts(self, lengths: torch.Tensor) -> dict[str, int]:
+        return self.objective.counts(lengths) | {"emb": len(lengths)}
+
+
+def intermediate_objective(run: Run) -> LayerLosses | RelationLosses | WithEmbedding:
+    objective = RelationLosses(run.relations) if run.relations else LayerLosses(run)
+    return WithEmbedding(objective, run) if run.config.embedding_loss else objective
 
 
 class Distiller(torch.nn.Module):

@@ -74,7 +74,13 @@ class Run:
         check_compatibility(manifest, None if self.relations else self.layer_map, self.stages)
         if manifest.data.examples < ranks.world:
             raise UserError(f"--cache: {manifest.data.examples} examples cannot be shared by {ranks.world} ranks")
+        # the intermediate stage trains (and the run saves) projections for TinyBERT's layer losses or
+        # W_h for the pooled embedding term; MiniLMv2's relations alone need none
+        self.projected = self.relations is None or config.embedding_loss is not None
         layers = [self.relations.teacher_layer] if self.relations else [0, *self.layer_map]
+        if config.embedding_loss:
+            check_embedding_layer(manifest, "--cache")
+            layers = sorted({*layers, self.teacher.num_layers})
         self.targets = source if source is not None else \
             CachedTargets(config.cache, layers, config.storage_options, config.prefetch_blocks)
         self.eval_targets = None
@@ -85,6 +91,8 @@ class Run:
                                   self.student.config.num_hidden_layers, "--eval-cache")
             check_compatibility(eval_targets.manifest, None if self.relations else self.layer_map, self.stages,
                                 "--eval-cache")
+            if config.embedding_loss:
+                check_embedding_layer(eval_targets.manifest, "--eval-cache")
             self.eval_targets = eval_targets
         self.tokenizer = self.targets.load_tokenizer()
         check_student_tokenizer(shape, self.tokenizer, manifest)
@@ -142,6 +150,14 @@ class CachedTargets:
         embeddings = cache.embeddings.to(device) if cache.embeddings is not None else None
         for share in stream_batches(cache, order, epoch, skip, workers, self.prefetch):
             yield pad_batch(cast(RaggedExamples, share.examples), device, attention, share, embeddings)
+
+
+def check_embedding_layer(manifest: Manifest, option: str) -> None:
+    """--embedding-loss compares sentence vectors of the teacher's last layer: the cache must hold it."""
+    last = manifest.teacher.num_layers
+    if last not in manifest.layers:
+        raise UserError(f"--embedding-loss: {option} does not store the teacher's last layer {last} (it has "
+                        f"{list(manifest.layers)}); dump it with --layers including {last}")
 
 
 def check_student_tokenizer(student, tokenizer, manifest: Manifest) -> None:

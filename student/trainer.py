@@ -88,7 +88,7 @@ def _train_stage(run: Run, stage: Stage, index: int, state: RunState, progress: 
     steps = min(steps, config.max_steps) if config.max_steps else steps
     intermediate = stage.intermediate
     use_attention(run.student, run.attention if intermediate else None)
-    projected = intermediate and run.relations is None  # MiniLMv2's relations need no projection
+    projected = intermediate and run.projected
     params = [*run.student.parameters(), *(run.projections.parameters() if projected else [])]
     optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=config.weight_decay,
                                   fused=run.device.type == "cuda")

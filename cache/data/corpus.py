@@ -9,7 +9,7 @@ consecutive pieces of `max_seq_len - 2` tokens, each wrapped as `[CLS] piece [SE
 holds consecutive text of one document (no `[MASK]`, no sentence pairs), all but a document's tail
 exactly `max_seq_len` long, and the tail kept. Files are read line by line and tokenised a chunk of
 paragraphs at a time, so the text is never held whole; what stays in memory is the packed token ids
-(5 bytes per token) and, under `file`, one file's tokens.
+(5 bytes per token) and, under `file`, one file's tokens and text.
 
 The held-out part is chosen per document by a hash of its tokens, not of its raw text: the same
 documents every time, whatever the files' order or `--limit`, and documents the tokenizer makes
@@ -129,24 +129,42 @@ class Corpus:
             raise DataError(str(self.path), None, f"the {self.split} part of the corpus has no text")
         return np.concatenate(kept), np.asarray([len(piece) for piece in kept], dtype=np.int32)
 
-    def _tokenized_documents(self, tokenizer) -> Iterator[list[int]]:
-        """Every document's token ids (no special tokens), in corpus order."""
+    def texts(self, tokenizer) -> list[str]:
+        """The paragraphs of this split's documents as text, in corpus order, up to `limit` (what
+        an embedder is scored on); documents are split as `pack` splits them."""
+        kept: list[str] = []
+        for document in self._documents(tokenizer):
+            if held_out([t for _, ids in document for t in ids], self.holdout) == (self.split == "holdout"):
+                kept += [text for text, _ in document]
+            if self.limit is not None and len(kept) >= self.limit:
+                break
+        if not kept:
+            raise DataError(str(self.path), None, f"the {self.split} part of the corpus has no text")
+        return kept[:self.limit]
+
+    def _documents(self, tokenizer) -> Iterator[list[tuple[str, list[int]]]]:
+        """Every document as its paragraphs' (text, token ids), in corpus order."""
         whole_files = self.documents == "file"
-        file, stream = 0, list[int]()  # the current file's tokens so far (whole files only)
+        file, document = 0, list[tuple[str, list[int]]]()
         for chunk in _chunks(paragraphs(self.files), PARAGRAPHS_PER_CALL):
             encoded = tokenizer([text for _, text in chunk], add_special_tokens=False, truncation=False,
                                 verbose=False, return_attention_mask=False, return_token_type_ids=False)["input_ids"]
-            for (number, _), ids in zip(chunk, encoded, strict=True):
-                if not whole_files:
-                    yield ids
-                    continue
-                if number != file and stream:
-                    yield stream
-                    stream = []
+            for (number, text), ids in zip(chunk, encoded, strict=True):
+                if document and (not whole_files or number != file):
+                    yield document
+                    document = []
                 file = number
-                stream.extend(ids)
-        if stream:
-            yield stream
+                document.append((text, ids))
+        if document:
+            yield document
+
+    def _tokenized_documents(self, tokenizer) -> Iterator[list[int]]:
+        """Every document's token ids (no special tokens), in corpus order; under `file`, a file
+        the tokenizer finds nothing in is no document."""
+        for document in self._documents(tokenizer):
+            ids = [token for _, tokens in document for token in tokens]
+            if ids or self.documents != "file":
+                yield ids
 
 
 def _pieces(document: list[int], body: int, tokenizer) -> list[np.ndarray]:

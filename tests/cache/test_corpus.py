@@ -88,6 +88,22 @@ def test_holdout_is_disjoint_stable_and_complete(corpus, tiny_teacher):
     assert 0.1 < share < 0.4  # about a quarter of the documents
 
 
+@pytest.mark.parametrize("documents", ["blank-lines", "file"])
+def test_the_held_out_texts_are_the_held_out_documents_paragraphs(corpus, tiny_teacher, documents):
+    """What an embedder is scored on: the paragraphs of the documents the dump holds out, by the same rule."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
+    expected: dict[bool, list[str]] = {True: [], False: []}
+    for file in sorted(corpus.glob("*.txt")):
+        texts = [d.strip("\n") for d in file.read_text().split("\n\n") if d.strip("\n")]
+        groups = [texts] if documents == "file" else [[t] for t in texts]
+        for group in groups:
+            ids = [i for t in group for i in tokenizer(t, add_special_tokens=False)["input_ids"]]
+            expected[held_out(ids, 0.5)] += group
+    for split, part in (("holdout", True), ("train", False)):
+        assert Corpus(corpus, split, 0.5, documents=documents).texts(tokenizer) == expected[part]
+    assert Corpus(corpus, "holdout", 0.5, limit=2, documents=documents).texts(tokenizer) == expected[True][:2]
+
+
 def whole_file_sequences(corpus: Path, tokenizer, holdout: float = 0.0) -> dict[bool, list[list[int]]]:
     """`--documents file` written out plainly: each file's text tokenised at once, cut into pieces;
     by whether the file is held out."""

@@ -17,6 +17,7 @@ from cache.data.evaluate import evaluate_saved
 from cache.data.served import disk_bytes
 from student.compare import compare_models
 from student.config import EXPORT_RECORD, ExportConfig
+from student.embedder import embedding_agreement
 from student.export import export_model
 from student.model import Projections
 from tests.helpers import GLUE, assert_refused, run, save_tiny_teacher
@@ -177,3 +178,48 @@ def test_real_minilm_classifier_and_embedder_exports(tmp_path):
     ours = SentenceTransformer(str(tmp_path / "embedder"), device="cpu").encode(sentences)
     theirs = SentenceTransformer(str(teacher), device="cpu").encode(sentences)
     assert np.abs(ours - theirs).max() < 1e-5
+
+
+def test_embedding_agreement_against_a_hand_computation(embedding_student):
+    from scipy.stats import rankdata
+    from sentence_transformers import SentenceTransformer
+
+    teacher, sentences = Path(default_teacher_path()), dev_sentences(40)
+    result = embedding_agreement(embedding_student, teacher, sentences, pairs=300)
+    tokenizer = AutoTokenizer.from_pretrained(embedding_student)
+    batch = tokenizer(sentences, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        states = AutoModel.from_pretrained(embedding_student)(**batch).last_hidden_state.numpy()
+    mask = batch["attention_mask"].numpy()[..., None]
+    w_h = torch.load(embedding_student / "projections.pt")["state"]
+    ours = ((states * mask).sum(1) / mask.sum(1)) @ w_h["maps.1.weight"].numpy().T + w_h["maps.1.bias"].numpy()
+    ours /= np.linalg.norm(ours, axis=1, keepdims=True)
+    theirs = SentenceTransformer(str(teacher), device="cpu").encode(sentences)
+    first, second = np.random.default_rng(0).integers(40, size=(2, 300))
+    pairs = [(i, j) for i, j in zip(first, second, strict=True) if i != j]
+    ranks = [rankdata([float(x[i] @ x[j]) for i, j in pairs]) for x in (ours, theirs)]
+    assert result.pairs == len(pairs) and result.sentences == 40
+    assert result.spearman == pytest.approx(np.corrcoef(*ranks)[0, 1], abs=1e-4)
+    assert result.mean_cosine == pytest.approx(np.mean([a @ b for a, b in zip(ours, theirs, strict=True)]), abs=1e-4)
+    def top10(query, i):
+        return set(sorted((j for j in range(40) if j != i), key=lambda j: -float(query @ theirs[j]))[:10])
+
+    overlaps = [len(top10(ours[i], i) & top10(theirs[i], i)) / 10 for i in range(40)]
+    assert result.top10_overlap == pytest.approx(np.mean(overlaps))
+    itself = embedding_agreement(teacher, teacher, sentences, pairs=300)
+    assert (itself.spearman, itself.mean_cosine, itself.top10_overlap) == pytest.approx((1, 1, 1), abs=1e-5)
+
+
+def test_evaluate_embeddings_on_a_corpus_holdout(tmp_path, embedding_student):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for book in range(6):
+        (folder / f"{book}.txt").write_text("\n\n".join(dev_sentences(60)[book * 10:(book + 1) * 10]) + "\n")
+    result = run("evaluate", "--embeddings", "--model", embedding_student, "--teacher", default_teacher_path(),
+                 "--task", "corpus", "--data", folder, "--split", "holdout", "--holdout", 0.5, "--json")
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output)
+    assert scores["sentences"] % 10 == 0 and 0 < scores["sentences"] < 60  # whole files held out
+    assert -1 <= scores["spearman"] <= 1 and scores["top10_overlap"] is not None
+    assert_refused(run("evaluate", "--embeddings", "--model", embedding_student, "--task", "corpus", "--data", folder),
+                   "--embeddings needs --teacher", code=2)

@@ -13,7 +13,7 @@ from cache.data.checkpoints import default_teacher_path
 from cache.runtime.errors import UserError
 from student.setup import Run
 from student.trainer import train_student
-from tests.helpers import GLUE, dump, logged, run, save_tiny_teacher, vocabulary
+from tests.helpers import GLUE, assert_refused, dump, logged, run, save_tiny_teacher, vocabulary
 from tests.helpers import train_config as config
 from tests.reference import load_reference, reference_targets
 
@@ -80,6 +80,44 @@ def test_general_student_and_its_held_out_losses(tmp_path, corpus_caches):
     for name in expected:
         assert final[name] == pytest.approx(expected[name], rel=2e-4), name
     assert (out / "best" / "config.json").exists()  # the lowest held-out loss
+
+
+def independent_embedding_loss(student: Path, cache_path: Path, kind: str) -> float:
+    """The pooled embedding term of a saved student over a whole cache, example by example: the mean
+    of its last layer through W_h against the mean of the teacher's last layer."""
+    model, cache = AutoModel.from_pretrained(student).eval(), open_cache(cache_path)
+    w_h = torch.load(student / "projections.pt")["state"]
+    losses = []
+    for i in range(len(cache)):
+        item = cache[i]
+        with torch.no_grad():
+            states = model(input_ids=item["input_ids"][None].long()).last_hidden_state[0]
+        ours = states.mean(0) @ w_h["maps.1.weight"].T + w_h["maps.1.bias"]
+        theirs = item["hidden"][3].float().mean(0)  # the tiny teacher's last layer
+        losses.append((ours - theirs).square().mean().item() if kind == "mse" else
+                      1 - torch.nn.functional.cosine_similarity(ours, theirs, dim=0).item())
+    return sum(losses) / len(losses)
+
+
+@pytest.mark.parametrize("kind", ["mse", "cosine"])
+def test_the_embedding_term_is_the_pooled_sentence_vectors_distance(tmp_path, corpus_caches, kind):
+    out = tmp_path / "general"
+    final = train_student(config(corpus_caches["train"], out, student=GENERAL, stage="general", layer_map="2,3",
+                                 eval_cache=corpus_caches["holdout"], batch_size=64, max_steps=2,
+                                 embedding_loss=kind, embedding_weight=0.5), command="x", progress=False)
+    assert len(logged(out, "emb")) == 2
+    assert final["emb"] == pytest.approx(0.5 * independent_embedding_loss(out / "last", corpus_caches["holdout"],
+                                                                          kind), rel=2e-4)
+    assert final["loss"] == pytest.approx(final["embd"] + final["hidn"] + final["attn"] + final["emb"])
+
+
+def test_the_embedding_term_needs_the_teachers_last_layer(tmp_path, tiny_bare_teacher):
+    cache = tmp_path / "c"
+    dump(tiny_bare_teacher, GLUE, cache, layers=(0, 2))
+    assert_refused(run("train-student", "--cache", cache, "--stage", "general", "--layer-map", "2,2",
+                       "--student", GENERAL, "--embedding-loss", "mse", "--out", tmp_path / "r"),
+                   "--embedding-loss: --cache does not store the teacher's last layer 3 (it has [0, 2]); "
+                   "dump it with --layers including 3")
 
 
 def test_task_distillation_continues_the_general_student(tmp_path, corpus_caches, tiny_cache):

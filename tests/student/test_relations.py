@@ -5,6 +5,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import torch
 
 from cache.data.checkpoints import default_teacher_path
 from cache.teacher.dump import DumpConfig, dump_teacher
@@ -72,3 +73,12 @@ def test_the_real_minilm_copied_whole_has_no_relation_loss(tmp_path, glue):
         assert trained.exit_code == 0, trained.output
     same, random = (logged(tmp_path / out, "eval")[-1]["rel"] for out in ("same", "random"))
     assert same < 1e-3 < 0.1 < random
+
+
+def test_minilmv2_with_the_embedding_term_trains_and_saves_w_h(tmp_path, qkv_cache):
+    out = tmp_path / "embedding"
+    train_student(train_config(qkv_cache, out, student=SMALL, stage="intermediate", objective="minilmv2",
+                               embedding_loss="cosine", max_steps=2), command="x", progress=False)
+    assert len(logged(out, "rel")) == len(logged(out, "emb")) == 2
+    saved = torch.load(out / "last" / "projections.pt")["state"]
+    assert saved["maps.1.weight"].shape == (32, 24)  # W_h: the student's 24 onto the teacher's 32
