@@ -68,14 +68,17 @@ def onnx_encoder(folder: Path, tokenizer, batch_size: int = 32):
     names = {node.name for node in session.get_inputs()}
 
     def encode(sentences: list[str]) -> np.ndarray:
-        out = []
+        order = np.argsort([-len(s) for s in sentences], kind="stable")  # by length, as sentence-transformers
+        pooled = []
         for start in range(0, len(sentences), batch_size):
-            batch = tokenizer(sentences[start:start + batch_size], padding=True, truncation=True, max_length=128,
-                              return_tensors="np")
+            batch = tokenizer([sentences[i] for i in order[start:start + batch_size]], padding=True,
+                              truncation=True, max_length=128, return_tensors="np")
             states = session.run(None, {k: v.astype(np.int64) for k, v in batch.items() if k in names})[0]
             mask = batch["attention_mask"][..., None]
-            out.append((states * mask).sum(1) / mask.sum(1))
-        return np.concatenate(out)
+            pooled.append((states * mask).sum(1) / mask.sum(1))
+        vectors = np.empty_like(np.concatenate(pooled))
+        vectors[order] = np.concatenate(pooled)
+        return vectors
 
     return encode
 
