@@ -15,6 +15,7 @@ import torch
 
 from cache.data.checkpoints import load_config
 from cache.runtime.errors import UserError
+from cache.runtime.paths import model_folder
 from student.config import RUN_RECORD, ExportConfig
 from student.export import CHECK_SENTENCES, Check, export_onnx, vectors_check
 from student.model import saved_projections
@@ -157,9 +158,12 @@ class Agreement:
 
 
 def load_embedder(folder: Path, teacher: Path):
-    """A sentence-transformers folder as it is; a student checkpoint as `export` would make it."""
+    """A sentence-transformers folder as it is; a student checkpoint (or a run's) as `export`
+    would make it."""
     from sentence_transformers import SentenceTransformer
 
+    if not (folder / "modules.json").is_file():
+        folder = model_folder(folder, "--model")
     if (folder / "modules.json").is_file():
         return SentenceTransformer(str(folder), device="cpu")
     projection = output_projection(folder, load_config(folder, "--model"))
