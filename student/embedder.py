@@ -17,8 +17,8 @@ from cache.data.checkpoints import load_config
 from cache.runtime.errors import UserError
 from cache.runtime.paths import model_folder
 from student.config import RUN_RECORD, ExportConfig
-from student.export import CHECK_SENTENCES, Check, export_onnx, vectors_check
 from student.model import saved_projections
+from student.onnx_graph import CHECK_SENTENCES, Check, export_onnx, vectors_check
 
 POOLINGS = ("mean", "cls")
 """The poolings an embedder keeps: mean (what W_h's linearity argument needs) and the first token."""
