@@ -33,15 +33,13 @@ class TeacherHead:
     pooling: str = "mean"
     normalize: bool = False
     max_seq_length: int | None = None
-    source: str | None = None
-    """The folder it was read from; None when no teacher was found (mean pooling, not normalised)."""
 
     @classmethod
     def of(cls, teacher: Path) -> "TeacherHead":
         """A sentence-transformers teacher's modules; a plain transformers one pools by mean."""
         modules_file = teacher / "modules.json"
         if not modules_file.is_file():
-            return cls(source=str(teacher))
+            return cls()
         modules = json.loads(modules_file.read_text())
         pooling, normalize = "mean", False
         for module in modules:
@@ -55,7 +53,7 @@ class TeacherHead:
             normalize |= kind == "Normalize"
         settings_file = teacher / "sentence_bert_config.json"
         length = json.loads(settings_file.read_text()).get("max_seq_length") if settings_file.is_file() else None
-        return cls(pooling, normalize, length, str(teacher))
+        return cls(pooling, normalize, length)
 
 
 def recorded_teacher(student: Path) -> Path | None:
