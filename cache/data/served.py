@@ -32,8 +32,7 @@ def onnx_graph(folder: Path) -> Path | None:
 
 def disk_bytes(folder: Path) -> int:
     """Bytes of the weight files a server loads from `folder`."""
-    return sum(path.stat().st_size for path in folder.iterdir()
-               if path.is_file() and path.suffix in WEIGHT_SUFFIXES and path.name != "projections.pt")
+    return sum(path.stat().st_size for path in folder.iterdir() if path.is_file() and path.suffix in WEIGHT_SUFFIXES)
 
 
 def ort_session(graph: Path, threads: int | None = None):
