@@ -38,9 +38,10 @@ from cache.runtime.precision import PRECISIONS
 STAGES = ("intermediate", "prediction", "all", "general")
 """general: the intermediate losses on a corpus cache, giving a general student (no head);
 intermediate, prediction, or all (one then the other): task distillation."""
-OBJECTIVES = ("tinybert", "minilmv2")
+OBJECTIVES = ("tinybert", "minilmv2", "embedding")
 """tinybert: the layer-to-layer losses (embeddings, hidden states through projections, attention
-over a layer map); minilmv2: the self-attention relations of one teacher layer (Wang et al., 2021)."""
+over a layer map); minilmv2: the self-attention relations of one teacher layer (Wang et al., 2021);
+embedding: the pooled sentence vector alone (what sentence-transformers' distillation trains)."""
 EMBEDDING_LOSSES = ("mse", "cosine")
 """How the pooled sentence vectors are compared (`student.losses.pooled_embedding_loss`)."""
 RELATION_HEADS_CAP = 48
@@ -261,7 +262,9 @@ class TrainConfig:
     objective: str = setting("tinybert", type=click.Choice(OBJECTIVES))
     """The intermediate (and general) losses. tinybert: embedding, hidden states (projected) and
     attention over the layer map; minilmv2: the Q-Q, K-K and V-V self-attention relations of one
-    teacher layer against one student layer, from a qkv cache; any student width, nothing projected."""
+    teacher layer against one student layer, from a qkv cache; any student width, nothing projected;
+    embedding: only the sentence vector of --embedding-loss (default mse), from a cache that stores
+    the teacher's last layer."""
     relation_heads: int | None = setting(None, type=click.IntRange(1))
     """minilmv2: relation heads A, dividing both widths. Default: the largest common divisor of the
     two widths up to 48."""
@@ -270,7 +273,7 @@ class TrainConfig:
     student_layer: int | None = setting(None, type=click.IntRange(1))
     """minilmv2: the student layer that learns them (default: its last)."""
     embedding_loss: str | None = setting(None, type=click.Choice(EMBEDDING_LOSSES))
-    """Also, with either objective: the student's mean-pooled last layer through W_h against the
+    """Also, with any objective: the student's mean-pooled last layer through W_h against the
     teacher's mean-pooled last layer (its sentence vector; the cache must store that layer):
     mse or cosine. Trains and saves W_h, which `export --format sentence-transformers` keeps."""
     embedding_weight: float = setting(1.0, type=POSITIVE)
@@ -349,7 +352,7 @@ class TrainConfig:
         resolve_layer_weights(self.layer_weights, len(layer_map), stages)
         if self.objective == "minilmv2":
             resolve_relations(self, manifest, width, layers)
-        else:
+        elif self.objective == "tinybert":
             resolve_attention_kind(self.attention_loss, manifest)
         check_compatibility(manifest, layer_map if self.objective == "tinybert" else None, stages)
         if self.projections is not None and self.projections not in PROJECTION_SHARING:
@@ -371,13 +374,22 @@ class TrainConfig:
         self._check_out()
 
     def resolved_layer_map(self, student_layers: int, teacher_layers: int) -> list[int]:
-        """TinyBERT's g(1..M); MiniLMv2 maps one layer (--teacher-layer, --student-layer) and no other."""
-        if self.objective == "minilmv2":
-            if self.layer_map != "uniform":
-                raise UserError("--layer-map: the minilmv2 objective distils one layer's relations; choose it with "
-                                "--teacher-layer and --student-layer")
+        """TinyBERT's g(1..M); MiniLMv2 maps one layer (--teacher-layer, --student-layer) and no other,
+        the embedding objective none."""
+        if self.objective == "minilmv2" and self.layer_map != "uniform":
+            raise UserError("--layer-map: the minilmv2 objective distils one layer's relations; choose it with "
+                            "--teacher-layer and --student-layer")
+        if self.objective == "embedding" and self.layer_map != "uniform":
+            raise UserError("--layer-map: the embedding objective compares sentence vectors, not layers")
+        if self.objective != "tinybert":
             return []
         return resolve_layer_map(self.layer_map, student_layers, teacher_layers)
+
+    @property
+    def pooled_loss(self) -> str | None:
+        """How the run compares sentence vectors, where it does: --embedding-loss, which the
+        embedding objective defaults to mse."""
+        return self.embedding_loss or ("mse" if self.objective == "embedding" else None)
 
     def cache_root(self, cache: Target) -> Root:
         return open_root(as_target(cache), self.storage_options)

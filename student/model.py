@@ -72,6 +72,9 @@ class Projections(nn.Module):
     `separate` (the paper): W_e, and one W_h shared by every layer; `shared` (the reference code's
     `fit_dense`): one matrix for all; `per-layer` (`fit_denses`): one per layer. Layer m uses map
     min(m, maps - 1), which gives all three.
+
+    A student of the teacher's width starts with identity maps: one copied from teacher layers
+    (`init-student`) already matches them, and a random map would make its first steps undo that.
     """
 
     def __init__(self, student_width: int, teacher_width: int, student_layers: int, sharing: str = "separate"):
@@ -79,6 +82,11 @@ class Projections(nn.Module):
         count = {"separate": 2, "shared": 1, "per-layer": student_layers + 1}[sharing]
         self.sharing = sharing
         self.maps = nn.ModuleList(nn.Linear(student_width, teacher_width) for _ in range(count))
+        if student_width == teacher_width:
+            with torch.no_grad():
+                for linear in self.maps:
+                    linear.weight.copy_(torch.eye(teacher_width))
+                    linear.bias.zero_()
 
     def layer(self, m: int) -> nn.Linear:
         return self.maps[min(m, len(self.maps) - 1)]  # type: ignore[return-value]

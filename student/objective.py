@@ -1,6 +1,7 @@
-"""The objective: the intermediate losses (TinyBERT's layer-to-layer terms over the layer map, or
-MiniLMv2's self-attention relations of one layer) and the prediction loss, as one module DDP wraps
-(`Distiller`), and the held-out losses that evaluate the intermediate stages."""
+"""The objective: the intermediate losses (TinyBERT's layer-to-layer terms over the layer map,
+MiniLMv2's self-attention relations of one layer, or the pooled sentence vector, alone or beside
+either) and the prediction loss, as one module DDP wraps (`Distiller`), and the held-out losses
+that evaluate the intermediate stages."""
 
 import functools
 import math
@@ -32,7 +33,7 @@ class LayerLosses:
     """TinyBERT's intermediate terms: embeddings and hidden states through the projections, and
     attention, over the layer map."""
 
-    hidden_states = True
+    hidden_states, attentions = True, True
 
     def __init__(self, run: Run):
         self.run = run
@@ -53,7 +54,7 @@ class RelationLosses:
     """MiniLMv2's: the Q-Q, K-K and V-V relations of one teacher layer against one student layer's
     (the student's attention captures its queries, keys and values: `Run.attention`)."""
 
-    hidden_states = False
+    hidden_states, attentions = False, True
 
     def __init__(self, relations: Relations):
         self.relations = relations
@@ -68,29 +69,50 @@ class RelationLosses:
         return {"rel": int(lengths.sum())}
 
 
-class WithEmbedding:
-    """An objective's terms plus the pooled sentence-vector term (`--embedding-loss`) against the
-    teacher's last layer, through W_h (the projection of the student's last layer)."""
+class SentenceVector:
+    """The pooled sentence-vector term (`--embedding-loss`, or `--objective embedding` alone): the
+    student's mean-pooled last layer through W_h (the projection of its last layer) against the
+    teacher's mean-pooled last layer."""
 
-    hidden_states = True
+    hidden_states, attentions = True, False
 
-    def __init__(self, objective: LayerLosses | RelationLosses, run: Run):
-        self.objective, self.kind = objective, run.config.embedding_loss
-        self.weight, self.layer = run.config.embedding_weight, run.teacher.num_layers
-        self.student_layer = run.student.config.num_hidden_layers
+    def __init__(self, run: Run):
+        self.kind, self.weight = str(run.config.pooled_loss), run.config.embedding_weight
+        self.layer, self.student_layer = run.teacher.num_layers, run.student.config.num_hidden_layers
 
     def __call__(self, out, batch: Batch, projections: Projections) -> dict[str, torch.Tensor]:
-        emb = pooled_embedding_loss(out.hidden_states[-1].float(), batch.hidden[self.layer], batch.mask,
-                                    projections.layer(self.student_layer), str(self.kind), batch.totals.examples)
-        return self.objective(out, batch, projections) | {"emb": self.weight * emb}
+        return {"emb": self.weight * pooled_embedding_loss(out.hidden_states[-1].float(), batch.hidden[self.layer],
+                                                           batch.mask, projections.layer(self.student_layer),
+                                                           self.kind, batch.totals.examples)}
+
+    @staticmethod
+    def counts(lengths: torch.Tensor) -> dict[str, int]:
+        return {"emb": len(lengths)}
+
+
+Objective = LayerLosses | RelationLosses | SentenceVector
+
+
+class WithSentenceVector:
+    """An objective's terms plus the sentence-vector term."""
+
+    hidden_states, attentions = True, True
+
+    def __init__(self, objective: LayerLosses | RelationLosses, run: Run):
+        self.objective, self.vector = objective, SentenceVector(run)
+
+    def __call__(self, out, batch: Batch, projections: Projections) -> dict[str, torch.Tensor]:
+        return self.objective(out, batch, projections) | self.vector(out, batch, projections)
 
     def counts(self, lengths: torch.Tensor) -> dict[str, int]:
-        return self.objective.counts(lengths) | {"emb": len(lengths)}
+        return self.objective.counts(lengths) | self.vector.counts(lengths)
 
 
-def intermediate_objective(run: Run) -> LayerLosses | RelationLosses | WithEmbedding:
+def intermediate_objective(run: Run) -> Objective | WithSentenceVector:
+    if run.config.objective == "embedding":
+        return SentenceVector(run)
     objective = RelationLosses(run.relations) if run.relations else LayerLosses(run)
-    return WithEmbedding(objective, run) if run.config.embedding_loss else objective
+    return WithSentenceVector(objective, run) if run.config.embedding_loss else objective
 
 
 class Distiller(torch.nn.Module):
@@ -107,7 +129,7 @@ class Distiller(torch.nn.Module):
         run = self.run[0]
         inputs = forward_inputs(self.student, batch.input_ids, batch.token_type_ids, batch.mask.long())
         out = self.student(**inputs, output_hidden_states=intermediate and self.objective.hidden_states,
-                           output_attentions=intermediate)
+                           output_attentions=intermediate and self.objective.attentions)
         if intermediate:
             parts = self.objective(out, batch, self.projections)
         else:
@@ -173,7 +195,8 @@ def held_out_losses(run: Run) -> dict[str, float]:
     for batch in run.eval_targets.batches(order, 0, 0, run.workers, run.device, run.attention, intermediate=True):
         with autocast(run.precision, run.device):
             inputs = forward_inputs(run.student, batch.input_ids, batch.token_type_ids, batch.mask.long())
-            out = run.student(**inputs, output_hidden_states=objective.hidden_states, output_attentions=True)
+            out = run.student(**inputs, output_hidden_states=objective.hidden_states,
+                              output_attentions=objective.attentions)
         parts = objective(out, batch, run.projections)
         for name, count in objective.counts(batch.mask.sum(1)).items():
             sums[name] = sums.get(name, 0.0) + parts[name].item() * count

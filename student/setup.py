@@ -68,18 +68,19 @@ class Run:
         self.relations = resolve_relations(config, manifest, self.student.config.hidden_size,
                                            self.student.config.num_hidden_layers) \
             if config.objective == "minilmv2" else None
-        self.attention: Capture = Factors.QKV if self.relations else \
-            resolve_attention_kind(config.attention_loss, manifest)
+        layered = config.objective == "tinybert"
+        self.attention: Capture | None = Factors.QKV if self.relations else \
+            resolve_attention_kind(config.attention_loss, manifest) if layered else None
         self.head_map = head_map(self.student.config.num_attention_heads, self.teacher.num_heads)
-        check_compatibility(manifest, None if self.relations else self.layer_map, self.stages)
+        check_compatibility(manifest, self.layer_map if layered else None, self.stages)
         if manifest.data.examples < ranks.world:
             raise UserError(f"--cache: {manifest.data.examples} examples cannot be shared by {ranks.world} ranks")
         # the intermediate stage trains (and the run saves) projections for TinyBERT's layer losses or
-        # W_h for the pooled embedding term; MiniLMv2's relations alone need none
-        self.projected = self.relations is None or config.embedding_loss is not None
-        layers = [self.relations.teacher_layer] if self.relations else [0, *self.layer_map]
-        if config.embedding_loss:
-            check_embedding_layer(manifest, "--cache")
+        # W_h for the pooled sentence vector; MiniLMv2's relations alone need none
+        self.projected = layered or config.pooled_loss is not None
+        layers = [self.relations.teacher_layer] if self.relations else [0, *self.layer_map] if layered else []
+        if config.pooled_loss:
+            check_embedding_layer(manifest, "--cache", config)
             layers = sorted({*layers, self.teacher.num_layers})
         self.targets = source if source is not None else \
             CachedTargets(config.cache, layers, config.storage_options, config.prefetch_blocks)
@@ -89,10 +90,10 @@ class Run:
             if self.relations:
                 resolve_relations(config, eval_targets.manifest, self.student.config.hidden_size,
                                   self.student.config.num_hidden_layers, "--eval-cache")
-            check_compatibility(eval_targets.manifest, None if self.relations else self.layer_map, self.stages,
+            check_compatibility(eval_targets.manifest, self.layer_map if layered else None, self.stages,
                                 "--eval-cache")
-            if config.embedding_loss:
-                check_embedding_layer(eval_targets.manifest, "--eval-cache")
+            if config.pooled_loss:
+                check_embedding_layer(eval_targets.manifest, "--eval-cache", config)
             self.eval_targets = eval_targets
         self.tokenizer = self.targets.load_tokenizer()
         check_student_tokenizer(shape, self.tokenizer, manifest)
@@ -152,11 +153,12 @@ class CachedTargets:
             yield pad_batch(cast(RaggedExamples, share.examples), device, attention, share, embeddings)
 
 
-def check_embedding_layer(manifest: Manifest, option: str) -> None:
-    """--embedding-loss compares sentence vectors of the teacher's last layer: the cache must hold it."""
+def check_embedding_layer(manifest: Manifest, option: str, config: TrainConfig) -> None:
+    """Sentence vectors are the teacher's last layer pooled: the cache must hold it."""
     last = manifest.teacher.num_layers
     if last not in manifest.layers:
-        raise UserError(f"--embedding-loss: {option} does not store the teacher's last layer {last} (it has "
+        flag = "--embedding-loss" if config.embedding_loss else "--objective embedding"
+        raise UserError(f"{flag}: {option} does not store the teacher's last layer {last} (it has "
                         f"{list(manifest.layers)}); dump it with --layers including {last}")
 
 

@@ -10,7 +10,11 @@ from transformers import AutoModel, BertConfig, BertModel
 
 from cache import open_cache
 from cache.data.checkpoints import default_teacher_path
+from cache.runtime.attention import use_attention
 from cache.runtime.errors import UserError
+from cache.teacher.config import InitConfig
+from cache.teacher.init_student import init_student
+from student.objective import held_out_losses
 from student.setup import Run
 from student.trainer import train_student
 from tests.helpers import GLUE, assert_refused, dump, logged, run, save_tiny_teacher, vocabulary
@@ -118,6 +122,48 @@ def test_the_embedding_term_needs_the_teachers_last_layer(tmp_path, tiny_bare_te
                        "--student", GENERAL, "--embedding-loss", "mse", "--out", tmp_path / "r"),
                    "--embedding-loss: --cache does not store the teacher's last layer 3 (it has [0, 2]); "
                    "dump it with --layers including 3")
+
+
+@pytest.mark.parametrize("kind", [None, "cosine"])
+def test_the_embedding_objective_trains_the_sentence_vector_alone(tmp_path, corpus_caches, tiny_bare_teacher, kind):
+    """From caches of the teacher's last layer alone: no other layer is read, no attention taken."""
+    folder, caches = corpus_caches["train"].parent, {}
+    for split in ("train", "holdout"):
+        caches[split] = tmp_path / f"{split}.zarr"
+        dump(tiny_bare_teacher, GLUE, caches[split], task="corpus", data=folder / "text.txt", split=split,
+             holdout=0.3, max_seq_len=32, limit=None, layers=(3,))
+    out = tmp_path / "general"
+    final = train_student(config(caches["train"], out, student=GENERAL, stage="general", objective="embedding",
+                                 embedding_loss=kind, eval_cache=caches["holdout"], batch_size=64, max_steps=2),
+                          command="x", progress=False)
+    assert final.keys() == {"loss", "emb"} and len(logged(out, "emb")) == 2
+    expected = independent_embedding_loss(out / "last", caches["holdout"], kind or "mse")
+    assert final["emb"] == pytest.approx(expected, rel=2e-4)
+    assert json.loads((out / "train_config.json").read_text())["layer_map_resolved"] == []
+
+
+def test_the_embedding_objective_refuses_what_it_cannot_use(tmp_path, tiny_bare_teacher):
+    cache = tmp_path / "c"
+    dump(tiny_bare_teacher, GLUE, cache, layers=(0, 2))
+    common = ("train-student", "--cache", cache, "--stage", "general", "--student", GENERAL, "--objective",
+              "embedding", "--out", tmp_path / "r")
+    assert_refused(run(*common), "--objective embedding: --cache does not store the teacher's last layer 3 (it "
+                                 "has [0, 2]); dump it with --layers including 3")
+    assert_refused(run(*common, "--layer-map", "2,2"),
+                   "--layer-map: the embedding objective compares sentence vectors, not layers")
+
+
+def test_a_student_copied_from_the_teacher_starts_where_it_ends(tmp_path, corpus_caches, tiny_bare_teacher):
+    """A student of the teacher's width starts with identity projections: one that copies every
+    teacher layer has nothing left to learn from the hidden states (float16 targets apart)."""
+    student = tmp_path / "copy"
+    init_student(InitConfig(teacher=str(tiny_bare_teacher), out=student, layers=3), command="x")
+    run_ = Run(config(corpus_caches["train"], tmp_path / "r", student=str(student), stage="general",
+                      eval_cache=corpus_caches["holdout"]))
+    assert torch.equal(run_.projections.layer(1).weight, torch.eye(run_.teacher.hidden_size))
+    use_attention(run_.student, run_.attention)  # as the recipe's intermediate stage does
+    losses = held_out_losses(run_)
+    assert losses["embd"] < 1e-6 and losses["hidn"] < 1e-6 and losses["attn"] < 1e-4
 
 
 def test_task_distillation_continues_the_general_student(tmp_path, corpus_caches, tiny_cache):
