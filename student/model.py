@@ -81,12 +81,12 @@ class Projections(nn.Module):
         super().__init__()
         count = {"separate": 2, "shared": 1, "per-layer": student_layers + 1}[sharing]
         self.sharing = sharing
-        self.maps = nn.ModuleList(nn.Linear(student_width, teacher_width) for _ in range(count))
+        maps = [nn.Linear(student_width, teacher_width) for _ in range(count)]
         if student_width == teacher_width:
-            with torch.no_grad():
-                for linear in self.maps:
-                    linear.weight.copy_(torch.eye(teacher_width))
-                    linear.bias.zero_()
+            for linear in maps:
+                nn.init.eye_(linear.weight)
+                nn.init.zeros_(linear.bias)
+        self.maps = nn.ModuleList(maps)
 
     def layer(self, m: int) -> nn.Linear:
         return self.maps[min(m, len(self.maps) - 1)]  # type: ignore[return-value]
