@@ -235,6 +235,30 @@ def export_command(**flags):
     click.echo(format_report(_run(config, export_model)))
 
 
+def _embedding_sentences(command):
+    """The options that choose the sentences embedders are scored on (`evaluate` and `compare`)."""
+    options = [
+        click.option("--embeddings", is_flag=True, help="Score embedders without labels: their agreement with a "
+                     "teacher over the data's sentences (a corpus's held-out split, or a task split's texts)."),
+        click.option("--limit", type=click.IntRange(2), default=2000, help="--embeddings: sentences to embed."),
+        click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=0.02,
+                     help="--embeddings on a corpus: the fraction of documents the dump held out."),
+        click.option("--documents", type=click.Choice(["blank-lines", "file"]), default="file",
+                     help="--embeddings on a corpus: what one document is, as the dump read it."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _sentences(task: str, data: Path, split: str, limit: int, holdout: float, documents: str, teacher: Path):
+    from cache.data.checkpoints import load_tokenizer
+    from student.embedder import agreement_sentences
+
+    _quiet_transformers()
+    return agreement_sentences(task, data, split, limit, holdout, documents, load_tokenizer(teacher, "--teacher"))
+
+
 @cli.command("evaluate")
 @click.option("--model", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A saved student or teacher folder (a training run's folder means its best/, else last/), an "
@@ -243,17 +267,12 @@ def export_command(**flags):
 @click.option("--data", required=True, type=click.Path(path_type=Path))
 @click.option("--split", default="dev", help="Of a task; of a corpus: holdout (or train).")
 @click.option("--max-seq-len", type=click.IntRange(4, 512), default=128)
-@click.option("--embeddings", is_flag=True,
-              help="Score an embedder without labels: its agreement with --teacher over the data's sentences.")
+@_embedding_sentences
 @click.option("--teacher", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="--embeddings: the teacher whose vectors the student's are compared with.")
-@click.option("--limit", type=click.IntRange(2), default=2000, help="--embeddings: sentences to embed.")
-@click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=0.02,
-              help="--embeddings on a corpus: the fraction of documents the dump held out.")
-@click.option("--documents", type=click.Choice(["blank-lines", "file"]), default="file",
-              help="--embeddings on a corpus: what one document is, as the dump read it.")
+              help="--embeddings: the teacher whose vectors the student's are compared with (default: the "
+              "packaged MiniLM).")
 @click.option("--json", "as_json", is_flag=True)
-def evaluate_command(model, task, data, split, max_seq_len, embeddings, teacher, limit, holdout, documents, as_json):
+def evaluate_command(model, task, data, split, max_seq_len, embeddings, limit, holdout, documents, teacher, as_json):
     """Score a saved sequence classifier with the task's GLUE metric, or an embedder against its teacher.
 
     With --embeddings: over sentences neither model was trained on (a corpus's held-out split, or a
@@ -262,16 +281,13 @@ def evaluate_command(model, task, data, split, max_seq_len, embeddings, teacher,
     teacher's 10 nearest sentences a student query finds in the teacher's vectors.
     """
     if embeddings:
-        if teacher is None:
-            raise click.UsageError("--embeddings needs --teacher")
         from dataclasses import asdict
 
-        from cache.data.checkpoints import load_tokenizer
-        from student.embedder import agreement_sentences, embedding_agreement
+        from cache.data.checkpoints import default_teacher_path
+        from student.embedder import embedding_agreement
 
-        _quiet_transformers()
-        tokenizer = load_tokenizer(teacher, "--teacher")
-        sentences = agreement_sentences(task, data, split, limit, holdout, documents, tokenizer)
+        teacher = teacher or Path(default_teacher_path())
+        sentences = _sentences(task, data, split, limit, holdout, documents, teacher)
         agreement = embedding_agreement(model, teacher, sentences)
         result = {"model": str(model), "teacher": str(teacher), **asdict(agreement)}
     else:
@@ -286,12 +302,14 @@ def evaluate_command(model, task, data, split, max_seq_len, embeddings, teacher,
 
 @cli.command("compare")
 @click.option("--model", "models", multiple=True, required=True, callback=_parse_models,
-              help="NAME=FOLDER of a saved classifier (PyTorch, or an ONNX export); repeat. The first is the "
-              "reference (the teacher).")
+              help="NAME=FOLDER of a saved classifier (PyTorch, or an ONNX export), or with --embeddings of an "
+              "embedder (a sentence-transformers folder, or a student); repeat. The first is the reference (the "
+              "teacher).")
 @click.option("--task", required=True)
 @click.option("--data", required=True, type=click.Path(path_type=Path))
 @click.option("--split", default="dev")
 @click.option("--max-seq-len", type=click.IntRange(4, 512), default=128)
+@_embedding_sentences
 @click.option("--cache", "cache_path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Also report this cache's size.")
 @click.option("--json", "as_json", is_flag=True)
@@ -299,26 +317,39 @@ def evaluate_command(model, task, data, split, max_seq_len, embeddings, teacher,
               help="Also draw the metric against latency (marker size: parameters) to this PNG.")
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="Threads of PyTorch and ONNX Runtime while timing (default: torch's, one per core).")
-def compare_command(models, task, data, split, max_seq_len, cache_path, as_json, plot, threads):
-    """Metric, retention, size on disk, latency per example at batch 1 and 32, and speed-up of models side by side."""
-    _check_data(task, data, split)
+def compare_command(models, task, data, split, max_seq_len, embeddings, limit, holdout, documents, cache_path,
+                    as_json, plot, threads):
+    """Metric, retention, size on disk, latency per example at batch 1 and 32, and speed-up of models side by side.
+
+    With --embeddings: each embedder's agreement with the first over the data's sentences (as
+    `evaluate --embeddings`), its size, and sentences encoded per second at batch 32 in PyTorch and,
+    where the folder has its ONNX encoder (`export --onnx`), in ONNX Runtime.
+    """
+    if plot is not None and embeddings:
+        raise click.UsageError("--plot draws classifiers; leave it out with --embeddings")
+    if not embeddings:
+        _check_data(task, data, split)
     from cache.read.inspect import size_line
 
     cache_line = size_line(cache_path) if cache_path is not None else None  # before minutes of scoring
-    from student.compare import compare_models, format_rows
+    from student.compare import compare_embedders, compare_models, format_embedder_rows, format_rows
 
     _quiet_transformers()
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    rows = compare_models(models, task, data, split, max_seq_len)
+    if embeddings:
+        sentences = _sentences(task, data, split, limit, holdout, documents, next(iter(models.values())))
+        rows, table = compare_embedders(models, sentences, progress=not as_json), format_embedder_rows
+    else:
+        rows, table = compare_models(models, task, data, split, max_seq_len, progress=not as_json), format_rows
     if plot is not None:
         from student.show import draw_comparison
 
         draw_comparison(rows, plot)
     click.echo(json.dumps({"models": rows, "cache": cache_line}) if as_json else
-               "\n".join([format_rows(rows), *([cache_line] if cache_line else [])]))
+               "\n".join([table(rows), *([cache_line] if cache_line else [])]))
 
 
 @cli.group("show", cls=Group)

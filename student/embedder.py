@@ -168,20 +168,58 @@ def load_embedder(folder: Path, teacher: Path):
     return SentenceTransformer(modules=embedder_modules(folder, TeacherHead.of(teacher), projection), device="cpu")
 
 
+class OnnxEmbedder:
+    """An embedder folder's onnx/model.onnx in ONNX Runtime, then the folder's own modules after its
+    encoder (pooling, W_h, normalisation): the vectors `SentenceTransformer(folder)` gives, encoded
+    as it does (sorted by length, batches of `batch_size`)."""
+
+    def __init__(self, folder: Path, threads: int | None = None):
+        from cache.data.served import ort_session
+
+        self.model = load_embedder(folder, folder)
+        self.session = ort_session(folder / "onnx" / "model.onnx", threads)
+        self.inputs = {node.name for node in self.session.get_inputs()}
+
+    @torch.inference_mode()
+    def encode(self, sentences: list[str], batch_size: int = 32, normalize_embeddings: bool = False) -> np.ndarray:
+        order = np.argsort([-len(s) for s in sentences], kind="stable")
+        vectors = []
+        for start in range(0, len(sentences), batch_size):
+            batch = self.model.preprocess([sentences[i] for i in order[start:start + batch_size]])
+            feeds = {name: value.numpy().astype(np.int64) for name, value in batch.items() if name in self.inputs}
+            features = {"token_embeddings": torch.from_numpy(self.session.run(None, feeds)[0]),
+                        "attention_mask": batch["attention_mask"]}
+            for module in list(self.model)[1:]:
+                features = module(features)
+            vectors.append(features["sentence_embedding"])
+        found = torch.cat(vectors)
+        if normalize_embeddings:
+            found = torch.nn.functional.normalize(found, dim=-1)
+        result = np.empty_like(found.numpy())
+        result[order] = found.numpy()
+        return result
+
+
 def embedding_agreement(student: Path, teacher: Path, sentences: list[str], pairs: int = 5000,
                         batch_size: int = 32, seed: int = 0) -> Agreement:
     """`student`'s agreement with `teacher` over `sentences` (`Agreement`)."""
-    from scipy.stats import spearmanr
-
     ours = load_embedder(student, teacher).encode(sentences, batch_size=batch_size, normalize_embeddings=True)
     theirs = load_embedder(teacher, teacher).encode(sentences, batch_size=batch_size, normalize_embeddings=True)
+    return vectors_agreement(ours, theirs, pairs, seed)
+
+
+def vectors_agreement(ours: np.ndarray, theirs: np.ndarray, pairs: int = 5000, seed: int = 0) -> Agreement:
+    """The agreement of two models' unit vectors of the same sentences (rows)."""
+    from scipy.stats import spearmanr
+
+    sentences = len(ours)
     rng = np.random.default_rng(seed)
-    first, second = rng.integers(len(sentences), size=(2, pairs))
+    first, second = rng.integers(sentences, size=(2, pairs))
     distinct = first != second
     first, second = first[distinct], second[distinct]
     correlation = spearmanr((ours[first] * ours[second]).sum(-1), (theirs[first] * theirs[second]).sum(-1))
     same_space = ours.shape[1] == theirs.shape[1]
-    return Agreement(len(sentences), int(distinct.sum()), float(correlation.statistic),
+    return Agreement(sentences, int(distinct.sum()), float(correlation.statistic),
                      float((ours * theirs).sum(-1).mean()) if same_space else None,
                      index_overlap(ours, theirs, 10) if same_space else None)
 

@@ -17,7 +17,7 @@ from cache.data.evaluate import evaluate_saved
 from cache.data.served import disk_bytes
 from student.compare import compare_models
 from student.config import EXPORT_RECORD, ExportConfig
-from student.embedder import embedding_agreement
+from student.embedder import OnnxEmbedder, embedding_agreement
 from student.export import export_model
 from student.model import Projections
 from tests.helpers import GLUE, assert_refused, run, save_tiny_teacher
@@ -221,5 +221,33 @@ def test_evaluate_embeddings_on_a_corpus_holdout(tmp_path, embedding_student):
     scores = json.loads(result.output)
     assert scores["sentences"] % 10 == 0 and 0 < scores["sentences"] < 60  # whole files held out
     assert -1 <= scores["spearman"] <= 1 and scores["top10_overlap"] is not None
-    assert_refused(run("evaluate", "--embeddings", "--model", embedding_student, "--task", "corpus", "--data", folder),
-                   "--embeddings needs --teacher", code=2)
+    packaged = run("evaluate", "--embeddings", "--model", embedding_student, "--task", "corpus", "--data", folder,
+                   "--split", "holdout", "--holdout", 0.5, "--json")  # the teacher by default
+    assert json.loads(packaged.output) == scores
+
+
+def test_compare_embeddings_agreement_size_and_speed(tmp_path, embedding_student):
+    """The teacher as it is packaged (no ONNX encoder) against a student exported with one: its
+    ONNX Runtime vectors are sentence-transformers' own, and the sizes are its files'."""
+    from sentence_transformers import SentenceTransformer
+
+    teacher, student = Path(default_teacher_path()), tmp_path / "embedder"
+    export(embedding_student, student, "sentence-transformers", onnx=True, teacher=str(teacher))
+    sentences = dev_sentences(40)
+    expected = SentenceTransformer(str(student), device="cpu").encode(sentences)
+    assert np.abs(OnnxEmbedder(student).encode(sentences, batch_size=7) - expected).max() < 1e-4
+    result = run("compare", "--embeddings", "--model", f"teacher={teacher}", "--model", f"small={student}",
+                 "--task", "sst2", "--data", GLUE / "SST-2", "--limit", 40, "--threads", 1, "--json")
+    assert result.exit_code == 0, result.output
+    first, second = json.loads(result.output)["models"]
+    assert (first["spearman"], first["mean_cosine"], first["speedup"]) == pytest.approx((1, 1, 1), abs=1e-5)
+    assert first["onnx_sentences_per_s"] is None and first["onnx_disk_mb"] is None
+    agreement = embedding_agreement(embedding_student, teacher, sentences)
+    assert (second["spearman"], second["mean_cosine"], second["top10_overlap"]) == \
+        pytest.approx((agreement.spearman, agreement.mean_cosine, agreement.top10_overlap), abs=1e-4)
+    dense = (student / "2_Dense" / "model.safetensors").stat().st_size
+    assert second["disk_mb"] * 1e6 == (student / "model.safetensors").stat().st_size + dense
+    assert second["onnx_disk_mb"] * 1e6 == (student / "onnx" / "model.onnx").stat().st_size + dense
+    encoder = sum(p.numel() for p in AutoModel.from_pretrained(embedding_student).parameters())
+    assert second["parameters"] == encoder + 32 * 384 + 384 and second["dimensions"] == 384
+    assert second["sentences_per_s"] > 0 and second["onnx_sentences_per_s"] > 0 and second["threads"] == 1
