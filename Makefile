@@ -82,7 +82,7 @@ TEACHER = $(shell $(PY) -c "from cache.data.checkpoints import default_teacher_p
 embedder: $(VENV)/.installed
 	rm -rf $(EMBEDDER_OUT)
 	$(PY) cli.py dump-teacher --task corpus --data $(CORPUS) --documents file --holdout 0.02 --layers 6 \
-		--attention-encoding qk:int8 --limit $(EMBEDDER_SEQUENCES) --out $(EMBEDDER_OUT)/corpus.zarr
+		--attention-encoding none --limit $(EMBEDDER_SEQUENCES) --out $(EMBEDDER_OUT)/corpus.zarr
 	$(PY) cli.py init-student --teacher $(TEACHER) --layers $(EMBEDDER_LAYERS) --out $(EMBEDDER_OUT)/init
 	$(PY) cli.py train-student --stage general --objective embedding --embedding-loss cosine \
 		--cache $(EMBEDDER_OUT)/corpus.zarr --student $(EMBEDDER_OUT)/init --epochs-intermediate $(EMBEDDER_EPOCHS) \

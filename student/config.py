@@ -234,6 +234,10 @@ def check_compatibility(manifest: Manifest, layer_map: list[int] | None, stages:
         if missing:
             raise UserError(f"--layer-map: teacher layers {missing} are not in {option} (it has "
                             f"{list(manifest.layers)}); dump them with --layers or choose another map")
+        unattended = [n for n in layer_map if n not in manifest.attention_layers]
+        if unattended:
+            raise UserError(f"--layer-map: {option} stores no attention of teacher layers {unattended} (it was dumped "
+                            f"with --attention-encoding {manifest.attention_encoding}); TinyBERT's losses need it")
     if any(s.name == "prediction" for s in stages) and not manifest.teacher.num_labels:
         raise UserError("--stage: the cache has no teacher logits (its teacher has no classification head); "
                         "use --stage general (a corpus) or intermediate, or dump a fine-tuned teacher")

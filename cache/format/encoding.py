@@ -262,9 +262,33 @@ class TopK(AttentionEncoding):
         return maps.view(slots.padded_shape(CELL))
 
 
+@dataclass(frozen=True)
+class NoAttention(AttentionEncoding):
+    """No attention at all: hidden states only, what the sentence-vector objective reads. The
+    teacher runs its fused attention kernel, and the cache holds no attention layer."""
+
+    def __str__(self) -> str:
+        return NONE
+
+    def specs(self, hidden_size: int, num_heads: int, max_seq_len: int) -> dict[str, ArraySpec]:
+        return {}
+
+    def encode(self, captured: "torch.Tensor", slots: "PaddedSlots",
+               specs: dict[str, ArraySpec]) -> dict[str, "torch.Tensor"]:
+        raise AssertionError("a cache without attention encodes none")
+
+    def decode(self, parts: dict[str, "torch.Tensor"], slots: "PaddedSlots", mask: "torch.Tensor") -> "torch.Tensor":
+        raise AssertionError("a cache without attention decodes none")
+
+
+NONE = "none"
+
+
 def attention_encoding(spec: str, option: str = "--attention-encoding") -> AttentionEncoding:
-    """maps[:TYPE] | uint8 | qk[:ENC] | qkv[:ENC] | topk:K (AUTO is resolved by `choose_attention`)."""
+    """maps[:TYPE] | uint8 | qk[:ENC] | qkv[:ENC] | topk:K | none (AUTO is resolved by `choose_attention`)."""
     kind, _, form = spec.partition(":")
+    if spec == NONE:
+        return NoAttention()
     if spec == "uint8":
         return Maps("uint8")
     if kind == "maps" and (form or "float16") in MAP_TYPES:
@@ -274,7 +298,7 @@ def attention_encoding(spec: str, option: str = "--attention-encoding") -> Atten
     if kind == "topk" and form.isdigit() and int(form) >= 1:
         return TopK(int(form))
     raise UserError(f"{option} {spec}: choose maps[:{'|'.join(MAP_TYPES)}], uint8, "
-                    f"qk[:{'|'.join(VECTOR_ENCODINGS)}], qkv[:...], topk:K or {AUTO}")
+                    f"qk[:{'|'.join(VECTOR_ENCODINGS)}], qkv[:...], topk:K, {NONE} or {AUTO}")
 
 
 def choose_attention(requested: AttentionEncoding | None, lengths: np.ndarray, hidden_size: int, num_heads: int,

@@ -104,8 +104,9 @@ class DumpConfig:
     attention_encoding: str = setting("maps", metavar="ENCODING")
     """maps[:float16|bfloat16|float32] (every real pair); uint8 (probabilities to 1/255);
     qk[:TYPE] (queries and keys per token, scores computed when training: exact, smaller for
-    L > 2d/h); qkv[:TYPE] (and values); topk:K (the K largest probabilities per row, lossy); auto
-    (the smallest exact one for the data). TYPE: float16, bfloat16, float32, int8, fp8."""
+    L > 2d/h); qkv[:TYPE] (and values); topk:K (the K largest probabilities per row, lossy); none
+    (hidden states only: what --objective embedding reads); auto (the smallest exact one for the
+    data). TYPE: float16, bfloat16, float32, int8, fp8."""
     embedding_output: str = setting("stored", type=click.Choice(EMBEDDING_OUTPUTS))
     """Layer 0: stored per token, or tables: the teacher's embedding tables stored once and the
     layer recomputed when training (exact; smaller once the data has more tokens than the

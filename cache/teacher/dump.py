@@ -35,7 +35,15 @@ from cache.data.tasks import CORPUS_TASK, GENERIC_TASKS
 from cache.data.tokenize import Tokenized, check_unknown_tokens, tokenize, tokenizer_fingerprint
 from cache.format.dtypes import bits_dtype, to_storage, torch_dtype
 from cache.format.embeddings import EmbeddingTables
-from cache.format.encoding import AUTO, STORED, TABLES, Factored, choose_attention, choose_embedding_output
+from cache.format.encoding import (
+    AUTO,
+    STORED,
+    TABLES,
+    Factored,
+    NoAttention,
+    choose_attention,
+    choose_embedding_output,
+)
 from cache.format.entries import axis_sizes
 from cache.format.layout import BlockIndex, Geometry, chunk_length, plan_blocks
 from cache.format.location import Root, Target, open_root
@@ -169,7 +177,7 @@ def prepare_dump(config: DumpConfig, examples: Examples | Corpus, command: str) 
     tables = EmbeddingTables.of(model, family.position_offset(model_config))
     tables = tables.to(torch.device("cpu")) if tables is not None else None  # written from the host
     geometry = stored_geometry(config, teacher, tokens.lengths, tables.nbytes if tables is not None else None)
-    use_attention(model, geometry.attention.capture(geometry.attention_kind))
+    use_attention(model, geometry.attention.capture(geometry.attention_kind) if geometry.attention_layers else None)
     block_starts = plan_blocks(tokens.lengths, geometry, int(config.block_mb * 2**20))
     stored_tables = tables.nbytes if tables is not None and geometry.embedding_tables else 0
     manifest = _new_manifest(config, command, examples, tokens, teacher, tokenizer_fingerprint(tokenizer),
@@ -241,7 +249,8 @@ def stored_geometry(config: DumpConfig, teacher: TeacherRecord, lengths: np.ndar
                                  factored=not family_named(teacher.family).own_attention)
     hidden = config.requested_hidden_encoding
     embedding = choose_embedding_output(config.embedding_output, lengths, hidden, teacher.hidden_size, tables_bytes)
-    return Geometry(teacher.hidden_size, teacher.num_heads, layers, tuple(layer for layer in layers if layer > 0),
+    attention_layers = () if isinstance(attention, NoAttention) else tuple(layer for layer in layers if layer > 0)
+    return Geometry(teacher.hidden_size, teacher.num_heads, layers, attention_layers,
                     hidden, attention, config.max_seq_len, embedding_tables=embedding == TABLES and 0 in layers,
                     attention_kind=AttentionKind(config.attention), windows=teacher.windows)
 
@@ -387,7 +396,8 @@ def _compute_block(model, tokens: Tokenized, block: BlockIndex, geometry: Geomet
                                  dtype=bits_dtype(spec.dtype), device=device) for name, spec in specs.items()}
     logits = None
     for batch in block_batches(tokens, block, batch_size, device, {spec.axis for spec in specs.values()}):
-        out = teacher_forward(model, batch.input_ids, batch.token_type_ids, batch.mask.long())
+        out = teacher_forward(model, batch.input_ids, batch.token_type_ids, batch.mask.long(),
+                              attentions=bool(geometry.attention_layers))
         slots = PaddedSlots(batch.lengths, block.lengths[batch.host_positions], geometry.num_heads)
         for name, i, values in encode_batch(out, slots, geometry):
             buffer = buffers[name][i]

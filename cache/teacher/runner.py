@@ -65,11 +65,12 @@ def weights_sha256(model: torch.nn.Module) -> str:
 
 @torch.inference_mode()
 def teacher_forward(model, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
-                    attention_mask: torch.Tensor) -> TeacherOutput:
-    """One forward pass returning every target; autocast (bf16/fp16) on CUDA."""
+                    attention_mask: torch.Tensor, attentions: bool = True) -> TeacherOutput:
+    """One forward pass returning every target (`attentions`: with the attention `use_attention`
+    captures); autocast (bf16/fp16) on CUDA."""
     device = input_ids.device
     autocast_dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
     with torch.autocast(device.type, dtype=autocast_dtype, enabled=device.type == "cuda"):
         inputs = family_of(model.config, "--teacher").inputs(input_ids, token_type_ids, attention_mask)
-        out = model(**inputs, output_hidden_states=True, output_attentions=True, return_dict=True)
-    return TeacherOutput(tuple(out.hidden_states), tuple(out.attentions), getattr(out, "logits", None))
+        out = model(**inputs, output_hidden_states=True, output_attentions=attentions, return_dict=True)
+    return TeacherOutput(tuple(out.hidden_states), tuple(out.attentions or ()), getattr(out, "logits", None))

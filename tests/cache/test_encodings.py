@@ -136,6 +136,18 @@ def test_bytes_per_token_are_the_stored_arrays(tmp_path, glue, tiny_teacher, hid
     assert per_token["attention"] == pytest.approx(stored["attention"] / tokens)
 
 
+@pytest.mark.parametrize("storage", ["zarr", "hdf5"])
+def test_a_cache_without_attention_holds_the_hidden_states_alone(tmp_path, glue, tiny_teacher, storage):
+    dump(tiny_teacher, glue, tmp_path / "c", layers=(0, 3), attention_encoding="none", format=storage)
+    cache = open_cache(tmp_path / "c")
+    assert cache.manifest.attention_layers == () and str(cache.manifest.attention_encoding) == "none"
+    assert cache[0]["attention"] == {} and not any(
+        name.startswith("attention") for k in range(cache.num_blocks) for name in cache.read_block(k).targets)
+    assert_matches_reference(tmp_path / "c", tiny_teacher)  # the hidden states, as a fresh forward gives them
+    with pytest.raises(UserError, match="--attention-encoding: cache has \"none\", this run has \"maps:float16\""):
+        dump(tiny_teacher, glue, tmp_path / "c", layers=(0, 3))  # another cache: not continued
+
+
 @pytest.mark.parametrize("options, message", [
     ({"attention_encoding": "topk:4"}, "--attention probs"),
     ({"attention_encoding": "topk:0"}, "topk:K"),

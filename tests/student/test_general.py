@@ -131,7 +131,7 @@ def test_the_embedding_objective_trains_the_sentence_vector_alone(tmp_path, corp
     for split in ("train", "holdout"):
         caches[split] = tmp_path / f"{split}.zarr"
         dump(tiny_bare_teacher, GLUE, caches[split], task="corpus", data=folder / "text.txt", split=split,
-             holdout=0.3, max_seq_len=32, limit=None, layers=(3,))
+             holdout=0.3, max_seq_len=32, limit=None, layers=(3,), attention_encoding="none")
     out = tmp_path / "general"
     final = train_student(config(caches["train"], out, student=GENERAL, stage="general", objective="embedding",
                                  embedding_loss=kind, eval_cache=caches["holdout"], batch_size=64, max_steps=2),
@@ -151,6 +151,12 @@ def test_the_embedding_objective_refuses_what_it_cannot_use(tmp_path, tiny_bare_
                                  "has [0, 2]); dump it with --layers including 3")
     assert_refused(run(*common, "--layer-map", "2,2"),
                    "--layer-map: the embedding objective compares sentence vectors, not layers")
+    hidden_only = tmp_path / "h"
+    dump(tiny_bare_teacher, GLUE, hidden_only, layers=(0, 2, 3), attention_encoding="none")
+    assert_refused(run("train-student", "--cache", hidden_only, "--stage", "general", "--student", GENERAL,
+                       "--layer-map", "2,3", "--out", tmp_path / "t"),
+                   "--layer-map: --cache stores no attention of teacher layers [2, 3] (it was dumped with "
+                   "--attention-encoding none); TinyBERT's losses need it")
 
 
 def test_a_student_copied_from_the_teacher_starts_where_it_ends(tmp_path, corpus_caches, tiny_bare_teacher):
