@@ -70,19 +70,19 @@ recipe: $(VENV)/.installed
 
 EMBEDDER_OUT ?= runs/embedder
 EMBEDDER_LAYERS ?= 3
-EMBEDDER_SEQUENCES ?= 6000
-EMBEDDER_EPOCHS ?= 2
+EMBEDDER_PARAGRAPHS ?= 20000
+EMBEDDER_EPOCHS ?= 1
 EMBEDDER_SENTENCES ?= 2000
 TEACHER = $(shell $(PY) -c "from cache.data.checkpoints import default_teacher_path as p; print(p())")
 
-# A sentence embedder from the packaged MiniLM (all-MiniLM-L6-v2): its last layer over a corpus slice,
-# run once into a cache; a student copied from EMBEDDER_LAYERS of its layers learns the teacher's sentence
-# vectors from it; exported for sentence-transformers (and ONNX Runtime), then scored against the teacher on
-# held-out paragraphs and timed beside it on SST-2 dev sentences.
+# A sentence embedder from the packaged MiniLM (all-MiniLM-L6-v2): its last layer over EMBEDDER_PARAGRAPHS
+# corpus paragraphs, run once into a cache (hidden states only); a student copied from EMBEDDER_LAYERS of its
+# layers learns the teacher's sentence vectors from it; exported for sentence-transformers (and ONNX Runtime),
+# then scored against the teacher on held-out paragraphs and timed beside it on SST-2 dev sentences.
 embedder: $(VENV)/.installed
 	rm -rf $(EMBEDDER_OUT)
-	$(PY) cli.py dump-teacher --task corpus --data $(CORPUS) --documents file --holdout 0.02 --layers 6 \
-		--attention-encoding none --limit $(EMBEDDER_SEQUENCES) --out $(EMBEDDER_OUT)/corpus.zarr
+	$(PY) cli.py dump-teacher --task corpus --data $(CORPUS) --documents blank-lines --holdout 0.02 --layers 6 \
+		--attention-encoding none --limit $(EMBEDDER_PARAGRAPHS) --out $(EMBEDDER_OUT)/corpus.zarr
 	$(PY) cli.py init-student --teacher $(TEACHER) --layers $(EMBEDDER_LAYERS) --out $(EMBEDDER_OUT)/init
 	$(PY) cli.py train-student --stage general --objective embedding --embedding-loss cosine \
 		--cache $(EMBEDDER_OUT)/corpus.zarr --student $(EMBEDDER_OUT)/init --epochs-intermediate $(EMBEDDER_EPOCHS) \
@@ -91,7 +91,7 @@ embedder: $(VENV)/.installed
 		--out $(EMBEDDER_OUT)/model
 	$(PY) cli.py export --model $(TEACHER) --format sentence-transformers --onnx --out $(EMBEDDER_OUT)/teacher
 	$(PY) cli.py evaluate --embeddings --model $(EMBEDDER_OUT)/model --task corpus --data $(CORPUS) \
-		--split holdout --limit $(EMBEDDER_SENTENCES)
+		--documents blank-lines --split holdout --limit $(EMBEDDER_SENTENCES)
 	$(PY) cli.py compare --embeddings --model teacher=$(EMBEDDER_OUT)/teacher --model embedder=$(EMBEDDER_OUT)/model \
 		--task sst2 --data $(DATA)/SST-2 --limit $(EMBEDDER_SENTENCES) --threads 2
 

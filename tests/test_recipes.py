@@ -31,7 +31,7 @@ def test_make_embedder_on_a_corpus_slice(tmp_path):
     from sentence_transformers import SentenceTransformer
 
     out = tmp_path / "embedder"
-    commands = recipe_commands("embedder", EMBEDDER_OUT=out, EMBEDDER_SEQUENCES=40, EMBEDDER_LAYERS=2,
+    commands = recipe_commands("embedder", EMBEDDER_OUT=out, EMBEDDER_PARAGRAPHS=40, EMBEDDER_LAYERS=2,
                                EMBEDDER_EPOCHS=1, EMBEDDER_SENTENCES=30, CORPUS=CORPUS, DATA=GLUE)
     assert [argv[0] for argv in commands] == ["dump-teacher", "init-student", "train-student", "export", "export",
                                               "evaluate", "compare"]
