@@ -89,7 +89,8 @@ embedder: $(VENV)/.installed
 		--lr-intermediate 1e-4 --out $(EMBEDDER_OUT)/general
 	$(PY) cli.py export --model $(EMBEDDER_OUT)/general --format sentence-transformers --onnx \
 		--out $(EMBEDDER_OUT)/model
-	$(PY) cli.py export --model $(TEACHER) --format sentence-transformers --onnx --out $(EMBEDDER_OUT)/teacher
+	$(PY) cli.py export --model $(TEACHER) --teacher $(TEACHER) --format sentence-transformers --onnx \
+		--out $(EMBEDDER_OUT)/teacher
 	$(PY) cli.py evaluate --embeddings --model $(EMBEDDER_OUT)/model --task corpus --data $(CORPUS) \
 		--documents blank-lines --split holdout --limit $(EMBEDDER_SENTENCES)
 	$(PY) cli.py compare --embeddings --model teacher=$(EMBEDDER_OUT)/teacher --model embedder=$(EMBEDDER_OUT)/model \

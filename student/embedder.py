@@ -116,7 +116,7 @@ def export_embedder(source: Path, folder: Path, config: ExportConfig) -> tuple[l
     notes = []
     if teacher is None:
         notes.append("no teacher found (give --teacher): mean pooling, not normalised")
-    if projection is None:
+    if projection is None and not (teacher and teacher.resolve() == source.resolve()):  # the teacher is its own space
         notes.append("the student saved no projections: its vectors are its own, not in the teacher's space")
     return checks, notes
 

@@ -173,7 +173,7 @@ def test_real_minilm_classifier_and_embedder_exports(tmp_path):
         expected = AutoModelForSequenceClassification.from_pretrained(classifier).eval()(
             **{k: torch.from_numpy(v) for k, v in batch.items()}).logits.numpy()
     assert np.abs(found - expected).max() < 1e-4
-    export(teacher, tmp_path / "embedder", "sentence-transformers", teacher=str(teacher))
+    assert export(teacher, tmp_path / "embedder", "sentence-transformers", teacher=str(teacher)).notes == ()
     sentences = dev_sentences(64)
     ours = SentenceTransformer(str(tmp_path / "embedder"), device="cpu").encode(sentences)
     theirs = SentenceTransformer(str(teacher), device="cpu").encode(sentences)
