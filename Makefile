@@ -87,7 +87,7 @@ embedder: $(VENV)/.installed
 	$(PY) cli.py train-student --stage general --objective embedding --embedding-loss cosine \
 		--cache $(EMBEDDER_OUT)/corpus.zarr --student $(EMBEDDER_OUT)/init --epochs-intermediate $(EMBEDDER_EPOCHS) \
 		--lr-intermediate 1e-4 --out $(EMBEDDER_OUT)/general
-	$(PY) cli.py export --model $(EMBEDDER_OUT)/general --format sentence-transformers --onnx \
+	$(PY) cli.py export --model $(EMBEDDER_OUT)/general --format sentence-transformers --onnx --quantize int8 \
 		--out $(EMBEDDER_OUT)/model
 	$(PY) cli.py export --model $(TEACHER) --teacher $(TEACHER) --format sentence-transformers --onnx \
 		--out $(EMBEDDER_OUT)/teacher

@@ -4,8 +4,9 @@ embedders: agreement with the first, size, and sentences encoded per second."""
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -13,7 +14,7 @@ from tqdm import tqdm
 from cache.data.evaluate import SavedClassifier, evaluate, examples_to_score, metric_for
 from cache.data.metrics import MAIN_METRIC
 from cache.data.served import WEIGHT_SUFFIXES, disk_bytes, parameters_count, served_format
-from student.embedder import OnnxEmbedder, load_embedder, vectors_agreement
+from student.embedder import ONNX_GRAPHS, OnnxEmbedder, load_embedder, vectors_agreement
 
 LATENCY_BATCHES = (1, 32)
 """Batch sizes latency is measured at: one request at a time (interactive), and a batch (serving)."""
@@ -101,42 +102,42 @@ def sentences_per_second(encode, sentences: list[str], repeats: int = 3) -> floa
     return len(sentences) / statistics.median(times)
 
 
-def embedder_megabytes(folder: Path) -> tuple[float, float | None]:
-    """Weights on disk of a sentence-transformers folder as PyTorch serves it, and of its ONNX encoder
-    (onnx/model.onnx with the modules after it; None without one)."""
-    files = [path for path in folder.rglob("*") if path.suffix in WEIGHT_SUFFIXES and path.is_file()]
-    onnx = folder / "onnx" / "model.onnx"
-    pytorch = sum(path.stat().st_size for path in files if "onnx" not in path.relative_to(folder).parts)
-    modules = sum(path.stat().st_size for path in files if path.parent != folder and path.parent.name != "onnx")
-    return pytorch / 1e6, (onnx.stat().st_size + modules) / 1e6 if onnx.is_file() else None
+def served_embedders(folder: Path, teacher: Path) -> Iterator[tuple[str, Any, float]]:
+    """(format, encoder, megabytes of weights on disk) of each way `folder` serves: PyTorch (the
+    encoder and the modules after it), and each ONNX encoder it holds (the graph and those modules)."""
+    model = load_embedder(folder, teacher)
+    weights = {path.relative_to(folder).parts: path.stat().st_size for path in folder.rglob("*")
+               if path.suffix in WEIGHT_SUFFIXES and path.is_file()}
+    modules = sum(size for parts, size in weights.items() if len(parts) > 1 and parts[0] != "onnx")
+    yield "pytorch", model, sum(size for parts, size in weights.items() if parts[0] != "onnx") / 1e6
+    for name, graph in ONNX_GRAPHS.items():
+        if (folder / "onnx" / graph).is_file():
+            yield name, OnnxEmbedder(folder, graph), ((folder / "onnx" / graph).stat().st_size + modules) / 1e6
 
 
 @torch.inference_mode()
 def compare_embedders(models: dict[str, Path], sentences: list[str], progress: bool = True) -> list[dict]:
-    """One row per embedder (a sentence-transformers folder, or a student as `export` makes it):
-    its agreement with the first over `sentences` (`student.embedder.Agreement`), parameters, size
-    on disk and sentences per second at batch 32 in PyTorch and, where the folder has its ONNX
-    encoder, in ONNX Runtime (on torch's threads); speed-ups relative to the first."""
+    """One row per embedder (a sentence-transformers folder, or a student as `export` makes it) and
+    format it serves in (`served_embedders`): the agreement of its vectors with the first model's
+    PyTorch ones over `sentences` (`student.embedder.Agreement`), parameters, size on disk and
+    sentences per second at batch 32 (on torch's threads; ONNX Runtime gets as many); speed-ups
+    relative to the first row."""
     first = next(iter(models))
-    rows, reference = [], None
+    rows: list[dict] = []
+    reference = None
     for name, folder in tqdm(models.items(), desc="compare", unit="model", disable=not progress):
-        model = load_embedder(folder, models[first])
-        vectors = model.encode(sentences, batch_size=ENCODE_BATCH, normalize_embeddings=True)
-        reference = vectors if reference is None else reference
-        pytorch_mb, onnx_mb = embedder_megabytes(folder)
-        onnx = (folder / "onnx" / "model.onnx").is_file()
-        rows.append({"model": name, "path": str(folder), "dimensions": vectors.shape[1],
-                     **vars(vectors_agreement(vectors, reference)),
-                     "parameters": sum(p.numel() for p in model.parameters()),
-                     "disk_mb": pytorch_mb, "onnx_disk_mb": onnx_mb,
-                     "sentences_per_s": sentences_per_second(
-                         lambda s, m=model: m.encode(s, batch_size=ENCODE_BATCH), sentences),
-                     "onnx_sentences_per_s": sentences_per_second(OnnxEmbedder(folder).encode, sentences)
-                     if onnx else None, "threads": torch.get_num_threads()})
+        for served, encoder, megabytes in served_embedders(folder, models[first]):
+            vectors = encoder.encode(sentences, batch_size=ENCODE_BATCH, normalize_embeddings=True)
+            reference = vectors if reference is None else reference
+            if served == "pytorch":
+                parameters = sum(p.numel() for p in encoder.parameters())
+            rows.append({"model": name, "path": str(folder), "format": served, "dimensions": vectors.shape[1],
+                         **vars(vectors_agreement(vectors, reference)), "parameters": parameters,
+                         "disk_mb": megabytes, "threads": torch.get_num_threads(),
+                         "sentences_per_s": sentences_per_second(
+                             lambda s, e=encoder: e.encode(s, batch_size=ENCODE_BATCH), sentences)})
     for row in rows:
         row["speedup"] = row["sentences_per_s"] / rows[0]["sentences_per_s"]
-        row["onnx_speedup"] = row["onnx_sentences_per_s"] / rows[0]["onnx_sentences_per_s"] \
-            if row["onnx_sentences_per_s"] and rows[0]["onnx_sentences_per_s"] else None
     return rows
 
 
@@ -145,14 +146,13 @@ def format_embedder_rows(rows: list[dict]) -> str:
         return f"{'-' if value is None else f'{value:{spec}}{suffix}':>{width}}"
 
     width = max(10, *(len(r["model"]) + 2 for r in rows))
-    header = (f"{'model':<{width}}{'spearman':>9}{'cosine':>8}{'top-10':>8}{'parameters':>12}{'disk':>9}"
-              f"{'sent/s':>9}{'speed-up':>10}{'ONNX disk':>11}{'sent/s':>9}{'speed-up':>10}")
+    header = (f"{'model':<{width}}{'format':<11}{'spearman':>9}{'cosine':>8}{'top-10':>8}{'parameters':>12}"
+              f"{'disk':>9}{'sent/s':>9}{'speed-up':>10}")
     lines = [header] + ["".join([
-        f"{r['model']:<{width}}", cell(r["spearman"], ".4f", 9), cell(r["mean_cosine"], ".4f", 8),
+        f"{r['model']:<{width}}{r['format']:<11}", cell(r["spearman"], ".4f", 9), cell(r["mean_cosine"], ".4f", 8),
         cell(r["top10_overlap"], ".1%", 8), cell(r["parameters"] / 1e6, ".1f", 12, "M"),
-        cell(r["disk_mb"], ".1f", 9, "MB"), cell(r["sentences_per_s"], ".0f", 9), cell(r["speedup"], ".1f", 10, "x"),
-        cell(r["onnx_disk_mb"], ".1f", 11, "MB"), cell(r["onnx_sentences_per_s"], ".0f", 9),
-        cell(r["onnx_speedup"], ".1f", 10, "x")]) for r in rows]
+        cell(r["disk_mb"], ".1f", 9, "MB"), cell(r["sentences_per_s"], ".0f", 9), cell(r["speedup"], ".1f", 10, "x")])
+        for r in rows]
     threads = rows[0]["threads"]
     return "\n".join([*lines, f"agreement with {rows[0]['model']} over {rows[0]['sentences']} sentences; sentences/s "
                                 f"at batch {ENCODE_BATCH} (PyTorch, then ONNX Runtime): median of 3 passes after a "

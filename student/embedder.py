@@ -168,16 +168,20 @@ def load_embedder(folder: Path, teacher: Path):
     return SentenceTransformer(modules=embedder_modules(folder, TeacherHead.of(teacher), projection), device="cpu")
 
 
-class OnnxEmbedder:
-    """An embedder folder's onnx/model.onnx in ONNX Runtime, then the folder's own modules after its
-    encoder (pooling, W_h, normalisation): the vectors `SentenceTransformer(folder)` gives, encoded
-    as it does (sorted by length, batches of `batch_size`)."""
+ONNX_GRAPHS = {"onnx": "model.onnx", "onnx-int8": ONNX_INT8_GRAPH}
+"""The encoders an embedder folder may hold under onnx/, by format name."""
 
-    def __init__(self, folder: Path, threads: int | None = None):
+
+class OnnxEmbedder:
+    """An embedder folder's ONNX encoder (`graph` in onnx/) in ONNX Runtime, then the folder's own
+    modules after it (pooling, W_h, normalisation): the vectors `SentenceTransformer(folder)` gives
+    (of the int8 graph: its approximation), encoded as it does (sorted by length, in batches)."""
+
+    def __init__(self, folder: Path, graph: str = ONNX_GRAPHS["onnx"], threads: int | None = None):
         from cache.data.served import ort_session
 
         self.model = load_embedder(folder, folder)
-        self.session = ort_session(folder / "onnx" / "model.onnx", threads)
+        self.session = ort_session(folder / "onnx" / graph, threads)
         self.inputs = {node.name for node in self.session.get_inputs()}
 
     @torch.inference_mode()

@@ -51,4 +51,7 @@ def test_make_embedder_on_a_corpus_slice(tmp_path):
     assert embedder[0].auto_model.config.num_hidden_layers == 2 and (out / "model" / "onnx" / "model.onnx").is_file()
     assert "spearman" in outputs[-2]
     table = outputs[-1][outputs[-1].index("model "):].splitlines()  # after the progress bar
-    assert table[1].startswith("teacher") and table[2].startswith("embedder") and "30 sentences" in table[3]
+    assert [line.split()[:2] for line in table[1:6]] == [["teacher", "pytorch"], ["teacher", "onnx"],
+                                                         ["embedder", "pytorch"], ["embedder", "onnx"],
+                                                         ["embedder", "onnx-int8"]]
+    assert table[6].startswith("agreement with teacher over 30 sentences"), outputs[-1]

@@ -227,27 +227,33 @@ def test_evaluate_embeddings_on_a_corpus_holdout(tmp_path, embedding_student):
 
 
 def test_compare_embeddings_agreement_size_and_speed(tmp_path, embedding_student):
-    """The teacher as it is packaged (no ONNX encoder) against a student exported with one: its
-    ONNX Runtime vectors are sentence-transformers' own, and the sizes are its files'."""
+    """The teacher as it is packaged (PyTorch only) against a student exported with its ONNX
+    encoders: one row per format; the fp32 graph's vectors are sentence-transformers' own, the
+    int8 graph's near them; the sizes are the files'."""
     from sentence_transformers import SentenceTransformer
 
     teacher, student = Path(default_teacher_path()), tmp_path / "embedder"
-    export(embedding_student, student, "sentence-transformers", onnx=True, teacher=str(teacher))
+    export(embedding_student, student, "sentence-transformers", onnx=True, quantize="int8", teacher=str(teacher))
     sentences = dev_sentences(40)
     expected = SentenceTransformer(str(student), device="cpu").encode(sentences)
     assert np.abs(OnnxEmbedder(student).encode(sentences, batch_size=7) - expected).max() < 1e-4
     result = run("compare", "--embeddings", "--model", f"teacher={teacher}", "--model", f"small={student}",
                  "--task", "sst2", "--data", GLUE / "SST-2", "--limit", 40, "--threads", 1, "--json")
     assert result.exit_code == 0, result.output
-    first, second = json.loads(result.output)["models"]
+    rows = json.loads(result.output)["models"]
+    assert [(r["model"], r["format"]) for r in rows] == [("teacher", "pytorch"), ("small", "pytorch"),
+                                                         ("small", "onnx"), ("small", "onnx-int8")]
+    first, pytorch, onnx, int8 = rows
     assert (first["spearman"], first["mean_cosine"], first["speedup"]) == pytest.approx((1, 1, 1), abs=1e-5)
-    assert first["onnx_sentences_per_s"] is None and first["onnx_disk_mb"] is None
     agreement = embedding_agreement(embedding_student, teacher, sentences)
-    assert (second["spearman"], second["mean_cosine"], second["top10_overlap"]) == \
-        pytest.approx((agreement.spearman, agreement.mean_cosine, agreement.top10_overlap), abs=1e-4)
+    for row in (pytorch, onnx):
+        assert (row["spearman"], row["mean_cosine"], row["top10_overlap"]) == \
+            pytest.approx((agreement.spearman, agreement.mean_cosine, agreement.top10_overlap), abs=1e-4)
+    assert int8["mean_cosine"] == pytest.approx(agreement.mean_cosine, abs=0.05)
     dense = (student / "2_Dense" / "model.safetensors").stat().st_size
-    assert second["disk_mb"] * 1e6 == (student / "model.safetensors").stat().st_size + dense
-    assert second["onnx_disk_mb"] * 1e6 == (student / "onnx" / "model.onnx").stat().st_size + dense
+    assert pytorch["disk_mb"] * 1e6 == (student / "model.safetensors").stat().st_size + dense
+    assert onnx["disk_mb"] * 1e6 == (student / "onnx" / "model.onnx").stat().st_size + dense
+    assert int8["disk_mb"] * 1e6 == (student / "onnx" / "model_qint8.onnx").stat().st_size + dense
     encoder = sum(p.numel() for p in AutoModel.from_pretrained(embedding_student).parameters())
-    assert second["parameters"] == encoder + 32 * 384 + 384 and second["dimensions"] == 384
-    assert second["sentences_per_s"] > 0 and second["onnx_sentences_per_s"] > 0 and second["threads"] == 1
+    assert {r["parameters"] for r in rows[1:]} == {encoder + 32 * 384 + 384} and pytorch["dimensions"] == 384
+    assert all(r["sentences_per_s"] > 0 and r["threads"] == 1 for r in rows)
