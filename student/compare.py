@@ -154,6 +154,6 @@ def format_embedder_rows(rows: list[dict]) -> str:
         cell(r["disk_mb"], ".1f", 9, "MB"), cell(r["sentences_per_s"], ".0f", 9), cell(r["speedup"], ".1f", 10, "x")])
         for r in rows]
     threads = rows[0]["threads"]
-    return "\n".join([*lines, f"agreement with {rows[0]['model']} over {rows[0]['sentences']} sentences; sentences/s "
-                                f"at batch {ENCODE_BATCH} (PyTorch, then ONNX Runtime): median of 3 passes after a "
-                                f"warm-up, {threads} thread{'s' if threads > 1 else ''}"])
+    return "\n".join([*lines, f"agreement with {rows[0]['model']} ({rows[0]['format']}) over {rows[0]['sentences']} "
+                                f"sentences; sentences/s at batch {ENCODE_BATCH}: median of 3 passes after a warm-up, "
+                                f"{threads} thread{'s' if threads > 1 else ''}"])

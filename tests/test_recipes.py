@@ -54,4 +54,4 @@ def test_make_embedder_on_a_corpus_slice(tmp_path):
     assert [line.split()[:2] for line in table[1:6]] == [["teacher", "pytorch"], ["teacher", "onnx"],
                                                          ["embedder", "pytorch"], ["embedder", "onnx"],
                                                          ["embedder", "onnx-int8"]]
-    assert table[6].startswith("agreement with teacher over 30 sentences"), outputs[-1]
+    assert table[6].startswith("agreement with teacher (pytorch) over 30 sentences"), outputs[-1]
