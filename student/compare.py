@@ -129,10 +129,9 @@ def compare_embedders(models: dict[str, Path], sentences: list[str], progress: b
         for served, encoder, megabytes in served_embedders(folder, models[first]):
             vectors = encoder.encode(sentences, batch_size=ENCODE_BATCH, normalize_embeddings=True)
             reference = vectors if reference is None else reference
-            if served == "pytorch":
-                parameters = sum(p.numel() for p in encoder.parameters())
             rows.append({"model": name, "path": str(folder), "format": served, "dimensions": vectors.shape[1],
-                         **vars(vectors_agreement(vectors, reference)), "parameters": parameters,
+                         **vars(vectors_agreement(vectors, reference)),
+                         "parameters": sum(p.numel() for p in encoder.parameters()),
                          "disk_mb": megabytes, "threads": torch.get_num_threads(),
                          "sentences_per_s": sentences_per_second(
                              lambda s, e=encoder: e.encode(s, batch_size=ENCODE_BATCH), sentences)})

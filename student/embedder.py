@@ -184,6 +184,10 @@ class OnnxEmbedder:
         self.session = ort_session(folder / "onnx" / graph, threads)
         self.inputs = {node.name for node in self.session.get_inputs()}
 
+    def parameters(self):
+        """The parameters of the model the graph was exported from (the graph's own are folded and quantised)."""
+        return self.model.parameters()
+
     @torch.inference_mode()
     def encode(self, sentences: list[str], batch_size: int = 32, normalize_embeddings: bool = False) -> np.ndarray:
         order = np.argsort([-len(s) for s in sentences], kind="stable")
